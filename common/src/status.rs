@@ -1,0 +1,496 @@
+//! Lifecycle states of services, tasks, invoices, agents and servers, with their legal
+//! transitions written as functions, plus the closed vocabularies around provisioning
+//! (steps, task kinds, billing cycles).
+//!
+//! Only the rules live here; storing a state and deciding what a repeated request means
+//! (moving to the state already held is illegal, so callers choose their own idempotency) is
+//! the caller's job.
+
+use crate::string_enum::string_enum;
+
+pub use crate::string_enum::ParseEnumError;
+
+/// A state change the lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{entity} cannot go from {from} to {to}")]
+pub struct TransitionError {
+    pub entity: &'static str,
+    pub from: String,
+    pub to: String,
+}
+
+fn checked<T: Copy + std::fmt::Display>(
+    entity: &'static str,
+    from: T,
+    to: T,
+    legal: bool,
+) -> Result<T, TransitionError> {
+    if legal {
+        Ok(to)
+    } else {
+        Err(TransitionError {
+            entity,
+            from: from.to_string(),
+            to: to.to_string(),
+        })
+    }
+}
+
+string_enum! {
+    /// A customer's hosting service.
+    pub enum ServiceStatus: "service status" {
+        /// Ordered, not yet provisioned.
+        Pending => "pending",
+        Active => "active",
+        Suspended => "suspended",
+        /// Removed from the server by us (non-payment, abuse, end of term).
+        Terminated => "terminated",
+        /// Ended at the customer's request.
+        Cancelled => "cancelled",
+    }
+}
+
+impl ServiceStatus {
+    pub fn can_transition_to(self, next: Self) -> bool {
+        use ServiceStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Active | Cancelled | Terminated)
+                | (Active, Suspended | Terminated | Cancelled)
+                | (Suspended, Active | Terminated | Cancelled)
+        )
+    }
+
+    pub fn transition(self, next: Self) -> Result<Self, TransitionError> {
+        checked("service", self, next, self.can_transition_to(next))
+    }
+
+    /// Terminated and cancelled services never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, ServiceStatus::Terminated | ServiceStatus::Cancelled)
+    }
+}
+
+string_enum! {
+    /// A task in the durable provisioning queue.
+    pub enum TaskStatus: "task status" {
+        Pending => "pending",
+        /// Claimed by a worker under a lease.
+        Processing => "processing",
+        Completed => "completed",
+        /// Out of automatic retries; waits for an operator.
+        Failed => "failed",
+    }
+}
+
+impl TaskStatus {
+    pub fn can_transition_to(self, next: Self) -> bool {
+        use TaskStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Processing)
+                // Back to pending: a retry was scheduled or the lease was released on shutdown.
+                | (Processing, Completed | Failed | Pending)
+                // Manual retry by an operator.
+                | (Failed, Pending)
+        )
+    }
+
+    pub fn transition(self, next: Self) -> Result<Self, TransitionError> {
+        checked("task", self, next, self.can_transition_to(next))
+    }
+
+    /// Still owed work: a worker will (or does) hold it.
+    pub fn is_open(self) -> bool {
+        matches!(self, TaskStatus::Pending | TaskStatus::Processing)
+    }
+}
+
+string_enum! {
+    pub enum InvoiceStatus: "invoice status" {
+        /// Being assembled; not yet sent to the customer.
+        Draft => "draft",
+        Unpaid => "unpaid",
+        Paid => "paid",
+        /// Unpaid past its due date.
+        Overdue => "overdue",
+        Void => "void",
+        Refunded => "refunded",
+    }
+}
+
+impl InvoiceStatus {
+    pub fn can_transition_to(self, next: Self) -> bool {
+        use InvoiceStatus::*;
+        matches!(
+            (self, next),
+            (Draft, Unpaid | Void)
+                | (Unpaid, Paid | Overdue | Void)
+                | (Overdue, Paid | Void)
+                | (Paid, Refunded)
+        )
+    }
+
+    pub fn transition(self, next: Self) -> Result<Self, TransitionError> {
+        checked("invoice", self, next, self.can_transition_to(next))
+    }
+}
+
+string_enum! {
+    /// The controller's view of a server's agent connection.
+    pub enum AgentStatus: "agent status" {
+        /// Enrolled, never connected.
+        Pending => "pending",
+        Online => "online",
+        /// Missed heartbeats; not yet declared offline.
+        Suspect => "suspect",
+        Offline => "offline",
+        /// Certificate revoked; only re-enrolment brings it back.
+        Revoked => "revoked",
+    }
+}
+
+impl AgentStatus {
+    pub fn can_transition_to(self, next: Self) -> bool {
+        use AgentStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Online)
+                | (Online, Suspect | Offline)
+                | (Suspect, Online | Offline)
+                | (Offline, Online)
+                | (Pending | Online | Suspect | Offline, Revoked)
+                | (Revoked, Pending)
+        )
+    }
+
+    pub fn transition(self, next: Self) -> Result<Self, TransitionError> {
+        checked("agent", self, next, self.can_transition_to(next))
+    }
+}
+
+string_enum! {
+    /// Whether a server takes new services.
+    pub enum ServerStatus: "server status" {
+        Active => "active",
+        /// Keeps its services, receives no new ones.
+        Draining => "draining",
+        Disabled => "disabled",
+    }
+}
+
+impl ServerStatus {
+    /// Operators may move a server between any two states.
+    pub fn can_transition_to(self, next: Self) -> bool {
+        self != next
+    }
+
+    pub fn transition(self, next: Self) -> Result<Self, TransitionError> {
+        checked("server", self, next, self.can_transition_to(next))
+    }
+}
+
+string_enum! {
+    /// The steps of provisioning a service, in the order they run.
+    pub enum ProvisioningStep: "provisioning step" {
+        Account => "account",
+        Dns => "dns",
+        Ssl => "ssl",
+        Email => "email",
+        Database => "database",
+        WelcomeEmail => "welcome_email",
+    }
+}
+
+impl ProvisioningStep {
+    /// The step after this one, or `None` after the last.
+    pub fn next(self) -> Option<Self> {
+        let at = Self::ALL.iter().position(|s| *s == self)?;
+        Self::ALL.get(at + 1).copied()
+    }
+}
+
+string_enum! {
+    pub enum BillingCycle: "billing cycle" {
+        Monthly => "monthly",
+        Quarterly => "quarterly",
+        Annually => "annually",
+    }
+}
+
+impl BillingCycle {
+    pub const fn months(self) -> u32 {
+        match self {
+            BillingCycle::Monthly => 1,
+            BillingCycle::Quarterly => 3,
+            BillingCycle::Annually => 12,
+        }
+    }
+}
+
+string_enum! {
+    /// What a queued task does to a service.
+    pub enum TaskKind: "task kind" {
+        /// Runs the [`ProvisioningStep`]s in order.
+        Provision => "provision",
+        Suspend => "suspend",
+        Unsuspend => "unsuspend",
+        Terminate => "terminate",
+        ChangePackage => "change_package",
+        ChangePassword => "change_password",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Debug;
+    use std::str::FromStr;
+
+    /// Checks `can_transition_to` and `transition` against `legal` for every ordered pair,
+    /// so an edge added to or missing from the code shows up as a named pair.
+    fn assert_exact_edges<T>(
+        all: &[T],
+        legal: &[(T, T)],
+        can: fn(T, T) -> bool,
+        transition: fn(T, T) -> Result<T, TransitionError>,
+    ) where
+        T: Copy + PartialEq + Debug,
+    {
+        for &from in all {
+            for &to in all {
+                let want = legal.contains(&(from, to));
+                assert_eq!(can(from, to), want, "{from:?} -> {to:?}");
+                assert_eq!(transition(from, to).is_ok(), want, "{from:?} -> {to:?}");
+            }
+        }
+    }
+
+    /// Every wire name round-trips through `FromStr`, `Display` and serde, and a wrong one is
+    /// refused with the list of accepted names.
+    fn assert_wire_names<T>(all: &[T], names: &[&str])
+    where
+        T: Copy + PartialEq + Debug + std::fmt::Display + FromStr<Err = ParseEnumError>,
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        assert_eq!(all.len(), names.len());
+        for (&v, &name) in all.iter().zip(names) {
+            assert_eq!(v.to_string(), name);
+            assert_eq!(T::from_str(name), Ok(v));
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<T>(&format!("\"{name}\"")).unwrap(),
+                v
+            );
+        }
+        let err = T::from_str("Nope").unwrap_err();
+        assert!(err.to_string().ends_with(&names.join(", ")), "{err}");
+        assert!(serde_json::from_str::<T>("\"Nope\"").is_err());
+    }
+
+    #[test]
+    fn service_transitions_match_the_lifecycle() {
+        use ServiceStatus::*;
+        let legal = [
+            (Pending, Active),
+            (Pending, Cancelled),
+            (Pending, Terminated),
+            (Active, Suspended),
+            (Active, Terminated),
+            (Active, Cancelled),
+            (Suspended, Active),
+            (Suspended, Terminated),
+            (Suspended, Cancelled),
+        ];
+        assert_exact_edges(
+            &ServiceStatus::ALL,
+            &legal,
+            ServiceStatus::can_transition_to,
+            ServiceStatus::transition,
+        );
+        assert!(Terminated.is_final() && Cancelled.is_final() && !Suspended.is_final());
+    }
+
+    #[test]
+    fn task_transitions_match_the_lifecycle() {
+        use TaskStatus::*;
+        let legal = [
+            (Pending, Processing),
+            (Processing, Completed),
+            (Processing, Failed),
+            (Processing, Pending),
+            (Failed, Pending),
+        ];
+        assert_exact_edges(
+            &TaskStatus::ALL,
+            &legal,
+            TaskStatus::can_transition_to,
+            TaskStatus::transition,
+        );
+        let open: Vec<_> = TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_open())
+            .collect();
+        assert_eq!(open, [Pending, Processing]);
+    }
+
+    #[test]
+    fn invoice_transitions_match_the_lifecycle() {
+        use InvoiceStatus::*;
+        let legal = [
+            (Draft, Unpaid),
+            (Draft, Void),
+            (Unpaid, Paid),
+            (Unpaid, Overdue),
+            (Unpaid, Void),
+            (Overdue, Paid),
+            (Overdue, Void),
+            (Paid, Refunded),
+        ];
+        assert_exact_edges(
+            &InvoiceStatus::ALL,
+            &legal,
+            InvoiceStatus::can_transition_to,
+            InvoiceStatus::transition,
+        );
+    }
+
+    #[test]
+    fn agent_transitions_match_the_lifecycle() {
+        use AgentStatus::*;
+        let legal = [
+            (Pending, Online),
+            (Online, Suspect),
+            (Online, Offline),
+            (Suspect, Online),
+            (Suspect, Offline),
+            (Offline, Online),
+            (Pending, Revoked),
+            (Online, Revoked),
+            (Suspect, Revoked),
+            (Offline, Revoked),
+            (Revoked, Pending),
+        ];
+        assert_exact_edges(
+            &AgentStatus::ALL,
+            &legal,
+            AgentStatus::can_transition_to,
+            AgentStatus::transition,
+        );
+    }
+
+    #[test]
+    fn server_may_move_between_any_two_different_states() {
+        use ServerStatus::*;
+        let legal = [
+            (Active, Draining),
+            (Active, Disabled),
+            (Draining, Active),
+            (Draining, Disabled),
+            (Disabled, Active),
+            (Disabled, Draining),
+        ];
+        assert_exact_edges(
+            &ServerStatus::ALL,
+            &legal,
+            ServerStatus::can_transition_to,
+            ServerStatus::transition,
+        );
+    }
+
+    #[test]
+    fn transition_error_names_entity_and_states() {
+        let err = ServiceStatus::Terminated
+            .transition(ServiceStatus::Active)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "service cannot go from terminated to active"
+        );
+        assert_eq!(err.entity, "service");
+        let err = TaskStatus::Completed
+            .transition(TaskStatus::Completed)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "task cannot go from completed to completed"
+        );
+    }
+
+    #[test]
+    fn legal_transition_returns_the_new_state() {
+        assert_eq!(
+            InvoiceStatus::Unpaid.transition(InvoiceStatus::Paid),
+            Ok(InvoiceStatus::Paid)
+        );
+    }
+
+    #[test]
+    fn every_enum_has_matching_wire_names() {
+        assert_wire_names(
+            &ServiceStatus::ALL,
+            &["pending", "active", "suspended", "terminated", "cancelled"],
+        );
+        assert_wire_names(
+            &TaskStatus::ALL,
+            &["pending", "processing", "completed", "failed"],
+        );
+        assert_wire_names(
+            &InvoiceStatus::ALL,
+            &["draft", "unpaid", "paid", "overdue", "void", "refunded"],
+        );
+        assert_wire_names(
+            &AgentStatus::ALL,
+            &["pending", "online", "suspect", "offline", "revoked"],
+        );
+        assert_wire_names(&ServerStatus::ALL, &["active", "draining", "disabled"]);
+        assert_wire_names(
+            &ProvisioningStep::ALL,
+            &[
+                "account",
+                "dns",
+                "ssl",
+                "email",
+                "database",
+                "welcome_email",
+            ],
+        );
+        assert_wire_names(&BillingCycle::ALL, &["monthly", "quarterly", "annually"]);
+        assert_wire_names(
+            &TaskKind::ALL,
+            &[
+                "provision",
+                "suspend",
+                "unsuspend",
+                "terminate",
+                "change_package",
+                "change_password",
+            ],
+        );
+    }
+
+    #[test]
+    fn parse_error_names_what_and_accepted_values() {
+        let err = "Active".parse::<ServiceStatus>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown service status 'Active'; expected one of: pending, active, suspended, terminated, cancelled"
+        );
+    }
+
+    #[test]
+    fn provisioning_steps_run_in_order_and_end() {
+        use ProvisioningStep::*;
+        let mut walked = vec![Account];
+        while let Some(next) = walked.last().and_then(|s| s.next()) {
+            walked.push(next);
+        }
+        assert_eq!(walked, [Account, Dns, Ssl, Email, Database, WelcomeEmail]);
+        assert_eq!(WelcomeEmail.next(), None);
+    }
+
+    #[test]
+    fn billing_cycle_months() {
+        assert_eq!(BillingCycle::ALL.map(BillingCycle::months), [1, 3, 12]);
+    }
+}

@@ -1,0 +1,89 @@
+//! Assembles the controller from its configuration and runs it until shutdown.
+//! `run` is the testable entry point: tests call it with their own listener (port 0) and their
+//! own shutdown future, exactly as `main` does with the configured address and signals.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::crypto::Cipher;
+use crate::store::{self, DynStore};
+
+/// What every handler and worker shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub config: Arc<Config>,
+    pub cipher: Arc<Cipher>,
+    pub shutdown: CancellationToken,
+}
+
+/// Opens the store named by `DATABASE_URL` and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    let store = store::connect(config.database_url.expose())
+        .await
+        .context("DATABASE_URL: cannot open the database")?;
+    store.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
+    Ok(store)
+}
+
+/// Serves the HTTP API on `http` until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    config: Config,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let keys = config.require_encryption_keys()?.clone();
+    let store = open_store(&config).await?;
+    let token = CancellationToken::new();
+    let state = AppState {
+        store: store.clone(),
+        config: Arc::new(config),
+        cipher: Arc::new(Cipher::new(&keys)),
+        shutdown: token.clone(),
+    };
+
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        cancel.cancel();
+    });
+
+    let addr = http.local_addr()?;
+    tracing::info!(%addr, database = store.backend().as_str(), "controller listening");
+    let drained = token.clone();
+    axum::serve(http, crate::api::router(state))
+        .with_graceful_shutdown(async move { drained.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
+    store.close().await;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: the one shutdown path of the binaries.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}

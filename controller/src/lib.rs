@@ -1,0 +1,11 @@
+//! The mpanel controller: billing, the durable provisioning queue, cron, the admin API and the
+//! agents' certificate authority. The binary in `main.rs` only parses the command line and calls
+//! into `commands`.
+
+pub mod api;
+pub mod app;
+pub mod commands;
+pub mod config;
+pub mod crypto;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,79 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mpanel_controller::{commands, telemetry};
+
+/// The mpanel controller: billing, provisioning queue, cron, admin API and the agents' CA.
+///
+/// Configuration comes from the environment, a .env file in the working directory, and an
+/// optional TOML file (--config); see the README for every variable.
+#[derive(Debug, Parser)]
+#[command(name = "mpanel-controller", version, about, long_about)]
+struct Cli {
+    /// TOML file with configuration keys in lower case (environment variables win).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API, the agents' gRPC endpoint, workers and cron until SIGTERM/SIGINT.
+    Serve,
+    /// Apply database migrations for the configured backend and exit.
+    Migrate,
+    /// Run a self-contained demonstration on the embedded default (SQLite, no other server).
+    Demo,
+    /// Manage admin API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it once on stdout.
+    Create {
+        /// Create an admin token (the only kind so far).
+        #[arg(long, required = true)]
+        admin: bool,
+        /// A label for the token, shown in the activity log.
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mpanel-controller: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mpanel-controller: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let config = commands::load_config(cli.config.as_deref())?;
+    telemetry::init(&config.log_filter, config.log_format);
+    match cli.command {
+        Command::Serve => commands::serve(config).await,
+        Command::Migrate => commands::migrate(&config).await,
+        Command::Demo => commands::demo(config).await,
+        Command::Token { command: TokenCommand::Create { admin: _, name } } => {
+            commands::create_admin_token(&config, &name).await
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Persistence. One trait per aggregate group, implemented for PostgreSQL and for SQLite side by
+//! side; `DATABASE_URL` picks the backend at start-up. The SQL both backends share is written once
+//! (`shared.rs`) and instantiated for each pool type; what differs (connecting, opening a write
+//! transaction) lives in `postgres.rs` and `sqlite.rs`.
+//!
+//! This module owns rows and transactions. It does not validate requests (the API does) and it
+//! does not decide what a state change means (the services do); it refuses what the schema makes
+//! impossible (duplicates, dangling references) with `StoreError::Conflict`.
+
+mod models;
+mod postgres;
+mod shared;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
+
+pub use models::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        StoreError::NotFound { entity, id: id.to_string() }
+    }
+
+    /// Turns a unique or foreign-key violation into a `Conflict` with the given wording, so the
+    /// API can answer 409 instead of 500.
+    pub(crate) fn on_constraint(e: sqlx::Error, what: &str) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && (db.is_unique_violation() || db.is_foreign_key_violation())
+        {
+            return StoreError::Conflict(what.to_owned());
+        }
+        StoreError::Database(e)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+#[async_trait]
+pub trait ServerStore: Send + Sync {
+    async fn create_server(&self, new: &NewServer, actor: &str) -> StoreResult<Server>;
+    async fn get_server(&self, id: ServerId) -> StoreResult<Server>;
+    async fn list_servers(&self) -> StoreResult<Vec<Server>>;
+    async fn update_server(&self, id: ServerId, patch: &ServerPatch, actor: &str)
+    -> StoreResult<Server>;
+    /// Refused with `Conflict` while any service (live or past) references the server.
+    async fn delete_server(&self, id: ServerId, actor: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait CustomerStore: Send + Sync {
+    async fn create_customer(&self, new: &NewCustomer, actor: &str) -> StoreResult<Customer>;
+    async fn get_customer(&self, id: CustomerId) -> StoreResult<Customer>;
+    async fn list_customers(&self, page: Page) -> StoreResult<Vec<Customer>>;
+}
+
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Creates the product and its prices in one transaction.
+    async fn create_product(&self, new: &NewProduct, actor: &str) -> StoreResult<Product>;
+    async fn get_product(&self, id: ProductId) -> StoreResult<Product>;
+    async fn list_products(&self) -> StoreResult<Vec<Product>>;
+}
+
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// Creates a `pending` service and its provisioning task in one transaction (the
+    /// transactional outbox: the task row is the record that work is owed).
+    async fn create_service_with_task(
+        &self,
+        new: &NewService,
+        actor: &str,
+    ) -> StoreResult<(Service, Task)>;
+    async fn get_service(&self, id: ServiceId) -> StoreResult<Service>;
+    /// Places a service on a server, holding the server's row while it counts, so concurrent
+    /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
+    async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
+    async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>>;
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
+    /// The service's open (pending or processing) task, if any.
+    async fn open_task_for_service(&self, service_id: ServiceId) -> StoreResult<Option<Task>>;
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
+}
+
+#[async_trait]
+pub trait AdminTokenStore: Send + Sync {
+    async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken>;
+    /// Finds a live (not revoked) token by hash and records its use.
+    async fn authenticate_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>>;
+    async fn revoke_admin_token(&self, id: i64) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    async fn list_activity(&self, entity_type: &str, entity_id: i64)
+    -> StoreResult<Vec<ActivityEntry>>;
+}
+
+/// Everything the controller persists, behind one object-safe handle.
+#[async_trait]
+pub trait Store:
+    ServerStore + CustomerStore + ProductStore + ServiceStore + AdminTokenStore + ActivityStore
+{
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations for this backend.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// A cheap round trip, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+    async fn close(&self);
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the backend named by the URL's scheme. Migrations are not applied here: `migrate` and
+/// `serve` decide that.
+pub async fn connect(database_url: &str) -> StoreResult<DynStore> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(database_url).await?))
+    } else {
+        Ok(Arc::new(PostgresStore::connect(database_url).await?))
+    }
+}
+
+/// Milliseconds since the Unix epoch: how every time is stored.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

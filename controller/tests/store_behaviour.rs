@@ -1,0 +1,381 @@
+//! One behaviour suite for the storage layer, run against PostgreSQL and against SQLite.
+//! Each test gets its own database (a fresh PostgreSQL database or a fresh SQLite file).
+
+use std::future::Future;
+
+use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId};
+use mpanel_common::status::{BillingCycle, ServerStatus, ServiceStatus, TaskKind, TaskStatus};
+use mpanel_common::username::PanelKind;
+use mpanel_controller::store::{
+    self, DynStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price, ServerPatch,
+    ServiceFilter, StoreError, TaskFilter,
+};
+use mpanel_e2e::databases::{TestDatabase, TestSqlite};
+
+async fn with_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(DynStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let db = TestDatabase::create().await;
+    let store = store::connect(&db.url).await.expect("connect to the test database");
+    store.migrate().await.expect("migrations apply");
+    test(store.clone()).await;
+    store.close().await;
+    db.drop_database().await;
+}
+
+async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(DynStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let db = TestSqlite::create();
+    let store = store::connect(&db.url).await.expect("open the test database");
+    store.migrate().await.expect("migrations apply");
+    test(store.clone()).await;
+    store.close().await;
+    db.remove();
+}
+
+/// Declares each behaviour once and runs it on both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_postgres(super::$name).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::with_sqlite(super::$name).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_can_run_again_without_changes,
+    servers_round_trip_with_every_column,
+    duplicate_server_hostname_is_a_conflict,
+    server_patch_changes_only_the_given_fields,
+    deleting_a_server_removes_it_and_unknown_ids_are_not_found,
+    deleting_a_server_with_services_is_refused,
+    customer_email_is_unique,
+    products_keep_their_prices_per_cycle,
+    a_product_priced_twice_for_one_cycle_writes_nothing,
+    a_service_and_its_task_are_created_together,
+    a_second_live_service_for_a_domain_writes_nothing,
+    a_service_for_an_unknown_customer_writes_nothing,
+    concurrent_orders_for_one_domain_create_exactly_one_service,
+    tasks_list_newest_first_with_filters_and_cursor,
+    admin_tokens_authenticate_until_revoked,
+    changes_and_their_activity_rows_are_written_together,
+);
+
+fn new_server(hostname: &str) -> NewServer {
+    NewServer {
+        hostname: hostname.to_owned(),
+        ip_address: "192.0.2.10".to_owned(),
+        control_panel: PanelKind::Cpanel,
+        control_panel_url: format!("https://{hostname}:2087"),
+        max_accounts: 500,
+        location: "fra1".to_owned(),
+        server_group: "shared".to_owned(),
+        nameserver1: "ns1.example.net".to_owned(),
+        nameserver2: "ns2.example.net".to_owned(),
+        dns_provider: "panel".to_owned(),
+        ssl_provider: "acme".to_owned(),
+    }
+}
+
+async fn customer(store: &DynStore, email: &str) -> CustomerId {
+    store
+        .create_customer(&NewCustomer { email: email.to_owned(), name: "Ada".to_owned() }, "test")
+        .await
+        .expect("customer")
+        .id
+}
+
+async fn product(store: &DynStore, name: &str) -> ProductId {
+    store
+        .create_product(
+            &NewProduct {
+                name: name.to_owned(),
+                server_group: "shared".to_owned(),
+                package_cpanel: "default".to_owned(),
+                package_plesk: "Unlimited".to_owned(),
+                package_directadmin: "default".to_owned(),
+                disk_mb: 10_240,
+                email_quota_mb: 1024,
+                databases: 2,
+                prices: vec![Price {
+                    billing_cycle: BillingCycle::Monthly,
+                    amount_minor: 999,
+                    currency: "USD".to_owned(),
+                }],
+            },
+            "test",
+        )
+        .await
+        .expect("product")
+        .id
+}
+
+fn order(customer_id: CustomerId, product_id: ProductId, domain: &str) -> NewService {
+    NewService {
+        customer_id,
+        product_id,
+        domain: domain.to_owned(),
+        billing_cycle: BillingCycle::Monthly,
+        max_retries: 3,
+    }
+}
+
+async fn count(store: &DynStore, status: Option<TaskStatus>) -> usize {
+    store
+        .list_tasks(&TaskFilter { status, ..TaskFilter::default() })
+        .await
+        .expect("list tasks")
+        .len()
+}
+
+async fn migrations_can_run_again_without_changes(store: DynStore) {
+    store.migrate().await.expect("second migrate is a no-op");
+    store.ping().await.expect("ping");
+    assert!(store.list_servers().await.unwrap().is_empty());
+}
+
+async fn servers_round_trip_with_every_column(store: DynStore) {
+    let created = store.create_server(&new_server("web1.example.net"), "test").await.unwrap();
+    let fetched = store.get_server(created.id).await.unwrap();
+    assert_eq!(fetched.hostname, "web1.example.net");
+    assert_eq!(fetched.ip_address, "192.0.2.10");
+    assert_eq!(fetched.control_panel, PanelKind::Cpanel);
+    assert_eq!(fetched.control_panel_url, "https://web1.example.net:2087");
+    assert_eq!(fetched.max_accounts, 500);
+    assert_eq!(fetched.status, ServerStatus::Active);
+    assert_eq!(fetched.location, "fra1");
+    assert_eq!(fetched.server_group, "shared");
+    assert_eq!((fetched.nameserver1.as_str(), fetched.nameserver2.as_str()), ("ns1.example.net", "ns2.example.net"));
+    assert!(fetched.created_at > 1_600_000_000_000);
+    store.create_server(&new_server("web2.example.net"), "test").await.unwrap();
+    let all = store.list_servers().await.unwrap();
+    assert_eq!(all.iter().map(|s| s.hostname.as_str()).collect::<Vec<_>>(), ["web1.example.net", "web2.example.net"]);
+}
+
+async fn duplicate_server_hostname_is_a_conflict(store: DynStore) {
+    store.create_server(&new_server("dup.example.net"), "test").await.unwrap();
+    let err = store.create_server(&new_server("dup.example.net"), "test").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.list_servers().await.unwrap().len(), 1);
+}
+
+async fn server_patch_changes_only_the_given_fields(store: DynStore) {
+    let s = store.create_server(&new_server("patch.example.net"), "test").await.unwrap();
+    let patch = ServerPatch { status: Some(ServerStatus::Draining), max_accounts: Some(42), ..ServerPatch::default() };
+    let updated = store.update_server(s.id, &patch, "test").await.unwrap();
+    assert_eq!(updated.status, ServerStatus::Draining);
+    assert_eq!(updated.max_accounts, 42);
+    assert_eq!(updated.hostname, s.hostname);
+    assert_eq!(updated.location, s.location);
+    assert!(updated.updated_at >= s.updated_at);
+    let missing = store.update_server(ServerId::from(9_999), &patch, "test").await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound { .. }));
+}
+
+async fn deleting_a_server_removes_it_and_unknown_ids_are_not_found(store: DynStore) {
+    let s = store.create_server(&new_server("gone.example.net"), "test").await.unwrap();
+    store.delete_server(s.id, "test").await.unwrap();
+    assert!(matches!(store.get_server(s.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.delete_server(s.id, "test").await, Err(StoreError::NotFound { .. })));
+}
+
+async fn deleting_a_server_with_services_is_refused(store: DynStore) {
+    let s = store.create_server(&new_server("busy.example.net"), "test").await.unwrap();
+    let c = customer(&store, "busy@example.com").await;
+    let p = product(&store, "Busy").await;
+    let (service, _) = store.create_service_with_task(&order(c, p, "busy.example.com"), "test").await.unwrap();
+    store.assign_server(service.id, s.id).await.unwrap();
+    let err = store.delete_server(s.id, "test").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(store.get_server(s.id).await.is_ok());
+}
+
+async fn customer_email_is_unique(store: DynStore) {
+    customer(&store, "ada@example.com").await;
+    let err = store
+        .create_customer(&NewCustomer { email: "ada@example.com".into(), name: "Other".into() }, "test")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)));
+    assert_eq!(store.list_customers(Page::default()).await.unwrap().len(), 1);
+}
+
+async fn products_keep_their_prices_per_cycle(store: DynStore) {
+    let new = NewProduct {
+        name: "Pro".into(),
+        server_group: "shared".into(),
+        package_cpanel: "pro".into(),
+        package_plesk: "Pro Plan".into(),
+        package_directadmin: "pro".into(),
+        disk_mb: 20_000,
+        email_quota_mb: 2048,
+        databases: 5,
+        prices: vec![
+            Price { billing_cycle: BillingCycle::Monthly, amount_minor: 1999, currency: "USD".into() },
+            Price { billing_cycle: BillingCycle::Annually, amount_minor: 19_999, currency: "USD".into() },
+        ],
+    };
+    let p = store.create_product(&new, "test").await.unwrap();
+    let fetched = store.get_product(p.id).await.unwrap();
+    assert_eq!(fetched.package_for(PanelKind::Plesk), "Pro Plan");
+    assert_eq!(fetched.prices.len(), 2);
+    assert!(fetched.prices.contains(&new.prices[1]));
+    assert_eq!(store.list_products().await.unwrap()[0].prices.len(), 2);
+}
+
+async fn a_product_priced_twice_for_one_cycle_writes_nothing(store: DynStore) {
+    let price = Price { billing_cycle: BillingCycle::Monthly, amount_minor: 100, currency: "EUR".into() };
+    let new = NewProduct {
+        name: "Twice".into(),
+        server_group: "shared".into(),
+        package_cpanel: "a".into(),
+        package_plesk: "b".into(),
+        package_directadmin: "c".into(),
+        disk_mb: 1,
+        email_quota_mb: 1,
+        databases: 1,
+        prices: vec![price.clone(), price],
+    };
+    assert!(matches!(store.create_product(&new, "test").await, Err(StoreError::Conflict(_))));
+    assert!(store.list_products().await.unwrap().is_empty(), "the product row must roll back too");
+}
+
+async fn a_service_and_its_task_are_created_together(store: DynStore) {
+    let c = customer(&store, "svc@example.com").await;
+    let p = product(&store, "Basic").await;
+    let (service, task) = store.create_service_with_task(&order(c, p, "example.com"), "test").await.unwrap();
+    assert_eq!(service.status, ServiceStatus::Pending);
+    assert_eq!(service.server_id, None);
+    assert_eq!(task.service_id, service.id);
+    assert_eq!(task.task_type, TaskKind::Provision);
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert_eq!((task.attempts, task.max_retries), (0, 3));
+    assert!(task.result.0.steps.is_empty());
+    assert_eq!(task.idempotency_key, format!("provision:service:{}", service.id));
+    let open = store.open_task_for_service(service.id).await.unwrap().expect("open task");
+    assert_eq!(open.id, task.id);
+    assert_eq!(store.get_task(task.id).await.unwrap().service_id, service.id);
+    assert!(store.open_task_for_service(ServiceId::from(9_999)).await.unwrap().is_none());
+}
+
+async fn a_second_live_service_for_a_domain_writes_nothing(store: DynStore) {
+    let c = customer(&store, "twice@example.com").await;
+    let p = product(&store, "Basic").await;
+    store.create_service_with_task(&order(c, p, "twice.example"), "test").await.unwrap();
+    let err = store.create_service_with_task(&order(c, p, "twice.example"), "test").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.list_services(&ServiceFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(count(&store, None).await, 1);
+}
+
+async fn a_service_for_an_unknown_customer_writes_nothing(store: DynStore) {
+    let p = product(&store, "Basic").await;
+    let err = store
+        .create_service_with_task(&order(CustomerId::from(4242), p, "orphan.example"), "test")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(store.list_services(&ServiceFilter::default()).await.unwrap().is_empty());
+    assert_eq!(count(&store, None).await, 0);
+}
+
+async fn concurrent_orders_for_one_domain_create_exactly_one_service(store: DynStore) {
+    let c = customer(&store, "race@example.com").await;
+    let p = product(&store, "Basic").await;
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_service_with_task(&order(c, p, "race.example"), "test").await })
+    });
+    let mut won = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.list_services(&ServiceFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(count(&store, Some(TaskStatus::Pending)).await, 1);
+}
+
+async fn tasks_list_newest_first_with_filters_and_cursor(store: DynStore) {
+    let c = customer(&store, "list@example.com").await;
+    let p = product(&store, "Basic").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (service, task) = store.create_service_with_task(&order(c, p, &format!("site{i}.example")), "test").await.unwrap();
+        ids.push((service.id, task.id));
+    }
+    let all = store.list_tasks(&TaskFilter::default()).await.unwrap();
+    let listed: Vec<_> = all.iter().map(|t| t.id).collect();
+    let mut expected: Vec<_> = ids.iter().map(|(_, t)| *t).collect();
+    expected.reverse();
+    assert_eq!(listed, expected);
+
+    let first_page = store
+        .list_tasks(&TaskFilter { page: Page { limit: 2, after_id: None }, ..TaskFilter::default() })
+        .await
+        .unwrap();
+    let next_page = store
+        .list_tasks(&TaskFilter {
+            page: Page { limit: 2, after_id: Some(first_page[1].id.get()) },
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next_page.iter().map(|t| t.id).collect::<Vec<_>>(), expected[2..4]);
+
+    let for_service = store
+        .list_tasks(&TaskFilter { service_id: Some(ids[1].0), ..TaskFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(for_service.len(), 1);
+    assert_eq!(for_service[0].id, ids[1].1);
+    assert!(store
+        .list_tasks(&TaskFilter { status: Some(TaskStatus::Failed), ..TaskFilter::default() })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn admin_tokens_authenticate_until_revoked(store: DynStore) {
+    let token = store.create_admin_token("ops", "hash-1").await.unwrap();
+    let found = store.authenticate_admin_token("hash-1").await.unwrap().expect("live token");
+    assert_eq!(found.id, token.id);
+    assert!(store.authenticate_admin_token("hash-2").await.unwrap().is_none());
+    store.revoke_admin_token(token.id).await.unwrap();
+    assert!(store.authenticate_admin_token("hash-1").await.unwrap().is_none());
+    assert!(matches!(store.revoke_admin_token(token.id).await, Err(StoreError::NotFound { .. })));
+}
+
+async fn changes_and_their_activity_rows_are_written_together(store: DynStore) {
+    let s = store.create_server(&new_server("audit.example.net"), "admin:1").await.unwrap();
+    let patch = ServerPatch { status: Some(ServerStatus::Disabled), ..ServerPatch::default() };
+    store.update_server(s.id, &patch, "admin:2").await.unwrap();
+    let log = store.list_activity("server", s.id.get()).await.unwrap();
+    let actions: Vec<_> = log.iter().map(|e| (e.actor.as_str(), e.action.as_str())).collect();
+    assert_eq!(actions, [("admin:1", "server.created"), ("admin:2", "server.updated")]);
+    assert_eq!(log[1].details.0["status"], "disabled");
+    // A refused change leaves no activity row behind.
+    let _ = store.create_server(&new_server("audit.example.net"), "admin:3").await.unwrap_err();
+    assert_eq!(store.list_activity("server", s.id.get()).await.unwrap().len(), 2);
+}

@@ -1,0 +1,6 @@
+//! The shared test harness: fresh databases on the machine's real PostgreSQL, and helpers for
+//! end-to-end tests that start real mpanel processes. A test that needs a service and cannot
+//! reach it fails with a message saying which service and how to start it; nothing is skipped.
+
+pub mod databases;
+pub mod process;
