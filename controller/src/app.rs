@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::crypto::Cipher;
+use crate::fleet::Fleet;
 use crate::store::{self, DynStore};
 
 /// What every handler and worker shares.
@@ -20,6 +21,28 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub cipher: Arc<Cipher>,
     pub shutdown: CancellationToken,
+    /// The agent fleet: enrollment, sessions, heartbeats, commands.
+    pub fleet: Fleet,
+}
+
+/// The sockets the controller serves: the HTTP API and the agents' mTLS gRPC endpoint.
+#[derive(Debug)]
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    /// Binds `HTTP_LISTEN` and `GRPC_LISTEN`, naming the variable on failure.
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("HTTP_LISTEN: cannot listen on {}", config.http_listen))?;
+        let grpc = TcpListener::bind(config.grpc_listen)
+            .await
+            .with_context(|| format!("GRPC_LISTEN: cannot listen on {}", config.grpc_listen))?;
+        Ok(Listeners { http, grpc })
+    }
 }
 
 /// Opens the store named by `DATABASE_URL` and brings its schema up to date.
@@ -27,25 +50,44 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     let store = store::connect(config.database_url.expose())
         .await
         .context("DATABASE_URL: cannot open the database")?;
-    store.migrate().await.context("DATABASE_URL: cannot apply migrations")?;
+    store
+        .migrate()
+        .await
+        .context("DATABASE_URL: cannot apply migrations")?;
     Ok(store)
 }
 
-/// Serves the HTTP API on `http` until `shutdown` resolves, then drains in-flight requests.
+/// Serves the HTTP API and the agents' endpoint until `shutdown` resolves, then drains
+/// in-flight requests and closes agent sessions.
 pub async fn run(
     config: Config,
-    http: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let Listeners { http, grpc } = listeners;
     let keys = config.require_encryption_keys()?.clone();
     let store = open_store(&config).await?;
     let token = CancellationToken::new();
+    let cipher = Arc::new(Cipher::new(&keys));
+    let fleet = Fleet::start(store.clone(), &cipher, &config, token.clone())
+        .await
+        .context("agent fleet: cannot start")?;
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
-        cipher: Arc::new(Cipher::new(&keys)),
+        cipher,
         shutdown: token.clone(),
+        fleet: fleet.clone(),
     };
+    let grpc_names = state.config.grpc_server_names.clone();
+    let stop_on_failure = token.clone();
+    let grpc_server = tokio::spawn(async move {
+        let result = fleet.serve(grpc, &grpc_names).await;
+        if result.is_err() {
+            stop_on_failure.cancel();
+        }
+        result
+    });
 
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -60,6 +102,12 @@ pub async fn run(
         .with_graceful_shutdown(async move { drained.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    // The HTTP server also stops when the gRPC one fails to start; report why.
+    match grpc_server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e).context("agent endpoint failed"),
+        Err(e) => return Err(e).context("agent endpoint panicked"),
+    }
     store.close().await;
     tracing::info!("controller stopped");
     Ok(())

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 
 use crate::app;
 use crate::config::Config;
@@ -12,10 +11,8 @@ use crate::crypto;
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     config.require_encryption_keys()?;
-    let listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("HTTP_LISTEN: cannot listen on {}", config.http_listen))?;
-    app::run(config, listener, app::shutdown_signal()).await
+    let listeners = app::Listeners::bind(&config).await?;
+    app::run(config, listeners, app::shutdown_signal()).await
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -29,10 +26,15 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 pub async fn create_admin_token(config: &Config, name: &str) -> anyhow::Result<()> {
     let store = app::open_store(config).await?;
     let token = crypto::new_token("mpa_")?;
-    let row = store.create_admin_token(name, &crypto::token_hash(&token)).await?;
+    let row = store
+        .create_admin_token(name, &crypto::token_hash(&token))
+        .await?;
     store.close().await;
     println!("{token}");
-    eprintln!("admin token {} ({name}) created; it is shown only this once", row.id);
+    eprintln!(
+        "admin token {} ({name}) created; it is shown only this once",
+        row.id
+    );
     Ok(())
 }
 
@@ -50,24 +52,31 @@ pub async fn demo(mut config: Config) -> anyhow::Result<()> {
     if config.encryption_keys.is_none() {
         config.encryption_keys = Some(demo_key(Path::new("mpanel-demo.key"))?);
     }
-    let listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("HTTP_LISTEN: cannot listen on {}", config.http_listen))?;
-    let addr = listener.local_addr()?;
+    let listeners = app::Listeners::bind(&config).await?;
+    let addr = listeners.http.local_addr()?;
 
     let store = app::open_store(&config).await?;
     let token = crypto::new_token("mpa_")?;
-    store.create_admin_token("demo", &crypto::token_hash(&token)).await?;
+    store
+        .create_admin_token("demo", &crypto::token_hash(&token))
+        .await?;
     store.close().await;
 
     println!("MPANEL_URL=http://{addr}");
     println!("MPANEL_TOKEN={token}");
     println!(
         "# mpanel controller running on {} (embedded SQLite); Ctrl-C stops it.",
-        config.database_url.expose().split('?').next().unwrap_or("sqlite")
+        config
+            .database_url
+            .expose()
+            .split('?')
+            .next()
+            .unwrap_or("sqlite")
     );
-    println!("# Not yet: the demo fleet (panel simulators, agents and orders) joins once the provisioning pipeline exists.");
-    app::run(config, listener, app::shutdown_signal()).await
+    println!(
+        "# Not yet: the demo fleet (panel simulators, agents and orders) joins once the provisioning pipeline exists."
+    );
+    app::run(config, listeners, app::shutdown_signal()).await
 }
 
 /// Reads the demo's key file, or creates it (mode 0600) with a fresh random key.
@@ -76,7 +85,8 @@ fn demo_key(path: &Path) -> anyhow::Result<crate::config::EncryptionKeys> {
         Ok(text) => text.trim().to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("random source failed"))?;
+            aws_lc_rs::rand::fill(&mut bytes)
+                .map_err(|_| anyhow::anyhow!("random source failed"))?;
             let text = hex::encode(bytes);
             write_private(path, &text)?;
             text
@@ -87,7 +97,10 @@ fn demo_key(path: &Path) -> anyhow::Result<crate::config::EncryptionKeys> {
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .with_context(|| format!("{} does not hold 64 hex digits", path.display()))?;
-    Ok(crate::config::EncryptionKeys { current: bytes, previous: Vec::new() })
+    Ok(crate::config::EncryptionKeys {
+        current: bytes,
+        previous: Vec::new(),
+    })
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -98,7 +111,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     options.mode(0o600);
-    let mut file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }

@@ -22,7 +22,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: &'static str, message: impl Into<String>) -> Self {
-        Self { key, message: message.into() }
+        Self {
+            key,
+            message: message.into(),
+        }
     }
 }
 
@@ -82,6 +85,16 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     /// Names (DNS or IP) put in the gRPC server certificate, so agents can verify the controller.
     pub grpc_server_names: Vec<String>,
+    /// Fleet liveness (see `fleet::heartbeat`): the interval agents are told to beat at
+    /// (`AGENT_HEARTBEAT_SECS`, 10), after how long without a beat an agent is `suspect`
+    /// (`AGENT_HEARTBEAT_SUSPECT_SECS`, 30 = three missed beats) and `offline`
+    /// (`AGENT_OFFLINE_SECS`, 90).
+    pub agent_heartbeat_secs: u32,
+    pub agent_suspect_secs: u32,
+    pub agent_offline_secs: u32,
+    /// Lifetime of agent certificates (`AGENT_CERT_LIFETIME_SECS`, 30 days); agents renew at
+    /// two thirds of it.
+    pub agent_cert_lifetime_secs: u32,
     pub encryption_keys: Option<EncryptionKeys>,
     pub enable_cron: bool,
     pub suspension_grace_days: u32,
@@ -137,7 +150,11 @@ impl Config {
             Some(text) => parse_toml(text)?,
             None => HashMap::new(),
         };
-        let src = Sources { env, dotenv, file: &file };
+        let src = Sources {
+            env,
+            dotenv,
+            file: &file,
+        };
 
         let redis_url = match src.get("REDIS_URL") {
             Some(url) => Some(url),
@@ -156,10 +173,15 @@ impl Config {
         if let Some(url) = &redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
-            return Err(ConfigError::new("REDIS_URL", "must start with redis:// or rediss://"));
+            return Err(ConfigError::new(
+                "REDIS_URL",
+                "must start with redis:// or rediss://",
+            ));
         }
 
-        let database_url = src.get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        let database_url = src
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -236,6 +258,22 @@ impl Config {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            agent_heartbeat_secs: src.parse_or(
+                "AGENT_HEARTBEAT_SECS",
+                10,
+                "a number of seconds",
+            )?,
+            agent_suspect_secs: src.parse_or(
+                "AGENT_HEARTBEAT_SUSPECT_SECS",
+                30,
+                "a number of seconds",
+            )?,
+            agent_offline_secs: src.parse_or("AGENT_OFFLINE_SECS", 90, "a number of seconds")?,
+            agent_cert_lifetime_secs: src.parse_or(
+                "AGENT_CERT_LIFETIME_SECS",
+                30 * 24 * 3600,
+                "a number of seconds",
+            )?,
             encryption_keys,
             enable_cron: src.parse_bool_or("ENABLE_CRON", true)?,
             suspension_grace_days: src.parse_or("SUSPENSION_GRACE_DAYS", 3, "a number of days")?,
@@ -307,7 +345,9 @@ fn parse_encryption_key(key: &'static str, raw: &str) -> Result<[u8; 32], Config
 }
 
 fn to_key(key: &'static str, bytes: &[u8]) -> Result<[u8; 32], ConfigError> {
-    bytes.try_into().map_err(|_| ConfigError::new(key, "must be 32 bytes"))
+    bytes
+        .try_into()
+        .map_err(|_| ConfigError::new(key, "must be 32 bytes"))
 }
 
 fn parse_toml(text: &str) -> Result<HashMap<String, String>, ConfigError> {
@@ -366,7 +406,10 @@ impl Sources<'_> {
             None => Ok(default),
             Some("true" | "1" | "yes" | "on") => Ok(true),
             Some("false" | "0" | "no" | "off") => Ok(false),
-            Some(other) => Err(ConfigError::new(key, format!("'{other}' is not true or false"))),
+            Some(other) => Err(ConfigError::new(
+                key,
+                format!("'{other}' is not true or false"),
+            )),
         }
     }
 }
@@ -376,7 +419,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -388,15 +434,27 @@ mod tests {
         assert!(c.redis_url.is_none());
         assert!(c.enable_cron);
         assert_eq!(
-            (c.suspension_grace_days, c.termination_days, c.backup_retention_days),
+            (
+                c.suspension_grace_days,
+                c.termination_days,
+                c.backup_retention_days
+            ),
             (3, 30, 30)
         );
         assert_eq!(c.invoice_days_before_renewal, 7);
         assert_eq!(c.email_provider, EmailProvider::Smtp);
-        assert_eq!((c.smtp.host.as_str(), c.smtp.port, c.smtp.tls), ("localhost", 587, SmtpTls::StartTls));
+        assert_eq!(
+            (c.smtp.host.as_str(), c.smtp.port, c.smtp.tls),
+            ("localhost", 587, SmtpTls::StartTls)
+        );
         assert_eq!(c.stripe.api_base, "https://api.stripe.com");
         assert!(c.encryption_keys.is_none());
-        assert!(c.require_encryption_keys().unwrap_err().to_string().starts_with("ENCRYPTION_KEY:"));
+        assert!(
+            c.require_encryption_keys()
+                .unwrap_err()
+                .to_string()
+                .starts_with("ENCRYPTION_KEY:")
+        );
     }
 
     #[test]
@@ -417,9 +475,15 @@ mod tests {
         let k = parse_encryption_key("ENCRYPTION_KEY", &hex_key).unwrap();
         assert_eq!(k[31], 0xff);
         let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        assert_eq!(parse_encryption_key("ENCRYPTION_KEY", &b64).unwrap(), [7u8; 32]);
+        assert_eq!(
+            parse_encryption_key("ENCRYPTION_KEY", &b64).unwrap(),
+            [7u8; 32]
+        );
         let plain = "abcdefghijklmnopqrstuvwxyz012345";
-        assert_eq!(&parse_encryption_key("ENCRYPTION_KEY", plain).unwrap(), plain.as_bytes());
+        assert_eq!(
+            &parse_encryption_key("ENCRYPTION_KEY", plain).unwrap(),
+            plain.as_bytes()
+        );
         for bad in ["short", &"g".repeat(64), &"a".repeat(33)] {
             let err = parse_encryption_key("ENCRYPTION_KEY", bad).unwrap_err();
             assert_eq!(err.key, "ENCRYPTION_KEY");
@@ -450,7 +514,11 @@ mod tests {
 
     #[test]
     fn redis_can_be_given_as_host_port_password() {
-        let e = env(&[("REDIS_HOST", "cache"), ("REDIS_PORT", "6380"), ("REDIS_PASSWORD", "pw")]);
+        let e = env(&[
+            ("REDIS_HOST", "cache"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_PASSWORD", "pw"),
+        ]);
         let c = Config::from_sources(&e, &env(&[]), None).unwrap();
         assert_eq!(c.redis_url.unwrap().expose(), "redis://:pw@cache:6380");
     }

@@ -44,7 +44,10 @@ fn make_key(bytes: &[u8; 32]) -> Key {
     let id = hex::encode(&digest::digest(&digest::SHA256, bytes).as_ref()[..4]);
     // A 32-byte key is always accepted by AES-256-GCM.
     let unbound = UnboundKey::new(&AES_256_GCM, bytes).expect("32-byte AES-256 key");
-    Key { id, key: LessSafeKey::new(unbound) }
+    Key {
+        id,
+        key: LessSafeKey::new(unbound),
+    }
 }
 
 impl Cipher {
@@ -127,7 +130,10 @@ mod tests {
     use super::*;
 
     fn keys(current: u8, previous: &[u8]) -> EncryptionKeys {
-        EncryptionKeys { current: [current; 32], previous: previous.iter().map(|b| [*b; 32]).collect() }
+        EncryptionKeys {
+            current: [current; 32],
+            previous: previous.iter().map(|b| [*b; 32]).collect(),
+        }
     }
 
     #[test]
@@ -137,7 +143,11 @@ mod tests {
         assert!(!sealed.contains("hunter2"));
         assert!(sealed.starts_with(&format!("v1:{}:", cipher.key_id())));
         assert_eq!(cipher.open_string(&sealed).unwrap(), "hunter2-password");
-        assert_ne!(sealed, cipher.seal_str("hunter2-password").unwrap(), "nonces must differ");
+        assert_ne!(
+            sealed,
+            cipher.seal_str("hunter2-password").unwrap(),
+            "nonces must differ"
+        );
     }
 
     #[test]
@@ -149,8 +159,14 @@ mod tests {
         let last = raw.len() - 1;
         raw[last] ^= 1;
         let tampered = format!("{head}:{}", STANDARD.encode(raw));
-        assert!(matches!(cipher.open(&tampered), Err(CryptoError::Authentication)));
-        assert!(matches!(cipher.open("garbage"), Err(CryptoError::Malformed)));
+        assert!(matches!(
+            cipher.open(&tampered),
+            Err(CryptoError::Authentication)
+        ));
+        assert!(matches!(
+            cipher.open("garbage"),
+            Err(CryptoError::Malformed)
+        ));
     }
 
     #[test]
@@ -161,7 +177,10 @@ mod tests {
         assert_eq!(rotated.open_string(&sealed_old).unwrap(), "legacy");
         assert_ne!(rotated.key_id(), old.key_id());
         let without_old = Cipher::new(&keys(2, &[]));
-        assert!(matches!(without_old.open(&sealed_old), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            without_old.open(&sealed_old),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -7,5 +7,6 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod fleet;
 pub mod store;
 pub mod telemetry;

@@ -72,8 +72,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => commands::serve(config).await,
         Command::Migrate => commands::migrate(&config).await,
         Command::Demo => commands::demo(config).await,
-        Command::Token { command: TokenCommand::Create { admin: _, name } } => {
-            commands::create_admin_token(&config, &name).await
-        }
+        Command::Token {
+            command: TokenCommand::Create { admin: _, name },
+        } => commands::create_admin_token(&config, &name).await,
     }
 }

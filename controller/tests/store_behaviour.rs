@@ -18,7 +18,9 @@ where
     Fut: Future<Output = ()>,
 {
     let db = TestDatabase::create().await;
-    let store = store::connect(&db.url).await.expect("connect to the test database");
+    let store = store::connect(&db.url)
+        .await
+        .expect("connect to the test database");
     store.migrate().await.expect("migrations apply");
     test(store.clone()).await;
     store.close().await;
@@ -31,7 +33,9 @@ where
     Fut: Future<Output = ()>,
 {
     let db = TestSqlite::create();
-    let store = store::connect(&db.url).await.expect("open the test database");
+    let store = store::connect(&db.url)
+        .await
+        .expect("open the test database");
     store.migrate().await.expect("migrations apply");
     test(store.clone()).await;
     store.close().await;
@@ -97,7 +101,13 @@ fn new_server(hostname: &str) -> NewServer {
 
 async fn customer(store: &DynStore, email: &str) -> CustomerId {
     store
-        .create_customer(&NewCustomer { email: email.to_owned(), name: "Ada".to_owned() }, "test")
+        .create_customer(
+            &NewCustomer {
+                email: email.to_owned(),
+                name: "Ada".to_owned(),
+            },
+            "test",
+        )
         .await
         .expect("customer")
         .id
@@ -140,7 +150,10 @@ fn order(customer_id: CustomerId, product_id: ProductId, domain: &str) -> NewSer
 
 async fn count(store: &DynStore, status: Option<TaskStatus>) -> usize {
     store
-        .list_tasks(&TaskFilter { status, ..TaskFilter::default() })
+        .list_tasks(&TaskFilter {
+            status,
+            ..TaskFilter::default()
+        })
         .await
         .expect("list tasks")
         .len()
@@ -153,7 +166,10 @@ async fn migrations_can_run_again_without_changes(store: DynStore) {
 }
 
 async fn servers_round_trip_with_every_column(store: DynStore) {
-    let created = store.create_server(&new_server("web1.example.net"), "test").await.unwrap();
+    let created = store
+        .create_server(&new_server("web1.example.net"), "test")
+        .await
+        .unwrap();
     let fetched = store.get_server(created.id).await.unwrap();
     assert_eq!(fetched.hostname, "web1.example.net");
     assert_eq!(fetched.ip_address, "192.0.2.10");
@@ -163,45 +179,85 @@ async fn servers_round_trip_with_every_column(store: DynStore) {
     assert_eq!(fetched.status, ServerStatus::Active);
     assert_eq!(fetched.location, "fra1");
     assert_eq!(fetched.server_group, "shared");
-    assert_eq!((fetched.nameserver1.as_str(), fetched.nameserver2.as_str()), ("ns1.example.net", "ns2.example.net"));
+    assert_eq!(
+        (fetched.nameserver1.as_str(), fetched.nameserver2.as_str()),
+        ("ns1.example.net", "ns2.example.net")
+    );
     assert!(fetched.created_at > 1_600_000_000_000);
-    store.create_server(&new_server("web2.example.net"), "test").await.unwrap();
+    store
+        .create_server(&new_server("web2.example.net"), "test")
+        .await
+        .unwrap();
     let all = store.list_servers().await.unwrap();
-    assert_eq!(all.iter().map(|s| s.hostname.as_str()).collect::<Vec<_>>(), ["web1.example.net", "web2.example.net"]);
+    assert_eq!(
+        all.iter().map(|s| s.hostname.as_str()).collect::<Vec<_>>(),
+        ["web1.example.net", "web2.example.net"]
+    );
 }
 
 async fn duplicate_server_hostname_is_a_conflict(store: DynStore) {
-    store.create_server(&new_server("dup.example.net"), "test").await.unwrap();
-    let err = store.create_server(&new_server("dup.example.net"), "test").await.unwrap_err();
+    store
+        .create_server(&new_server("dup.example.net"), "test")
+        .await
+        .unwrap();
+    let err = store
+        .create_server(&new_server("dup.example.net"), "test")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(store.list_servers().await.unwrap().len(), 1);
 }
 
 async fn server_patch_changes_only_the_given_fields(store: DynStore) {
-    let s = store.create_server(&new_server("patch.example.net"), "test").await.unwrap();
-    let patch = ServerPatch { status: Some(ServerStatus::Draining), max_accounts: Some(42), ..ServerPatch::default() };
+    let s = store
+        .create_server(&new_server("patch.example.net"), "test")
+        .await
+        .unwrap();
+    let patch = ServerPatch {
+        status: Some(ServerStatus::Draining),
+        max_accounts: Some(42),
+        ..ServerPatch::default()
+    };
     let updated = store.update_server(s.id, &patch, "test").await.unwrap();
     assert_eq!(updated.status, ServerStatus::Draining);
     assert_eq!(updated.max_accounts, 42);
     assert_eq!(updated.hostname, s.hostname);
     assert_eq!(updated.location, s.location);
     assert!(updated.updated_at >= s.updated_at);
-    let missing = store.update_server(ServerId::from(9_999), &patch, "test").await.unwrap_err();
+    let missing = store
+        .update_server(ServerId::from(9_999), &patch, "test")
+        .await
+        .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound { .. }));
 }
 
 async fn deleting_a_server_removes_it_and_unknown_ids_are_not_found(store: DynStore) {
-    let s = store.create_server(&new_server("gone.example.net"), "test").await.unwrap();
+    let s = store
+        .create_server(&new_server("gone.example.net"), "test")
+        .await
+        .unwrap();
     store.delete_server(s.id, "test").await.unwrap();
-    assert!(matches!(store.get_server(s.id).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(store.delete_server(s.id, "test").await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get_server(s.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete_server(s.id, "test").await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn deleting_a_server_with_services_is_refused(store: DynStore) {
-    let s = store.create_server(&new_server("busy.example.net"), "test").await.unwrap();
+    let s = store
+        .create_server(&new_server("busy.example.net"), "test")
+        .await
+        .unwrap();
     let c = customer(&store, "busy@example.com").await;
     let p = product(&store, "Busy").await;
-    let (service, _) = store.create_service_with_task(&order(c, p, "busy.example.com"), "test").await.unwrap();
+    let (service, _) = store
+        .create_service_with_task(&order(c, p, "busy.example.com"), "test")
+        .await
+        .unwrap();
     store.assign_server(service.id, s.id).await.unwrap();
     let err = store.delete_server(s.id, "test").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -211,11 +267,20 @@ async fn deleting_a_server_with_services_is_refused(store: DynStore) {
 async fn customer_email_is_unique(store: DynStore) {
     customer(&store, "ada@example.com").await;
     let err = store
-        .create_customer(&NewCustomer { email: "ada@example.com".into(), name: "Other".into() }, "test")
+        .create_customer(
+            &NewCustomer {
+                email: "ada@example.com".into(),
+                name: "Other".into(),
+            },
+            "test",
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)));
-    assert_eq!(store.list_customers(Page::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        store.list_customers(Page::default()).await.unwrap().len(),
+        1
+    );
 }
 
 async fn products_keep_their_prices_per_cycle(store: DynStore) {
@@ -229,8 +294,16 @@ async fn products_keep_their_prices_per_cycle(store: DynStore) {
         email_quota_mb: 2048,
         databases: 5,
         prices: vec![
-            Price { billing_cycle: BillingCycle::Monthly, amount_minor: 1999, currency: "USD".into() },
-            Price { billing_cycle: BillingCycle::Annually, amount_minor: 19_999, currency: "USD".into() },
+            Price {
+                billing_cycle: BillingCycle::Monthly,
+                amount_minor: 1999,
+                currency: "USD".into(),
+            },
+            Price {
+                billing_cycle: BillingCycle::Annually,
+                amount_minor: 19_999,
+                currency: "USD".into(),
+            },
         ],
     };
     let p = store.create_product(&new, "test").await.unwrap();
@@ -242,7 +315,11 @@ async fn products_keep_their_prices_per_cycle(store: DynStore) {
 }
 
 async fn a_product_priced_twice_for_one_cycle_writes_nothing(store: DynStore) {
-    let price = Price { billing_cycle: BillingCycle::Monthly, amount_minor: 100, currency: "EUR".into() };
+    let price = Price {
+        billing_cycle: BillingCycle::Monthly,
+        amount_minor: 100,
+        currency: "EUR".into(),
+    };
     let new = NewProduct {
         name: "Twice".into(),
         server_group: "shared".into(),
@@ -254,14 +331,23 @@ async fn a_product_priced_twice_for_one_cycle_writes_nothing(store: DynStore) {
         databases: 1,
         prices: vec![price.clone(), price],
     };
-    assert!(matches!(store.create_product(&new, "test").await, Err(StoreError::Conflict(_))));
-    assert!(store.list_products().await.unwrap().is_empty(), "the product row must roll back too");
+    assert!(matches!(
+        store.create_product(&new, "test").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        store.list_products().await.unwrap().is_empty(),
+        "the product row must roll back too"
+    );
 }
 
 async fn a_service_and_its_task_are_created_together(store: DynStore) {
     let c = customer(&store, "svc@example.com").await;
     let p = product(&store, "Basic").await;
-    let (service, task) = store.create_service_with_task(&order(c, p, "example.com"), "test").await.unwrap();
+    let (service, task) = store
+        .create_service_with_task(&order(c, p, "example.com"), "test")
+        .await
+        .unwrap();
     assert_eq!(service.status, ServiceStatus::Pending);
     assert_eq!(service.server_id, None);
     assert_eq!(task.service_id, service.id);
@@ -269,20 +355,49 @@ async fn a_service_and_its_task_are_created_together(store: DynStore) {
     assert_eq!(task.status, TaskStatus::Pending);
     assert_eq!((task.attempts, task.max_retries), (0, 3));
     assert!(task.result.0.steps.is_empty());
-    assert_eq!(task.idempotency_key, format!("provision:service:{}", service.id));
-    let open = store.open_task_for_service(service.id).await.unwrap().expect("open task");
+    assert_eq!(
+        task.idempotency_key,
+        format!("provision:service:{}", service.id)
+    );
+    let open = store
+        .open_task_for_service(service.id)
+        .await
+        .unwrap()
+        .expect("open task");
     assert_eq!(open.id, task.id);
-    assert_eq!(store.get_task(task.id).await.unwrap().service_id, service.id);
-    assert!(store.open_task_for_service(ServiceId::from(9_999)).await.unwrap().is_none());
+    assert_eq!(
+        store.get_task(task.id).await.unwrap().service_id,
+        service.id
+    );
+    assert!(
+        store
+            .open_task_for_service(ServiceId::from(9_999))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn a_second_live_service_for_a_domain_writes_nothing(store: DynStore) {
     let c = customer(&store, "twice@example.com").await;
     let p = product(&store, "Basic").await;
-    store.create_service_with_task(&order(c, p, "twice.example"), "test").await.unwrap();
-    let err = store.create_service_with_task(&order(c, p, "twice.example"), "test").await.unwrap_err();
+    store
+        .create_service_with_task(&order(c, p, "twice.example"), "test")
+        .await
+        .unwrap();
+    let err = store
+        .create_service_with_task(&order(c, p, "twice.example"), "test")
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert_eq!(store.list_services(&ServiceFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_services(&ServiceFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(count(&store, None).await, 1);
 }
 
@@ -293,7 +408,13 @@ async fn a_service_for_an_unknown_customer_writes_nothing(store: DynStore) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    assert!(store.list_services(&ServiceFilter::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_services(&ServiceFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(count(&store, None).await, 0);
 }
 
@@ -302,7 +423,11 @@ async fn concurrent_orders_for_one_domain_create_exactly_one_service(store: DynS
     let p = product(&store, "Basic").await;
     let attempts = (0..8).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move { store.create_service_with_task(&order(c, p, "race.example"), "test").await })
+        tokio::spawn(async move {
+            store
+                .create_service_with_task(&order(c, p, "race.example"), "test")
+                .await
+        })
     });
     let mut won = 0;
     for attempt in attempts {
@@ -313,7 +438,14 @@ async fn concurrent_orders_for_one_domain_create_exactly_one_service(store: DynS
         }
     }
     assert_eq!(won, 1);
-    assert_eq!(store.list_services(&ServiceFilter::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_services(&ServiceFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(count(&store, Some(TaskStatus::Pending)).await, 1);
 }
 
@@ -322,7 +454,10 @@ async fn tasks_list_newest_first_with_filters_and_cursor(store: DynStore) {
     let p = product(&store, "Basic").await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (service, task) = store.create_service_with_task(&order(c, p, &format!("site{i}.example")), "test").await.unwrap();
+        let (service, task) = store
+            .create_service_with_task(&order(c, p, &format!("site{i}.example")), "test")
+            .await
+            .unwrap();
         ids.push((service.id, task.id));
     }
     let all = store.list_tasks(&TaskFilter::default()).await.unwrap();
@@ -332,50 +467,111 @@ async fn tasks_list_newest_first_with_filters_and_cursor(store: DynStore) {
     assert_eq!(listed, expected);
 
     let first_page = store
-        .list_tasks(&TaskFilter { page: Page { limit: 2, after_id: None }, ..TaskFilter::default() })
-        .await
-        .unwrap();
-    let next_page = store
         .list_tasks(&TaskFilter {
-            page: Page { limit: 2, after_id: Some(first_page[1].id.get()) },
+            page: Page {
+                limit: 2,
+                after_id: None,
+            },
             ..TaskFilter::default()
         })
         .await
         .unwrap();
-    assert_eq!(next_page.iter().map(|t| t.id).collect::<Vec<_>>(), expected[2..4]);
+    let next_page = store
+        .list_tasks(&TaskFilter {
+            page: Page {
+                limit: 2,
+                after_id: Some(first_page[1].id.get()),
+            },
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next_page.iter().map(|t| t.id).collect::<Vec<_>>(),
+        expected[2..4]
+    );
 
     let for_service = store
-        .list_tasks(&TaskFilter { service_id: Some(ids[1].0), ..TaskFilter::default() })
+        .list_tasks(&TaskFilter {
+            service_id: Some(ids[1].0),
+            ..TaskFilter::default()
+        })
         .await
         .unwrap();
     assert_eq!(for_service.len(), 1);
     assert_eq!(for_service[0].id, ids[1].1);
-    assert!(store
-        .list_tasks(&TaskFilter { status: Some(TaskStatus::Failed), ..TaskFilter::default() })
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .list_tasks(&TaskFilter {
+                status: Some(TaskStatus::Failed),
+                ..TaskFilter::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn admin_tokens_authenticate_until_revoked(store: DynStore) {
     let token = store.create_admin_token("ops", "hash-1").await.unwrap();
-    let found = store.authenticate_admin_token("hash-1").await.unwrap().expect("live token");
+    let found = store
+        .authenticate_admin_token("hash-1")
+        .await
+        .unwrap()
+        .expect("live token");
     assert_eq!(found.id, token.id);
-    assert!(store.authenticate_admin_token("hash-2").await.unwrap().is_none());
+    assert!(
+        store
+            .authenticate_admin_token("hash-2")
+            .await
+            .unwrap()
+            .is_none()
+    );
     store.revoke_admin_token(token.id).await.unwrap();
-    assert!(store.authenticate_admin_token("hash-1").await.unwrap().is_none());
-    assert!(matches!(store.revoke_admin_token(token.id).await, Err(StoreError::NotFound { .. })));
+    assert!(
+        store
+            .authenticate_admin_token("hash-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        store.revoke_admin_token(token.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn changes_and_their_activity_rows_are_written_together(store: DynStore) {
-    let s = store.create_server(&new_server("audit.example.net"), "admin:1").await.unwrap();
-    let patch = ServerPatch { status: Some(ServerStatus::Disabled), ..ServerPatch::default() };
+    let s = store
+        .create_server(&new_server("audit.example.net"), "admin:1")
+        .await
+        .unwrap();
+    let patch = ServerPatch {
+        status: Some(ServerStatus::Disabled),
+        ..ServerPatch::default()
+    };
     store.update_server(s.id, &patch, "admin:2").await.unwrap();
     let log = store.list_activity("server", s.id.get()).await.unwrap();
-    let actions: Vec<_> = log.iter().map(|e| (e.actor.as_str(), e.action.as_str())).collect();
-    assert_eq!(actions, [("admin:1", "server.created"), ("admin:2", "server.updated")]);
+    let actions: Vec<_> = log
+        .iter()
+        .map(|e| (e.actor.as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("admin:1", "server.created"), ("admin:2", "server.updated")]
+    );
     assert_eq!(log[1].details.0["status"], "disabled");
     // A refused change leaves no activity row behind.
-    let _ = store.create_server(&new_server("audit.example.net"), "admin:3").await.unwrap_err();
-    assert_eq!(store.list_activity("server", s.id.get()).await.unwrap().len(), 2);
+    let _ = store
+        .create_server(&new_server("audit.example.net"), "admin:3")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        store
+            .list_activity("server", s.id.get())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

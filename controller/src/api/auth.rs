@@ -36,9 +36,18 @@ impl FromRequestParts<AppState> for Admin {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer <admin token>'"))?;
-        let found = state.store.authenticate_admin_token(&token_hash(token)).await?;
-        let token = found.ok_or_else(|| ApiError::unauthorized("invalid or revoked admin token"))?;
-        Ok(Admin { token_id: token.id, token_name: token.name })
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authorization must be 'Bearer <admin token>'")
+            })?;
+        let found = state
+            .store
+            .authenticate_admin_token(&token_hash(token))
+            .await?;
+        let token =
+            found.ok_or_else(|| ApiError::unauthorized("invalid or revoked admin token"))?;
+        Ok(Admin {
+            token_id: token.id,
+            token_name: token.name,
+        })
     }
 }

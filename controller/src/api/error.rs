@@ -20,7 +20,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
     }
 
     /// 400 for a bad field; the message is prefixed with the field name, as clients show it.
@@ -46,12 +51,19 @@ impl ApiError {
     }
 
     pub fn unprocessable(field: &str, code: &'static str, reason: impl std::fmt::Display) -> Self {
-        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, ..Self::invalid(field, code, reason) }
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            ..Self::invalid(field, code, reason)
+        }
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 }
 
@@ -82,7 +94,12 @@ impl From<JsonRejection> for ApiError {
         }
         let field = field_from_serde_message(&detail);
         let reason = serde_part(&detail).to_owned();
-        ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_body", message: reason, field }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_body",
+            message: reason,
+            field,
+        }
     }
 }
 
@@ -109,7 +126,11 @@ fn field_from_serde_message(message: &str) -> Option<String> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), code = self.code, "request failed");
+            tracing::error!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "request failed"
+            );
         } else {
             tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request refused");
         }
@@ -136,6 +157,9 @@ mod tests {
             field_from_serde_message("Failed to deserialize the JSON body into the target type: maxAccounts: invalid type: string \"x\", expected i32 at line 1 column 20").as_deref(),
             Some("maxAccounts")
         );
-        assert_eq!(field_from_serde_message("expected value at line 1 column 1"), None);
+        assert_eq!(
+            field_from_serde_message("expected value at line 1 column 1"),
+            None
+        );
     }
 }

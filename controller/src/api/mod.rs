@@ -1,9 +1,11 @@
 //! The HTTP API: one router assembled from each module's `routes()`, the contract's error body,
 //! and admin authentication.
 
+mod agents;
 pub mod auth;
 pub mod error;
 mod health;
+mod servers;
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
+        .merge(servers::routes())
+        .merge(agents::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

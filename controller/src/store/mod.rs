@@ -7,6 +7,7 @@
 //! does not decide what a state change means (the services do); it refuses what the schema makes
 //! impossible (duplicates, dangling references) with `StoreError::Conflict`.
 
+mod agents;
 mod models;
 mod postgres;
 mod shared;
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
 
+pub use agents::{
+    AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,
+};
 pub use models::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -37,7 +41,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
-        StoreError::NotFound { entity, id: id.to_string() }
+        StoreError::NotFound {
+            entity,
+            id: id.to_string(),
+        }
     }
 
     /// Turns a unique or foreign-key violation into a `Conflict` with the given wording, so the
@@ -74,8 +81,12 @@ pub trait ServerStore: Send + Sync {
     async fn create_server(&self, new: &NewServer, actor: &str) -> StoreResult<Server>;
     async fn get_server(&self, id: ServerId) -> StoreResult<Server>;
     async fn list_servers(&self) -> StoreResult<Vec<Server>>;
-    async fn update_server(&self, id: ServerId, patch: &ServerPatch, actor: &str)
-    -> StoreResult<Server>;
+    async fn update_server(
+        &self,
+        id: ServerId,
+        patch: &ServerPatch,
+        actor: &str,
+    ) -> StoreResult<Server>;
     /// Refused with `Conflict` while any service (live or past) references the server.
     async fn delete_server(&self, id: ServerId, actor: &str) -> StoreResult<()>;
 }
@@ -125,14 +136,66 @@ pub trait AdminTokenStore: Send + Sync {
 
 #[async_trait]
 pub trait ActivityStore: Send + Sync {
-    async fn list_activity(&self, entity_type: &str, entity_id: i64)
-    -> StoreResult<Vec<ActivityEntry>>;
+    async fn list_activity(
+        &self,
+        entity_type: &str,
+        entity_id: i64,
+    ) -> StoreResult<Vec<ActivityEntry>>;
+}
+
+/// The agent fleet: the built-in CA, enrollment, issued certificates and agent liveness.
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    async fn active_certificate_authority(&self) -> StoreResult<Option<CaRecord>>;
+    /// Stores a new CA and returns the active one (the oldest, should two replicas race).
+    async fn insert_certificate_authority(&self, new: &NewCa) -> StoreResult<CaRecord>;
+    async fn create_enrollment_token(
+        &self,
+        server_id: ServerId,
+        token_hash: &str,
+        expires_at: i64,
+        actor: &str,
+    ) -> StoreResult<()>;
+    async fn find_enrollment_token(&self, token_hash: &str)
+    -> StoreResult<Option<EnrollmentToken>>;
+    /// Spends the token and records the certificate in one transaction (`Conflict` when the
+    /// token was spent meanwhile). Returns the serials this enrollment superseded (now revoked).
+    async fn complete_enrollment(
+        &self,
+        token_id: i64,
+        cert: &IssuedCertificate,
+        agent_version: &str,
+    ) -> StoreResult<Vec<String>>;
+    async fn record_renewed_certificate(&self, cert: &IssuedCertificate) -> StoreResult<()>;
+    /// Revokes every live certificate of the server and returns their serials.
+    async fn revoke_agent_certificates(
+        &self,
+        server_id: ServerId,
+        actor: &str,
+    ) -> StoreResult<Vec<String>>;
+    /// Serials revoked and not yet expired: what the TLS verifier must refuse.
+    async fn revoked_certificate_serials(&self) -> StoreResult<Vec<String>>;
+    async fn list_agents(&self) -> StoreResult<Vec<AgentRow>>;
+    /// Records the agent's Hello and marks it online; `false` when the agent is not enrolled.
+    async fn record_agent_hello(
+        &self,
+        server_id: ServerId,
+        hello: &AgentHello,
+    ) -> StoreResult<bool>;
+    /// Writes a batch of liveness updates in one transaction.
+    async fn save_agent_liveness(&self, batch: &[AgentLiveness]) -> StoreResult<()>;
 }
 
 /// Everything the controller persists, behind one object-safe handle.
 #[async_trait]
 pub trait Store:
-    ServerStore + CustomerStore + ProductStore + ServiceStore + AdminTokenStore + ActivityStore
+    ServerStore
+    + CustomerStore
+    + ProductStore
+    + ServiceStore
+    + AdminTokenStore
+    + ActivityStore
+    + AgentStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

@@ -237,7 +237,10 @@ pub struct Page {
 
 impl Default for Page {
     fn default() -> Self {
-        Page { limit: 100, after_id: None }
+        Page {
+            limit: 100,
+            after_id: None,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::agents::impl_agent_store;
 use super::shared::impl_shared_store;
 use super::{Backend, Store, StoreResult};
 
@@ -40,6 +41,7 @@ impl PostgresStore {
 }
 
 impl_shared_store!(PostgresStore, Postgres);
+impl_agent_store!(PostgresStore, Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -48,7 +50,9 @@ impl Store for PostgresStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/postgres").run(&self.pool).await?;
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 

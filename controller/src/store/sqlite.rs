@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::agents::impl_agent_store;
 use super::shared::impl_shared_store;
 use super::{Backend, Store, StoreResult};
 
@@ -41,7 +42,8 @@ impl SqliteStore {
     }
 
     /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
-    pub(crate) const LOCK_SERVER_SQL: &'static str = "SELECT max_accounts FROM servers WHERE id = $1";
+    pub(crate) const LOCK_SERVER_SQL: &'static str =
+        "SELECT max_accounts FROM servers WHERE id = $1";
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
@@ -49,6 +51,7 @@ impl SqliteStore {
 }
 
 impl_shared_store!(SqliteStore, Sqlite);
+impl_agent_store!(SqliteStore, Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -57,7 +60,9 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("../migrations/sqlite").run(&self.pool).await?;
+        sqlx::migrate!("../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
         Ok(())
     }
 

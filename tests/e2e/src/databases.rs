@@ -43,7 +43,11 @@ impl TestDatabase {
             Some((base, _)) => format!("{base}/{name}"),
             None => panic!("MPANEL_TEST_POSTGRES_URL must end in /<database>"),
         };
-        TestDatabase { name, url, admin_url }
+        TestDatabase {
+            name,
+            url,
+            admin_url,
+        }
     }
 
     pub async fn drop_database(self) {
@@ -68,7 +72,8 @@ pub struct TestSqlite {
 
 impl TestSqlite {
     pub fn create() -> TestSqlite {
-        let dir = std::env::temp_dir().join(format!("mpanel-test-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("mpanel-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let url = format!("sqlite://{}?mode=rwc", dir.join("mpanel.db").display());

@@ -1,0 +1,313 @@
+//! Shared harness for the fleet tests: a controller running in-process on loopback ports (real
+//! TLS, real SQLite), admin HTTP helpers, and agents run through the real agent library.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mpanel_agent::core::Backoff;
+use mpanel_agent::handler::BuiltinHandler;
+use mpanel_agent::session::{AgentOptions, run as run_agent};
+use mpanel_agent::state::StateDir;
+use mpanel_controller::app::{self, Listeners};
+use mpanel_controller::config::Config;
+use mpanel_controller::crypto;
+use mpanel_e2e::databases::TestSqlite;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+pub struct Controller {
+    pub http: String,
+    pub grpc_port: u16,
+    pub token: String,
+    pub db: TestSqlite,
+    pub env: HashMap<String, String>,
+    stop: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+    client: reqwest::Client,
+}
+
+impl Controller {
+    /// Starts a controller with fast fleet timings unless `overrides` says otherwise.
+    pub async fn start(overrides: &[(&str, &str)]) -> Controller {
+        init();
+        let db = TestSqlite::create();
+        let mut env: HashMap<String, String> = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("ENCRYPTION_KEY", KEY),
+            ("GRPC_SERVER_NAMES", "localhost,127.0.0.1"),
+            ("AGENT_HEARTBEAT_SECS", "1"),
+            ("AGENT_HEARTBEAT_SUSPECT_SECS", "3"),
+            ("AGENT_OFFLINE_SECS", "5"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_sources(&env, &HashMap::new(), None).expect("config");
+        let store = app::open_store(&config).await.expect("store");
+        let token = crypto::new_token("mpa_").unwrap();
+        store
+            .create_admin_token("test", &crypto::token_hash(&token))
+            .await
+            .unwrap();
+        store.close().await;
+        let mut c = Controller {
+            http: String::new(),
+            grpc_port: 0,
+            token,
+            db,
+            env,
+            stop: None,
+            client: reqwest::Client::new(),
+        };
+        c.launch(0).await;
+        c
+    }
+
+    async fn launch(&mut self, grpc_port: u16) {
+        let config = Config::from_sources(&self.env, &HashMap::new(), None).expect("config");
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // Rebinding the same gRPC port right after a stop can race the old socket's close.
+        let grpc = {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match TcpListener::bind(("127.0.0.1", grpc_port)).await {
+                    Ok(l) => break l,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => panic!("cannot bind gRPC port {grpc_port}: {e}"),
+                }
+            }
+        };
+        self.http = format!("http://{}", http.local_addr().unwrap());
+        self.grpc_port = grpc.local_addr().unwrap().port();
+        let cancel = CancellationToken::new();
+        let stopped = cancel.clone();
+        let handle = tokio::spawn(app::run(config, Listeners { http, grpc }, async move {
+            stopped.cancelled().await;
+        }));
+        self.stop = Some((cancel, handle));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.http))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("controller did not come up");
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some((cancel, handle)) = self.stop.take() {
+            cancel.cancel();
+            handle.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops and starts again on the same gRPC port and database.
+    pub async fn restart(&mut self) {
+        let port = self.grpc_port;
+        self.stop().await;
+        self.launch(port).await;
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.http))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn create_server(&self, hostname: &str) -> i64 {
+        let (status, body) = self
+            .request(
+                reqwest::Method::POST,
+                "/api/servers",
+                Some(json!({
+                    "hostname": hostname,
+                    "ipAddress": "192.0.2.10",
+                    "controlPanel": "cpanel",
+                    "controlPanelUrl": "https://127.0.0.1:2087",
+                    "maxAccounts": 500,
+                    "location": "test",
+                    "group": "default",
+                    "nameserver1": "ns1.example.net",
+                    "nameserver2": "ns2.example.net"
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    pub async fn enrollment_token(&self, server_id: i64) -> String {
+        let (status, body) = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/api/servers/{server_id}/enrollment-token"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn agent(&self, server_id: i64) -> Value {
+        let (status, body) = self
+            .request(reqwest::Method::GET, "/api/agents", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["serverId"] == server_id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Polls `/api/agents` until `check` holds for the agent, or panics after `within`.
+    pub async fn wait_for_agent(
+        &self,
+        server_id: i64,
+        within: Duration,
+        what: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let a = self.agent(server_id).await;
+            if check(&a) {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {a}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn sql(&self, query: &'static str) {
+        let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
+        sqlx::query(query).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+
+    pub async fn ca(&self) -> mpanel_controller::fleet::CertificateAuthority {
+        let config = Config::from_sources(&self.env, &HashMap::new(), None).unwrap();
+        let store = app::open_store(&config).await.unwrap();
+        let cipher = crypto::Cipher::new(config.encryption_keys.as_ref().unwrap());
+        let ca = mpanel_controller::fleet::CertificateAuthority::load_or_create(&store, &cipher)
+            .await
+            .unwrap();
+        store.close().await;
+        ca
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Some((cancel, _)) = self.stop.take() {
+            cancel.cancel();
+        }
+    }
+}
+
+pub fn state_dir() -> (tempfile::TempDir, StateDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    (dir, state)
+}
+
+/// Enrolls a fresh agent for a new server; returns (server id, state).
+pub async fn enrolled_agent(c: &Controller, hostname: &str) -> (i64, tempfile::TempDir, StateDir) {
+    let id = c.create_server(hostname).await;
+    let token = c.enrollment_token(id).await;
+    let (dir, state) = state_dir();
+    let e = mpanel_agent::enroll::enroll(&c.grpc_url(), &token, &state)
+        .await
+        .expect("enroll");
+    assert_eq!(e.server_id, id);
+    (id, dir, state)
+}
+
+pub struct RunningAgent {
+    pub cancel: CancellationToken,
+    pub handle: JoinHandle<Result<(), mpanel_agent::session::RunError>>,
+}
+
+impl RunningAgent {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+pub fn agent_options(controller: &str, state: &StateDir) -> AgentOptions {
+    AgentOptions {
+        controller: controller.to_owned(),
+        state: state.clone(),
+        heartbeat: Duration::from_secs(1),
+        accounts_path: PathBuf::from("/"),
+        panel_kind: "cpanel".into(),
+        capabilities: vec!["ping".into(), "echo".into()],
+        handler: Arc::new(BuiltinHandler::default()),
+        panel: None,
+        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+    }
+}
+
+pub fn start_agent(controller: &str, state: &StateDir) -> RunningAgent {
+    let cancel = CancellationToken::new();
+    let handle = tokio::spawn(run_agent(agent_options(controller, state), cancel.clone()));
+    RunningAgent { cancel, handle }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
