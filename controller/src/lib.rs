@@ -7,6 +7,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+pub mod drift;
 pub mod fleet;
 pub mod store;
 pub mod telemetry;

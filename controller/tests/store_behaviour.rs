@@ -8,7 +8,7 @@ use mpanel_common::status::{BillingCycle, ServerStatus, ServiceStatus, TaskKind,
 use mpanel_common::username::PanelKind;
 use mpanel_controller::store::{
     self, DynStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price, ServerPatch,
-    ServiceFilter, StoreError, TaskFilter,
+    ServiceFilter, StepRecord, StoreError, TaskFilter,
 };
 use mpanel_e2e::databases::{TestDatabase, TestSqlite};
 
@@ -81,6 +81,11 @@ on_both_backends!(
     tasks_list_newest_first_with_filters_and_cursor,
     admin_tokens_authenticate_until_revoked,
     changes_and_their_activity_rows_are_written_together,
+    concurrent_claimers_never_take_the_same_task,
+    an_expired_lease_lets_another_worker_take_over,
+    step_results_are_recorded_under_the_lease,
+    a_released_task_waits_until_it_is_due,
+    a_failed_task_is_requeued_with_a_fresh_budget,
 );
 
 fn new_server(hostname: &str) -> NewServer {
@@ -574,4 +579,191 @@ async fn changes_and_their_activity_rows_are_written_together(store: DynStore) {
             .len(),
         2
     );
+}
+
+async fn orders(store: &DynStore, n: usize) -> Vec<mpanel_common::ids::TaskId> {
+    let c = customer(store, "queue@example.com").await;
+    let p = product(store, "Queue").await;
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (_, task) = store
+            .create_service_with_task(&order(c, p, &format!("q{i}.example")), "test")
+            .await
+            .unwrap();
+        tasks.push(task.id);
+    }
+    tasks
+}
+
+fn step(name: &str, status: &str) -> StepRecord {
+    StepRecord {
+        step: name.to_owned(),
+        status: status.to_owned(),
+        data: serde_json::json!({ "by": status }),
+        error: None,
+        finished_at: Some(1),
+    }
+}
+
+async fn concurrent_claimers_never_take_the_same_task(store: DynStore) {
+    let tasks = orders(&store, 40).await;
+    let claimers = (0..6).map(|worker| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let holder = format!("worker-{worker}");
+            let mut claimed = Vec::new();
+            while let Some(task) = store.claim_next_task(&holder, 60_000).await.unwrap() {
+                assert_eq!(task.lease_holder.as_deref(), Some(holder.as_str()));
+                claimed.push(task.id);
+            }
+            claimed
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    all.sort();
+    let mut expected = tasks.clone();
+    expected.sort();
+    assert_eq!(all, expected, "every task claimed exactly once");
+    assert_eq!(count(&store, Some(TaskStatus::Processing)).await, 40);
+}
+
+async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {
+    let tasks = orders(&store, 1).await;
+    let first = store
+        .claim_next_task("dead-worker", 50)
+        .await
+        .unwrap()
+        .expect("claimable");
+    assert_eq!((first.id, first.attempts), (tasks[0], 1));
+    assert!(
+        store
+            .claim_next_task("other", 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "held while the lease runs"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let second = store
+        .claim_next_task("successor", 60_000)
+        .await
+        .unwrap()
+        .expect("lease expired");
+    assert_eq!((second.id, second.attempts), (tasks[0], 2));
+    let err = store
+        .record_step(first.id, "dead-worker", &step("account", "success"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
+    assert!(matches!(
+        store.renew_lease(first.id, "dead-worker", 1000).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        store.complete_task(first.id, "dead-worker").await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store
+        .renew_lease(second.id, "successor", 60_000)
+        .await
+        .unwrap();
+    store.complete_task(second.id, "successor").await.unwrap();
+    assert_eq!(
+        store.get_task(second.id).await.unwrap().status,
+        TaskStatus::Completed
+    );
+}
+
+async fn step_results_are_recorded_under_the_lease(store: DynStore) {
+    let tasks = orders(&store, 1).await;
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    store
+        .record_step(task.id, "w", &step("account", "failed"))
+        .await
+        .unwrap();
+    store
+        .record_step(task.id, "w", &step("account", "success"))
+        .await
+        .unwrap();
+    store
+        .record_step(task.id, "w", &step("dns", "success"))
+        .await
+        .unwrap();
+    let stored = store.get_task(tasks[0]).await.unwrap();
+    let steps: Vec<_> = stored
+        .result
+        .0
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.status.as_str()))
+        .collect();
+    assert_eq!(steps, [("account", "success"), ("dns", "success")]);
+    assert_eq!(stored.result.0.steps[0].data["by"], "success");
+    store.complete_task(task.id, "w").await.unwrap();
+    let done = store.get_task(task.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert!(done.completed_at.is_some() && done.lease_holder.is_none());
+    assert!(
+        store.claim_next_task("w", 60_000).await.unwrap().is_none(),
+        "completed tasks are not runnable"
+    );
+}
+
+async fn a_released_task_waits_until_it_is_due(store: DynStore) {
+    orders(&store, 1).await;
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    let due = store::now_ms() + 150;
+    store
+        .release_for_retry(task.id, "w", "no eligible server: all full", due)
+        .await
+        .unwrap();
+    let waiting = store.get_task(task.id).await.unwrap();
+    assert_eq!(waiting.status, TaskStatus::Pending);
+    assert_eq!(
+        waiting.wait_reason.as_deref(),
+        Some("no eligible server: all full")
+    );
+    assert_eq!(store.next_due_at().await.unwrap(), Some(due));
+    assert!(
+        store.claim_next_task("w", 60_000).await.unwrap().is_none(),
+        "not before it is due"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let again = store
+        .claim_next_task("w2", 60_000)
+        .await
+        .unwrap()
+        .expect("due now");
+    assert_eq!((again.id, again.attempts), (task.id, 2));
+}
+
+async fn a_failed_task_is_requeued_with_a_fresh_budget(store: DynStore) {
+    orders(&store, 1).await;
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            store.requeue_failed_task(task.id).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "only failed tasks"
+    );
+    store
+        .fail_task(task.id, "w", "panel said no")
+        .await
+        .unwrap();
+    let failed = store.get_task(task.id).await.unwrap();
+    assert_eq!(
+        (failed.status, failed.error.as_deref()),
+        (TaskStatus::Failed, Some("panel said no"))
+    );
+    assert!(store.claim_next_task("w", 60_000).await.unwrap().is_none());
+    let requeued = store.requeue_failed_task(task.id).await.unwrap();
+    assert_eq!(
+        (requeued.status, requeued.attempts),
+        (TaskStatus::Pending, 0)
+    );
+    assert!(store.claim_next_task("w", 60_000).await.unwrap().is_some());
 }

@@ -3,6 +3,7 @@
 
 mod agents;
 pub mod auth;
+mod drift;
 pub mod error;
 mod health;
 mod servers;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(servers::routes())
         .merge(agents::routes())
+        .merge(drift::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

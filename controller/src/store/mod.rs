@@ -10,6 +10,7 @@
 mod agents;
 mod models;
 mod postgres;
+pub mod queue;
 mod shared;
 mod sqlite;
 
@@ -35,12 +36,14 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("task {0} is no longer held by this worker (its lease expired and another took it)")]
+    LeaseLost(TaskId),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl StoreError {
-    pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
+    pub(crate) fn not_found(entity: &'static str, id: impl std::fmt::Display) -> Self {
         StoreError::NotFound {
             entity,
             id: id.to_string(),
@@ -190,6 +193,7 @@ pub trait AgentStore: Send + Sync {
 #[async_trait]
 pub trait Store:
     ServerStore
+    + queue::TaskQueue
     + CustomerStore
     + ProductStore
     + ServiceStore

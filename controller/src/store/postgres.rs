@@ -7,6 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::agents::impl_agent_store;
+use super::queue::impl_task_queue;
 use super::shared::impl_shared_store;
 use super::{Backend, Store, StoreResult};
 
@@ -30,6 +31,19 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Claims one runnable task; `SKIP LOCKED` lets concurrent claimers pass each other's rows.
+    pub(crate) const CLAIM_TASK_SQL: &'static str = "UPDATE provisioning_tasks
+         SET status = 'processing', lease_holder = $1, lease_expires_at = $3,
+             attempts = attempts + 1, updated_at = $2
+         WHERE id = (
+             SELECT id FROM provisioning_tasks
+             WHERE (status = 'pending' AND next_attempt_at <= $2)
+                OR (status = 'processing' AND lease_expires_at < $2)
+             ORDER BY next_attempt_at, id
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING *";
+
     /// Holds the server's row until the placing transaction ends.
     pub(crate) const LOCK_SERVER_SQL: &'static str =
         "SELECT max_accounts FROM servers WHERE id = $1 FOR UPDATE";
@@ -41,6 +55,7 @@ impl PostgresStore {
 }
 
 impl_shared_store!(PostgresStore, Postgres);
+impl_task_queue!(PostgresStore, Postgres);
 impl_agent_store!(PostgresStore, Postgres);
 
 #[async_trait]

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::agents::impl_agent_store;
+use super::queue::impl_task_queue;
 use super::shared::impl_shared_store;
 use super::{Backend, Store, StoreResult};
 
@@ -41,6 +42,18 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Claims one runnable task; the surrounding `BEGIN IMMEDIATE` makes it the only writer.
+    pub(crate) const CLAIM_TASK_SQL: &'static str = "UPDATE provisioning_tasks
+         SET status = 'processing', lease_holder = $1, lease_expires_at = $3,
+             attempts = attempts + 1, updated_at = $2
+         WHERE id = (
+             SELECT id FROM provisioning_tasks
+             WHERE (status = 'pending' AND next_attempt_at <= $2)
+                OR (status = 'processing' AND lease_expires_at < $2)
+             ORDER BY next_attempt_at, id
+             LIMIT 1)
+         RETURNING *";
+
     /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
     pub(crate) const LOCK_SERVER_SQL: &'static str =
         "SELECT max_accounts FROM servers WHERE id = $1";
@@ -51,6 +64,7 @@ impl SqliteStore {
 }
 
 impl_shared_store!(SqliteStore, Sqlite);
+impl_task_queue!(SqliteStore, Sqlite);
 impl_agent_store!(SqliteStore, Sqlite);
 
 #[async_trait]

@@ -1,0 +1,26 @@
+//! The mpanel agent: a small daemon on every hosting server. It dials out to the controller over
+//! mutual TLS, runs the controller's commands against the local control panel, and reports load.
+//! It opens no inbound port.
+//!
+//! Layout: `core` holds the decisions (backoff, renewal timing, what a closed session means) as
+//! pure code; `session`, `enroll` and `tls` are the tokio/rustls shell around it; `load` reads the
+//! host's numbers; `handler` is where commands land; `panel` drives the local control panel.
+
+pub mod config;
+pub mod core;
+pub mod enroll;
+pub mod handler;
+pub mod load;
+pub mod panel;
+pub mod panel_commands;
+pub mod session;
+pub mod state;
+pub mod tls;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,560 @@
+//! The values that cross the [`super::ControlPanel`] interface, and its error type.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A password or token. `Debug` masks it and there is no `Display`, so it cannot end up in a log
+/// line or an error message by accident; [`Secret::expose`] is the one, greppable, way out.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for putting it on the wire. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+/// Secrets arriving in the shared wrapper (the agent's configuration, controller commands).
+impl From<mpanel_common::secret::Secret<String>> for Secret {
+    fn from(value: mpanel_common::secret::Secret<String>) -> Self {
+        Self(value.into_inner())
+    }
+}
+
+/// The control panels the agent can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PanelKind {
+    Cpanel,
+    Plesk,
+    DirectAdmin,
+}
+
+impl PanelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpanel => "cpanel",
+            Self::Plesk => "plesk",
+            Self::DirectAdmin => "directadmin",
+        }
+    }
+}
+
+impl fmt::Display for PanelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<mpanel_common::username::PanelKind> for PanelKind {
+    fn from(kind: mpanel_common::username::PanelKind) -> Self {
+        match kind {
+            mpanel_common::username::PanelKind::Cpanel => Self::Cpanel,
+            mpanel_common::username::PanelKind::Plesk => Self::Plesk,
+            mpanel_common::username::PanelKind::Directadmin => Self::DirectAdmin,
+        }
+    }
+}
+
+impl FromStr for PanelKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpanel" | "whm" => Ok(Self::Cpanel),
+            "plesk" => Ok(Self::Plesk),
+            "directadmin" | "da" => Ok(Self::DirectAdmin),
+            other => Err(format!(
+                "unknown panel kind {other:?} (expected cpanel, plesk or directadmin)"
+            )),
+        }
+    }
+}
+
+/// What the controller wants to exist for one hosting service.
+#[derive(Debug, Clone)]
+pub struct AccountSpec {
+    pub service_id: i64,
+    /// The panel's system username; the caller has already applied the panel's naming rules.
+    pub username: String,
+    pub domain: String,
+    pub password: Secret,
+    pub package: String,
+    pub contact_email: String,
+    /// Disk quota override in MB; `None` keeps the package's quota.
+    pub quota_mb: Option<u64>,
+    /// Shared IP for the account where the panel wants one (DirectAdmin); `None` lets the panel
+    /// pick.
+    pub ip: Option<String>,
+}
+
+impl AccountSpec {
+    /// The marker stored on panels that have a free field for it (Plesk `external_id`).
+    pub fn owner_marker(&self) -> String {
+        owner_marker(self.service_id)
+    }
+}
+
+/// The ownership marker for `service_id`.
+pub fn owner_marker(service_id: i64) -> String {
+    format!("mpanel-service-{service_id}")
+}
+
+/// An account as the panel reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccountInfo {
+    pub username: String,
+    /// Main domain; `None` when the panel reports none (a Plesk customer without a subscription).
+    pub domain: Option<String>,
+    pub contact_email: Option<String>,
+    pub package: Option<String>,
+    pub suspended: bool,
+    /// The ownership marker the panel stores, on panels that have one (Plesk `external_id`; the
+    /// empty string when the field is blank). `None` on panels without such a field.
+    pub owner_marker: Option<String>,
+    /// The panel's own id where it differs from the username (Plesk client id).
+    pub panel_id: Option<String>,
+}
+
+/// A hosting package (cPanel package, Plesk service plan, DirectAdmin user package).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageInfo {
+    pub name: String,
+    pub disk_quota: Option<Amount>,
+    pub bandwidth: Option<Amount>,
+}
+
+/// A size or count that may be unlimited. Sizes are in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Unlimited,
+    Value(u64),
+}
+
+/// Resource usage of one account. Sizes in bytes; `None` where the panel does not report it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub disk_used: Option<u64>,
+    pub disk_limit: Option<Amount>,
+    pub bandwidth_used: Option<u64>,
+    pub bandwidth_limit: Option<Amount>,
+    pub inodes_used: Option<u64>,
+    pub inodes_limit: Option<Amount>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordType {
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Txt,
+    Ns,
+    Srv,
+    Caa,
+}
+
+impl RecordType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Cname => "CNAME",
+            Self::Mx => "MX",
+            Self::Txt => "TXT",
+            Self::Ns => "NS",
+            Self::Srv => "SRV",
+            Self::Caa => "CAA",
+        }
+    }
+
+    /// Types where a name normally holds one value, so an upsert replaces instead of adding.
+    pub fn single_valued(self) -> bool {
+        matches!(self, Self::A | Self::Aaaa | Self::Cname)
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RecordType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "A" => Self::A,
+            "AAAA" => Self::Aaaa,
+            "CNAME" => Self::Cname,
+            "MX" => Self::Mx,
+            "TXT" => Self::Txt,
+            "NS" => Self::Ns,
+            "SRV" => Self::Srv,
+            "CAA" => Self::Caa,
+            other => return Err(format!("unsupported record type {other:?}")),
+        })
+    }
+}
+
+/// One DNS record. `name` is relative to the zone: `@` (or empty) for the apex, `www`, `_acme`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub name: String,
+    pub record_type: RecordType,
+    pub value: String,
+    pub ttl: u32,
+    /// MX preference (and SRV priority).
+    pub priority: Option<u16>,
+}
+
+impl DnsRecord {
+    /// Whether `other` (a record already in the zone) is the one this upsert replaces: same name
+    /// and type for single-valued types; same name, type and value for the others, because a
+    /// name commonly holds several TXT or MX records and an upsert must not drop the rest.
+    pub fn same_slot(&self, other: &DnsRecord) -> bool {
+        same_name(&self.name, &other.name)
+            && self.record_type == other.record_type
+            && (self.record_type.single_valued() || same_value(&self.value, &other.value))
+    }
+
+    /// Whether `other` already says everything this record says.
+    pub fn same_content(&self, other: &DnsRecord) -> bool {
+        self.same_slot(other)
+            && same_value(&self.value, &other.value)
+            && self.ttl == other.ttl
+            && (self.priority.is_none() || self.priority == other.priority)
+    }
+}
+
+/// Which records a delete removes: every record with this name and type, or only the one with
+/// this value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecordKey {
+    pub name: String,
+    pub record_type: RecordType,
+    pub value: Option<String>,
+}
+
+impl DnsRecordKey {
+    pub fn matches(&self, record: &DnsRecord) -> bool {
+        same_name(&self.name, &record.name)
+            && self.record_type == record.record_type
+            && self
+                .value
+                .as_deref()
+                .is_none_or(|v| same_value(v, &record.value))
+    }
+}
+
+/// Normalises a record name to the relative form (`@` for the apex) whatever the panel returned:
+/// `www`, `www.example.com.`, `example.com.`, `@` or an empty string.
+pub fn relative_name(name: &str, zone: &str) -> String {
+    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+    let zone = zone.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || name == "@" || name == zone {
+        return "@".to_owned();
+    }
+    match name.strip_suffix(&format!(".{zone}")) {
+        Some(label) => label.to_owned(),
+        None => name,
+    }
+}
+
+/// The fully qualified name (no trailing dot) of a relative record name.
+pub fn absolute_name(name: &str, zone: &str) -> String {
+    let zone = zone.trim_end_matches('.');
+    match relative_name(name, zone).as_str() {
+        "@" => zone.to_owned(),
+        label => format!("{label}.{zone}"),
+    }
+}
+
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |n: &str| {
+        let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
+        if n.is_empty() { "@".to_owned() } else { n }
+    };
+    norm(a) == norm(b)
+}
+
+/// Panels quote TXT values and add trailing dots to host names inconsistently.
+fn same_value(a: &str, b: &str) -> bool {
+    let norm = |v: &str| v.trim().trim_matches('"').trim_end_matches('.').to_owned();
+    norm(a).eq_ignore_ascii_case(&norm(b))
+}
+
+/// A certificate to install: private key, leaf certificate and the intermediate chain, all PEM.
+#[derive(Clone)]
+pub struct CertificateBundle {
+    pub private_key: Secret,
+    pub certificate: String,
+    pub chain: String,
+}
+
+impl fmt::Debug for CertificateBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateBundle")
+            .field("private_key", &self.private_key)
+            .field("certificate_len", &self.certificate.len())
+            .field("chain_len", &self.chain.len())
+            .finish()
+    }
+}
+
+/// A mailbox to create: `local_part@domain`.
+#[derive(Debug, Clone)]
+pub struct MailboxSpec {
+    pub local_part: String,
+    pub domain: String,
+    pub password: Secret,
+    /// Quota in MB; `None` or `Some(0)` means unlimited.
+    pub quota_mb: Option<u64>,
+}
+
+/// A database and its user, names without the panel prefix.
+#[derive(Debug, Clone)]
+pub struct DatabaseSpec {
+    pub name: String,
+    pub user: String,
+    pub password: Secret,
+    /// The domain the database belongs to (Plesk attaches databases to a domain).
+    pub domain: String,
+}
+
+/// The real names of a database and its user, prefix included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub database: String,
+    pub user: String,
+}
+
+/// How the caller should react to a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The panel may succeed later: timeout, 5xx, a lock held by another task. Retry with backoff.
+    Retryable,
+    /// The request itself is wrong (unknown package, invalid name): retrying cannot help.
+    Permanent,
+    /// The panel rejected the agent's credentials or the token lacks a privilege: an operator
+    /// must fix the configuration.
+    Auth,
+    /// The thing exists and is not ours (another service's account, a taken domain).
+    Conflict,
+    /// The thing the request names does not exist.
+    NotFound,
+}
+
+/// A failed panel call. Messages come from the panel with every secret of the request scrubbed
+/// out; they never carry a password or token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PanelError {
+    #[error("{operation}: temporary panel failure: {message}")]
+    Retryable {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: {message}")]
+    Permanent {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: panel refused the agent's credentials: {message}")]
+    Auth {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: conflict: {message}")]
+    Conflict {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: not found: {message}")]
+    NotFound {
+        operation: &'static str,
+        message: String,
+    },
+}
+
+impl PanelError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Retryable { .. } => ErrorClass::Retryable,
+            Self::Permanent { .. } => ErrorClass::Permanent,
+            Self::Auth { .. } => ErrorClass::Auth,
+            Self::Conflict { .. } => ErrorClass::Conflict,
+            Self::NotFound { .. } => ErrorClass::NotFound,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class() == ErrorClass::Retryable
+    }
+
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Self::Retryable { operation, .. }
+            | Self::Permanent { operation, .. }
+            | Self::Auth { operation, .. }
+            | Self::Conflict { operation, .. }
+            | Self::NotFound { operation, .. } => operation,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retryable { message, .. }
+            | Self::Permanent { message, .. }
+            | Self::Auth { message, .. }
+            | Self::Conflict { message, .. }
+            | Self::NotFound { message, .. } => message,
+        }
+    }
+
+    pub fn new(class: ErrorClass, operation: &'static str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        match class {
+            ErrorClass::Retryable => Self::Retryable { operation, message },
+            ErrorClass::Permanent => Self::Permanent { operation, message },
+            ErrorClass::Auth => Self::Auth { operation, message },
+            ErrorClass::Conflict => Self::Conflict { operation, message },
+            ErrorClass::NotFound => Self::NotFound { operation, message },
+        }
+    }
+
+    pub fn retryable(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Retryable, operation, message)
+    }
+
+    pub fn permanent(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Permanent, operation, message)
+    }
+
+    pub fn conflict(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Conflict, operation, message)
+    }
+
+    pub fn not_found(operation: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::NotFound, operation, message)
+    }
+}
+
+/// Parses the size strings panels report: `"10M"`, `"1.5G"`, `"512"` (MB unless a unit says
+/// otherwise, which is what cPanel and DirectAdmin mean), `"unlimited"`, `"*unknown*"`.
+/// Returns bytes. `default_unit` is the multiplier for a bare number.
+pub fn parse_size(text: &str, default_unit: u64) -> Option<Amount> {
+    let t = text.trim();
+    if t.is_empty() || t.starts_with('*') {
+        return None;
+    }
+    if t.eq_ignore_ascii_case("unlimited") || t == "-1" {
+        return Some(Amount::Unlimited);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier = match unit.trim().to_ascii_uppercase().trim_end_matches("IB") {
+        "" => default_unit,
+        "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        "T" | "TB" => 1 << 40,
+        _ => return None,
+    };
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    Some(Amount::Value((number * multiplier as f64).round() as u64))
+}
+
+/// Sizes given in MB.
+pub const MB: u64 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_never_shows_the_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        let spec = MailboxSpec {
+            local_part: "info".into(),
+            domain: "example.com".into(),
+            password: s,
+            quota_mb: None,
+        };
+        assert!(!format!("{spec:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn sizes_with_units_parse_to_bytes() {
+        assert_eq!(parse_size("10M", MB), Some(Amount::Value(10 * MB)));
+        assert_eq!(parse_size("150000M", MB), Some(Amount::Value(150_000 * MB)));
+        assert_eq!(parse_size("1.5G", MB), Some(Amount::Value(1536 * MB)));
+        assert_eq!(parse_size("512", MB), Some(Amount::Value(512 * MB)));
+        assert_eq!(parse_size("unlimited", MB), Some(Amount::Unlimited));
+        assert_eq!(parse_size("*unknown*", MB), None);
+        assert_eq!(parse_size("2048", 1), Some(Amount::Value(2048)));
+    }
+
+    #[test]
+    fn record_names_normalise_to_relative_form() {
+        assert_eq!(relative_name("www.example.com.", "example.com"), "www");
+        assert_eq!(relative_name("example.com.", "example.com"), "@");
+        assert_eq!(relative_name("", "example.com"), "@");
+        assert_eq!(relative_name("www", "example.com"), "www");
+        assert_eq!(absolute_name("@", "example.com"), "example.com");
+        assert_eq!(absolute_name("www", "example.com"), "www.example.com");
+    }
+
+    #[test]
+    fn upsert_replaces_single_valued_and_keeps_other_txt_records() {
+        let a = |v: &str| DnsRecord {
+            name: "www".into(),
+            record_type: RecordType::A,
+            value: v.into(),
+            ttl: 300,
+            priority: None,
+        };
+        assert!(a("1.1.1.1").same_slot(&a("2.2.2.2")));
+        let txt = |v: &str| DnsRecord {
+            record_type: RecordType::Txt,
+            ..a(v)
+        };
+        assert!(!txt("v=spf1 -all").same_slot(&txt("google-site-verification=x")));
+        assert!(txt("v=spf1 -all").same_slot(&txt("\"v=spf1 -all\"")));
+    }
+}

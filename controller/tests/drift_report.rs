@@ -1,0 +1,134 @@
+//! `GET /api/servers/:id/drift` end to end: a real agent session, the cPanel driver, and a
+//! simulator seeded with an orphan account, a suspension mismatch, and no account for one
+//! active service.
+
+mod fleet_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_support::*;
+use mpanel_agent::handler::BuiltinHandler;
+use mpanel_agent::panel::{PanelConfig, build_driver_with};
+use mpanel_agent::panel_commands::PanelCommandHandler;
+use mpanel_panelsim::{SimConfig, SimKind};
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_report_names_the_orphan_the_missing_account_and_the_state_mismatch() {
+    let c = Controller::start(&[]).await;
+    let (server_id, _dir, state) = enrolled_agent(&c, "drift.example.net").await;
+
+    let mut sim_config = SimConfig::new(SimKind::Cpanel, "sim-token");
+    sim_config.tls = true;
+    let sim = mpanel_panelsim::start(
+        sim_config,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let seeded = http
+        .post(format!("{}/__sim/seed", sim.base_url()))
+        .json(&json!({"accounts": [
+            {"username": "inorder", "domain": "inorder.example", "package": "default", "suspended": false},
+            {"username": "stray", "domain": "stray.example", "package": "default", "suspended": false},
+            {"username": "wrongstate", "domain": "wrongstate.example", "package": "default", "suspended": false}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        seeded.status().is_success(),
+        "{}",
+        seeded.text().await.unwrap()
+    );
+
+    // The controller's side: three services on this server.
+    c.sql(
+        "INSERT INTO customers (id, email, name, status, created_at, updated_at)
+           VALUES (1, 'd@example.com', 'D', 'active', 0, 0)",
+    )
+    .await;
+    c.sql("INSERT INTO products (id, name, created_at, updated_at) VALUES (1, 'P', 0, 0)")
+        .await;
+    c.sql("INSERT INTO services (customer_id, product_id, server_id, domain, username, status, billing_cycle, created_at, updated_at) VALUES
+           (1, 1, (SELECT MIN(id) FROM servers), 'inorder.example', 'inorder', 'active', 'monthly', 0, 0),
+           (1, 1, (SELECT MIN(id) FROM servers), 'gone.example', 'gone', 'active', 'monthly', 0, 0),
+           (1, 1, (SELECT MIN(id) FROM servers), 'wrongstate.example', 'wrongstate', 'suspended', 'monthly', 0, 0)").await;
+
+    let driver = build_driver_with(PanelConfig::new(
+        mpanel_agent::panel::PanelKind::Cpanel,
+        &sim.base_url(),
+        "root",
+        "sim-token".into(),
+        true,
+    ))
+    .unwrap();
+    let mut options = agent_options(&c.grpc_url(), &state);
+    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
+        PanelCommandHandler::new(driver),
+    )));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let agent = RunningAgent {
+        cancel: cancel.clone(),
+        handle: tokio::spawn(mpanel_agent::session::run(options, cancel)),
+    };
+    c.wait_for_agent(server_id, Duration::from_secs(10), "the session", |a| {
+        a["connected"] == true
+    })
+    .await;
+
+    let (status, report) = c
+        .request(
+            Method::GET,
+            &format!("/api/servers/{server_id}/drift"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accountsOnPanel"], 3);
+    assert_eq!(report["servicesOnServer"], 3);
+    assert_eq!(report["clean"], false);
+    let orphans: Vec<_> = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["username"].clone())
+        .collect();
+    assert_eq!(orphans, [json!("stray")]);
+    let missing: Vec<_> = report["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].clone())
+        .collect();
+    assert_eq!(missing, [json!("gone")]);
+    let mismatches = report["stateMismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1);
+    assert_eq!(mismatches[0]["username"], "wrongstate");
+    assert_eq!(mismatches[0]["serviceStatus"], "suspended");
+    assert_eq!(mismatches[0]["panelSuspended"], false);
+
+    // An unknown server is 404.
+    let (status, _) = c
+        .request(Method::GET, "/api/servers/9999/drift", None)
+        .await;
+    assert_eq!(status, 404);
+
+    agent.stop().await;
+    let (status, body) = c
+        .request(
+            Method::GET,
+            &format!("/api/servers/{server_id}/drift"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 503, "an offline agent cannot report drift: {body}");
+    assert_eq!(body["error"]["code"], "agent_offline");
+    sim.shutdown().await;
+}
