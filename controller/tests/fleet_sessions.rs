@@ -209,6 +209,12 @@ async fn fleet_certificate_renews_over_the_live_session_without_dropping_it() {
             a["certificateSerial"] != serial
         })
         .await;
+    // The controller records the new serial when it signs; the agent stores the certificate
+    // when the reply reaches it, a moment later.
+    let stored_by = Instant::now() + Duration::from_secs(5);
+    while read(&state.cert_path()) == original && Instant::now() < stored_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_ne!(
         read(&state.cert_path()),
         original,

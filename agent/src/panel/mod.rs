@@ -7,7 +7,7 @@
 //! [`PanelError::class`]), or the ACME protocol (the agent's ACME module only asks for a web root).
 //!
 //! Every fact about a panel's API that a driver relies on comes from
-//! `shared/reference/panel-apis.md`; where that document marks a fact UNCONFIRMED the driver says so
+//! the panel API reference (`panel-apis.md`); where that document marks a fact UNCONFIRMED the driver says so
 //! in a comment and takes the most defensive reading.
 
 mod account;

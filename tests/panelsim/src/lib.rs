@@ -3,7 +3,7 @@
 //! The simulator owns an in-memory "hosting server" (accounts, sites, DNS zones, mailboxes,
 //! databases, certificates, web-root files) and serves it through the real API paths, auth
 //! schemes, envelopes and quirks of one panel kind, as written down in
-//! `/work/shared/reference/panel-apis.md`. It does not own the agent's drivers and makes no
+//! the panel API reference (`panel-apis.md`). It does not own the agent's drivers and makes no
 //! attempt to be a full panel: only the calls mpanel needs are simulated, and every choice the
 //! reference marks UNCONFIRMED is listed in this crate's README.
 //!
