@@ -1,66 +1,13 @@
 //! The fleet's storage (CA, enrollment tokens, agent certificates, liveness) behaves the same on
 //! PostgreSQL and SQLite.
 
-use std::future::Future;
+mod backends;
 
 use mpanel_common::ids::ServerId;
 use mpanel_common::username::PanelKind;
 use mpanel_controller::store::{
-    self, AgentHello, AgentLiveness, DynStore, IssuedCertificate, NewCa, NewServer, StoreError,
-    now_ms,
+    AgentHello, AgentLiveness, DynStore, IssuedCertificate, NewCa, NewServer, StoreError, now_ms,
 };
-use mpanel_e2e::databases::{TestDatabase, TestSqlite};
-
-async fn with_postgres<F, Fut>(test: F)
-where
-    F: FnOnce(DynStore) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let db = TestDatabase::create().await;
-    let store = store::connect(&db.url)
-        .await
-        .expect("connect to the test database");
-    store.migrate().await.expect("migrations apply");
-    test(store.clone()).await;
-    store.close().await;
-    db.drop_database().await;
-}
-
-async fn with_sqlite<F, Fut>(test: F)
-where
-    F: FnOnce(DynStore) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let db = TestSqlite::create();
-    let store = store::connect(&db.url)
-        .await
-        .expect("open the test database");
-    store.migrate().await.expect("migrations apply");
-    test(store.clone()).await;
-    store.close().await;
-    db.remove();
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::with_postgres(super::$name).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::with_sqlite(super::$name).await;
-                }
-            )+
-        }
-    };
-}
 
 on_both_backends!(
     fleet_store_first_ca_wins_and_stays_active,

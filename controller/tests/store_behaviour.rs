@@ -1,7 +1,7 @@
 //! One behaviour suite for the storage layer, run against PostgreSQL and against SQLite.
 //! Each test gets its own database (a fresh PostgreSQL database or a fresh SQLite file).
 
-use std::future::Future;
+mod backends;
 
 use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId};
 use mpanel_common::status::{BillingCycle, ServerStatus, ServiceStatus, TaskKind, TaskStatus};
@@ -10,59 +10,6 @@ use mpanel_controller::store::{
     self, DynStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price, ServerPatch,
     ServiceFilter, StepRecord, StoreError, TaskFilter,
 };
-use mpanel_e2e::databases::{TestDatabase, TestSqlite};
-
-async fn with_postgres<F, Fut>(test: F)
-where
-    F: FnOnce(DynStore) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let db = TestDatabase::create().await;
-    let store = store::connect(&db.url)
-        .await
-        .expect("connect to the test database");
-    store.migrate().await.expect("migrations apply");
-    test(store.clone()).await;
-    store.close().await;
-    db.drop_database().await;
-}
-
-async fn with_sqlite<F, Fut>(test: F)
-where
-    F: FnOnce(DynStore) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let db = TestSqlite::create();
-    let store = store::connect(&db.url)
-        .await
-        .expect("open the test database");
-    store.migrate().await.expect("migrations apply");
-    test(store.clone()).await;
-    store.close().await;
-    db.remove();
-}
-
-/// Declares each behaviour once and runs it on both backends.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::with_postgres(super::$name).await;
-                }
-            )+
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::with_sqlite(super::$name).await;
-                }
-            )+
-        }
-    };
-}
 
 on_both_backends!(
     migrations_can_run_again_without_changes,
