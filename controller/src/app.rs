@@ -23,6 +23,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The agent fleet: enrollment, sessions, heartbeats, commands.
     pub fleet: Fleet,
+    /// Wakes the provisioning workers after a task is queued.
+    pub dispatcher: crate::provisioning::Dispatcher,
 }
 
 /// The sockets the controller serves: the HTTP API and the agents' mTLS gRPC endpoint.
@@ -78,6 +80,7 @@ pub async fn run(
         cipher,
         shutdown: token.clone(),
         fleet: fleet.clone(),
+        dispatcher: crate::provisioning::Dispatcher::new(),
     };
     let grpc_names = state.config.grpc_server_names.clone();
     let stop_on_failure = token.clone();

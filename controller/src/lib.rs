@@ -9,5 +9,6 @@ pub mod config;
 pub mod crypto;
 pub mod drift;
 pub mod fleet;
+pub mod provisioning;
 pub mod store;
 pub mod telemetry;

@@ -122,6 +122,21 @@ pub trait ServiceStore: Send + Sync {
     /// Places a service on a server, holding the server's row while it counts, so concurrent
     /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
     async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
+    /// Records the panel username and sealed password chosen for a service. Set once: a
+    /// different username for a service that has one, or a username already used by a live
+    /// service on the same server, is a `Conflict`.
+    async fn set_service_credentials(
+        &self,
+        service_id: ServiceId,
+        username: &str,
+        password_sealed: &str,
+    ) -> StoreResult<()>;
+    /// Active servers of this group and panel kind, each with its count of live services.
+    async fn placement_candidates(
+        &self,
+        server_group: &str,
+        kind: mpanel_common::username::PanelKind,
+    ) -> StoreResult<Vec<PlacementCandidate>>;
     async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>>;
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
     /// The service's open (pending or processing) task, if any.

@@ -263,3 +263,11 @@ pub struct ActivityEntry {
     pub details: Json<serde_json::Value>,
     pub created_at: i64,
 }
+
+/// A server that may take a new service, with how full it is.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PlacementCandidate {
+    #[sqlx(flatten)]
+    pub server: Server,
+    pub live_services: i64,
+}

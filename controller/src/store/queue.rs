@@ -9,9 +9,22 @@
 //! worker that stalled past its lease cannot overwrite its successor's progress.
 
 use async_trait::async_trait;
-use mpanel_common::ids::TaskId;
+use mpanel_common::ids::{ServiceId, TaskId};
+use mpanel_common::status::TaskKind;
 
 use super::{StepRecord, StoreResult, Task};
+
+/// What a finished task does to its service, applied in the task's completing transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceChange {
+    /// `pending` → `active`, `provisioned_at` set, `provisioning_error` cleared.
+    Activate,
+    Suspend { reason: String },
+    Unsuspend,
+    Terminate,
+    /// Package or password changes leave the status alone.
+    Keep,
+}
 
 #[async_trait]
 pub trait TaskQueue: Send + Sync {
@@ -22,8 +35,25 @@ pub trait TaskQueue: Send + Sync {
     /// Stores one step's outcome (replacing an earlier record of the same step).
     async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord)
     -> StoreResult<()>;
+    /// Queues a task for a service; `Conflict` while the service has an open task.
+    async fn enqueue_task(
+        &self,
+        service: ServiceId,
+        kind: TaskKind,
+        params: serde_json::Value,
+        max_retries: i32,
+        actor: &str,
+    ) -> StoreResult<Task>;
     /// `processing` → `completed`.
     async fn complete_task(&self, task: TaskId, holder: &str) -> StoreResult<()>;
+    /// `processing` → `completed` and the service changed accordingly, in one transaction; an
+    /// illegal status transition refuses both (`Conflict`).
+    async fn complete_service_task(
+        &self,
+        task: TaskId,
+        holder: &str,
+        change: ServiceChange,
+    ) -> StoreResult<()>;
     /// `processing` → `pending`, due again at `next_attempt_at`, keeping the error and the
     /// reason it waits (for example "no eligible server") visible.
     async fn release_for_retry(
@@ -33,7 +63,8 @@ pub trait TaskQueue: Send + Sync {
         error: &str,
         next_attempt_at: i64,
     ) -> StoreResult<()>;
-    /// `processing` → `failed` after the last attempt.
+    /// `processing` → `failed` after the last attempt; the service keeps its status and shows
+    /// the error in `provisioning_error`.
     async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()>;
     /// `failed` → `pending` with a fresh attempt budget (an admin's retry).
     async fn requeue_failed_task(&self, task: TaskId) -> StoreResult<Task>;
@@ -47,7 +78,9 @@ macro_rules! impl_task_queue {
             use async_trait::async_trait;
             use mpanel_common::ids::TaskId;
             use sqlx::types::Json;
-            use $crate::store::queue::TaskQueue;
+            use mpanel_common::ids::ServiceId;
+            use mpanel_common::status::{ServiceStatus, TaskKind};
+            use $crate::store::queue::{ServiceChange, TaskQueue};
             use $crate::store::{StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
 
             /// A write that must find the task in `processing` under this holder.
@@ -113,6 +146,123 @@ macro_rules! impl_task_queue {
                     Ok(())
                 }
 
+                async fn enqueue_task(
+                    &self,
+                    service: ServiceId,
+                    kind: TaskKind,
+                    params: serde_json::Value,
+                    max_retries: i32,
+                    actor: &str,
+                ) -> StoreResult<Task> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let task = sqlx::query_as::<_, Task>(
+                        "INSERT INTO provisioning_tasks (service_id, task_type, status, attempts,
+                             max_retries, result, params, idempotency_key, next_attempt_at,
+                             created_at, updated_at)
+                         VALUES ($1, $2, 'pending', 0, $3, $4, $5, $6, $7, $7, $7)
+                         RETURNING *",
+                    )
+                    .bind(service.get())
+                    .bind(kind.as_str())
+                    .bind(max_retries)
+                    .bind(Json(TaskResult::default()))
+                    .bind(Json(&params))
+                    // Unique per enqueue: the open-task index, not this key, prevents doubles.
+                    .bind(format!("{}:service:{}:{}", kind.as_str(), service, uuid::Uuid::new_v4().simple()))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        StoreError::on_constraint(e, &format!("service {service} already has an open task, or does not exist"))
+                    })?;
+                    sqlx::query(
+                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
+                         VALUES ($1, $2, 'service', $3, $4, $5)",
+                    )
+                    .bind(actor)
+                    .bind(format!("task.{}.queued", kind.as_str()))
+                    .bind(service.get())
+                    .bind(Json(serde_json::json!({ "taskId": task.id.get() })))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(task)
+                }
+
+                async fn complete_service_task(
+                    &self,
+                    task: TaskId,
+                    holder: &str,
+                    change: ServiceChange,
+                ) -> StoreResult<()> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let service: Option<(i64, String)> = sqlx::query_as(
+                        "SELECT s.id, s.status FROM provisioning_tasks t JOIN services s ON s.id = t.service_id
+                         WHERE t.id = $1 AND t.lease_holder = $2 AND t.status = 'processing'",
+                    )
+                    .bind(task.get())
+                    .bind(holder)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((service_id, status)) = service else {
+                        return Err(StoreError::LeaseLost(task));
+                    };
+                    let current: ServiceStatus = status
+                        .parse()
+                        .map_err(|e| StoreError::Corrupt(format!("service {service_id}: {e}")))?;
+                    let target = match &change {
+                        ServiceChange::Activate => Some(ServiceStatus::Active),
+                        ServiceChange::Suspend { .. } => Some(ServiceStatus::Suspended),
+                        ServiceChange::Unsuspend => Some(ServiceStatus::Active),
+                        ServiceChange::Terminate => Some(ServiceStatus::Terminated),
+                        ServiceChange::Keep => None,
+                    };
+                    if let Some(target) = target
+                        && target != current
+                    {
+                        current.transition(target).map_err(|e| StoreError::Conflict(e.to_string()))?;
+                        sqlx::query(
+                            "UPDATE services SET status = $2, updated_at = $3,
+                                 provisioned_at = CASE WHEN $2 = 'active' AND provisioned_at IS NULL THEN $3 ELSE provisioned_at END,
+                                 provisioning_error = NULL,
+                                 suspended_at = CASE WHEN $2 = 'suspended' THEN $3 WHEN $2 = 'active' THEN NULL ELSE suspended_at END,
+                                 suspension_reason = CASE WHEN $2 = 'suspended' THEN $4 WHEN $2 = 'active' THEN NULL ELSE suspension_reason END,
+                                 terminated_at = CASE WHEN $2 = 'terminated' THEN $3 ELSE terminated_at END
+                             WHERE id = $1",
+                        )
+                        .bind(service_id)
+                        .bind(target.as_str())
+                        .bind(now)
+                        .bind(match &change {
+                            ServiceChange::Suspend { reason } => Some(reason.as_str()),
+                            _ => None,
+                        })
+                        .execute(&mut *tx)
+                        .await?;
+                    } else {
+                        sqlx::query("UPDATE services SET provisioning_error = NULL, updated_at = $2 WHERE id = $1")
+                            .bind(service_id)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(
+                        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $2,
+                             updated_at = $2, error = NULL, wait_reason = NULL,
+                             lease_holder = NULL, lease_expires_at = NULL
+                         WHERE id = $1",
+                    )
+                    .bind(task.get())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
                 async fn complete_task(&self, task: TaskId, holder: &str) -> StoreResult<()> {
                     let now = now_ms();
                     let rows = sqlx::query(
@@ -156,19 +306,30 @@ macro_rules! impl_task_queue {
 
                 async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()> {
                     let now = now_ms();
-                    let rows = sqlx::query(
+                    let mut tx = self.begin_write().await?;
+                    let service_id: Option<i64> = sqlx::query_scalar(
                         "UPDATE provisioning_tasks SET status = 'failed', error = $3, completed_at = $4,
                              updated_at = $4, lease_holder = NULL, lease_expires_at = NULL
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
+                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
+                         RETURNING service_id",
                     )
                     .bind(task.get())
                     .bind(holder)
                     .bind(error)
                     .bind(now)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    held(rows, task)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(service_id) = service_id else {
+                        return Err(StoreError::LeaseLost(task));
+                    };
+                    sqlx::query("UPDATE services SET provisioning_error = $2, updated_at = $3 WHERE id = $1")
+                        .bind(service_id)
+                        .bind(error)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn requeue_failed_task(&self, task: TaskId) -> StoreResult<Task> {

@@ -383,6 +383,51 @@ macro_rules! impl_shared_store {
                     Ok(())
                 }
 
+                async fn set_service_credentials(
+                    &self,
+                    service_id: ServiceId,
+                    username: &str,
+                    password_sealed: &str,
+                ) -> StoreResult<()> {
+                    let updated = sqlx::query(
+                        "UPDATE services SET username = $2, password_encrypted = $3, updated_at = $4
+                         WHERE id = $1 AND (username IS NULL OR username = $2)",
+                    )
+                    .bind(service_id.get())
+                    .bind(username)
+                    .bind(password_sealed)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?
+                    .rows_affected();
+                    if updated == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "service {service_id} does not exist or already has another username"
+                        )));
+                    }
+                    Ok(())
+                }
+
+                async fn placement_candidates(
+                    &self,
+                    server_group: &str,
+                    kind: mpanel_common::username::PanelKind,
+                ) -> StoreResult<Vec<$crate::store::PlacementCandidate>> {
+                    Ok(sqlx::query_as::<_, $crate::store::PlacementCandidate>(
+                        "SELECT s.*, (SELECT COUNT(*) FROM services v
+                                      WHERE v.server_id = s.id
+                                        AND v.status IN ('pending', 'active', 'suspended')) AS live_services
+                         FROM servers s
+                         WHERE s.status = 'active' AND s.server_group = $1 AND s.control_panel = $2
+                         ORDER BY s.id",
+                    )
+                    .bind(server_group)
+                    .bind(kind.as_str())
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
                 async fn get_service(&self, id: ServiceId) -> StoreResult<Service> {
                     sqlx::query_as::<_, Service>("SELECT * FROM services WHERE id = $1")
                         .bind(id.get())
