@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mpanel_common::Secret;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mpanel/agent.toml";
@@ -41,7 +42,8 @@ pub struct PanelSection {
     #[serde(default = "default_panel_user")]
     pub user: String,
     pub token_file: Option<PathBuf>,
-    pub token: Option<String>,
+    /// Masked in `Debug`, so printing the configuration cannot leak it.
+    pub token: Option<Secret<String>>,
     #[serde(default)]
     pub insecure_tls: bool,
 }
@@ -169,6 +171,16 @@ ca_bundle = ""
         assert_eq!(c.panel.unwrap().kind, "cpanel");
         assert_eq!(c.accounts_path, PathBuf::from("/home"));
         assert_eq!(c.heartbeat_secs, 10);
+    }
+
+    #[test]
+    fn an_inline_panel_token_is_read_and_masked_in_debug() {
+        let text =
+            "[panel]\nkind = \"plesk\"\nurl = \"https://127.0.0.1:8443\"\ntoken = \"tok-51f0\"\n";
+        let c = AgentConfig::parse(text, Path::new("agent.toml")).unwrap();
+        let panel = c.panel.clone().unwrap();
+        assert_eq!(panel.token.unwrap().expose(), "tok-51f0");
+        assert!(!format!("{c:?}").contains("tok-51f0"));
     }
 
     #[test]

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use clap::{Parser, Subcommand};
 use mpanel_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
 use mpanel_agent::core::Backoff;
-use mpanel_agent::handler::BuiltinHandler;
+use mpanel_agent::handler::{BuiltinHandler, CommandHandler};
 use mpanel_agent::panel::{self, ControlPanel};
+use mpanel_agent::panel_commands::PanelCommandHandler;
 use mpanel_agent::session::{self, AgentOptions, PanelProbe};
 use mpanel_agent::state::StateDir;
 use mpanel_agent::{enroll, now_ms};
@@ -40,7 +41,14 @@ enum Command {
         #[arg(long)]
         token: String,
     },
-    /// Keep the session to the controller open until SIGTERM/SIGINT.
+    /// Keep the session to the controller open until SIGTERM/SIGINT, carrying out its commands.
+    ///
+    /// With a [panel] section in the configuration (kind, url, user, token or token_file,
+    /// insecure_tls) the agent also carries out the provisioning and account commands
+    /// (create_account, ensure_dns, ssl, create_mailbox, create_database, suspend_account,
+    /// unsuspend_account, terminate_account, change_package, change_password, list_accounts,
+    /// usage) through that panel and reports its health; without one it answers only ping and
+    /// echo.
     Run,
     /// Print enrollment, controller, certificate expiry and connection state.
     Status,
@@ -125,7 +133,14 @@ impl PanelProbe for DriverProbe {
     }
 }
 
-fn build_panel(config: &AgentConfig) -> anyhow::Result<Option<(String, Arc<dyn PanelProbe>)>> {
+/// The configured panel: its kind as written, and the driver that answers commands and probes.
+struct ConfiguredPanel {
+    kind: String,
+    driver: Arc<dyn ControlPanel>,
+}
+
+/// The driver for the `[panel]` section; `None` when there is no such section.
+fn build_panel(config: &AgentConfig) -> anyhow::Result<Option<ConfiguredPanel>> {
     let Some(p) = &config.panel else {
         return Ok(None);
     };
@@ -136,37 +151,80 @@ fn build_panel(config: &AgentConfig) -> anyhow::Result<Option<(String, Arc<dyn P
         )
     })?;
     let token = match (&p.token, &p.token_file) {
-        (Some(t), _) => t.clone(),
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("panel.token_file: cannot read {}", file.display()))?
-            .trim()
-            .to_owned(),
+        (Some(t), _) => panel::Secret::new(t.expose().trim()),
+        (None, Some(file)) => panel::Secret::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("panel.token_file: cannot read {}", file.display()))?
+                .trim(),
+        ),
         (None, None) => anyhow::bail!("panel: set token or token_file"),
     };
-    let driver = panel::build_driver(
+    if token.is_empty() {
+        anyhow::bail!("panel: the token is empty");
+    }
+    let driver = panel::build_driver_with(panel::PanelConfig::new(
         kind,
         &p.url,
         &p.user,
-        panel::Secret::new(token),
+        token,
         p.insecure_tls,
-    )
+    ))
     .map_err(|e| anyhow::anyhow!("panel: {e}"))?;
-    Ok(Some((p.kind.clone(), Arc::new(DriverProbe(driver)))))
+    Ok(Some(ConfiguredPanel {
+        kind: p.kind.clone(),
+        driver,
+    }))
+}
+
+/// What the session does with commands, what it advertises, and how it checks the panel.
+struct CommandSetup {
+    handler: Arc<dyn CommandHandler>,
+    capabilities: Vec<String>,
+    probe: Option<Arc<dyn PanelProbe>>,
+}
+
+/// With a panel, the agent carries out the panel commands behind the builtins; without one it
+/// answers only `ping` and `echo`.
+fn command_setup(panel: Option<&ConfiguredPanel>) -> CommandSetup {
+    let mut capabilities: Vec<String> = vec!["ping".into(), "echo".into()];
+    let Some(panel) = panel else {
+        return CommandSetup {
+            handler: Arc::new(BuiltinHandler::default()),
+            capabilities,
+            probe: None,
+        };
+    };
+    capabilities.extend(
+        PanelCommandHandler::COMMANDS
+            .iter()
+            .map(|c| (*c).to_owned()),
+    );
+    let commands = PanelCommandHandler::new(Arc::clone(&panel.driver));
+    CommandSetup {
+        handler: Arc::new(BuiltinHandler::with_next(Arc::new(commands))),
+        capabilities,
+        probe: Some(Arc::new(DriverProbe(Arc::clone(&panel.driver)))),
+    }
 }
 
 async fn run(config: AgentConfig, state: StateDir) -> anyhow::Result<()> {
     let enrollment = state.enrollment()?;
     let controller = config.controller.clone().unwrap_or(enrollment.controller);
     let panel = build_panel(&config)?;
+    match &panel {
+        Some(p) => tracing::info!(kind = %p.kind, "panel commands enabled"),
+        None => tracing::info!("no [panel] section: only ping and echo are answered"),
+    }
+    let commands = command_setup(panel.as_ref());
     let options = AgentOptions {
         controller,
         state,
         heartbeat: config.heartbeat_interval(),
         accounts_path: config.accounts_path.clone(),
-        panel_kind: panel.as_ref().map(|(k, _)| k.clone()).unwrap_or_default(),
-        capabilities: vec!["ping".into(), "echo".into()],
-        handler: Arc::new(BuiltinHandler::default()),
-        panel: panel.map(|(_, p)| p),
+        panel_kind: panel.map(|p| p.kind).unwrap_or_default(),
+        capabilities: commands.capabilities,
+        handler: commands.handler,
+        panel: commands.probe,
         backoff: Backoff::default(),
     };
     let shutdown = CancellationToken::new();

@@ -82,6 +82,14 @@ pub async fn run(
         fleet: fleet.clone(),
         dispatcher: crate::provisioning::Dispatcher::new(),
     };
+    let provisioner = crate::provisioning::Provisioner::new(
+        store.clone(),
+        state.fleet.clone(),
+        state.cipher.clone(),
+        state.config.clone(),
+        state.dispatcher.clone(),
+    );
+    let workers = provisioner.spawn_workers(&token);
     let grpc_names = state.config.grpc_server_names.clone();
     let stop_on_failure = token.clone();
     let grpc_server = tokio::spawn(async move {
@@ -105,6 +113,18 @@ pub async fn run(
         .with_graceful_shutdown(async move { drained.cancelled().await })
         .await
         .context("HTTP server failed")?;
+    // Workers finish the step in hand; one stuck on a slow panel is abandoned to its lease,
+    // which another worker (or the next start) picks up.
+    for worker in workers {
+        if tokio::time::timeout(std::time::Duration::from_secs(10), worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a provisioning worker did not stop in time; its task resumes after the lease"
+            );
+        }
+    }
     // The HTTP server also stops when the gRPC one fails to start; report why.
     match grpc_server.await {
         Ok(Ok(())) => {}

@@ -95,6 +95,14 @@ pub struct Config {
     /// Lifetime of agent certificates (`AGENT_CERT_LIFETIME_SECS`, 30 days); agents renew at
     /// two thirds of it.
     pub agent_cert_lifetime_secs: u32,
+    /// Provisioning workers in this controller (tasks run concurrently up to this many).
+    pub provisioning_workers: u32,
+    /// First retry delay after a failed step; doubles per attempt (with jitter), capped at 5 min.
+    pub provisioning_retry_base_ms: u64,
+    /// How long a claimed task stays ours without renewal before another worker may take it.
+    pub provisioning_lease_secs: u32,
+    /// How long one step waits for the agent's answer.
+    pub provisioning_command_timeout_secs: u32,
     pub encryption_keys: Option<EncryptionKeys>,
     pub enable_cron: bool,
     pub suspension_grace_days: u32,
@@ -269,6 +277,22 @@ impl Config {
                 "a number of seconds",
             )?,
             agent_offline_secs: src.parse_or("AGENT_OFFLINE_SECS", 90, "a number of seconds")?,
+            provisioning_workers: src.parse_or("PROVISIONING_WORKERS", 8, "a number of workers")?,
+            provisioning_retry_base_ms: src.parse_or(
+                "PROVISIONING_RETRY_BASE_MS",
+                2000,
+                "a number of milliseconds",
+            )?,
+            provisioning_lease_secs: src.parse_or(
+                "PROVISIONING_LEASE_SECS",
+                60,
+                "a number of seconds",
+            )?,
+            provisioning_command_timeout_secs: src.parse_or(
+                "PROVISIONING_COMMAND_TIMEOUT_SECS",
+                120,
+                "a number of seconds",
+            )?,
             agent_cert_lifetime_secs: src.parse_or(
                 "AGENT_CERT_LIFETIME_SECS",
                 30 * 24 * 3600,

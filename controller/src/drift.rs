@@ -145,6 +145,8 @@ mod tests {
             suspended_at: None,
             suspension_reason: None,
             terminated_at: None,
+            mailbox_password_encrypted: None,
+            database_password_encrypted: None,
             created_at: 0,
             updated_at: 0,
         }

@@ -239,10 +239,17 @@ impl DnsRecord {
     /// Whether `other` (a record already in the zone) is the one this upsert replaces: same name
     /// and type for single-valued types; same name, type and value for the others, because a
     /// name commonly holds several TXT or MX records and an upsert must not drop the rest.
+    /// SPF is the exception among TXT records: a name may hold only one (RFC 7208 §3.2; two
+    /// make every check a permerror), so an SPF record replaces the SPF record already there,
+    /// such as the one the panel wrote into a fresh zone.
     pub fn same_slot(&self, other: &DnsRecord) -> bool {
         same_name(&self.name, &other.name)
             && self.record_type == other.record_type
-            && (self.record_type.single_valued() || same_value(&self.value, &other.value))
+            && (self.record_type.single_valued()
+                || same_value(&self.value, &other.value)
+                || (self.record_type == RecordType::Txt
+                    && is_spf(&self.value)
+                    && is_spf(&other.value)))
     }
 
     /// Whether `other` already says everything this record says.
@@ -303,6 +310,13 @@ fn same_name(a: &str, b: &str) -> bool {
         if n.is_empty() { "@".to_owned() } else { n }
     };
     norm(a) == norm(b)
+}
+
+/// An SPF policy (`v=spf1` alone or followed by terms), quoted or not.
+fn is_spf(value: &str) -> bool {
+    let v = value.trim().trim_matches('"').trim_start();
+    v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("v=spf1"))
+        && v[6..].chars().next().is_none_or(|c| c == ' ')
 }
 
 /// Panels quote TXT values and add trailing dots to host names inconsistently.
@@ -556,5 +570,8 @@ mod tests {
         };
         assert!(!txt("v=spf1 -all").same_slot(&txt("google-site-verification=x")));
         assert!(txt("v=spf1 -all").same_slot(&txt("\"v=spf1 -all\"")));
+        assert!(txt("v=spf1 a mx ~all").same_slot(&txt("\"v=spf1 +a +mx ~all\"")));
+        assert!(!txt("v=spf1 a mx ~all").same_content(&txt("v=spf1 +a +mx ~all")));
+        assert!(!txt("v=spf10").same_slot(&txt("v=spf1 -all")));
     }
 }

@@ -3,10 +3,14 @@
 
 mod agents;
 pub mod auth;
+mod catalogue;
 mod drift;
 pub mod error;
 mod health;
+mod listing;
+mod provisioning;
 mod servers;
+mod services;
 
 use std::time::Duration;
 
@@ -26,12 +30,17 @@ pub fn router(state: AppState) -> Router {
         .merge(servers::routes())
         .merge(agents::routes())
         .merge(drift::routes())
+        .merge(catalogue::routes())
+        .merge(services::routes())
+        .merge(provisioning::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(60),
         ))
+        // Merged after the timeout on purpose: these wait for a task for up to two minutes.
+        .merge(provisioning::waiting_routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -2,6 +2,10 @@
 //! new services on the least-loaded eligible server, and run the steps, each as a command to the
 //! server's agent (the welcome email is the controller's own).
 
+pub mod credentials;
 pub mod dispatch;
+pub mod placement;
+mod worker;
 
 pub use dispatch::Dispatcher;
+pub use worker::Provisioner;

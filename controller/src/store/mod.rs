@@ -9,8 +9,10 @@
 
 mod agents;
 mod models;
+pub mod outbox;
 mod postgres;
 pub mod queue;
+pub mod reporting;
 mod shared;
 mod sqlite;
 
@@ -24,6 +26,7 @@ pub use agents::{
 };
 pub use models::*;
 pub use postgres::PostgresStore;
+pub use reporting::{QueueStats, ReportingStore, TaskCounts};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +134,14 @@ pub trait ServiceStore: Send + Sync {
         username: &str,
         password_sealed: &str,
     ) -> StoreResult<()>;
+    /// Keeps the first sealed secret ever offered for this service and returns the one kept, so
+    /// every retry of a step uses the same password.
+    async fn keep_service_secret(
+        &self,
+        service_id: ServiceId,
+        which: ServiceSecret,
+        sealed_candidate: &str,
+    ) -> StoreResult<String>;
     /// Active servers of this group and panel kind, each with its count of live services.
     async fn placement_candidates(
         &self,
@@ -142,6 +153,13 @@ pub trait ServiceStore: Send + Sync {
     /// The service's open (pending or processing) task, if any.
     async fn open_task_for_service(&self, service_id: ServiceId) -> StoreResult<Option<Task>>;
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
+    /// Changes the fields an admin may set without the panel (see `ServicePatch`).
+    async fn update_service(
+        &self,
+        id: ServiceId,
+        patch: &ServicePatch,
+        actor: &str,
+    ) -> StoreResult<Service>;
 }
 
 #[async_trait]
@@ -208,6 +226,7 @@ pub trait AgentStore: Send + Sync {
 #[async_trait]
 pub trait Store:
     ServerStore
+    + outbox::OutboxStore
     + queue::TaskQueue
     + CustomerStore
     + ProductStore
@@ -215,6 +234,7 @@ pub trait Store:
     + AdminTokenStore
     + ActivityStore
     + AgentStore
+    + reporting::ReportingStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

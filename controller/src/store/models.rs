@@ -154,6 +154,17 @@ pub struct Service {
     pub terminated_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Sealed; never serialised to a response.
+    pub mailbox_password_encrypted: Option<String>,
+    /// Sealed; never serialised to a response.
+    pub database_password_encrypted: Option<String>,
+}
+
+/// The generated secrets a service keeps besides its panel password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceSecret {
+    Mailbox,
+    Database,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +183,13 @@ pub struct ServiceFilter {
     pub status: Option<ServiceStatus>,
     pub server_id: Option<ServerId>,
     pub page: Page,
+}
+
+/// What an admin may change on a service without the panel. `None` leaves the field alone;
+/// `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ServicePatch {
+    pub renewal_date: Option<Option<i64>>,
 }
 
 /// One step's outcome as recorded on the task (`result.steps[]`).
@@ -224,6 +242,8 @@ pub struct Task {
 pub struct TaskFilter {
     pub status: Option<TaskStatus>,
     pub service_id: Option<ServiceId>,
+    /// Leaves out tasks cleared from the failed list (`cleared_at` set).
+    pub only_uncleared: bool,
     /// Newest first; `page.after_id` continues below that id.
     pub page: Page,
 }

@@ -7,7 +7,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::agents::impl_agent_store;
+use super::outbox::impl_outbox_store;
 use super::queue::impl_task_queue;
+use super::reporting::impl_reporting_store;
 use super::shared::impl_shared_store;
 use super::{Backend, Store, StoreResult};
 
@@ -56,7 +58,9 @@ impl PostgresStore {
 
 impl_shared_store!(PostgresStore, Postgres);
 impl_task_queue!(PostgresStore, Postgres);
+impl_outbox_store!(PostgresStore);
 impl_agent_store!(PostgresStore, Postgres);
+impl_reporting_store!(PostgresStore, Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {

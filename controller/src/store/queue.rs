@@ -19,11 +19,19 @@ use super::{StepRecord, StoreResult, Task};
 pub enum ServiceChange {
     /// `pending` → `active`, `provisioned_at` set, `provisioning_error` cleared.
     Activate,
-    Suspend { reason: String },
+    Suspend {
+        reason: String,
+    },
     Unsuspend,
     Terminate,
-    /// Package or password changes leave the status alone.
-    Keep,
+    /// The service moves to another product (a package change).
+    ChangeProduct {
+        product_id: mpanel_common::ids::ProductId,
+    },
+    /// The panel password changed; the new one, sealed.
+    NewPassword {
+        sealed: String,
+    },
 }
 
 #[async_trait]
@@ -218,8 +226,26 @@ macro_rules! impl_task_queue {
                         ServiceChange::Suspend { .. } => Some(ServiceStatus::Suspended),
                         ServiceChange::Unsuspend => Some(ServiceStatus::Active),
                         ServiceChange::Terminate => Some(ServiceStatus::Terminated),
-                        ServiceChange::Keep => None,
+                        ServiceChange::ChangeProduct { .. } | ServiceChange::NewPassword { .. } => None,
                     };
+                    match &change {
+                        ServiceChange::ChangeProduct { product_id } => {
+                            sqlx::query("UPDATE services SET product_id = $2 WHERE id = $1")
+                                .bind(service_id)
+                                .bind(product_id.get())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(|e| StoreError::on_constraint(e, "that product does not exist"))?;
+                        }
+                        ServiceChange::NewPassword { sealed } => {
+                            sqlx::query("UPDATE services SET password_encrypted = $2 WHERE id = $1")
+                                .bind(service_id)
+                                .bind(sealed)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        _ => {}
+                    }
                     if let Some(target) = target
                         && target != current
                     {

@@ -409,6 +409,30 @@ macro_rules! impl_shared_store {
                     Ok(())
                 }
 
+                async fn keep_service_secret(
+                    &self,
+                    service_id: ServiceId,
+                    which: $crate::store::ServiceSecret,
+                    sealed_candidate: &str,
+                ) -> StoreResult<String> {
+                    let sql = match which {
+                        $crate::store::ServiceSecret::Mailbox => {
+                            "UPDATE services SET mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $2)
+                             WHERE id = $1 RETURNING mailbox_password_encrypted"
+                        }
+                        $crate::store::ServiceSecret::Database => {
+                            "UPDATE services SET database_password_encrypted = COALESCE(database_password_encrypted, $2)
+                             WHERE id = $1 RETURNING database_password_encrypted"
+                        }
+                    };
+                    let kept: Option<Option<String>> = sqlx::query_scalar(sql)
+                        .bind(service_id.get())
+                        .bind(sealed_candidate)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    kept.flatten().ok_or_else(|| StoreError::not_found("service", service_id))
+                }
+
                 async fn placement_candidates(
                     &self,
                     server_group: &str,
@@ -478,14 +502,50 @@ macro_rules! impl_shared_store {
                          WHERE ($1 IS NULL OR status = $1)
                            AND ($2 IS NULL OR service_id = $2)
                            AND ($3 IS NULL OR id < $3)
+                           AND (NOT $5 OR cleared_at IS NULL)
                          ORDER BY id DESC LIMIT $4",
                     )
                     .bind(filter.status.map(|s| s.as_str()))
                     .bind(filter.service_id.map(|id| id.get()))
                     .bind(filter.page.after_id)
                     .bind(filter.page.limit)
+                    .bind(filter.only_uncleared)
                     .fetch_all(&self.pool)
                     .await?)
+                }
+
+                async fn update_service(
+                    &self,
+                    id: ServiceId,
+                    patch: &$crate::store::ServicePatch,
+                    actor: &str,
+                ) -> StoreResult<Service> {
+                    let mut tx = self.begin_write().await?;
+                    let service = sqlx::query_as::<_, Service>(
+                        "UPDATE services SET
+                             renewal_date = CASE WHEN $2 THEN $3 ELSE renewal_date END,
+                             updated_at = $4
+                         WHERE id = $1
+                         RETURNING *",
+                    )
+                    .bind(id.get())
+                    .bind(patch.renewal_date.is_some())
+                    .bind(patch.renewal_date.flatten())
+                    .bind(now_ms())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("service", id))?;
+                    record_activity(
+                        &mut tx,
+                        actor,
+                        "service.updated",
+                        "service",
+                        id.get(),
+                        serde_json::json!({ "renewalDate": service.renewal_date }),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(service)
                 }
             }
 

@@ -12,7 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::agents::impl_agent_store;
+use super::outbox::impl_outbox_store;
 use super::queue::impl_task_queue;
+use super::reporting::impl_reporting_store;
 use super::shared::impl_shared_store;
 use super::{Backend, Store, StoreResult};
 
@@ -65,7 +67,9 @@ impl SqliteStore {
 
 impl_shared_store!(SqliteStore, Sqlite);
 impl_task_queue!(SqliteStore, Sqlite);
+impl_outbox_store!(SqliteStore);
 impl_agent_store!(SqliteStore, Sqlite);
+impl_reporting_store!(SqliteStore, Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -1,0 +1,382 @@
+//! `/api/products` and `/api/customers`: what can be ordered, and who orders it. Admin only.
+//! Times are RFC 3339 here; money is integer minor units (`"amount": 999` is 9.99).
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use mpanel_common::ids::{CustomerId, ProductId};
+use mpanel_common::status::BillingCycle;
+use mpanel_common::{Currency, DomainName};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth::Admin;
+use super::error::{ApiError, ApiResult};
+use super::listing::{Params, finish, path_id};
+use super::servers::rfc3339;
+use crate::app::AppState;
+use crate::store::{Customer, NewCustomer, NewProduct, Price, Product};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/products", get(list_products).post(create_product))
+        .route("/api/products/{id}", get(get_product))
+        .route("/api/customers", get(list_customers).post(create_customer))
+        .route("/api/customers/{id}", get(get_customer))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductDto {
+    id: i64,
+    name: String,
+    group: String,
+    packages: Packages,
+    quotas: Quotas,
+    prices: Vec<PriceDto>,
+    active: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Packages {
+    cpanel: String,
+    plesk: String,
+    directadmin: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Quotas {
+    disk_mb: i32,
+    email_quota_mb: i32,
+    databases: i32,
+}
+
+#[derive(Debug, Serialize)]
+struct PriceDto {
+    cycle: &'static str,
+    amount: i64,
+    currency: String,
+}
+
+impl From<Product> for ProductDto {
+    fn from(p: Product) -> Self {
+        ProductDto {
+            id: p.id.get(),
+            name: p.name,
+            group: p.server_group,
+            packages: Packages {
+                cpanel: p.package_cpanel,
+                plesk: p.package_plesk,
+                directadmin: p.package_directadmin,
+            },
+            quotas: Quotas {
+                disk_mb: p.disk_mb,
+                email_quota_mb: p.email_quota_mb,
+                databases: p.databases,
+            },
+            prices: p
+                .prices
+                .into_iter()
+                .map(|price| PriceDto {
+                    cycle: price.billing_cycle.as_str(),
+                    amount: price.amount_minor,
+                    currency: price.currency,
+                })
+                .collect(),
+            active: p.active,
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateProduct {
+    name: String,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    packages: PackagesIn,
+    #[serde(default)]
+    quotas: QuotasIn,
+    prices: Vec<PriceIn>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackagesIn {
+    cpanel: Option<String>,
+    plesk: Option<String>,
+    directadmin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QuotasIn {
+    disk_mb: Option<i32>,
+    email_quota_mb: Option<i32>,
+    databases: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceIn {
+    cycle: String,
+    amount: i64,
+    currency: String,
+}
+
+/// Free text that is shown to people: trimmed, 1 to `max` characters, no control characters.
+pub(super) fn text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
+    let value = raw.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            "invalid_text",
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "invalid_text",
+            "must not contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn quota(field: &str, value: Option<i32>, default: i32) -> ApiResult<i32> {
+    let value = value.unwrap_or(default);
+    if value < 0 {
+        return Err(ApiError::invalid(
+            field,
+            "invalid_number",
+            "must not be negative",
+        ));
+    }
+    Ok(value)
+}
+
+fn prices(raw: &[PriceIn]) -> ApiResult<Vec<Price>> {
+    let mut prices: Vec<Price> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        let billing_cycle = p.cycle.parse::<BillingCycle>().map_err(|_| {
+            ApiError::invalid(
+                &format!("prices[{i}].cycle"),
+                "invalid_billing_cycle",
+                format!(
+                    "'{}' is not one of monthly, quarterly, annually",
+                    p.cycle.chars().take(40).collect::<String>()
+                ),
+            )
+        })?;
+        if p.amount < 0 {
+            return Err(ApiError::invalid(
+                &format!("prices[{i}].amount"),
+                "invalid_amount",
+                "must not be negative (minor units, e.g. 999 for 9.99)",
+            ));
+        }
+        let currency = Currency::parse(&p.currency).map_err(|e| {
+            ApiError::invalid(&format!("prices[{i}].currency"), "invalid_currency", e)
+        })?;
+        let price = Price {
+            billing_cycle,
+            amount_minor: p.amount,
+            currency: currency.as_str().to_owned(),
+        };
+        if prices
+            .iter()
+            .any(|q| q.billing_cycle == price.billing_cycle && q.currency == price.currency)
+        {
+            return Err(ApiError::invalid(
+                &format!("prices[{i}]"),
+                "duplicate_price",
+                format!("{} {} is priced twice", price.billing_cycle, price.currency),
+            ));
+        }
+        prices.push(price);
+    }
+    Ok(prices)
+}
+
+async fn create_product(
+    admin: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<CreateProduct>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<ProductDto>)> {
+    let Json(body) = body?;
+    let package = |field: &str, value: &Option<String>, default: &str| {
+        text(field, value.as_deref().unwrap_or(default), 64)
+    };
+    let new = NewProduct {
+        name: text("name", &body.name, 100)?,
+        server_group: text("group", body.group.as_deref().unwrap_or("default"), 64)?,
+        package_cpanel: package("packages.cpanel", &body.packages.cpanel, "default")?,
+        package_plesk: package("packages.plesk", &body.packages.plesk, "Unlimited")?,
+        package_directadmin: package(
+            "packages.directadmin",
+            &body.packages.directadmin,
+            "default",
+        )?,
+        disk_mb: quota("quotas.diskMb", body.quotas.disk_mb, 0)?,
+        email_quota_mb: quota("quotas.emailQuotaMb", body.quotas.email_quota_mb, 0)?,
+        databases: quota("quotas.databases", body.quotas.databases, 1)?,
+        prices: prices(&body.prices)?,
+    };
+    let product = state.store.create_product(&new, &admin.actor()).await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+async fn list_products(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let products: Vec<ProductDto> = state
+        .store
+        .list_products()
+        .await?
+        .into_iter()
+        .map(ProductDto::from)
+        .collect();
+    Ok(Json(json!({ "products": products })))
+}
+
+async fn get_product(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProductDto>> {
+    let id = ProductId::new(path_id(&id)?);
+    Ok(Json(state.store.get_product(id).await?.into()))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerDto {
+    id: i64,
+    email: String,
+    name: String,
+    status: String,
+    stripe_customer_id: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Customer> for CustomerDto {
+    fn from(c: Customer) -> Self {
+        CustomerDto {
+            id: c.id.get(),
+            email: c.email,
+            name: c.name,
+            status: c.status,
+            stripe_customer_id: c.stripe_customer_id,
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateCustomer {
+    email: String,
+    name: String,
+}
+
+/// A deliverable-looking address: one `@`, a plain local part, a valid domain with a dot.
+/// Lower-cased, so the unique index catches the same address typed twice.
+fn email(raw: &str) -> ApiResult<String> {
+    let value = raw.trim().to_lowercase();
+    let bad = |why: &str| ApiError::invalid("email", "invalid_email", why);
+    if value.is_empty() || value.len() > 254 {
+        return Err(bad("must be an email address of at most 254 characters"));
+    }
+    let Some((local, domain)) = value.split_once('@') else {
+        return Err(bad("must contain @"));
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    if !local_ok {
+        return Err(bad(&format!(
+            "'{}' is not a valid address",
+            value.chars().take(60).collect::<String>()
+        )));
+    }
+    match DomainName::parse(domain) {
+        Ok(d) if d.as_str().contains('.') => Ok(format!("{local}@{}", d.as_str())),
+        Ok(_) => Err(bad("the domain after @ must contain a dot")),
+        Err(e) => Err(bad(&format!("the domain after @ {e}"))),
+    }
+}
+
+async fn create_customer(
+    admin: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<CreateCustomer>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<CustomerDto>)> {
+    let Json(body) = body?;
+    let new = NewCustomer {
+        email: email(&body.email)?,
+        name: text("name", &body.name, 200)?,
+    };
+    let customer = state.store.create_customer(&new, &admin.actor()).await?;
+    Ok((StatusCode::CREATED, Json(customer.into())))
+}
+
+async fn list_customers(
+    _admin: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(query, &["limit", "cursor"])?;
+    let page = params.page(50, 500)?;
+    let mut customers = state.store.list_customers(page).await?;
+    let next = finish(&mut customers, page, |c| c.id.get());
+    let customers: Vec<CustomerDto> = customers.into_iter().map(CustomerDto::from).collect();
+    Ok(Json(json!({ "customers": customers, "nextCursor": next })))
+}
+
+async fn get_customer(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerDto>> {
+    let id = CustomerId::new(path_id(&id)?);
+    Ok(Json(state.store.get_customer(id).await?.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_lower_cased_and_checked() {
+        assert_eq!(email("  Ann@Example.COM ").unwrap(), "ann@example.com");
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@localhost",
+            "a b@example.com",
+            "ann@exa mple.com",
+            "a..b@example.com",
+        ] {
+            let e = email(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("email"), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! `/api/provisioning/*`: the provisioning queue as the original documentation defined it
+//! (shapes kept so existing clients keep working). Admin only. Times are Unix **milliseconds**
+//! here, unlike the catalogue routes.
+//!
+//! The routes only queue, re-queue, read and clear tasks; the workers in `crate::provisioning`
+//! run them. `manual` is the one route that waits: it queues (or reuses) the task, wakes the
+//! workers and polls the task until it finishes, so it is served outside the router's
+//! 60-second timeout (see `waiting_routes`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mpanel_common::JobId;
+use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
+use mpanel_common::status::{ServiceStatus, TaskKind, TaskStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth::Admin;
+use super::error::{ApiError, ApiResult};
+use super::listing::{Params, finish};
+use super::services::{domain, not_found_as};
+use crate::app::AppState;
+use crate::store::{Service, Task, TaskFilter, TaskResult, now_ms};
+
+/// Attempts a task queued from the API gets before it is `failed` (DESIGN: 3 by default).
+pub(super) const DEFAULT_MAX_RETRIES: i32 = 3;
+
+/// How long `manual` waits for its task, and how often it looks.
+const MANUAL_WAIT: Duration = Duration::from_secs(120);
+const MANUAL_POLL: Duration = Duration::from_millis(50);
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/provisioning/provision", post(provision))
+        .route("/api/provisioning/tasks", get(list_tasks))
+        .route("/api/provisioning/tasks/{id}", get(get_task))
+        .route("/api/provisioning/retry/{id}", post(retry))
+        .route("/api/provisioning/stats", get(stats))
+        .route(
+            "/api/provisioning/failed",
+            get(list_failed).delete(clear_failed),
+        )
+}
+
+/// Routes that wait for work on purpose, longer than the router's request timeout.
+pub fn waiting_routes() -> Router<AppState> {
+    Router::new().route("/api/provisioning/manual", post(manual))
+}
+
+/// A task as the original documentation shows it. Never the task's params (they may hold a
+/// sealed password).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskDto {
+    id: i64,
+    job_id: JobId,
+    service_id: i64,
+    #[serde(rename = "type")]
+    task_type: &'static str,
+    status: &'static str,
+    created_at: i64,
+    completed_at: Option<i64>,
+    attempts: i32,
+    max_retries: i32,
+    error: Option<String>,
+    wait_reason: Option<String>,
+    next_attempt_at: i64,
+    cleared_at: Option<i64>,
+    result: TaskResult,
+}
+
+impl From<Task> for TaskDto {
+    fn from(t: Task) -> Self {
+        TaskDto {
+            id: t.id.get(),
+            job_id: JobId::for_task(t.id),
+            service_id: t.service_id.get(),
+            task_type: t.task_type.as_str(),
+            status: t.status.as_str(),
+            created_at: t.created_at,
+            completed_at: t.completed_at,
+            attempts: t.attempts,
+            max_retries: t.max_retries,
+            error: t.error,
+            wait_reason: t.wait_reason,
+            next_attempt_at: t.next_attempt_at,
+            cleared_at: t.cleared_at,
+            result: t.result.0,
+        }
+    }
+}
+
+/// The 202 answer of every route that queues a task.
+pub(super) fn queued(message: &str, task: &Task) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "message": message,
+            "jobId": JobId::for_task(task.id),
+            "serviceId": task.service_id.get(),
+            "status": "queued",
+        })),
+    )
+}
+
+fn task_open_conflict(service: ServiceId, task: &Task) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "task_open",
+        format!(
+            "service {service} already has an open {} task ({}); wait for it or retry it later",
+            task.task_type,
+            JobId::for_task(task.id)
+        ),
+    )
+}
+
+/// 409 naming the open task's jobId when the service already has one.
+pub(super) async fn refuse_if_task_open(state: &AppState, service: &Service) -> ApiResult<()> {
+    match state.store.open_task_for_service(service.id).await? {
+        Some(task) => Err(task_open_conflict(service.id, &task)),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProvisionBody {
+    service_id: i64,
+    customer_id: i64,
+    product_id: i64,
+    domain: String,
+}
+
+/// Queues the provision task the body asks for, or finds the one already open. Every check
+/// runs before anything is written.
+async fn provision_task(state: &AppState, admin: &Admin, body: &ProvisionBody) -> ApiResult<Task> {
+    let domain = domain(&body.domain)?;
+    let service = state
+        .store
+        .get_service(ServiceId::new(body.service_id))
+        .await
+        .map_err(|e| not_found_as(e, "serviceId", "service", body.service_id))?;
+    let mismatch = |field: &str, given: String, stored: String| {
+        ApiError::unprocessable(
+            field,
+            "service_mismatch",
+            format!("is {given}, but service {} has {stored}", service.id),
+        )
+    };
+    if service.customer_id != CustomerId::new(body.customer_id) {
+        return Err(mismatch(
+            "customerId",
+            body.customer_id.to_string(),
+            service.customer_id.to_string(),
+        ));
+    }
+    if service.product_id != ProductId::new(body.product_id) {
+        return Err(mismatch(
+            "productId",
+            body.product_id.to_string(),
+            service.product_id.to_string(),
+        ));
+    }
+    if service.domain != domain {
+        return Err(mismatch("domain", domain, service.domain.clone()));
+    }
+    if let Some(open) = state.store.open_task_for_service(service.id).await? {
+        if open.task_type == TaskKind::Provision {
+            // The order is already being provisioned: same job, no second task.
+            return Ok(open);
+        }
+        return Err(task_open_conflict(service.id, &open));
+    }
+    if service.status != ServiceStatus::Pending {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_provisioned",
+            format!(
+                "service {} is {}; only a pending service can be provisioned",
+                service.id, service.status
+            ),
+        ));
+    }
+    let task = state
+        .store
+        .enqueue_task(
+            service.id,
+            TaskKind::Provision,
+            json!({}),
+            DEFAULT_MAX_RETRIES,
+            &admin.actor(),
+        )
+        .await?;
+    tracing::info!(
+        service_id = service.id.get(),
+        task_id = task.id.get(),
+        "provision task queued"
+    );
+    Ok(task)
+}
+
+async fn provision(
+    admin: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<ProvisionBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let Json(body) = body?;
+    let task = provision_task(&state, &admin, &body).await?;
+    state.dispatcher.wake();
+    Ok(queued("Provisioning job queued", &task))
+}
+
+/// Queues (or reuses) the task and waits until a worker finishes it: 200 with the finished
+/// task, or 202 with the task as it stands when it has not finished within two minutes (or
+/// the controller is shutting down).
+async fn manual(
+    admin: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<ProvisionBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<TaskDto>)> {
+    let Json(body) = body?;
+    let task = provision_task(&state, &admin, &body).await?;
+    state.dispatcher.wake();
+    let deadline = tokio::time::Instant::now() + MANUAL_WAIT;
+    let mut current = task;
+    loop {
+        if matches!(current.status, TaskStatus::Completed | TaskStatus::Failed) {
+            return Ok((StatusCode::OK, Json(current.into())));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(MANUAL_POLL) => {}
+            () = state.shutdown.cancelled() => break,
+        }
+        current = state.store.get_task(current.id).await?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(current.into())))
+}
+
+fn job_id(raw: &str) -> ApiResult<TaskId> {
+    JobId::parse(raw).map_err(|e| ApiError::invalid("id", "invalid_job_id", e))
+}
+
+async fn list_tasks(
+    _admin: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(query, &["status", "serviceId", "limit", "cursor"])?;
+    let status = params
+        .get("status")
+        .map(|s| {
+            s.parse::<TaskStatus>().map_err(|_| {
+                ApiError::invalid(
+                    "status",
+                    "invalid_status",
+                    format!(
+                        "'{}' is not one of pending, processing, completed, failed",
+                        s.chars().take(40).collect::<String>()
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = TaskFilter {
+        status,
+        service_id: params.id("serviceId")?.map(ServiceId::new),
+        only_uncleared: false,
+        page: params.page(50, 500)?,
+    };
+    task_page(&state, &filter).await
+}
+
+async fn task_page(state: &AppState, filter: &TaskFilter) -> ApiResult<Json<Value>> {
+    let mut tasks = state.store.list_tasks(filter).await?;
+    let next = finish(&mut tasks, filter.page, |t| t.id.get());
+    let tasks: Vec<TaskDto> = tasks.into_iter().map(TaskDto::from).collect();
+    Ok(Json(json!({ "tasks": tasks, "nextCursor": next })))
+}
+
+async fn get_task(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskDto>> {
+    let id = job_id(&id)?;
+    Ok(Json(state.store.get_task(id).await?.into()))
+}
+
+async fn retry(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = job_id(&id)?;
+    let task = state.store.get_task(id).await?;
+    if task.status != TaskStatus::Failed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_not_failed",
+            format!(
+                "{} is {}; only failed tasks can be retried",
+                JobId::for_task(task.id),
+                task.status
+            ),
+        ));
+    }
+    if let Some(open) = state.store.open_task_for_service(task.service_id).await? {
+        return Err(task_open_conflict(task.service_id, &open));
+    }
+    let task = state.store.requeue_failed_task(id).await?;
+    state.dispatcher.wake();
+    tracing::info!(task_id = task.id.get(), "failed task re-queued");
+    Ok(queued("Task re-queued", &task))
+}
+
+/// Queue depths and the last seven days of tasks. `failed` counts the failed list (failed
+/// tasks not cleared); `processing_total` counts work in hand right now (tasks processing and
+/// emails sending).
+async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let s = state.store.queue_stats(now_ms() - 7 * DAY_MS).await?;
+    let recent = s.recent();
+    Ok(Json(json!({
+        "queue": {
+            "provisioning": { "pending": s.tasks_pending, "processing": s.tasks_processing },
+            "emails": {
+                "queued": s.emails_queued,
+                "sending": s.emails_sending,
+                "failed": s.emails_failed,
+            },
+            "invoices": { "unpaid": s.invoices_unpaid, "overdue": s.invoices_overdue },
+            "failed": s.tasks_failed_uncleared,
+            "processing_total": s.tasks_processing + s.emails_sending,
+        },
+        "tasks": {
+            "last_7_days": {
+                "pending": recent.pending,
+                "processing": recent.processing,
+                "completed": recent.completed,
+                "failed": recent.failed,
+            }
+        }
+    })))
+}
+
+async fn list_failed(
+    _admin: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(query, &["limit", "cursor"])?;
+    let filter = TaskFilter {
+        status: Some(TaskStatus::Failed),
+        service_id: None,
+        only_uncleared: true,
+        page: params.page(50, 500)?,
+    };
+    task_page(&state, &filter).await
+}
+
+async fn clear_failed(admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let cleared = state.store.clear_failed_tasks(&admin.actor()).await?;
+    tracing::info!(cleared, "failed list cleared");
+    Ok(Json(json!({ "cleared": cleared })))
+}

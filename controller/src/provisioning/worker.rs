@@ -1,0 +1,653 @@
+//! The workers: each loops claiming a runnable task with a lease, runs it, and records the
+//! outcome; idle, it sleeps until the earliest due task, a dispatcher wake-up, or the poll
+//! interval, whichever comes first. While a task runs, its lease is renewed at a third of its
+//! length; if renewal finds the lease lost (another worker took the task over after a stall),
+//! this worker stops before its next step and writes nothing more.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mpanel_common::DomainName;
+use mpanel_common::ids::{ServerId, ServiceId, TaskId};
+use mpanel_common::status::{ProvisioningStep, ServiceStatus, TaskKind};
+use mpanel_common::username::{PanelKind, username_for};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::credentials::generate_password;
+use super::dispatch::Dispatcher;
+use super::placement;
+use crate::config::{Config, EmailProvider};
+use crate::crypto::Cipher;
+use crate::fleet::{CommandError, Fleet};
+use crate::store::queue::ServiceChange;
+use crate::store::{
+    DynStore, Product, Server, Service, ServiceSecret, StepRecord, StoreError, Task, now_ms,
+};
+
+/// How often an idle worker looks for due tasks even without a wake-up: the reconciler that
+/// makes a lost wake-up (or a task queued by another replica) cost at most this much delay.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest retry delay.
+const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+#[derive(Clone)]
+pub struct Provisioner {
+    store: DynStore,
+    fleet: Fleet,
+    cipher: Arc<Cipher>,
+    config: Arc<Config>,
+    dispatcher: Dispatcher,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Provisioner")
+    }
+}
+
+/// Why a task did not finish this time.
+#[derive(Debug)]
+enum Failure {
+    /// Worth another attempt after a backoff (agent offline, panel 5xx, timeout).
+    Retryable(String),
+    /// Retrying cannot help (bad package, someone else's account).
+    Permanent(String),
+    /// Nothing is wrong with the task; it waits for a resource (a server with room).
+    Waiting(String),
+    /// Another worker holds the task now; write nothing.
+    LeaseLost,
+}
+
+impl Failure {
+    fn message(&self) -> String {
+        match self {
+            Failure::Retryable(m) | Failure::Permanent(m) | Failure::Waiting(m) => m.clone(),
+            Failure::LeaseLost => "lease lost".to_owned(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::LeaseLost(_) => Failure::LeaseLost,
+            other => Failure::Retryable(format!("storage: {other}")),
+        }
+    }
+}
+
+impl From<CommandError> for Failure {
+    fn from(e: CommandError) -> Self {
+        if e.is_retryable() {
+            Failure::Retryable(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+impl Provisioner {
+    pub fn new(
+        store: DynStore,
+        fleet: Fleet,
+        cipher: Arc<Cipher>,
+        config: Arc<Config>,
+        dispatcher: Dispatcher,
+    ) -> Self {
+        Self {
+            store,
+            fleet,
+            cipher,
+            config,
+            dispatcher,
+        }
+    }
+
+    /// Starts the configured number of workers; they stop when `shutdown` is cancelled,
+    /// finishing (or abandoning to their lease) the task in hand.
+    pub fn spawn_workers(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        (0..self.config.provisioning_workers.max(1))
+            .map(|n| {
+                let worker = self.clone();
+                let holder = format!("{}-{n}", &instance[..12]);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { worker.work(holder, shutdown).await })
+            })
+            .collect()
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::from(self.config.provisioning_lease_secs.max(3)) * 1000
+    }
+
+    async fn work(self, holder: String, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.store.claim_next_task(&holder, self.lease_ms()).await {
+                Ok(Some(task)) => self.run_claimed(task, &holder).await,
+                Ok(None) => self.idle(&shutdown).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a task; retrying shortly");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps until the earliest due task, a wake-up, the poll interval or shutdown.
+    async fn idle(&self, shutdown: &CancellationToken) {
+        let mut sleep = POLL_INTERVAL;
+        if let Ok(Some(due)) = self.store.next_due_at().await {
+            let until = u64::try_from(due - now_ms()).unwrap_or(0);
+            sleep = sleep.min(Duration::from_millis(until.max(5)));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.dispatcher.woken() => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+
+    async fn run_claimed(&self, task: Task, holder: &str) {
+        let lost = CancellationToken::new();
+        let renewer = {
+            let store = self.store.clone();
+            let lost = lost.clone();
+            let holder = holder.to_owned();
+            let lease = self.lease_ms();
+            let id = task.id;
+            tokio::spawn(async move {
+                let every = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1000));
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = store.renew_lease(id, &holder, lease).await {
+                        if matches!(e, StoreError::LeaseLost(_)) {
+                            lost.cancel();
+                            return;
+                        }
+                        tracing::warn!(task_id = %id, error = %e, "lease renewal failed; will retry");
+                    }
+                }
+            })
+        };
+        let outcome = self.run_task(&task, holder, &lost).await;
+        renewer.abort();
+        self.settle(&task, holder, outcome).await;
+    }
+
+    /// Records how the attempt ended: completed, retried later, waiting, or failed for good.
+    async fn settle(&self, task: &Task, holder: &str, outcome: Result<ServiceChange, Failure>) {
+        let result = match outcome {
+            Ok(change) => {
+                let r = self
+                    .store
+                    .complete_service_task(task.id, holder, change)
+                    .await;
+                if r.is_ok() {
+                    tracing::info!(task_id = %task.id, service_id = %task.service_id, kind = task.task_type.as_str(), "task completed");
+                }
+                r
+            }
+            Err(Failure::LeaseLost) => {
+                tracing::warn!(task_id = %task.id, "lease lost; another worker continues this task");
+                return;
+            }
+            Err(Failure::Waiting(reason)) => {
+                let due = now_ms() + i64::try_from(self.backoff_ms(task.attempts)).unwrap_or(0);
+                tracing::info!(task_id = %task.id, reason = %reason, "task waits");
+                self.store
+                    .release_for_retry(task.id, holder, &reason, due)
+                    .await
+            }
+            Err(Failure::Retryable(error)) if task.attempts < task.max_retries.max(1) => {
+                let due = now_ms() + i64::try_from(self.backoff_ms(task.attempts)).unwrap_or(0);
+                tracing::warn!(task_id = %task.id, attempt = task.attempts, error = %error, "step failed; will retry");
+                self.store
+                    .release_for_retry(task.id, holder, &error, due)
+                    .await
+            }
+            Err(Failure::Retryable(error) | Failure::Permanent(error)) => {
+                tracing::error!(task_id = %task.id, service_id = %task.service_id, error = %error, "task failed");
+                self.store.fail_task(task.id, holder, &error).await
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(task_id = %task.id, error = %e, "could not record the task's outcome; its lease will expire and it runs again");
+        }
+    }
+
+    /// Exponential backoff with ±25 % jitter: base × 2^(attempt−1), capped.
+    fn backoff_ms(&self, attempts: i32) -> u64 {
+        let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
+        let base = self
+            .config
+            .provisioning_retry_base_ms
+            .saturating_mul(1 << exp)
+            .min(MAX_BACKOFF_MS);
+        let mut byte = [0u8; 1];
+        let _ = aws_lc_rs::rand::fill(&mut byte);
+        let jitter = 0.75 + f64::from(byte[0]) / 255.0 * 0.5;
+        (base as f64 * jitter) as u64
+    }
+
+    async fn run_task(
+        &self,
+        task: &Task,
+        holder: &str,
+        lost: &CancellationToken,
+    ) -> Result<ServiceChange, Failure> {
+        let service = self.store.get_service(task.service_id).await?;
+        match task.task_type {
+            TaskKind::Provision => self.provision(task, holder, service, lost).await,
+            kind => self.lifecycle(task, holder, kind, &service).await,
+        }
+    }
+
+    async fn command(
+        &self,
+        server: ServerId,
+        kind: &str,
+        payload: Value,
+        key: &str,
+    ) -> Result<Value, Failure> {
+        let deadline =
+            Duration::from_secs(u64::from(self.config.provisioning_command_timeout_secs));
+        Ok(self
+            .fleet
+            .send_command(server, kind, payload, key, deadline)
+            .await?
+            .data)
+    }
+
+    async fn record(
+        &self,
+        task: TaskId,
+        holder: &str,
+        step: ProvisioningStep,
+        outcome: &Result<Value, Failure>,
+    ) -> Result<(), Failure> {
+        let record = match outcome {
+            Ok(data) => StepRecord {
+                step: step.as_str().to_owned(),
+                status: "success".to_owned(),
+                data: data.clone(),
+                error: None,
+                finished_at: Some(now_ms()),
+            },
+            Err(failure) => StepRecord {
+                step: step.as_str().to_owned(),
+                status: if matches!(failure, Failure::Waiting(_)) {
+                    "waiting"
+                } else {
+                    "failed"
+                }
+                .to_owned(),
+                data: Value::Null,
+                error: Some(failure.message()),
+                finished_at: Some(now_ms()),
+            },
+        };
+        Ok(self.store.record_step(task, holder, &record).await?)
+    }
+
+    async fn provision(
+        &self,
+        task: &Task,
+        holder: &str,
+        service: Service,
+        lost: &CancellationToken,
+    ) -> Result<ServiceChange, Failure> {
+        let product = self.store.get_product(service.product_id).await?;
+        let server = match service.server_id {
+            Some(id) => self.store.get_server(id.into()).await?,
+            None => self.place(&service, &product).await?,
+        };
+        let (username, password) = self
+            .panel_credentials(&service, server.control_panel)
+            .await?;
+        let customer = self.store.get_customer(service.customer_id).await?;
+        let done: Vec<&str> = task
+            .result
+            .0
+            .steps
+            .iter()
+            .filter(|s| s.status == "success")
+            .map(|s| s.step.as_str())
+            .collect();
+        let job = ProvisionJob {
+            task,
+            server: &server,
+            service: &service,
+            username: &username,
+        };
+
+        for step in ProvisioningStep::ALL {
+            if done.contains(&step.as_str()) {
+                continue;
+            }
+            if lost.is_cancelled() {
+                return Err(Failure::LeaseLost);
+            }
+            let outcome = match step {
+                ProvisioningStep::Account => {
+                    let payload = json!({
+                        "serviceId": service.id.get(),
+                        "username": username,
+                        "domain": service.domain,
+                        "password": password,
+                        "package": product.package_for(server.control_panel),
+                        "contactEmail": customer.email,
+                        "quotaMb": product.disk_mb,
+                    });
+                    self.agent_step(&job, step, "create_account", payload).await.map(|d| {
+                        json!({ "username": username, "server": server.hostname, "serverId": server.id.get(), "created": d.get("created") })
+                    })
+                }
+                ProvisioningStep::Dns => {
+                    let nameservers: Vec<&str> =
+                        [server.nameserver1.as_str(), server.nameserver2.as_str()]
+                            .into_iter()
+                            .filter(|n| !n.is_empty())
+                            .collect();
+                    let payload = json!({ "username": username, "domain": service.domain, "ip": server.ip_address, "nameservers": nameservers });
+                    self.agent_step(&job, step, "ensure_dns", payload).await.map(|d| {
+                        json!({ "zone_id": d.get("zoneId").cloned().unwrap_or(json!(service.domain)), "records": d.get("records").cloned().unwrap_or(json!([])) })
+                    })
+                }
+                ProvisioningStep::Ssl => {
+                    let payload = json!({ "username": username, "domain": service.domain, "provider": "autossl" });
+                    self.agent_step(&job, step, "ssl", payload).await.map(|d| {
+                        json!({ "provider": d.get("provider").cloned().unwrap_or(json!("autossl")), "status": d.get("status") })
+                    })
+                }
+                ProvisioningStep::Email => {
+                    let mailbox_password = self
+                        .service_secret(service.id, ServiceSecret::Mailbox)
+                        .await?;
+                    let payload = json!({ "username": username, "domain": service.domain, "localPart": "admin", "password": mailbox_password, "quotaMb": product.email_quota_mb });
+                    self.agent_step(&job, step, "create_mailbox", payload).await.map(|d| {
+                        json!({ "default_email": d.get("defaultEmail").cloned().unwrap_or(json!(format!("admin@{}", service.domain))), "quota_mb": product.email_quota_mb })
+                    })
+                }
+                ProvisioningStep::Database if product.databases == 0 => {
+                    Ok(json!({ "databases_created": [] }))
+                }
+                ProvisioningStep::Database => {
+                    let db_password = self
+                        .service_secret(service.id, ServiceSecret::Database)
+                        .await?;
+                    let payload = json!({ "username": username, "kind": server.control_panel.as_str(), "domain": service.domain, "nameSuffix": "main", "password": db_password });
+                    self.agent_step(&job, step, "create_database", payload).await.map(|d| {
+                        json!({ "databases_created": d.get("databasesCreated").cloned().unwrap_or(json!([])), "database_user": d.get("databaseUser"), "host": d.get("host") })
+                    })
+                }
+                ProvisioningStep::WelcomeEmail => self.welcome_email(&job, &customer.email).await,
+            };
+            self.record(task.id, holder, step, &outcome).await?;
+            outcome?;
+        }
+        Ok(ServiceChange::Activate)
+    }
+
+    async fn agent_step(
+        &self,
+        job: &ProvisionJob<'_>,
+        step: ProvisioningStep,
+        kind: &str,
+        payload: Value,
+    ) -> Result<Value, Failure> {
+        // The same key on every attempt of this step, so the agent can recognise a repeat.
+        let key = format!("task:{}:step:{}", job.task.id, step.as_str());
+        self.command(job.server.id, kind, payload, &key).await
+    }
+
+    /// Picks and reserves a server; `Waiting` when none is eligible.
+    async fn place(&self, service: &Service, product: &Product) -> Result<Server, Failure> {
+        let mut candidates = Vec::new();
+        for kind in PanelKind::ALL {
+            candidates.extend(
+                self.store
+                    .placement_candidates(&product.server_group, kind)
+                    .await?,
+            );
+        }
+        let ranked = placement::rank(&candidates, |c| {
+            self.fleet
+                .latest_load(c.server.id)
+                .filter(|_| self.fleet.is_connected(c.server.id))
+        });
+        for candidate in ranked {
+            match self
+                .store
+                .assign_server(service.id, candidate.server.id)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(service_id = %service.id, server = %candidate.server.hostname, "service placed");
+                    return Ok(candidate.server.clone());
+                }
+                // Full since we looked (a concurrent placement took the slot): try the next.
+                Err(StoreError::Conflict(_)) => {
+                    let now = self.store.get_service(service.id).await?;
+                    if let Some(id) = now.server_id {
+                        return Ok(self.store.get_server(id.into()).await?);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Failure::Waiting(placement::no_server_reason(
+            &product.server_group,
+            candidates.len(),
+        )))
+    }
+
+    /// The service's panel username and password: chosen once, stored (password sealed), and
+    /// reused by every retry.
+    async fn panel_credentials(
+        &self,
+        service: &Service,
+        kind: PanelKind,
+    ) -> Result<(String, String), Failure> {
+        let fresh = self.store.get_service(service.id).await?;
+        if let (Some(username), Some(sealed)) = (&fresh.username, &fresh.password_encrypted) {
+            let password = self
+                .cipher
+                .open_string(sealed)
+                .map_err(|e| Failure::Permanent(format!("stored password: {e}")))?;
+            return Ok((username.clone(), password));
+        }
+        let domain = DomainName::parse(&service.domain)
+            .map_err(|e| Failure::Permanent(format!("domain: {e}")))?;
+        let password = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
+        let sealed = self
+            .cipher
+            .seal_str(&password)
+            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        for attempt in 0..100 {
+            let username = username_for(&domain, kind, attempt);
+            match self
+                .store
+                .set_service_credentials(service.id, username.as_str(), &sealed)
+                .await
+            {
+                Ok(()) => return Ok((username.as_str().to_owned(), password)),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Failure::Permanent(format!(
+            "no free username for {} after 100 attempts",
+            service.domain
+        )))
+    }
+
+    async fn service_secret(
+        &self,
+        service: ServiceId,
+        which: ServiceSecret,
+    ) -> Result<String, Failure> {
+        let candidate = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
+        let sealed = self
+            .cipher
+            .seal_str(&candidate)
+            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        let kept = self
+            .store
+            .keep_service_secret(service, which, &sealed)
+            .await?;
+        self.cipher
+            .open_string(&kept)
+            .map_err(|e| Failure::Permanent(format!("stored secret: {e}")))
+    }
+
+    /// Queues the welcome email in the outbox (committed before any sending, deduplicated per
+    /// service). With `EMAIL_PROVIDER=log` it is "delivered" to the log at once, without its
+    /// body, which carries credentials.
+    async fn welcome_email(&self, job: &ProvisionJob<'_>, to: &str) -> Result<Value, Failure> {
+        let panel_password = self
+            .store
+            .get_service(job.service.id)
+            .await?
+            .password_encrypted
+            .ok_or_else(|| Failure::Retryable("the service has no password yet".to_owned()))?;
+        let body = json!({
+            "template": "welcome",
+            "domain": job.service.domain,
+            "panelUrl": job.server.control_panel_url,
+            "username": job.username,
+            "passwordSealed": panel_password,
+            "nameservers": [job.server.nameserver1, job.server.nameserver2],
+        });
+        let sealed = self
+            .cipher
+            .seal_str(&body.to_string())
+            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        let key = format!("welcome:service:{}", job.service.id);
+        let subject = format!("Your hosting for {} is ready", job.service.domain);
+        self.store
+            .queue_email(&key, to, "welcome", &subject, &sealed)
+            .await?;
+        let sent = match self.config.email_provider {
+            EmailProvider::Log => {
+                self.store.mark_email_sent(&key).await?;
+                tracing::info!(service_id = %job.service.id, template = "welcome", "email delivered to the log (body withheld: it carries credentials)");
+                true
+            }
+            EmailProvider::Smtp => self.store.email_status(&key).await?.as_deref() == Some("sent"),
+        };
+        Ok(json!({ "sent": sent, "queued": true, "to": to }))
+    }
+
+    async fn lifecycle(
+        &self,
+        task: &Task,
+        holder: &str,
+        kind: TaskKind,
+        service: &Service,
+    ) -> Result<ServiceChange, Failure> {
+        let (Some(server_id), Some(username)) = (service.server_id, service.username.clone())
+        else {
+            return Err(Failure::Permanent(format!(
+                "service {} has no account to {}",
+                service.id,
+                kind.as_str()
+            )));
+        };
+        let server = ServerId::from(server_id);
+        let key = format!("task:{}:{}", task.id, kind.as_str());
+        let params = &task.params.0;
+        let (command, payload, change) = match kind {
+            TaskKind::Suspend => {
+                let reason = params
+                    .get("reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Suspended by mpanel")
+                    .to_owned();
+                (
+                    "suspend_account",
+                    json!({ "username": username, "reason": reason }),
+                    ServiceChange::Suspend { reason },
+                )
+            }
+            TaskKind::Unsuspend => (
+                "unsuspend_account",
+                json!({ "username": username }),
+                ServiceChange::Unsuspend,
+            ),
+            TaskKind::Terminate => (
+                "terminate_account",
+                json!({ "username": username }),
+                ServiceChange::Terminate,
+            ),
+            TaskKind::ChangePackage => {
+                let product_id =
+                    params
+                        .get("productId")
+                        .and_then(Value::as_i64)
+                        .ok_or_else(|| {
+                            Failure::Permanent(
+                                "change_package: params.productId is missing".to_owned(),
+                            )
+                        })?;
+                let product = self.store.get_product(product_id.into()).await?;
+                let server_row = self.store.get_server(server).await?;
+                (
+                    "change_package",
+                    json!({ "username": username, "package": product.package_for(server_row.control_panel) }),
+                    ServiceChange::ChangeProduct {
+                        product_id: product.id,
+                    },
+                )
+            }
+            TaskKind::ChangePassword => {
+                let sealed = match params.get("passwordSealed").and_then(Value::as_str) {
+                    Some(s) => s.to_owned(),
+                    None => {
+                        let p =
+                            generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
+                        self.cipher
+                            .seal_str(&p)
+                            .map_err(|e| Failure::Retryable(e.to_string()))?
+                    }
+                };
+                let password = self
+                    .cipher
+                    .open_string(&sealed)
+                    .map_err(|e| Failure::Permanent(format!("new password: {e}")))?;
+                (
+                    "change_password",
+                    json!({ "username": username, "password": password }),
+                    ServiceChange::NewPassword { sealed },
+                )
+            }
+            TaskKind::Provision => unreachable!("provision tasks run in provision()"),
+        };
+        if kind == TaskKind::Unsuspend && service.status != ServiceStatus::Suspended {
+            tracing::info!(service_id = %service.id, "unsuspend of a service that is not suspended: converging the panel only");
+        }
+        let data = self.command(server, command, payload, &key).await;
+        let record = StepRecord {
+            step: kind.as_str().to_owned(),
+            status: if data.is_ok() { "success" } else { "failed" }.to_owned(),
+            data: data.as_ref().cloned().unwrap_or(Value::Null),
+            error: data.as_ref().err().map(Failure::message),
+            finished_at: Some(now_ms()),
+        };
+        self.store.record_step(task.id, holder, &record).await?;
+        data?;
+        Ok(change)
+    }
+}
+
+/// What every step of one provisioning run refers to.
+struct ProvisionJob<'a> {
+    task: &'a Task,
+    server: &'a Server,
+    service: &'a Service,
+    username: &'a str,
+}

@@ -1,0 +1,124 @@
+//! Read models for operators: the counts behind `GET /api/provisioning/stats`, and clearing the
+//! failed-task list (the tasks stay in history as `failed`; only `cleared_at` is set).
+//! `impl_reporting_store!` instantiates the SQL for both backends, like `impl_shared_store!`:
+//! portable SQL, `$n` placeholders, times as BIGINT milliseconds.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+
+/// How many tasks of each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    pub pending: i64,
+    pub processing: i64,
+    pub completed: i64,
+    pub failed: i64,
+}
+
+/// A snapshot of the work queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueueStats {
+    pub tasks_pending: i64,
+    pub tasks_processing: i64,
+    /// Failed tasks still on the failed list (not cleared).
+    pub tasks_failed_uncleared: i64,
+    pub emails_queued: i64,
+    pub emails_sending: i64,
+    pub emails_failed: i64,
+    pub invoices_unpaid: i64,
+    pub invoices_overdue: i64,
+    pub recent_pending: i64,
+    pub recent_processing: i64,
+    pub recent_completed: i64,
+    pub recent_failed: i64,
+}
+
+impl QueueStats {
+    /// Tasks created since the `since_ms` given to `queue_stats`, by status.
+    pub fn recent(&self) -> TaskCounts {
+        TaskCounts {
+            pending: self.recent_pending,
+            processing: self.recent_processing,
+            completed: self.recent_completed,
+            failed: self.recent_failed,
+        }
+    }
+}
+
+#[async_trait]
+pub trait ReportingStore: Send + Sync {
+    /// Current queue depths, plus the tasks created at or after `since_ms` by status.
+    async fn queue_stats(&self, since_ms: i64) -> StoreResult<QueueStats>;
+    /// Sets `cleared_at` on every failed task not yet cleared and returns how many; the
+    /// tasks keep their `failed` status. Recorded in the activity log in the same transaction.
+    async fn clear_failed_tasks(&self, actor: &str) -> StoreResult<u64>;
+}
+
+macro_rules! impl_reporting_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use sqlx::types::Json;
+            use $crate::store::reporting::{QueueStats, ReportingStore};
+            use $crate::store::{StoreResult, now_ms};
+
+            #[async_trait]
+            impl ReportingStore for $store {
+                async fn queue_stats(&self, since_ms: i64) -> StoreResult<QueueStats> {
+                    Ok(sqlx::query_as::<_, QueueStats>(
+                        "SELECT
+                             (SELECT COUNT(*) FROM provisioning_tasks WHERE status = 'pending') AS tasks_pending,
+                             (SELECT COUNT(*) FROM provisioning_tasks WHERE status = 'processing') AS tasks_processing,
+                             (SELECT COUNT(*) FROM provisioning_tasks
+                              WHERE status = 'failed' AND cleared_at IS NULL) AS tasks_failed_uncleared,
+                             (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued') AS emails_queued,
+                             (SELECT COUNT(*) FROM email_outbox WHERE status = 'sending') AS emails_sending,
+                             (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed') AS emails_failed,
+                             (SELECT COUNT(*) FROM invoices WHERE status = 'unpaid') AS invoices_unpaid,
+                             (SELECT COUNT(*) FROM invoices WHERE status = 'overdue') AS invoices_overdue,
+                             (SELECT COUNT(*) FROM provisioning_tasks
+                              WHERE status = 'pending' AND created_at >= $1) AS recent_pending,
+                             (SELECT COUNT(*) FROM provisioning_tasks
+                              WHERE status = 'processing' AND created_at >= $1) AS recent_processing,
+                             (SELECT COUNT(*) FROM provisioning_tasks
+                              WHERE status = 'completed' AND created_at >= $1) AS recent_completed,
+                             (SELECT COUNT(*) FROM provisioning_tasks
+                              WHERE status = 'failed' AND created_at >= $1) AS recent_failed",
+                    )
+                    .bind(since_ms)
+                    .fetch_one(&self.pool)
+                    .await?)
+                }
+
+                async fn clear_failed_tasks(&self, actor: &str) -> StoreResult<u64> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let cleared = sqlx::query(
+                        "UPDATE provisioning_tasks SET cleared_at = $1
+                         WHERE status = 'failed' AND cleared_at IS NULL",
+                    )
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if cleared > 0 {
+                        sqlx::query(
+                            "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
+                             VALUES ($1, 'tasks.failed_cleared', 'provisioning_task', NULL, $2, $3)",
+                        )
+                        .bind(actor)
+                        .bind(Json(serde_json::json!({ "cleared": cleared })))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(cleared)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_reporting_store;
