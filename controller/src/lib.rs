@@ -7,6 +7,8 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod drift;
 pub mod fleet;
 pub mod provisioning;
