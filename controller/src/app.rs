@@ -74,13 +74,19 @@ pub async fn run(
     let fleet = Fleet::start(store.clone(), &cipher, &config, token.clone())
         .await
         .context("agent fleet: cannot start")?;
+    let dispatcher = match &config.redis_url {
+        Some(url) => {
+            crate::provisioning::Dispatcher::with_redis(url.expose(), &config.redis_prefix, &token)?
+        }
+        None => crate::provisioning::Dispatcher::new(),
+    };
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
         cipher,
         shutdown: token.clone(),
         fleet: fleet.clone(),
-        dispatcher: crate::provisioning::Dispatcher::new(),
+        dispatcher,
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),

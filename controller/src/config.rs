@@ -81,6 +81,8 @@ impl std::fmt::Debug for EncryptionKeys {
 pub struct Config {
     pub database_url: Secret<String>,
     pub redis_url: Option<Secret<String>>,
+    /// Prefix of every Redis key and channel, so several installations can share one Redis.
+    pub redis_prefix: String,
     pub http_listen: SocketAddr,
     pub grpc_listen: SocketAddr,
     /// Names (DNS or IP) put in the gRPC server certificate, so agents can verify the controller.
@@ -249,6 +251,7 @@ impl Config {
         Ok(Config {
             database_url: Secret::from(database_url),
             redis_url: redis_url.map(Secret::from),
+            redis_prefix: src.get("REDIS_PREFIX").unwrap_or_else(|| "mpanel".into()),
             http_listen: src.parse_or(
                 "HTTP_LISTEN",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),

@@ -2,5 +2,6 @@
 //! end-to-end tests that start real mpanel processes. A test that needs a service and cannot
 //! reach it fails with a message saying which service and how to start it; nothing is skipped.
 
+pub mod cluster;
 pub mod databases;
 pub mod process;
