@@ -54,6 +54,40 @@ pub struct AcmeSection {
     pub directory: Option<String>,
     pub email: Option<String>,
     pub ca_bundle: Option<String>,
+    /// `host:port` of the DNS server the "does this domain point here yet" check asks; the
+    /// system resolver when absent (tests point it at pebble-challtestsrv).
+    pub dns_resolver: Option<String>,
+}
+
+impl AcmeSection {
+    /// The issuer's settings; `state_dir` keeps the ACME account.
+    pub fn settings(&self, state_dir: &Path) -> Result<crate::acme::AcmeSettings, String> {
+        let directory = match self.directory.as_deref().map(str::trim) {
+            None | Some("") => crate::acme::LETS_ENCRYPT.to_owned(),
+            Some(d) if d.starts_with("https://") => d.to_owned(),
+            Some(d) => return Err(format!("acme.directory: '{d}' must start with https://")),
+        };
+        let mut settings = crate::acme::AcmeSettings::new(directory, state_dir);
+        settings.contact_email = self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned);
+        settings.ca_bundle = self
+            .ca_bundle
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        settings.dns_resolver = match self.dns_resolver.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(r) => Some(r.parse().map_err(|_| {
+                format!("acme.dns_resolver: '{r}' is not an address like 127.0.0.1:53")
+            })?),
+        };
+        Ok(settings)
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -96,6 +130,13 @@ impl AgentConfig {
                 path: path.display().to_string(),
                 message: format!("controller: {message}"),
             })?;
+        }
+        if let Some(acme) = &config.acme {
+            acme.settings(&config.state_dir)
+                .map_err(|message| ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    message,
+                })?;
         }
         Ok(config)
     }
@@ -171,6 +212,25 @@ ca_bundle = ""
         assert_eq!(c.panel.unwrap().kind, "cpanel");
         assert_eq!(c.accounts_path, PathBuf::from("/home"));
         assert_eq!(c.heartbeat_secs, 10);
+        let acme = c.acme.unwrap().settings(Path::new("/s")).unwrap();
+        assert_eq!(acme.ca_bundle, None);
+        assert_eq!(acme.dns_resolver, None);
+        assert_eq!(
+            acme.contact_email.as_deref(),
+            Some("hostmaster@example.net")
+        );
+    }
+
+    #[test]
+    fn acme_test_settings_name_a_resolver_and_a_ca() {
+        let text = "[acme]\ndirectory = \"https://127.0.0.1:14000/dir\"\nca_bundle = \"/tmp/ca.pem\"\ndns_resolver = \"127.0.0.1:8053\"\n";
+        let c = AgentConfig::parse(text, Path::new("a.toml")).unwrap();
+        let acme = c.acme.unwrap().settings(Path::new("/s")).unwrap();
+        assert_eq!(acme.dns_resolver, Some("127.0.0.1:8053".parse().unwrap()));
+        assert_eq!(acme.ca_bundle, Some(PathBuf::from("/tmp/ca.pem")));
+        let err =
+            AgentConfig::parse("[acme]\ndns_resolver = \"x\"\n", Path::new("a.toml")).unwrap_err();
+        assert!(err.to_string().contains("acme.dns_resolver"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! Layout: `core` holds the decisions (backoff, renewal timing, what a closed session means) as
 //! pure code; `session`, `enroll` and `tls` are the tokio/rustls shell around it; `load` reads the
-//! host's numbers; `handler` is where commands land; `panel` drives the local control panel.
+//! host's numbers; `handler` is where commands land; `panel` drives the local control panel; `acme` issues
+//! certificates for its sites.
 
+pub mod acme;
 pub mod config;
 pub mod core;
 pub mod enroll;

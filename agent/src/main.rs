@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use clap::{Parser, Subcommand};
+use mpanel_agent::acme::AcmeIssuer;
 use mpanel_agent::config::{AgentConfig, DEFAULT_CONFIG_PATH};
 use mpanel_agent::core::Backoff;
 use mpanel_agent::handler::{BuiltinHandler, CommandHandler};
@@ -17,6 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 /// The mpanel agent: dials out to the controller over mutual TLS and drives the local control
 /// panel. It opens no inbound port.
+///
+/// Set up a server in three steps: write /etc/mpanel/agent.toml (the [panel] section names the
+/// local cPanel/WHM, Plesk or DirectAdmin API and its token), run `mpanel-agent enroll` with a
+/// one-time token from the controller, then start the service (`systemctl enable --now
+/// mpanel-agent`, which runs `mpanel-agent run`). `mpanel-agent status` shows where it stands.
+/// Logs go to stderr; RUST_LOG sets the filter (default info).
 #[derive(Debug, Parser)]
 #[command(name = "mpanel-agent", version, about, long_about)]
 struct Cli {
@@ -33,6 +40,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Exchange a one-time token for a certificate; the key is generated here and never leaves.
+    ///
+    /// The token comes from the controller (POST /api/servers/:id/enrollment-token, valid one
+    /// hour, one use) and pins the controller's CA by its fingerprint: a CA that does not match
+    /// is refused. The private key, the signed certificate, the CA and the enrollment
+    /// record are written mode 0600 to the state directory (/var/lib/mpanel-agent by default).
+    /// Run it again with a new token to re-enroll, e.g. after a revocation.
     Enroll {
         /// The controller's agent endpoint, e.g. https://controller.example.net:7443
         #[arg(long)]
@@ -51,6 +64,10 @@ enum Command {
     /// echo.
     Run,
     /// Print enrollment, controller, certificate expiry and connection state.
+    ///
+    /// Reads the state directory only; it does not contact the controller. The connection line
+    /// is what the running agent last recorded (connected, reconnecting, …), or "agent not
+    /// running". Fails when the agent is not enrolled.
     Status,
 }
 
@@ -183,9 +200,21 @@ struct CommandSetup {
     probe: Option<Arc<dyn PanelProbe>>,
 }
 
+/// The ACME issuer for the `[acme]` section; `None` without one (then `ssl` offers only the
+/// panel's AutoSSL).
+fn build_acme(config: &AgentConfig) -> anyhow::Result<Option<Arc<AcmeIssuer>>> {
+    let Some(section) = &config.acme else {
+        return Ok(None);
+    };
+    let settings = section
+        .settings(&config.state_dir)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Some(Arc::new(AcmeIssuer::new(settings)?)))
+}
+
 /// With a panel, the agent carries out the panel commands behind the builtins; without one it
 /// answers only `ping` and `echo`.
-fn command_setup(panel: Option<&ConfiguredPanel>) -> CommandSetup {
+fn command_setup(panel: Option<&ConfiguredPanel>, acme: Option<Arc<AcmeIssuer>>) -> CommandSetup {
     let mut capabilities: Vec<String> = vec!["ping".into(), "echo".into()];
     let Some(panel) = panel else {
         return CommandSetup {
@@ -199,7 +228,11 @@ fn command_setup(panel: Option<&ConfiguredPanel>) -> CommandSetup {
             .iter()
             .map(|c| (*c).to_owned()),
     );
-    let commands = PanelCommandHandler::new(Arc::clone(&panel.driver));
+    let mut commands = PanelCommandHandler::new(Arc::clone(&panel.driver));
+    if let Some(issuer) = acme {
+        capabilities.push(mpanel_agent::acme::CAPABILITY.to_owned());
+        commands = commands.with_acme(issuer);
+    }
     CommandSetup {
         handler: Arc::new(BuiltinHandler::with_next(Arc::new(commands))),
         capabilities,
@@ -215,7 +248,11 @@ async fn run(config: AgentConfig, state: StateDir) -> anyhow::Result<()> {
         Some(p) => tracing::info!(kind = %p.kind, "panel commands enabled"),
         None => tracing::info!("no [panel] section: only ping and echo are answered"),
     }
-    let commands = command_setup(panel.as_ref());
+    let acme = build_acme(&config)?;
+    if acme.is_some() {
+        tracing::info!("ACME issuance enabled");
+    }
+    let commands = command_setup(panel.as_ref(), acme);
     let options = AgentOptions {
         controller,
         state,

@@ -35,7 +35,19 @@ pub trait PanelProbe: Send + Sync {
 /// How often the panel is asked for its account count: listing accounts is not free on a
 /// panel with thousands of them, and the number moves slowly.
 const PANEL_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// After a failed probe the panel is asked again soon: one transient error must not keep the
+/// server out of placement (which skips unreachable panels) for a whole probe interval.
+const PANEL_REPROBE_INTERVAL: Duration = Duration::from_secs(5);
 const RENEWAL_RETRY: Duration = Duration::from_secs(60);
+
+/// When to probe the panel next, given whether the last probe reached it.
+fn next_panel_probe_in(reachable: bool) -> Duration {
+    if reachable {
+        PANEL_PROBE_INTERVAL
+    } else {
+        PANEL_REPROBE_INTERVAL
+    }
+}
 
 pub struct AgentOptions {
     /// `https://host:port`.
@@ -115,17 +127,15 @@ pub async fn run(opts: AgentOptions, shutdown: CancellationToken) -> Result<(), 
         let panel_state = panel_state.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(PANEL_PROBE_INTERVAL);
             loop {
+                let (accounts, reachable) = panel.probe().await;
+                if let Some(n) = accounts {
+                    panel_state.accounts.store(n, Ordering::Relaxed);
+                }
+                panel_state.reachable.store(reachable, Ordering::Relaxed);
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    _ = every.tick() => {
-                        let (accounts, reachable) = panel.probe().await;
-                        if let Some(n) = accounts {
-                            panel_state.accounts.store(n, Ordering::Relaxed);
-                        }
-                        panel_state.reachable.store(reachable, Ordering::Relaxed);
-                    }
+                    () = tokio::time::sleep(next_panel_probe_in(reachable)) => {}
                 }
             }
         });
@@ -407,5 +417,16 @@ async fn run_command(
             error_class: class.as_str().to_owned(),
             error_message: message,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_panel_is_probed_again_long_before_a_reachable_one() {
+        assert_eq!(next_panel_probe_in(true), PANEL_PROBE_INTERVAL);
+        assert!(next_panel_probe_in(false) < PANEL_PROBE_INTERVAL / 4);
     }
 }

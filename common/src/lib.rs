@@ -3,6 +3,7 @@
 //! [`Secret`]. No I/O lives here: no files, network, environment, clocks or randomness, so
 //! everything is deterministic and testable without setup.
 
+pub mod dns;
 pub mod domain;
 pub mod ids;
 pub mod money;

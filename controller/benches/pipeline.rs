@@ -25,9 +25,7 @@ use mpanel_agent::state::StateDir;
 use mpanel_common::status::{BillingCycle, ServiceStatus};
 use mpanel_controller::app::{self, Listeners};
 use mpanel_controller::config::Config;
-use mpanel_controller::store::{
-    DynStore, NewCustomer, NewProduct, NewService, Page, Price, ServiceFilter,
-};
+use mpanel_controller::store::{DynStore, NewCustomer, NewProduct, Page, Price, ServiceFilter};
 use mpanel_e2e::databases::{TestDatabase, TestSqlite};
 use mpanel_panelsim::{SimConfig, SimKind};
 use serde_json::json;
@@ -44,6 +42,9 @@ struct Rig {
     _dirs: Vec<tempfile::TempDir>,
     customer: mpanel_common::ids::CustomerId,
     product: mpanel_common::ids::ProductId,
+    api: String,
+    token: String,
+    client: reqwest::Client,
 }
 
 async fn start(database_url: &str) -> Rig {
@@ -200,21 +201,32 @@ async fn start(database_url: &str) -> Rig {
         _dirs: dirs,
         customer: customer.id,
         product: product.id,
+        api,
+        token,
+        client,
     }
 }
 
+/// Places an order the way a paid checkout does: `POST /api/services`, which commits the
+/// service and its task together and wakes the workers.
 async fn order(rig: &Rig, n: usize, tag: &str) {
-    let new = NewService {
-        customer_id: rig.customer,
-        product_id: rig.product,
-        domain: format!("{tag}{n}.bench.test"),
-        billing_cycle: BillingCycle::Monthly,
-        max_retries: 3,
-    };
-    rig.store
-        .create_service_with_task(&new, "bench")
+    let resp = rig
+        .client
+        .post(format!("{}/api/services", rig.api))
+        .bearer_auth(&rig.token)
+        .json(
+            &json!({"customerId": rig.customer.get(), "productId": rig.product.get(),
+            "domain": format!("{tag}{n}.bench.test"), "billingCycle": "monthly"}),
+        )
+        .send()
         .await
         .unwrap();
+    assert_eq!(
+        resp.status(),
+        201,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
 }
 
 /// Waits until `count` services are active; returns their (created, provisioned) times.

@@ -64,6 +64,18 @@ pub struct StripeConfig {
     pub api_base: String,
 }
 
+/// PowerDNS Authoritative's HTTP API, for servers whose `dns_provider` is `powerdns`.
+#[derive(Debug, Clone)]
+pub struct PowerDnsConfig {
+    /// `POWERDNS_API_URL`: the webserver's base URL, e.g. `http://127.0.0.1:8081`.
+    pub api_url: String,
+    /// `POWERDNS_API_KEY`: sent as `X-API-Key`; required with the URL (PowerDNS refuses every
+    /// API call without one).
+    pub api_key: Secret<String>,
+    /// `POWERDNS_SERVER_ID` (`localhost`): the `{server_id}` of the API's paths.
+    pub server_id: String,
+}
+
 /// 32-byte AES-256-GCM keys: the current one and any previous ones kept for decrypting old data.
 #[derive(Clone)]
 pub struct EncryptionKeys {
@@ -117,7 +129,19 @@ pub struct Config {
     pub support_email: Option<String>,
     pub company_name: Option<String>,
     pub company_domain: Option<String>,
+    /// Directory whose files override the built-in email templates (`EMAIL_TEMPLATES_DIR`),
+    /// e.g. `welcome.html`; files it lacks fall back to the built-in ones.
+    pub email_templates_dir: Option<std::path::PathBuf>,
+    /// First retry delay after a failed send (`EMAIL_RETRY_BASE_MS`, 2000); doubles per attempt
+    /// (with jitter), capped at 10 min.
+    pub email_retry_base_ms: u64,
     pub stripe: StripeConfig,
+    /// Unset when `POWERDNS_API_URL` is: servers with `dns_provider = 'powerdns'` then fail
+    /// their DNS step, saying so.
+    pub powerdns: Option<PowerDnsConfig>,
+    /// TTL of the default records of zones the controller writes itself (`DNS_DEFAULT_TTL`,
+    /// 3600); panels keep their own default.
+    pub dns_default_ttl: u32,
     pub log_filter: String,
     pub log_format: LogFormat,
 }
@@ -237,6 +261,34 @@ impl Config {
                 ));
             }
         };
+        let powerdns = match src.get("POWERDNS_API_URL") {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::new(
+                        "POWERDNS_API_URL",
+                        "must start with http:// or https://",
+                    ));
+                }
+                let api_key = src.get("POWERDNS_API_KEY").ok_or_else(|| {
+                    ConfigError::new("POWERDNS_API_KEY", "required when POWERDNS_API_URL is set")
+                })?;
+                Some(PowerDnsConfig {
+                    api_url: url.trim_end_matches('/').to_owned(),
+                    api_key: Secret::from(api_key),
+                    server_id: src
+                        .get("POWERDNS_SERVER_ID")
+                        .unwrap_or_else(|| "localhost".into()),
+                })
+            }
+        };
+        let dns_default_ttl: u32 = src.parse_or("DNS_DEFAULT_TTL", 3600, "a number of seconds")?;
+        if dns_default_ttl == 0 {
+            return Err(ConfigError::new(
+                "DNS_DEFAULT_TTL",
+                "must be at least 1 second",
+            ));
+        }
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -323,6 +375,12 @@ impl Config {
             support_email: src.get("SUPPORT_EMAIL"),
             company_name: src.get("COMPANY_NAME"),
             company_domain: src.get("COMPANY_DOMAIN"),
+            email_templates_dir: src.get("EMAIL_TEMPLATES_DIR").map(std::path::PathBuf::from),
+            email_retry_base_ms: src.parse_or(
+                "EMAIL_RETRY_BASE_MS",
+                2000,
+                "a number of milliseconds",
+            )?,
             stripe: StripeConfig {
                 secret_key: src.get("STRIPE_SECRET_KEY").map(Secret::from),
                 webhook_secret: src.get("STRIPE_WEBHOOK_SECRET").map(Secret::from),
@@ -330,6 +388,8 @@ impl Config {
                     .get("STRIPE_API_BASE")
                     .unwrap_or_else(|| "https://api.stripe.com".into()),
             },
+            powerdns,
+            dns_default_ttl,
             log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
         })
@@ -531,6 +591,8 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("REDIS_URL", "http://localhost"),
             ("ENCRYPTION_KEY", "too-short"),
+            ("POWERDNS_API_URL", "127.0.0.1:8081"),
+            ("DNS_DEFAULT_TTL", "0"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(&env(&[(key, value)]), &env(&[]), None).unwrap_err();
@@ -563,6 +625,35 @@ mod tests {
         for secret in ["dbpass", "smtppass", "sk_test_secret", "abcdefghijklmnop"] {
             assert!(!debug.contains(secret), "{secret} leaked into {debug}");
         }
+    }
+
+    #[test]
+    fn powerdns_is_off_by_default_and_needs_a_key_when_its_url_is_set() {
+        let c = Config::from_sources(&env(&[]), &env(&[]), None).unwrap();
+        assert!(c.powerdns.is_none());
+        assert_eq!(c.dns_default_ttl, 3600);
+        let err = Config::from_sources(
+            &env(&[("POWERDNS_API_URL", "http://127.0.0.1:8081")]),
+            &env(&[]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "POWERDNS_API_KEY");
+        let c = Config::from_sources(
+            &env(&[
+                ("POWERDNS_API_URL", "http://127.0.0.1:8081/"),
+                ("POWERDNS_API_KEY", "pdns-secret-key"),
+                ("DNS_DEFAULT_TTL", "300"),
+            ]),
+            &env(&[]),
+            None,
+        )
+        .unwrap();
+        let pdns = c.powerdns.as_ref().unwrap();
+        assert_eq!(pdns.api_url, "http://127.0.0.1:8081");
+        assert_eq!(pdns.server_id, "localhost");
+        assert_eq!(c.dns_default_ttl, 300);
+        assert!(!format!("{c:?}").contains("pdns-secret-key"));
     }
 
     #[test]

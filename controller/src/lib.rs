@@ -9,8 +9,10 @@ pub mod config;
 pub mod crypto;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod dns;
 pub mod drift;
 pub mod fleet;
+pub mod mail;
 pub mod provisioning;
 pub mod store;
 pub mod telemetry;

@@ -21,10 +21,22 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API, the agents' gRPC endpoint, workers and cron until SIGTERM/SIGINT.
+    ///
+    /// Listens on HTTP_LISTEN (API, webhooks, /healthz, /readyz, /metrics) and GRPC_LISTEN
+    /// (agents, mutual TLS; enrollment on the same port). Applies pending migrations first.
+    /// Needs ENCRYPTION_KEY. On SIGTERM the servers drain and workers finish or release the task
+    /// in hand.
     Serve,
     /// Apply database migrations for the configured backend and exit.
+    ///
+    /// DATABASE_URL picks the backend (sqlite://… or postgres://…); applying them again is a
+    /// no-op. `serve` does this too, so it is only needed to migrate ahead of a rollout.
     Migrate,
     /// Run a self-contained demonstration on the embedded default (SQLite, no other server).
+    ///
+    /// Starts the controller, three panel simulators and three enrolled agents in-process,
+    /// orders a service per panel and prints MPANEL_URL and MPANEL_TOKEN lines. Only in builds
+    /// with the `demo` feature (the default for cargo builds; not in the packages).
     Demo,
     /// Manage admin API tokens.
     Token {
@@ -36,6 +48,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token and print it once on stdout.
+    ///
+    /// Only a hash of the token is stored; keep the printed value, it cannot be shown again.
+    /// Use it as `Authorization: Bearer <token>` or MPANEL_TOKEN for mpanelctl.
     Create {
         /// Create an admin token (the only kind so far).
         #[arg(long, required = true)]

@@ -32,6 +32,7 @@ on_both_backends!(
     an_expired_lease_lets_another_worker_take_over,
     step_results_are_recorded_under_the_lease,
     a_released_task_waits_until_it_is_due,
+    a_task_released_to_wait_keeps_its_retry_budget,
     a_failed_task_is_requeued_with_a_fresh_budget,
 );
 
@@ -685,6 +686,34 @@ async fn a_released_task_waits_until_it_is_due(store: DynStore) {
         .unwrap()
         .expect("due now");
     assert_eq!((again.id, again.attempts), (task.id, 2));
+}
+
+async fn a_task_released_to_wait_keeps_its_retry_budget(store: DynStore) {
+    orders(&store, 1).await;
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(task.attempts, 1);
+    store
+        .release_waiting(task.id, "w", "waiting for the agent", store::now_ms())
+        .await
+        .unwrap();
+    let waiting = store.get_task(task.id).await.unwrap();
+    assert_eq!(waiting.status, TaskStatus::Pending);
+    assert_eq!(waiting.attempts, 0, "waiting is not an attempt");
+    assert_eq!(
+        waiting.wait_reason.as_deref(),
+        Some("waiting for the agent")
+    );
+    assert!(
+        matches!(
+            store
+                .release_waiting(task.id, "w", "again", store::now_ms())
+                .await,
+            Err(StoreError::LeaseLost(_))
+        ),
+        "only the holder of a processing task releases it"
+    );
+    let again = store.claim_next_task("w2", 60_000).await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (task.id, 1));
 }
 
 async fn a_failed_task_is_requeued_with_a_fresh_budget(store: DynStore) {

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
+use crate::acme::{AcmeError, AcmeIssuer};
 use crate::handler::{CommandHandler, CommandOutcome, ErrorClass};
 use crate::panel::{self, ControlPanel, PanelError};
 use payload::{Payload, PayloadError};
@@ -30,13 +31,25 @@ use payload::{Payload, PayloadError};
 #[derive(Debug, Clone)]
 pub struct PanelCommandHandler {
     panel: Arc<dyn ControlPanel>,
+    /// `ssl` with provider `acme` needs it; `None` when the agent has no `[acme]` section.
+    acme: Option<Arc<AcmeIssuer>>,
 }
 
-/// Why a command failed: its payload, or the panel.
+/// Why a command failed: its payload, the panel, or the ACME CA.
 #[derive(Debug)]
 enum CommandError {
     Payload(PayloadError),
     Panel(PanelError),
+    Acme(AcmeError),
+}
+
+impl From<AcmeError> for CommandError {
+    fn from(e: AcmeError) -> Self {
+        match e {
+            AcmeError::Panel(p) => Self::Panel(p),
+            other => Self::Acme(other),
+        }
+    }
 }
 
 impl From<PayloadError> for CommandError {
@@ -59,6 +72,16 @@ impl CommandError {
                 message,
             },
             Self::Panel(e) => failure(&e),
+            // "waiting for DNS: …" and "rate limited …; retry after Ns" are retryable; the
+            // controller reads the message prefix to wait rather than count a failure.
+            Self::Acme(e) => CommandOutcome::Failed {
+                class: if e.is_retryable() {
+                    ErrorClass::Retryable
+                } else {
+                    ErrorClass::Permanent
+                },
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -83,7 +106,14 @@ impl PanelCommandHandler {
     ];
 
     pub fn new(panel: Arc<dyn ControlPanel>) -> Self {
-        Self { panel }
+        Self { panel, acme: None }
+    }
+
+    /// Lets `ssl` issue with `provider: "acme"` through `issuer`.
+    #[must_use]
+    pub fn with_acme(mut self, issuer: Arc<AcmeIssuer>) -> Self {
+        self.acme = Some(issuer);
+        self
     }
 
     async fn run(&self, kind: &str, payload: &Value) -> Option<CommandResult> {
@@ -93,7 +123,7 @@ impl PanelCommandHandler {
             "usage" => usage(panel, payload).await,
             "create_account" => provisioning::create_account(panel, payload).await,
             "ensure_dns" => provisioning::ensure_dns(panel, payload).await,
-            "ssl" => provisioning::ssl(panel, payload).await,
+            "ssl" => provisioning::ssl(panel, self.acme.as_deref(), payload).await,
             "create_mailbox" => provisioning::create_mailbox(panel, payload).await,
             "create_database" => provisioning::create_database(panel, payload).await,
             "suspend_account" => lifecycle::suspend_account(panel, payload).await,

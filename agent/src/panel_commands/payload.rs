@@ -103,6 +103,17 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// An optional list of strings, as [`Self::string_list`].
+    pub(crate) fn opt_string_list(
+        &self,
+        field: &str,
+    ) -> Result<Option<Vec<&'a str>>, PayloadError> {
+        match self.field(field) {
+            None => Ok(None),
+            Some(_) => self.string_list(field).map(Some),
+        }
+    }
+
     /// A required domain name, normalised (lowercase, punycode, no trailing dot).
     pub(crate) fn domain(&self, field: &str) -> Result<String, PayloadError> {
         let raw = self.string(field)?;

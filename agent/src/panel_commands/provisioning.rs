@@ -4,25 +4,28 @@
 
 use std::net::IpAddr;
 
+use mpanel_common::DomainName;
+use mpanel_common::dns::{self, DefaultRecordType};
 use mpanel_common::username::{self, Username};
 use serde_json::{Value, json};
 use tracing::debug;
 
 use super::CommandResult;
 use super::payload::{Payload, PayloadError};
+use crate::acme::{AcmeIssuer, IssueRequest};
 use crate::panel::{
-    AccountSpec, ControlPanel, DatabaseSpec, DnsRecord, MailboxSpec, PanelKind, RecordType,
+    AccountSpec, CertificateBundle, ControlPanel, DatabaseSpec, DnsRecord, MailboxSpec, PanelKind,
+    RecordType,
 };
 
 /// What panels put on a fresh zone (cPanel, DirectAdmin); re-running with the default changes
 /// nothing on a zone the panel made.
 const DEFAULT_TTL: u32 = 14_400;
-/// Preference of the default MX record.
-const MX_PRIORITY: u16 = 10;
-const SPF: &str = "v=spf1 a mx ~all";
 
-/// The only certificate source this agent can start so far; ACME issuance is separate work.
+/// The panel's own certificate automation.
 const AUTOSSL: &str = "autossl";
+/// Issued by this agent from the configured ACME CA.
+const ACME: &str = "acme";
 
 fn common_kind(kind: PanelKind) -> username::PanelKind {
     match kind {
@@ -75,45 +78,29 @@ pub(super) async fn create_account(panel: &dyn ControlPanel, payload: &Value) ->
     }))
 }
 
-/// The records every new site gets: the site, `www` and `mail` on the server's address, mail
-/// for the domain at `mail.<domain>`, an SPF record allowing exactly those, and the servers
-/// that are authoritative for the zone.
+/// The default record set ([`mpanel_common::dns::default_records`]) as this panel's records.
 pub(super) fn default_records(
-    domain: &str,
+    domain: &DomainName,
     ip: IpAddr,
     nameservers: &[&str],
     ttl: u32,
 ) -> Vec<DnsRecord> {
-    let record = |name: &str, record_type, value: String, priority| DnsRecord {
-        name: name.to_owned(),
-        record_type,
-        value,
-        ttl,
-        priority,
-    };
-    let address = match ip {
-        IpAddr::V4(_) => RecordType::A,
-        IpAddr::V6(_) => RecordType::Aaaa,
-    };
-    let mut records: Vec<DnsRecord> = ["@", "www", "mail"]
+    dns::default_records(domain, ip, nameservers)
         .into_iter()
-        .map(|name| record(name, address, ip.to_string(), None))
-        .collect();
-    records.push(record(
-        "@",
-        RecordType::Mx,
-        format!("mail.{domain}"),
-        Some(MX_PRIORITY),
-    ));
-    records.push(record("@", RecordType::Txt, SPF.to_owned(), None));
-    records.extend(
-        nameservers
-            .iter()
-            .map(|ns| ns.trim().trim_end_matches('.').to_ascii_lowercase())
-            .filter(|ns| !ns.is_empty())
-            .map(|ns| record("@", RecordType::Ns, ns, None)),
-    );
-    records
+        .map(|r| DnsRecord {
+            name: r.name.to_owned(),
+            record_type: match r.record_type {
+                DefaultRecordType::A => RecordType::A,
+                DefaultRecordType::Aaaa => RecordType::Aaaa,
+                DefaultRecordType::Mx => RecordType::Mx,
+                DefaultRecordType::Txt => RecordType::Txt,
+                DefaultRecordType::Ns => RecordType::Ns,
+            },
+            value: r.value,
+            ttl,
+            priority: r.priority,
+        })
+        .collect()
 }
 
 /// `ensure_dns {username, domain, ip, nameservers: [..], ttl?}` → `{zoneId, records}`. The
@@ -145,7 +132,9 @@ pub(super) async fn ensure_dns(panel: &dyn ControlPanel, payload: &Value) -> Com
             .filter(|t| *t > 0)
             .ok_or_else(|| p.invalid("ttl", "must be between 1 and 4294967295"))?,
     };
-    let records = default_records(&domain, ip, &nameservers, ttl);
+    let zone = DomainName::parse(&domain)
+        .map_err(|e| p.invalid("domain", format_args!("is not a domain name: {e}")))?;
+    let records = default_records(&zone, ip, &nameservers, ttl);
 
     panel
         .ensure_dns_zone(username, &domain, Some(&ip.to_string()))
@@ -164,22 +153,101 @@ pub(super) async fn ensure_dns(panel: &dyn ControlPanel, payload: &Value) -> Com
 /// `ssl {username, domain, provider: "autossl"}` → `{provider, status: "requested"}`. The
 /// panel issues asynchronously, so success means the request was accepted; asking again only
 /// asks again.
-pub(super) async fn ssl(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
+///
+/// `ssl {username, domain, provider: "acme", ip, names?}` → `{provider, status: "issued",
+/// issuer, serial, notBefore, notAfter (Unix ms), names}`: the agent issues from its ACME CA
+/// (HTTP-01 through the account's web root) and installs key, certificate and chain through the
+/// panel. `names` defaults to the domain and `www.<domain>`; extra names not pointing at `ip`
+/// yet are left out (the answer's `names` says what is covered). When the domain itself does
+/// not point at `ip` nothing is ordered and the failure is retryable with a message starting
+/// `waiting for DNS:`; a CA rate limit is retryable with `retry after Ns` in the message.
+pub(super) async fn ssl(
+    panel: &dyn ControlPanel,
+    acme: Option<&AcmeIssuer>,
+    payload: &Value,
+) -> CommandResult {
     let p = Payload::new("ssl", payload)?;
     let username = p.string("username")?;
     let domain = p.domain("domain")?;
     let provider = p.string("provider")?;
+    if provider.eq_ignore_ascii_case(ACME) {
+        return ssl_acme(panel, acme, &p, username, domain).await;
+    }
     if !provider.eq_ignore_ascii_case(AUTOSSL) {
         return Err(p
             .invalid(
                 "provider",
-                format_args!("'{provider}' is not supported; this agent supports only '{AUTOSSL}'"),
+                format_args!("'{provider}' is not supported; use '{AUTOSSL}' or '{ACME}'"),
             )
             .into());
     }
     panel.start_auto_ssl(username, &domain).await?;
     debug!(%domain, "automatic SSL requested");
     Ok(json!({ "provider": AUTOSSL, "status": "requested" }))
+}
+
+async fn ssl_acme(
+    panel: &dyn ControlPanel,
+    acme: Option<&AcmeIssuer>,
+    p: &Payload<'_>,
+    username: &str,
+    domain: String,
+) -> CommandResult {
+    let ip: IpAddr = p
+        .string("ip")?
+        .parse()
+        .map_err(|_| p.invalid("ip", "is not an IP address"))?;
+    let names = if let Some(requested) = p.opt_string_list("names")? {
+        let mut names = Vec::new();
+        for (i, raw) in requested.into_iter().enumerate() {
+            let name =
+                mpanel_common::DomainName::parse(raw.trim_start_matches("*.")).map_err(|e| {
+                    p.invalid(
+                        &format!("names[{i}]"),
+                        format_args!("is not a domain name: {e}"),
+                    )
+                })?;
+            let wildcard = if raw.starts_with("*.") { "*." } else { "" };
+            names.push(format!("{wildcard}{}", name.as_str()));
+        }
+        names
+    } else {
+        vec![domain.clone(), format!("www.{domain}")]
+    };
+    let Some(issuer) = acme else {
+        return Err(p
+            .invalid(
+                "provider",
+                "is 'acme' but this agent has no [acme] section in its configuration",
+            )
+            .into());
+    };
+    let request = IssueRequest {
+        username: username.to_owned(),
+        domain: domain.clone(),
+        ip,
+        names,
+    };
+    let issued = issuer.issue(panel, &request).await?;
+    let bundle = CertificateBundle {
+        private_key: issued.private_key,
+        certificate: issued.certificate_pem,
+        chain: issued.chain_pem,
+    };
+    panel
+        .install_certificate(username, &domain, &bundle)
+        .await?;
+    let facts = issued.facts;
+    debug!(%domain, serial = %facts.serial, "ACME certificate installed");
+    Ok(json!({
+        "provider": ACME,
+        "status": "issued",
+        "issuer": facts.issuer,
+        "serial": facts.serial,
+        "notBefore": facts.not_before_ms,
+        "notAfter": facts.not_after_ms,
+        "names": facts.names,
+    }))
 }
 
 /// `create_mailbox {username, domain, localPart, password, quotaMb?}` →
@@ -274,7 +342,7 @@ mod tests {
     fn default_records_cover_site_mail_spf_and_nameservers() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let records = default_records(
-            "shop.example",
+            &DomainName::parse("shop.example").unwrap(),
             ip,
             &["NS1.host.example.", "", "ns2.host.example"],
             300,
@@ -297,7 +365,7 @@ mod tests {
     #[test]
     fn an_ipv6_address_gets_aaaa_records() {
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
-        let records = default_records("shop.example", ip, &[], 300);
+        let records = default_records(&DomainName::parse("shop.example").unwrap(), ip, &[], 300);
         assert_eq!(records[0].record_type, RecordType::Aaaa);
         assert_eq!(records.len(), 5);
     }

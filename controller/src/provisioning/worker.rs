@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::credentials::generate_password;
 use super::dispatch::Dispatcher;
 use super::placement;
-use crate::config::{Config, EmailProvider};
+use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::fleet::{CommandError, Fleet};
 use crate::store::queue::ServiceChange;
@@ -38,6 +38,8 @@ pub struct Provisioner {
     cipher: Arc<Cipher>,
     config: Arc<Config>,
     dispatcher: Dispatcher,
+    /// Wakes the email sender after the welcome email is queued.
+    outbox: crate::mail::OutboxSignal,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -79,6 +81,14 @@ impl From<StoreError> for Failure {
 
 impl From<CommandError> for Failure {
     fn from(e: CommandError) -> Self {
+        // Not connected: the command was never sent, so nothing happened that a retry budget
+        // should pay for. The task waits for the agent (back from a restart, or connected to
+        // another replica) instead of failing after a few quick retries.
+        if let CommandError::Offline(server) = e {
+            return Failure::Waiting(format!(
+                "waiting for the agent of server {server} to connect to this controller"
+            ));
+        }
         if e.is_retryable() {
             Failure::Retryable(e.to_string())
         } else {
@@ -101,7 +111,15 @@ impl Provisioner {
             cipher,
             config,
             dispatcher,
+            outbox: crate::mail::OutboxSignal::new(),
         }
+    }
+
+    /// Wakes this email sender (the one `app::run` starts) after queueing mail; without it the
+    /// sender still finds the mail by polling.
+    pub fn with_outbox(mut self, outbox: crate::mail::OutboxSignal) -> Self {
+        self.outbox = outbox;
+        self
     }
 
     /// Starts the configured number of workers; they stop when `shutdown` is cancelled,
@@ -197,10 +215,15 @@ impl Provisioner {
                 return;
             }
             Err(Failure::Waiting(reason)) => {
-                let due = now_ms() + i64::try_from(self.backoff_ms(task.attempts)).unwrap_or(0);
+                // The claim is handed back uncounted, so the task keeps its whole retry budget
+                // and is looked at again after the base delay (at least the poll interval, so
+                // many waiting tasks do not spin the queue).
+                let poll_ms = u64::try_from(POLL_INTERVAL.as_millis()).unwrap_or(1000);
+                let wait_ms = self.backoff_ms(1).max(poll_ms);
+                let due = now_ms() + i64::try_from(wait_ms).unwrap_or(0);
                 tracing::info!(task_id = %task.id, reason = %reason, "task waits");
                 self.store
-                    .release_for_retry(task.id, holder, &reason, due)
+                    .release_waiting(task.id, holder, &reason, due)
                     .await
             }
             Err(Failure::Retryable(error)) if task.attempts < task.max_retries.max(1) => {
@@ -347,6 +370,19 @@ impl Provisioner {
                         json!({ "username": username, "server": server.hostname, "serverId": server.id.get(), "created": d.get("created") })
                     })
                 }
+                // The controller writes PowerDNS zones itself; the panel's DNS goes through the
+                // agent's driver.
+                ProvisioningStep::Dns if server.dns_provider == "powerdns" => {
+                    crate::dns::ensure_powerdns_zone(&self.config, &server, &service.domain)
+                        .await
+                        .map_err(|e| {
+                            if e.is_retryable() {
+                                Failure::Retryable(e.to_string())
+                            } else {
+                                Failure::Permanent(e.to_string())
+                            }
+                        })
+                }
                 ProvisioningStep::Dns => {
                     let nameservers: Vec<&str> =
                         [server.nameserver1.as_str(), server.nameserver2.as_str()]
@@ -355,8 +391,86 @@ impl Provisioner {
                             .collect();
                     let payload = json!({ "username": username, "domain": service.domain, "ip": server.ip_address, "nameservers": nameservers });
                     self.agent_step(&job, step, "ensure_dns", payload).await.map(|d| {
-                        json!({ "zone_id": d.get("zoneId").cloned().unwrap_or(json!(service.domain)), "records": d.get("records").cloned().unwrap_or(json!([])) })
+                        json!({ "zone_id": d.get("zoneId").cloned().unwrap_or(json!(service.domain)), "records": d.get("records").cloned().unwrap_or(json!([])), "provider": "panel" })
                     })
+                }
+                // `ssl_provider` 'acme': the agent issues from its ACME CA and installs; the
+                // certificate is recorded with its renewal time (two thirds of its life). A
+                // domain not pointing at the server yet waits (no failed attempt is counted).
+                // Otherwise the panel's own AutoSSL is asked to run.
+                ProvisioningStep::Ssl if server.ssl_provider == "acme" => {
+                    use crate::store::IssuedSslCertificate;
+                    // How the agent's message starts when DNS does not point here yet
+                    // (`mpanel_agent::acme::WAITING_FOR_DNS`).
+                    const WAITING_FOR_DNS: &str = "waiting for DNS:";
+                    // What an agent with an `[acme]` section advertises
+                    // (`mpanel_agent::acme::CAPABILITY`).
+                    const ACME_CAPABILITY: &str = "acme";
+                    let agent_can_issue = self.store.list_agents().await?.iter().any(|a| {
+                        a.server_id == server.id
+                            && a.capabilities.0.iter().any(|c| c == ACME_CAPABILITY)
+                    });
+                    if !agent_can_issue {
+                        // 'acme' is the default provider; an agent not set up for it keeps the
+                        // site on the panel's AutoSSL rather than failing the order, and the
+                        // step data says so.
+                        tracing::warn!(server = %server.hostname, "the agent has no [acme] section; using the panel's AutoSSL");
+                        let payload = json!({ "username": username, "domain": service.domain, "provider": "autossl" });
+                        self.agent_step(&job, step, "ssl", payload).await.map(|d| {
+                            json!({ "provider": "autossl", "status": d.get("status"), "fallback": "the agent has no [acme] section" })
+                        })
+                    } else {
+                        let payload = json!({ "username": username, "domain": service.domain, "provider": "acme", "ip": server.ip_address });
+                        match self.agent_step(&job, step, "ssl", payload).await {
+                            Ok(d) => {
+                                let text = |key: &str| {
+                                    d.get(key)
+                                        .and_then(Value::as_str)
+                                        .unwrap_or_default()
+                                        .to_owned()
+                                };
+                                let ms = |key: &str| {
+                                    d.get(key).and_then(Value::as_i64).unwrap_or_default()
+                                };
+                                let (not_before, not_after) = (ms("notBefore"), ms("notAfter"));
+                                let cert = IssuedSslCertificate {
+                                    service_id: service.id,
+                                    domain: service.domain.clone(),
+                                    provider: "acme".to_owned(),
+                                    issuer: text("issuer"),
+                                    serial: text("serial"),
+                                    not_before,
+                                    not_after,
+                                    renew_after: not_before
+                                        + (not_after - not_before).max(0) / 3 * 2,
+                                };
+                                match self.store.record_certificate_issued(&cert).await {
+                                    Ok(_) => Ok(
+                                        json!({ "provider": "acme", "issuer": cert.issuer, "serial": cert.serial, "expires_at": not_after, "names": d.get("names") }),
+                                    ),
+                                    Err(e) => Err(e.into()),
+                                }
+                            }
+                            Err(Failure::Retryable(message))
+                                if message.contains(WAITING_FOR_DNS) =>
+                            {
+                                match self
+                                    .store
+                                    .record_certificate_waiting_for_dns(
+                                        service.id,
+                                        &service.domain,
+                                        "acme",
+                                        &message,
+                                    )
+                                    .await
+                                {
+                                    Ok(_) => Err(Failure::Waiting(message)),
+                                    Err(e) => Err(e.into()),
+                                }
+                            }
+                            Err(other) => Err(other),
+                        }
+                    }
                 }
                 ProvisioningStep::Ssl => {
                     let payload = json!({ "username": username, "domain": service.domain, "provider": "autossl" });
@@ -506,22 +620,64 @@ impl Provisioner {
     }
 
     /// Queues the welcome email in the outbox (committed before any sending, deduplicated per
-    /// service). With `EMAIL_PROVIDER=log` it is "delivered" to the log at once, without its
-    /// body, which carries credentials.
+    /// service) and wakes the sender, which delivers it (to SMTP, or with `EMAIL_PROVIDER=log`
+    /// to the log without its body). The context is sealed as a whole, and each secret in it is
+    /// the service's own sealed value, opened only by the sender to render. `sent` says whether
+    /// the sender delivered it within `WELCOME_SENT_WAIT`; an SMTP outage leaves it queued.
     async fn welcome_email(&self, job: &ProvisionJob<'_>, to: &str) -> Result<Value, Failure> {
-        let panel_password = self
-            .store
-            .get_service(job.service.id)
-            .await?
+        const WELCOME_SENT_WAIT: Duration = Duration::from_secs(2);
+        let service = self.store.get_service(job.service.id).await?;
+        let panel_password = service
             .password_encrypted
+            .clone()
             .ok_or_else(|| Failure::Retryable("the service has no password yet".to_owned()))?;
+        // Steps finished in this run are not in the claimed task: read them back.
+        let steps = self.store.get_task(job.task.id).await?.result.0.steps;
+        let step_data = |name: &str| {
+            steps
+                .iter()
+                .find(|s| s.step == name && s.status == "success")
+                .map(|s| s.data.clone())
+        };
+        let mailbox = match step_data(ProvisioningStep::Email.as_str()) {
+            Some(data) => {
+                let sealed = self
+                    .sealed_service_secret(service.id, ServiceSecret::Mailbox)
+                    .await?;
+                json!({ "address": data["default_email"], "password_sealed": sealed })
+            }
+            None => Value::Null,
+        };
+        let database = match step_data(ProvisioningStep::Database.as_str())
+            .and_then(|d| Some((d["databases_created"].get(0)?.as_str()?.to_owned(), d)))
+        {
+            Some((name, data)) => {
+                let sealed = self
+                    .sealed_service_secret(service.id, ServiceSecret::Database)
+                    .await?;
+                let user = data["database_user"].as_str().unwrap_or(&name).to_owned();
+                let host = data["host"].as_str().unwrap_or("localhost").to_owned();
+                json!({ "name": name, "user": user, "host": host, "password_sealed": sealed })
+            }
+            None => Value::Null,
+        };
+        let nameservers: Vec<&str> = [
+            job.server.nameserver1.as_str(),
+            job.server.nameserver2.as_str(),
+        ]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
         let body = json!({
-            "template": "welcome",
             "domain": job.service.domain,
-            "panelUrl": job.server.control_panel_url,
+            "panel_url": job.server.control_panel_url,
             "username": job.username,
-            "passwordSealed": panel_password,
-            "nameservers": [job.server.nameserver1, job.server.nameserver2],
+            "password_sealed": panel_password,
+            "nameservers": nameservers,
+            "mailbox": mailbox,
+            "database": database,
+            "company_name": self.config.company_name.clone().or_else(|| self.config.company_domain.clone()),
+            "support_email": self.config.support_email,
         });
         let sealed = self
             .cipher
@@ -532,15 +688,36 @@ impl Provisioner {
         self.store
             .queue_email(&key, to, "welcome", &subject, &sealed)
             .await?;
-        let sent = match self.config.email_provider {
-            EmailProvider::Log => {
-                self.store.mark_email_sent(&key).await?;
-                tracing::info!(service_id = %job.service.id, template = "welcome", "email delivered to the log (body withheld: it carries credentials)");
-                true
+        self.outbox.wake();
+        let deadline = tokio::time::Instant::now() + WELCOME_SENT_WAIT;
+        let sent = loop {
+            if self.store.email_status(&key).await?.as_deref() == Some("sent") {
+                break true;
             }
-            EmailProvider::Smtp => self.store.email_status(&key).await?.as_deref() == Some("sent"),
+            if tokio::time::Instant::now() >= deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         };
         Ok(json!({ "sent": sent, "queued": true, "to": to }))
+    }
+
+    /// The service's sealed secret as stored (kept by `keep_service_secret`, which the step
+    /// that created the mailbox or database already called, so this returns that value).
+    async fn sealed_service_secret(
+        &self,
+        service: ServiceId,
+        which: ServiceSecret,
+    ) -> Result<String, Failure> {
+        let candidate = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
+        let sealed = self
+            .cipher
+            .seal_str(&candidate)
+            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        Ok(self
+            .store
+            .keep_service_secret(service, which, &sealed)
+            .await?)
     }
 
     async fn lifecycle(

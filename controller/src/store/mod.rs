@@ -8,6 +8,7 @@
 //! impossible (duplicates, dangling references) with `StoreError::Conflict`.
 
 mod agents;
+pub mod certificates;
 mod models;
 pub mod outbox;
 mod postgres;
@@ -24,6 +25,7 @@ use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
 pub use agents::{
     AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,
 };
+pub use certificates::{CertificateStore, IssuedSslCertificate, SslCertificate};
 pub use models::*;
 pub use postgres::PostgresStore;
 pub use reporting::{QueueStats, ReportingStore, TaskCounts};
@@ -235,6 +237,7 @@ pub trait Store:
     + ActivityStore
     + AgentStore
     + reporting::ReportingStore
+    + certificates::CertificateStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

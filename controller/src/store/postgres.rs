@@ -7,6 +7,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::agents::impl_agent_store;
+use super::certificates::impl_certificate_store;
 use super::outbox::impl_outbox_store;
 use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
@@ -46,6 +47,18 @@ impl PostgresStore {
              FOR UPDATE SKIP LOCKED)
          RETURNING *";
 
+    /// Claims one due email; `SKIP LOCKED` lets concurrent senders pass each other's rows.
+    pub(crate) const CLAIM_EMAIL_SQL: &'static str = "UPDATE email_outbox
+         SET status = 'sending', lease_expires_at = $2, attempts = attempts + 1
+         WHERE id = (
+             SELECT id FROM email_outbox
+             WHERE (status = 'queued' AND next_attempt_at <= $1)
+                OR (status = 'sending' AND lease_expires_at < $1)
+             ORDER BY next_attempt_at, id
+             LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+         RETURNING *";
+
     /// Holds the server's row until the placing transaction ends.
     pub(crate) const LOCK_SERVER_SQL: &'static str =
         "SELECT max_accounts FROM servers WHERE id = $1 FOR UPDATE";
@@ -61,6 +74,7 @@ impl_task_queue!(PostgresStore, Postgres);
 impl_outbox_store!(PostgresStore);
 impl_agent_store!(PostgresStore, Postgres);
 impl_reporting_store!(PostgresStore, Postgres);
+impl_certificate_store!(PostgresStore);
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -71,6 +71,15 @@ pub trait TaskQueue: Send + Sync {
         error: &str,
         next_attempt_at: i64,
     ) -> StoreResult<()>;
+    /// Like `release_for_retry`, but the claim does not count as an attempt: the task waited
+    /// for a resource (a server with room, its agent's session) and nothing was tried.
+    async fn release_waiting(
+        &self,
+        task: TaskId,
+        holder: &str,
+        reason: &str,
+        next_attempt_at: i64,
+    ) -> StoreResult<()>;
     /// `processing` → `failed` after the last attempt; the service keeps its status and shows
     /// the error in `provisioning_error`.
     async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()>;
@@ -322,6 +331,31 @@ macro_rules! impl_task_queue {
                     .bind(task.get())
                     .bind(holder)
                     .bind(error)
+                    .bind(next_attempt_at)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                    held(rows, task)
+                }
+
+                async fn release_waiting(
+                    &self,
+                    task: TaskId,
+                    holder: &str,
+                    reason: &str,
+                    next_attempt_at: i64,
+                ) -> StoreResult<()> {
+                    let rows = sqlx::query(
+                        "UPDATE provisioning_tasks SET status = 'pending', error = $3, wait_reason = $3,
+                             next_attempt_at = $4, updated_at = $5,
+                             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+                             lease_holder = NULL, lease_expires_at = NULL
+                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
+                    )
+                    .bind(task.get())
+                    .bind(holder)
+                    .bind(reason)
                     .bind(next_attempt_at)
                     .bind(now_ms())
                     .execute(&self.pool)

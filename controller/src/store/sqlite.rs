@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::agents::impl_agent_store;
+use super::certificates::impl_certificate_store;
 use super::outbox::impl_outbox_store;
 use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
@@ -56,6 +57,17 @@ impl SqliteStore {
              LIMIT 1)
          RETURNING *";
 
+    /// Claims one due email; the surrounding `BEGIN IMMEDIATE` makes it the only writer.
+    pub(crate) const CLAIM_EMAIL_SQL: &'static str = "UPDATE email_outbox
+         SET status = 'sending', lease_expires_at = $2, attempts = attempts + 1
+         WHERE id = (
+             SELECT id FROM email_outbox
+             WHERE (status = 'queued' AND next_attempt_at <= $1)
+                OR (status = 'sending' AND lease_expires_at < $1)
+             ORDER BY next_attempt_at, id
+             LIMIT 1)
+         RETURNING *";
+
     /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
     pub(crate) const LOCK_SERVER_SQL: &'static str =
         "SELECT max_accounts FROM servers WHERE id = $1";
@@ -70,6 +82,7 @@ impl_task_queue!(SqliteStore, Sqlite);
 impl_outbox_store!(SqliteStore);
 impl_agent_store!(SqliteStore, Sqlite);
 impl_reporting_store!(SqliteStore, Sqlite);
+impl_certificate_store!(SqliteStore);
 
 #[async_trait]
 impl Store for SqliteStore {

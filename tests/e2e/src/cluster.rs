@@ -111,6 +111,25 @@ impl TestDir {
         out
     }
 
+    /// How many lines of all logs contain `needle`.
+    pub fn count_in_logs(&self, needle: &str) -> usize {
+        let logs = self
+            .inner
+            .logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        logs.iter()
+            .map(|(_, path)| {
+                std::fs::read_to_string(path)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(needle))
+                    .count()
+            })
+            .sum()
+    }
+
     /// Panics with `message` and the tail of every log.
     pub fn fail(&self, message: &str) -> ! {
         panic!(
@@ -234,6 +253,7 @@ fn command(binary: &str, dir: &Path, log: &File) -> Command {
     cmd.current_dir(dir)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
+        .env("NO_COLOR", "1")
         .env("RUST_LOG", "info,sqlx=warn,h2=warn,tower=warn,hyper=warn")
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
@@ -407,7 +427,10 @@ impl ControllerProcess {
                     "location": "e2e",
                     "group": "default",
                     "nameserver1": "ns1.example.net",
-                    "nameserver2": "ns2.example.net"
+                    "nameserver2": "ns2.example.net",
+                    // The panel's own AutoSSL: the simulators install it at once, where ACME
+                    // would need a reachable ACME server.
+                    "sslProvider": "autossl"
                 })),
             )
             .await;
@@ -630,13 +653,19 @@ impl AgentProcess {
         let config_path = home.join("agent.toml");
         let config = format!(
             "controller = \"{controller}\"\nstate_dir = \"{state}\"\naccounts_path = \"{accounts}\"\n\
-             heartbeat_secs = 1\n\n[panel]\nkind = \"{kind}\"\nurl = \"{url}\"\nuser = \"root\"\n\
+             heartbeat_secs = 1\n\n[panel]\nkind = \"{kind}\"\nurl = \"{url}\"\nuser = \"{user}\"\n\
              token = \"{PANEL_TOKEN}\"\ninsecure_tls = true\n",
             controller = controller.grpc_url(),
             state = home.join("state").display(),
             accounts = home.join("accounts").display(),
             kind = sim.kind,
             url = sim.url,
+            // WHM logs in as root; Plesk and DirectAdmin as admin.
+            user = if sim.kind == "cpanel" {
+                "root"
+            } else {
+                "admin"
+            },
         );
         std::fs::write(&config_path, config).expect("write agent.toml");
         let token = controller.enrollment_token(server_id).await;

@@ -4,4 +4,6 @@
 
 pub mod cluster;
 pub mod databases;
+pub mod pebble;
+pub mod powerdns;
 pub mod process;

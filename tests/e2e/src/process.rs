@@ -15,7 +15,9 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built; run the tests through cargo from the workspace root",
+        "{} is not built: cargo does not build other packages' binaries for this crate's tests. \
+         Run `cargo build --workspace` first, or the tests through the workspace \
+         (`cargo nextest run --workspace`).",
         path.display()
     );
     path

@@ -105,18 +105,30 @@ impl Orders {
     /// characters differ).
     pub async fn place(&self, tag: &str, n: usize) {
         assert_eq!(tag.len(), 2, "two-letter tags keep usernames distinct");
-        for i in 0..n {
-            let new = NewService {
-                customer_id: self.customer,
-                product_id: self.product,
-                domain: format!("q{tag}{i:05}.example"),
-                billing_cycle: BillingCycle::Monthly,
-                max_retries: 3,
-            };
-            self.store
-                .create_service_with_task(&new, "e2e")
-                .await
-                .expect("order");
+        // Eight at a time, as a busy shop's checkouts would arrive.
+        const CONCURRENT: usize = 8;
+        let mut set = tokio::task::JoinSet::new();
+        for lane in 0..CONCURRENT {
+            let store = self.store.clone();
+            let (customer, product, tag) = (self.customer, self.product, tag.to_owned());
+            set.spawn(async move {
+                for i in (lane..n).step_by(CONCURRENT) {
+                    let new = NewService {
+                        customer_id: customer,
+                        product_id: product,
+                        domain: format!("q{tag}{i:05}.example"),
+                        billing_cycle: BillingCycle::Monthly,
+                        max_retries: 3,
+                    };
+                    store
+                        .create_service_with_task(&new, "e2e")
+                        .await
+                        .expect("order");
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("placing orders");
         }
     }
 

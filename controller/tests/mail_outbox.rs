@@ -1,0 +1,266 @@
+//! The email outbox against a real SMTP server (aiosmtpd): what is queued arrives, once, with
+//! its credentials in both alternative parts, and an SMTP outage only delays mail.
+
+mod backends;
+mod mail_support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mail_support::{SmtpServer, free_port, parse};
+use mpanel_controller::config::Config;
+use mpanel_controller::crypto::Cipher;
+use mpanel_controller::mail::{OutboxSender, OutboxSignal};
+use mpanel_controller::store::DynStore;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn config(smtp_port: u16) -> Config {
+    let env: HashMap<String, String> = [
+        ("ENCRYPTION_KEY", KEY),
+        ("EMAIL_PROVIDER", "smtp"),
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_TLS", "none"),
+        ("EMAIL_RETRY_BASE_MS", "50"),
+        ("COMPANY_NAME", "Acme Hosting"),
+        ("COMPANY_DOMAIN", "acme.example"),
+        ("SUPPORT_EMAIL", "help@acme.example"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([("SMTP_PORT".to_owned(), smtp_port.to_string())])
+    .collect();
+    Config::from_sources(&env, &HashMap::new(), None).unwrap()
+}
+
+struct Credentials {
+    domain: String,
+    username: String,
+    panel_password: String,
+    mailbox: String,
+    mailbox_password: String,
+    database: String,
+    database_password: String,
+}
+
+/// A welcome context sealed the way the provisioning worker seals it.
+fn welcome_body(cipher: &Cipher, n: usize) -> (String, Credentials) {
+    let creds = Credentials {
+        domain: format!("site{n}.example"),
+        username: format!("site{n}ex"),
+        panel_password: format!("pAnel-{n}-Xq7.w"),
+        mailbox: format!("admin@site{n}.example"),
+        mailbox_password: format!("mAilbox-{n}-Zr8_k"),
+        database: format!("site{n}ex_main"),
+        database_password: format!("dAtabase-{n}-Vt9.p"),
+    };
+    let body = json!({
+        "domain": creds.domain,
+        "panel_url": "https://web1.acme.example:2083",
+        "username": creds.username,
+        "password_sealed": cipher.seal_str(&creds.panel_password).unwrap(),
+        "nameservers": ["ns1.acme.example", "ns2.acme.example"],
+        "mailbox": {"address": creds.mailbox, "password_sealed": cipher.seal_str(&creds.mailbox_password).unwrap()},
+        "database": {"name": creds.database, "user": creds.database, "host": "localhost",
+                     "password_sealed": cipher.seal_str(&creds.database_password).unwrap()},
+        "company_name": "Acme Hosting",
+        "support_email": "help@acme.example",
+    });
+    (cipher.seal_str(&body.to_string()).unwrap(), creds)
+}
+
+fn start_sender(store: &DynStore, config: &Config, shutdown: &CancellationToken) -> OutboxSignal {
+    let cipher = Arc::new(Cipher::new(config.require_encryption_keys().unwrap()));
+    let signal = OutboxSignal::new();
+    OutboxSender::from_config(store.clone(), cipher, config, signal.clone())
+        .unwrap()
+        .spawn(shutdown.clone());
+    signal
+}
+
+async fn wait_until_sent(store: &DynStore, keys: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
+    for key in keys {
+        loop {
+            let email = store.get_email(key).await.unwrap().unwrap();
+            if email.status == "sent" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} never sent: {email:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts(store: DynStore) {
+    let smtp = SmtpServer::start(free_port());
+    let config = config(smtp.port);
+    let cipher = Cipher::new(config.require_encryption_keys().unwrap());
+    let (sealed, c) = welcome_body(&cipher, 7);
+    let key = "welcome:service:7".to_owned();
+    assert!(
+        store
+            .queue_email(
+                &key,
+                "owner@site7.example",
+                "welcome",
+                "Your hosting for site7.example is ready",
+                &sealed
+            )
+            .await
+            .unwrap()
+    );
+    // The same notice queued again is a no-op.
+    assert!(
+        !store
+            .queue_email(&key, "owner@site7.example", "welcome", "again", &sealed)
+            .await
+            .unwrap()
+    );
+    let shutdown = CancellationToken::new();
+    start_sender(&store, &config, &shutdown).wake();
+    wait_until_sent(&store, std::slice::from_ref(&key), Duration::from_secs(20)).await;
+    smtp.wait_for(1, Duration::from_secs(5)).await;
+    // Nothing more arrives later.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let received = smtp.received();
+    assert_eq!(received.len(), 1, "one message, not {}", received.len());
+    let mail = parse(&received[0]);
+    assert_eq!(mail.subject, "Your hosting for site7.example is ready");
+    assert_eq!(mail.content_type, "multipart/alternative");
+    assert!(
+        mail.from.contains("no-reply@acme.example") && mail.from.contains("Acme Hosting"),
+        "{}",
+        mail.from
+    );
+    assert!(mail.to.contains("owner@site7.example"), "{}", mail.to);
+    assert_eq!(
+        mail.reply_to.as_deref().map(str::trim),
+        Some("help@acme.example")
+    );
+    assert!(
+        mail.message_id.contains("welcome.service.7@acme.example"),
+        "{}",
+        mail.message_id
+    );
+    // minijinja escapes `/` too (`&#x2f;`), which browsers read back as `/`.
+    let html = mail.html.replace("&#x2f;", "/");
+    for (name, part) in [("text", &mail.text), ("html", &html)] {
+        for needle in [
+            c.username.as_str(),
+            &c.panel_password,
+            &c.mailbox,
+            &c.mailbox_password,
+            &c.database,
+            &c.database_password,
+            "https://web1.acme.example:2083",
+            "ns1.acme.example",
+            "Getting started",
+        ] {
+            assert!(part.contains(needle), "{name} part lacks {needle}:\n{part}");
+        }
+    }
+    assert!(mail.html.contains("<h2>Mailbox</h2>"));
+    let row = store.get_email(&key).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 1));
+    assert!(row.sent_at.is_some() && row.lease_expires_at.is_none());
+    shutdown.cancel();
+}
+
+async fn an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice(store: DynStore) {
+    let port = free_port();
+    let config = config(port);
+    let cipher = Cipher::new(config.require_encryption_keys().unwrap());
+    let mut keys = Vec::new();
+    for n in 0..20 {
+        let (sealed, c) = welcome_body(&cipher, n);
+        let key = format!("welcome:service:{n}");
+        store
+            .queue_email(
+                &key,
+                &format!("owner@{}", c.domain),
+                "welcome",
+                "subject",
+                &sealed,
+            )
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    // Three senders, as three controller replicas would run, racing for the same rows.
+    let shutdown = CancellationToken::new();
+    for _ in 0..3 {
+        start_sender(&store, &config, &shutdown).wake();
+    }
+    // Every message fails at least twice while the server is down, and none is lost.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut all_failed_twice = true;
+        for key in &keys {
+            let e = store.get_email(key).await.unwrap().unwrap();
+            assert_ne!(e.status, "sent", "{key} sent with the server down");
+            assert_ne!(e.status, "failed", "{key} given up: {e:?}");
+            all_failed_twice &= e.attempts >= 2 && e.last_error.is_some();
+        }
+        if all_failed_twice {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the senders did not retry during the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let smtp = SmtpServer::start(port);
+    wait_until_sent(&store, &keys, Duration::from_secs(60)).await;
+    smtp.wait_for(keys.len(), Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let received = smtp.received();
+    assert_eq!(received.len(), 20, "exactly one message per queued email");
+    let subjects: BTreeSet<String> = received.iter().map(|raw| parse(raw).subject).collect();
+    let expected: BTreeSet<String> = (0..20)
+        .map(|n| format!("Your hosting for site{n}.example is ready"))
+        .collect();
+    assert_eq!(subjects, expected);
+    shutdown.cancel();
+}
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts() {
+        crate::backends::with_postgres(
+            super::a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice() {
+        crate::backends::with_postgres(
+            super::an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice,
+        )
+        .await;
+    }
+}
+
+mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts() {
+        crate::backends::with_sqlite(
+            super::a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice() {
+        crate::backends::with_sqlite(
+            super::an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice,
+        )
+        .await;
+    }
+}
