@@ -4,174 +4,22 @@
 
 mod backends;
 mod fleet_support;
+mod real_servers;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fleet_support::*;
-use mpanel_agent::acme::{AcmeIssuer, AcmeSettings};
-use mpanel_agent::handler::BuiltinHandler;
-use mpanel_agent::panel::{PanelConfig, PanelKind as DriverKind, build_driver_with};
-use mpanel_agent::panel_commands::PanelCommandHandler;
-use mpanel_common::ids::ServerId;
-use mpanel_common::status::{BillingCycle, ServiceStatus, TaskStatus};
-use mpanel_controller::store::{
-    self, DynStore, IssuedSslCertificate, NewCustomer, NewProduct, NewService, Price, ServerPatch,
-    Task,
-};
-use mpanel_e2e::pebble::{Pebble, PebbleOptions};
-use mpanel_panelsim::{SimConfig, SimHandle, SimKind};
-
-struct Rig {
-    _c: Controller,
-    store: DynStore,
-    server_id: ServerId,
-    sim: SimHandle,
-    pebble: Pebble,
-    agent: RunningAgent,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
+use mpanel_common::status::{ServiceStatus, TaskStatus};
+use mpanel_controller::store::{DynStore, IssuedSslCertificate};
+use real_servers::{Rig, acme_rig, finished, set_server, wait_for_task};
 
 /// A controller with one cPanel server set to ACME at `ip`, its agent issuing from pebble.
 async fn rig(ip: &str) -> Rig {
-    let c = Controller::start(&[
-        ("PROVISIONING_RETRY_BASE_MS", "50"),
-        ("EMAIL_PROVIDER", "log"),
-    ])
-    .await;
-    let (server_id, dir, state) = enrolled_agent(&c, "web1.example.net").await;
-    let mut sim_config = SimConfig::new(SimKind::Cpanel, "sim-token");
-    sim_config.tls = true;
-    sim_config.web_root_http = true;
-    let sim = mpanel_panelsim::start(
-        sim_config,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap();
-    let pebble = Pebble::start(PebbleOptions::new(sim.addr().port()))
-        .await
-        .expect("start pebble");
-    let acme_state = tempfile::tempdir().unwrap();
-    let mut settings = AcmeSettings::new(pebble.directory_url.clone(), acme_state.path());
-    settings.ca_bundle = Some(pebble.ca_bundle());
-    settings.dns_resolver = Some(pebble.dns_addr);
-    let issuer = Arc::new(AcmeIssuer::new(settings).unwrap());
-    let driver = build_driver_with(PanelConfig::new(
-        DriverKind::Cpanel,
-        &sim.base_url(),
-        "root",
-        "sim-token".into(),
-        true,
-    ))
-    .unwrap();
-    let mut options = agent_options(&c.grpc_url(), &state);
-    options
-        .capabilities
-        .push(mpanel_agent::acme::CAPABILITY.to_owned());
-    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
-        PanelCommandHandler::new(driver).with_acme(issuer),
-    )));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let agent = RunningAgent {
-        cancel: cancel.clone(),
-        handle: tokio::spawn(mpanel_agent::session::run(options, cancel)),
-    };
-    c.wait_for_agent(server_id, Duration::from_secs(10), "online", |a| {
-        a["status"] == "online"
-    })
-    .await;
-    let store = store::connect(&c.db.url).await.unwrap();
-    let server_id = ServerId::from(server_id);
-    set_server(&store, server_id, ip).await;
-    Rig {
-        _c: c,
-        store,
-        server_id,
-        sim,
-        pebble,
-        agent,
-        _dirs: (dir, acme_state),
-    }
+    acme_rig(ip, &[], |_| {}).await
 }
 
-async fn set_server(store: &DynStore, id: ServerId, ip: &str) {
-    let patch = ServerPatch {
-        ip_address: Some(ip.to_owned()),
-        ssl_provider: Some("acme".to_owned()),
-        ..ServerPatch::default()
-    };
-    store.update_server(id, &patch, "test").await.unwrap();
-}
-
-async fn order(store: &DynStore, domain: &str) -> Task {
-    let customer = store
-        .create_customer(
-            &NewCustomer {
-                email: format!("owner@{domain}"),
-                name: "Owner".into(),
-            },
-            "test",
-        )
-        .await
-        .unwrap();
-    let product = store
-        .create_product(
-            &NewProduct {
-                name: "Basic".into(),
-                server_group: "default".into(),
-                package_cpanel: "default".into(),
-                package_plesk: "Unlimited".into(),
-                package_directadmin: "default".into(),
-                disk_mb: 1024,
-                email_quota_mb: 256,
-                databases: 0,
-                prices: vec![Price {
-                    billing_cycle: BillingCycle::Monthly,
-                    amount_minor: 500,
-                    currency: "USD".into(),
-                }],
-            },
-            "test",
-        )
-        .await
-        .unwrap();
-    let new = NewService {
-        customer_id: customer.id,
-        product_id: product.id,
-        domain: domain.to_owned(),
-        billing_cycle: BillingCycle::Monthly,
-        max_retries: 3,
-    };
-    store
-        .create_service_with_task(&new, "test")
-        .await
-        .unwrap()
-        .1
-}
-
-async fn wait_for_task(
-    store: &DynStore,
-    task: &Task,
-    what: &str,
-    done: impl Fn(&Task) -> bool,
-) -> Task {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = store.get_task(task.id).await.unwrap();
-        if done(&t) {
-            return t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task never reached {what}: {t:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn finished(t: &Task) -> bool {
-    matches!(t.status, TaskStatus::Completed | TaskStatus::Failed)
+/// An order of `domain` on a product without databases.
+async fn order(store: &DynStore, domain: &str) -> mpanel_controller::store::Task {
+    real_servers::order(store, domain, 0).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
