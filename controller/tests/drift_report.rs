@@ -4,14 +4,7 @@
 
 mod fleet_support;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use fleet_support::*;
-use mpanel_agent::handler::BuiltinHandler;
-use mpanel_agent::panel::{PanelConfig, build_driver_with};
-use mpanel_agent::panel_commands::PanelCommandHandler;
-use mpanel_panelsim::{SimConfig, SimKind};
 use reqwest::Method;
 use serde_json::json;
 
@@ -20,14 +13,7 @@ async fn drift_report_names_the_orphan_the_missing_account_and_the_state_mismatc
     let c = Controller::start(&[]).await;
     let (server_id, _dir, state) = enrolled_agent(&c, "drift.example.net").await;
 
-    let mut sim_config = SimConfig::new(SimKind::Cpanel, "sim-token");
-    sim_config.tls = true;
-    let sim = mpanel_panelsim::start(
-        sim_config,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap();
+    let sim = start_cpanel_sim(|_| {}).await;
     let http = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
@@ -61,27 +47,7 @@ async fn drift_report_names_the_orphan_the_missing_account_and_the_state_mismatc
            (1, 1, (SELECT MIN(id) FROM servers), 'gone.example', 'gone', 'active', 'monthly', 0, 0),
            (1, 1, (SELECT MIN(id) FROM servers), 'wrongstate.example', 'wrongstate', 'suspended', 'monthly', 0, 0)").await;
 
-    let driver = build_driver_with(PanelConfig::new(
-        mpanel_agent::panel::PanelKind::Cpanel,
-        &sim.base_url(),
-        "root",
-        "sim-token".into(),
-        true,
-    ))
-    .unwrap();
-    let mut options = agent_options(&c.grpc_url(), &state);
-    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
-        PanelCommandHandler::new(driver),
-    )));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let agent = RunningAgent {
-        cancel: cancel.clone(),
-        handle: tokio::spawn(mpanel_agent::session::run(options, cancel)),
-    };
-    c.wait_for_agent(server_id, Duration::from_secs(10), "the session", |a| {
-        a["connected"] == true
-    })
-    .await;
+    let agent = run_panel_agent(&c, server_id, &state, cpanel_driver(&sim)).await;
 
     let (status, report) = c
         .request(

@@ -3,18 +3,14 @@
 
 mod fleet_support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_support::*;
-use mpanel_agent::handler::BuiltinHandler;
-use mpanel_agent::panel::{PanelConfig, PanelKind as DriverKind, build_driver_with};
-use mpanel_agent::panel_commands::PanelCommandHandler;
 use mpanel_common::status::{BillingCycle, ServiceStatus, TaskStatus};
 use mpanel_controller::config::EncryptionKeys;
 use mpanel_controller::crypto::Cipher;
 use mpanel_controller::store::{self, DynStore, NewCustomer, NewProduct, NewService, Price, Task};
-use mpanel_panelsim::{SimConfig, SimHandle, SimKind};
+use mpanel_panelsim::SimHandle;
 use serde_json::json;
 
 struct Rig {
@@ -33,35 +29,8 @@ async fn rig(overrides: &[(&str, &str)]) -> Rig {
     env.extend_from_slice(overrides);
     let c = Controller::start(&env).await;
     let (server_id, dir, state) = enrolled_agent(&c, "web1.example.net").await;
-    let mut sim_config = SimConfig::new(SimKind::Cpanel, "sim-token");
-    sim_config.tls = true;
-    let sim = mpanel_panelsim::start(
-        sim_config,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap();
-    let driver = build_driver_with(PanelConfig::new(
-        DriverKind::Cpanel,
-        &sim.base_url(),
-        "root",
-        "sim-token".into(),
-        true,
-    ))
-    .unwrap();
-    let mut options = agent_options(&c.grpc_url(), &state);
-    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
-        PanelCommandHandler::new(driver),
-    )));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let agent = RunningAgent {
-        cancel: cancel.clone(),
-        handle: tokio::spawn(mpanel_agent::session::run(options, cancel)),
-    };
-    c.wait_for_agent(server_id, Duration::from_secs(10), "online", |a| {
-        a["status"] == "online"
-    })
-    .await;
+    let sim = start_cpanel_sim(|_| {}).await;
+    let agent = run_panel_agent(&c, server_id, &state, cpanel_driver(&sim)).await;
     let store = store::connect(&c.db.url).await.unwrap();
     Rig {
         c,

@@ -311,3 +311,67 @@ pub fn start_agent(controller: &str, state: &StateDir) -> RunningAgent {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
+
+/// Starts a simulated cPanel over HTTPS (`configure` may adjust the defaults); its token is
+/// `sim-token`.
+pub async fn start_cpanel_sim(
+    configure: impl FnOnce(&mut mpanel_panelsim::SimConfig),
+) -> mpanel_panelsim::SimHandle {
+    let mut config = mpanel_panelsim::SimConfig::new(mpanel_panelsim::SimKind::Cpanel, "sim-token");
+    config.tls = true;
+    configure(&mut config);
+    mpanel_panelsim::start(config, TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the panel simulator did not start: {e:#} (a simulator with a mariadb_url needs \
+                 MariaDB: start it or point MPANEL_TEST_MARIADB_URL at one)"
+            )
+        })
+}
+
+/// The cPanel driver for a simulator started by `start_cpanel_sim`.
+pub fn cpanel_driver(
+    sim: &mpanel_panelsim::SimHandle,
+) -> Arc<dyn mpanel_agent::panel::ControlPanel> {
+    mpanel_agent::panel::build_driver_with(mpanel_agent::panel::PanelConfig::new(
+        mpanel_agent::panel::PanelKind::Cpanel,
+        &sim.base_url(),
+        "root",
+        "sim-token".into(),
+        true,
+    ))
+    .unwrap()
+}
+
+/// Runs the agent of `server_id` with `options` and waits until the controller sees it online.
+pub async fn run_agent_until_online(
+    c: &Controller,
+    server_id: i64,
+    options: AgentOptions,
+) -> RunningAgent {
+    let cancel = CancellationToken::new();
+    let agent = RunningAgent {
+        cancel: cancel.clone(),
+        handle: tokio::spawn(run_agent(options, cancel)),
+    };
+    c.wait_for_agent(server_id, Duration::from_secs(10), "online", |a| {
+        a["status"] == "online"
+    })
+    .await;
+    agent
+}
+
+/// Runs the agent of `server_id` with the panel commands answered by `driver`.
+pub async fn run_panel_agent(
+    c: &Controller,
+    server_id: i64,
+    state: &StateDir,
+    driver: Arc<dyn mpanel_agent::panel::ControlPanel>,
+) -> RunningAgent {
+    let mut options = agent_options(&c.grpc_url(), state);
+    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
+        mpanel_agent::panel_commands::PanelCommandHandler::new(driver),
+    )));
+    run_agent_until_online(c, server_id, options).await
+}

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use mpanel_agent::acme::{AcmeIssuer, AcmeSettings};
 use mpanel_agent::handler::BuiltinHandler;
-use mpanel_agent::panel::{PanelConfig, PanelKind as DriverKind, build_driver_with};
 use mpanel_agent::panel_commands::PanelCommandHandler;
 use mpanel_common::ids::ServerId;
 use mpanel_common::status::{BillingCycle, TaskStatus};
@@ -20,7 +19,7 @@ use mpanel_controller::store::{
     self, DynStore, NewCustomer, NewProduct, NewService, Price, ServerPatch, Task,
 };
 use mpanel_e2e::pebble::{Pebble, PebbleOptions};
-use mpanel_panelsim::{SimConfig, SimHandle, SimKind};
+use mpanel_panelsim::{SimConfig, SimHandle};
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -52,21 +51,11 @@ pub async fn acme_rig(
     env.extend_from_slice(overrides);
     let c = Controller::start(&env).await;
     let (server_id, dir, state) = enrolled_agent(&c, "web1.example.net").await;
-    let mut sim_config = SimConfig::new(SimKind::Cpanel, "sim-token");
-    sim_config.tls = true;
-    sim_config.web_root_http = true;
-    configure_sim(&mut sim_config);
-    let sim = mpanel_panelsim::start(
-        sim_config,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "the panel simulator did not start: {e:#} (a simulator with a mariadb_url needs \
-             MariaDB: start it or point MPANEL_TEST_MARIADB_URL at one)"
-        )
-    });
+    let sim = start_cpanel_sim(|config| {
+        config.web_root_http = true;
+        configure_sim(config);
+    })
+    .await;
     let pebble = Pebble::start(PebbleOptions::new(sim.addr().port()))
         .await
         .expect("start pebble");
@@ -75,14 +64,7 @@ pub async fn acme_rig(
     settings.ca_bundle = Some(pebble.ca_bundle());
     settings.dns_resolver = Some(pebble.dns_addr);
     let issuer = Arc::new(AcmeIssuer::new(settings).unwrap());
-    let driver = build_driver_with(PanelConfig::new(
-        DriverKind::Cpanel,
-        &sim.base_url(),
-        "root",
-        "sim-token".into(),
-        true,
-    ))
-    .unwrap();
+    let driver = cpanel_driver(&sim);
     let mut options = agent_options(&c.grpc_url(), &state);
     options
         .capabilities
@@ -90,15 +72,7 @@ pub async fn acme_rig(
     options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
         PanelCommandHandler::new(driver).with_acme(issuer),
     )));
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let agent = RunningAgent {
-        cancel: cancel.clone(),
-        handle: tokio::spawn(mpanel_agent::session::run(options, cancel)),
-    };
-    c.wait_for_agent(server_id, Duration::from_secs(10), "online", |a| {
-        a["status"] == "online"
-    })
-    .await;
+    let agent = run_agent_until_online(&c, server_id, options).await;
     let store = store::connect(&c.db.url).await.unwrap();
     let server_id = ServerId::from(server_id);
     set_server(&store, server_id, ip).await;
