@@ -6,7 +6,8 @@
 //! (fewer LTO minutes: `CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16`).
 //!
 //! Prints, per backend: throughput (all orders queued at once by 16 concurrent clients,
-//! services/s until the last is active) and paid→active latency p50/p99 at an offered load of 50 orders/s. Latency is
+//! services/s until the last is active) and paid→active latency p50/p99 at an offered load of
+//! 50 orders/s. Latency is
 //! `provisioned_at - created_at` of each service, i.e. from the committed order to the committed
 //! `active`, everything in between included (queue, placement, six steps, panel calls).
 //! Everything shares this machine's cores: the simulators and agents cost CPU the controller
