@@ -25,8 +25,6 @@ pub struct AppState {
     pub fleet: Fleet,
     /// Wakes the provisioning workers after a task is queued.
     pub dispatcher: crate::provisioning::Dispatcher,
-    /// Wakes the email outbox sender after a message is queued.
-    pub outbox: crate::mail::OutboxSignal,
 }
 
 /// The sockets the controller serves: the HTTP API and the agents' mTLS gRPC endpoint.
@@ -73,22 +71,18 @@ pub async fn run(
     let store = open_store(&config).await?;
     let token = CancellationToken::new();
     let cipher = Arc::new(Cipher::new(&keys));
-    let outbox = crate::mail::OutboxSignal::new();
-    let mail_sender = crate::mail::OutboxSender::from_config(
-        store.clone(),
-        cipher.clone(),
-        &config,
-        outbox.clone(),
-    )
-    .context("email settings")?;
+    let mail_sender =
+        crate::mail::OutboxSender::from_config(store.clone(), cipher.clone(), &config)
+            .context("email settings")?;
+    let node = Arc::new(crate::jobs::Node::for_config(&config));
     let fleet = Fleet::start(store.clone(), &cipher, &config, token.clone())
         .await
         .context("agent fleet: cannot start")?;
     let dispatcher = match &config.redis_url {
         Some(url) => {
-            crate::provisioning::Dispatcher::with_redis(url.expose(), &config.redis_prefix, &token)?
+            crate::jobs::Dispatcher::with_redis(url.expose(), &config.redis_prefix, &token)?
         }
-        None => crate::provisioning::Dispatcher::new(),
+        None => crate::jobs::Dispatcher::new(),
     };
     let state = AppState {
         store: store.clone(),
@@ -97,7 +91,6 @@ pub async fn run(
         shutdown: token.clone(),
         fleet: fleet.clone(),
         dispatcher,
-        outbox: outbox.clone(),
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),
@@ -105,10 +98,13 @@ pub async fn run(
         state.cipher.clone(),
         state.config.clone(),
         state.dispatcher.clone(),
-    )
-    .with_outbox(outbox);
-    let workers = provisioner.spawn_workers(&token);
-    let mail_sender = mail_sender.spawn(token.clone());
+    );
+    let deps = crate::jobs::JobDeps {
+        store: store.clone(),
+        dispatcher: state.dispatcher.clone(),
+        node,
+    };
+    let workers = crate::jobs::spawn_all(&deps, provisioner, mail_sender, &token).await;
     let grpc_names = state.config.grpc_server_names.clone();
     let stop_on_failure = token.clone();
     let grpc_server = tokio::spawn(async move {
@@ -139,22 +135,9 @@ pub async fn run(
             .await
             .is_err()
         {
-            tracing::warn!(
-                "a provisioning worker did not stop in time; its task resumes after the lease"
-            );
+            tracing::warn!("a worker did not stop in time; its row runs again after the lease");
         }
     }
-    // A send in progress is bounded by the SMTP timeout; one abandoned here is sent again
-    // after its lease (the at-least-once window, see `mail::sender`).
-    if tokio::time::timeout(std::time::Duration::from_secs(10), mail_sender)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "the email sender did not stop in time; its message is retried after the lease"
-        );
-    }
-    // The HTTP server also stops when the gRPC one fails to start; report why.
     match grpc_server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e).context("agent endpoint failed"),

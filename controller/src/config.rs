@@ -96,6 +96,10 @@ pub struct Config {
     /// Prefix of every Redis key and channel, so several installations can share one Redis.
     pub redis_prefix: String,
     pub http_listen: SocketAddr,
+    /// This controller's stable identity among the replicas (`NODE_ID`); unset, the host name
+    /// and HTTP port. Lease holders carry it, so a restarted controller recognises its own
+    /// in-flight work (see `jobs::node`).
+    pub node_id: Option<String>,
     pub grpc_listen: SocketAddr,
     /// Names (DNS or IP) put in the gRPC server certificate, so agents can verify the controller.
     pub grpc_server_names: Vec<String>,
@@ -304,6 +308,7 @@ impl Config {
             database_url: Secret::from(database_url),
             redis_url: redis_url.map(Secret::from),
             redis_prefix: src.get("REDIS_PREFIX").unwrap_or_else(|| "mpanel".into()),
+            node_id: src.get("NODE_ID").filter(|id| !id.trim().is_empty()),
             http_listen: src.parse_or(
                 "HTTP_LISTEN",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod dns;
 pub mod drift;
 pub mod fleet;
+pub mod jobs;
 pub mod mail;
 pub mod provisioning;
 pub mod store;

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use mail_support::{SmtpServer, free_port, parse};
 use mpanel_controller::config::Config;
 use mpanel_controller::crypto::Cipher;
-use mpanel_controller::mail::{OutboxSender, OutboxSignal};
+use mpanel_controller::jobs::{Dispatcher, JobDeps, Node, Runner};
+use mpanel_controller::mail::OutboxSender;
 use mpanel_controller::store::DynStore;
+use mpanel_controller::store::lease_queue::EMAIL;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -72,13 +74,20 @@ fn welcome_body(cipher: &Cipher, n: usize) -> (String, Credentials) {
     (cipher.seal_str(&body.to_string()).unwrap(), creds)
 }
 
-fn start_sender(store: &DynStore, config: &Config, shutdown: &CancellationToken) -> OutboxSignal {
+/// The outbox sender alone, on the job runner; answers the dispatcher that wakes it.
+fn start_sender(store: &DynStore, config: &Config, shutdown: &CancellationToken) -> Dispatcher {
     let cipher = Arc::new(Cipher::new(config.require_encryption_keys().unwrap()));
-    let signal = OutboxSignal::new();
-    OutboxSender::from_config(store.clone(), cipher, config, signal.clone())
-        .unwrap()
-        .spawn(shutdown.clone());
-    signal
+    let deps = JobDeps {
+        store: store.clone(),
+        dispatcher: Dispatcher::new(),
+        node: Arc::new(Node::ephemeral()),
+    };
+    Runner::new(
+        OutboxSender::from_config(store.clone(), cipher, config).unwrap(),
+        &deps,
+    )
+    .spawn(shutdown);
+    deps.dispatcher
 }
 
 async fn wait_until_sent(store: &DynStore, keys: &[String], within: Duration) {
@@ -121,7 +130,7 @@ async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts
             .unwrap()
     );
     let shutdown = CancellationToken::new();
-    start_sender(&store, &config, &shutdown).wake();
+    start_sender(&store, &config, &shutdown).wake_queue(&EMAIL);
     wait_until_sent(&store, std::slice::from_ref(&key), Duration::from_secs(20)).await;
     smtp.wait_for(1, Duration::from_secs(5)).await;
     // Nothing more arrives later.
@@ -193,7 +202,7 @@ async fn an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice
     // Three senders, as three controller replicas would run, racing for the same rows.
     let shutdown = CancellationToken::new();
     for _ in 0..3 {
-        start_sender(&store, &config, &shutdown).wake();
+        start_sender(&store, &config, &shutdown).wake_queue(&EMAIL);
     }
     // Every message fails at least twice while the server is down, and none is lost.
     let deadline = Instant::now() + Duration::from_secs(20);

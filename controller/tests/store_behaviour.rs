@@ -6,10 +6,20 @@ mod backends;
 use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId};
 use mpanel_common::status::{BillingCycle, ServerStatus, ServiceStatus, TaskKind, TaskStatus};
 use mpanel_common::username::PanelKind;
+use mpanel_controller::store::lease_queue::{LeasedRow, PROVISIONING, Release};
 use mpanel_controller::store::{
     self, DynStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price, ServerPatch,
     ServiceFilter, StepRecord, StoreError, TaskFilter,
 };
+
+/// A provisioning task as the shared lease-queue statements address it.
+fn leased(task: mpanel_common::ids::TaskId, holder: &str) -> LeasedRow<'_> {
+    LeasedRow {
+        queue: &PROVISIONING,
+        id: task.get(),
+        holder,
+    }
+}
 
 on_both_backends!(
     migrations_can_run_again_without_changes,
@@ -34,6 +44,7 @@ on_both_backends!(
     a_released_task_waits_until_it_is_due,
     a_task_released_to_wait_keeps_its_retry_budget,
     a_failed_task_is_requeued_with_a_fresh_budget,
+    a_restarted_node_takes_back_only_its_own_earlier_rows,
 );
 
 fn new_server(hostname: &str) -> NewServer {
@@ -607,7 +618,9 @@ async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {
         .unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err:?}");
     assert!(matches!(
-        store.renew_lease(first.id, "dead-worker", 1000).await,
+        store
+            .renew_leased(leased(first.id, "dead-worker"), 1000)
+            .await,
         Err(StoreError::LeaseLost(_))
     ));
     assert!(matches!(
@@ -615,7 +628,7 @@ async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {
         Err(StoreError::LeaseLost(_))
     ));
     store
-        .renew_lease(second.id, "successor", 60_000)
+        .renew_leased(leased(second.id, "successor"), 60_000)
         .await
         .unwrap();
     store.complete_task(second.id, "successor").await.unwrap();
@@ -665,7 +678,12 @@ async fn a_released_task_waits_until_it_is_due(store: DynStore) {
     let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
     let due = store::now_ms() + 150;
     store
-        .release_for_retry(task.id, "w", "no eligible server: all full", due)
+        .release_leased(
+            leased(task.id, "w"),
+            Release::Retry,
+            "no eligible server: all full",
+            due,
+        )
         .await
         .unwrap();
     let waiting = store.get_task(task.id).await.unwrap();
@@ -674,7 +692,7 @@ async fn a_released_task_waits_until_it_is_due(store: DynStore) {
         waiting.wait_reason.as_deref(),
         Some("no eligible server: all full")
     );
-    assert_eq!(store.next_due_at().await.unwrap(), Some(due));
+    assert_eq!(store.next_due(&PROVISIONING).await.unwrap(), Some(due));
     assert!(
         store.claim_next_task("w", 60_000).await.unwrap().is_none(),
         "not before it is due"
@@ -693,7 +711,12 @@ async fn a_task_released_to_wait_keeps_its_retry_budget(store: DynStore) {
     let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
     assert_eq!(task.attempts, 1);
     store
-        .release_waiting(task.id, "w", "waiting for the agent", store::now_ms())
+        .release_leased(
+            leased(task.id, "w"),
+            Release::Wait,
+            "waiting for the agent",
+            store::now_ms(),
+        )
         .await
         .unwrap();
     let waiting = store.get_task(task.id).await.unwrap();
@@ -706,7 +729,12 @@ async fn a_task_released_to_wait_keeps_its_retry_budget(store: DynStore) {
     assert!(
         matches!(
             store
-                .release_waiting(task.id, "w", "again", store::now_ms())
+                .release_leased(
+                    leased(task.id, "w"),
+                    Release::Wait,
+                    "again",
+                    store::now_ms()
+                )
                 .await,
             Err(StoreError::LeaseLost(_))
         ),
@@ -742,4 +770,63 @@ async fn a_failed_task_is_requeued_with_a_fresh_budget(store: DynStore) {
         (TaskStatus::Pending, 0)
     );
     assert!(store.claim_next_task("w", 60_000).await.unwrap().is_some());
+}
+
+async fn a_restarted_node_takes_back_only_its_own_earlier_rows(store: DynStore) {
+    orders(&store, 3).await;
+    let lease = 10 * 60_000;
+    let old_boot = store
+        .claim_next_task("web1:8080#oldboot#provisioning-0", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let other_node = store
+        .claim_next_task("web2:8080#boot#provisioning-0", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    let own = store
+        .claim_next_task("web1:8080#newboot#provisioning-0", lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.claim_next_task("x", lease).await.unwrap().is_none());
+
+    let taken = store
+        .reclaim_abandoned(&PROVISIONING, "web1:8080#", "web1:8080#newboot#")
+        .await
+        .unwrap();
+    assert_eq!(taken, 1, "only the earlier boot's row of this node");
+    let again = store
+        .claim_next_task("web1:8080#newboot#provisioning-1", lease)
+        .await
+        .unwrap()
+        .expect("the abandoned row is runnable at once, not after its ten-minute lease");
+    assert_eq!((again.id, again.attempts), (old_boot.id, 2));
+    assert!(
+        store.claim_next_task("x", lease).await.unwrap().is_none(),
+        "another node's row and this boot's own row stay held"
+    );
+    // Fencing is intact: the earlier boot can no longer write to the row it held.
+    assert!(matches!(
+        store
+            .record_step(
+                old_boot.id,
+                "web1:8080#oldboot#provisioning-0",
+                &step("account", "success")
+            )
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    store
+        .renew_leased(
+            leased(other_node.id, "web2:8080#boot#provisioning-0"),
+            lease,
+        )
+        .await
+        .unwrap();
+    store
+        .renew_leased(leased(own.id, "web1:8080#newboot#provisioning-0"), lease)
+        .await
+        .unwrap();
 }

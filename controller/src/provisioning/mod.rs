@@ -3,9 +3,10 @@
 //! server's agent (the welcome email is the controller's own).
 
 pub mod credentials;
-pub mod dispatch;
 pub mod placement;
 mod worker;
 
-pub use dispatch::Dispatcher;
+pub(crate) use worker::Failure;
+
+pub use crate::jobs::Dispatcher;
 pub use worker::Provisioner;

@@ -1,8 +1,6 @@
-//! The workers: each loops claiming a runnable task with a lease, runs it, and records the
-//! outcome; idle, it sleeps until the earliest due task, a dispatcher wake-up, or the poll
-//! interval, whichever comes first. While a task runs, its lease is renewed at a third of its
-//! length; if renewal finds the lease lost (another worker took the task over after a stall),
-//! this worker stops before its next step and writes nothing more.
+//! What a provisioning or lifecycle task does once the job runner (`crate::jobs`) has claimed
+//! it: place a new service, run the six steps through the server's agent, or send one lifecycle
+//! command; the runner records the outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,21 +13,16 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::credentials::generate_password;
-use super::dispatch::Dispatcher;
 use super::placement;
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::fleet::{CommandError, Fleet};
+use crate::jobs::Dispatcher;
+use crate::store::lease_queue::EMAIL;
 use crate::store::queue::ServiceChange;
 use crate::store::{
     DynStore, Product, Server, Service, ServiceSecret, StepRecord, StoreError, Task, now_ms,
 };
-
-/// How often an idle worker looks for due tasks even without a wake-up: the reconciler that
-/// makes a lost wake-up (or a task queued by another replica) cost at most this much delay.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// The longest retry delay.
-const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 
 #[derive(Clone)]
 pub struct Provisioner {
@@ -37,9 +30,8 @@ pub struct Provisioner {
     fleet: Fleet,
     cipher: Arc<Cipher>,
     config: Arc<Config>,
-    dispatcher: Dispatcher,
     /// Wakes the email sender after the welcome email is queued.
-    outbox: crate::mail::OutboxSignal,
+    dispatcher: Dispatcher,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -50,7 +42,7 @@ impl std::fmt::Debug for Provisioner {
 
 /// Why a task did not finish this time.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// Worth another attempt after a backoff (agent offline, panel 5xx, timeout).
     Retryable(String),
     /// Retrying cannot help (bad package, someone else's account).
@@ -111,153 +103,18 @@ impl Provisioner {
             cipher,
             config,
             dispatcher,
-            outbox: crate::mail::OutboxSignal::new(),
         }
     }
 
-    /// Wakes this email sender (the one `app::run` starts) after queueing mail; without it the
-    /// sender still finds the mail by polling.
-    pub fn with_outbox(mut self, outbox: crate::mail::OutboxSignal) -> Self {
-        self.outbox = outbox;
-        self
+    pub(crate) fn store(&self) -> &DynStore {
+        &self.store
     }
 
-    /// Starts the configured number of workers; they stop when `shutdown` is cancelled,
-    /// finishing (or abandoning to their lease) the task in hand.
-    pub fn spawn_workers(&self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        let instance = uuid::Uuid::new_v4().simple().to_string();
-        (0..self.config.provisioning_workers.max(1))
-            .map(|n| {
-                let worker = self.clone();
-                let holder = format!("{}-{n}", &instance[..12]);
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move { worker.work(holder, shutdown).await })
-            })
-            .collect()
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
-    fn lease_ms(&self) -> i64 {
-        i64::from(self.config.provisioning_lease_secs.max(3)) * 1000
-    }
-
-    async fn work(self, holder: String, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            match self.store.claim_next_task(&holder, self.lease_ms()).await {
-                Ok(Some(task)) => self.run_claimed(task, &holder).await,
-                Ok(None) => self.idle(&shutdown).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot claim a task; retrying shortly");
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(POLL_INTERVAL) => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sleeps until the earliest due task, a wake-up, the poll interval or shutdown.
-    async fn idle(&self, shutdown: &CancellationToken) {
-        let mut sleep = POLL_INTERVAL;
-        if let Ok(Some(due)) = self.store.next_due_at().await {
-            let until = u64::try_from(due - now_ms()).unwrap_or(0);
-            sleep = sleep.min(Duration::from_millis(until.max(5)));
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = self.dispatcher.woken() => {}
-            () = tokio::time::sleep(sleep) => {}
-        }
-    }
-
-    async fn run_claimed(&self, task: Task, holder: &str) {
-        let lost = CancellationToken::new();
-        let renewer = {
-            let store = self.store.clone();
-            let lost = lost.clone();
-            let holder = holder.to_owned();
-            let lease = self.lease_ms();
-            let id = task.id;
-            tokio::spawn(async move {
-                let every = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1000));
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = store.renew_lease(id, &holder, lease).await {
-                        if matches!(e, StoreError::LeaseLost(_)) {
-                            lost.cancel();
-                            return;
-                        }
-                        tracing::warn!(task_id = %id, error = %e, "lease renewal failed; will retry");
-                    }
-                }
-            })
-        };
-        let outcome = self.run_task(&task, holder, &lost).await;
-        renewer.abort();
-        self.settle(&task, holder, outcome).await;
-    }
-
-    /// Records how the attempt ended: completed, retried later, waiting, or failed for good.
-    async fn settle(&self, task: &Task, holder: &str, outcome: Result<ServiceChange, Failure>) {
-        let result = match outcome {
-            Ok(change) => {
-                let r = self
-                    .store
-                    .complete_service_task(task.id, holder, change)
-                    .await;
-                if r.is_ok() {
-                    tracing::info!(task_id = %task.id, service_id = %task.service_id, kind = task.task_type.as_str(), "task completed");
-                }
-                r
-            }
-            Err(Failure::LeaseLost) => {
-                tracing::warn!(task_id = %task.id, "lease lost; another worker continues this task");
-                return;
-            }
-            Err(Failure::Waiting(reason)) => {
-                // The claim is handed back uncounted, so the task keeps its whole retry budget
-                // and is looked at again after the base delay (at least the poll interval, so
-                // many waiting tasks do not spin the queue).
-                let poll_ms = u64::try_from(POLL_INTERVAL.as_millis()).unwrap_or(1000);
-                let wait_ms = self.backoff_ms(1).max(poll_ms);
-                let due = now_ms() + i64::try_from(wait_ms).unwrap_or(0);
-                tracing::info!(task_id = %task.id, reason = %reason, "task waits");
-                self.store
-                    .release_waiting(task.id, holder, &reason, due)
-                    .await
-            }
-            Err(Failure::Retryable(error)) if task.attempts < task.max_retries.max(1) => {
-                let due = now_ms() + i64::try_from(self.backoff_ms(task.attempts)).unwrap_or(0);
-                tracing::warn!(task_id = %task.id, attempt = task.attempts, error = %error, "step failed; will retry");
-                self.store
-                    .release_for_retry(task.id, holder, &error, due)
-                    .await
-            }
-            Err(Failure::Retryable(error) | Failure::Permanent(error)) => {
-                tracing::error!(task_id = %task.id, service_id = %task.service_id, error = %error, "task failed");
-                self.store.fail_task(task.id, holder, &error).await
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(task_id = %task.id, error = %e, "could not record the task's outcome; its lease will expire and it runs again");
-        }
-    }
-
-    /// Exponential backoff with ±25 % jitter: base × 2^(attempt−1), capped.
-    fn backoff_ms(&self, attempts: i32) -> u64 {
-        let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(0);
-        let base = self
-            .config
-            .provisioning_retry_base_ms
-            .saturating_mul(1 << exp)
-            .min(MAX_BACKOFF_MS);
-        let mut byte = [0u8; 1];
-        let _ = aws_lc_rs::rand::fill(&mut byte);
-        let jitter = 0.75 + f64::from(byte[0]) / 255.0 * 0.5;
-        (base as f64 * jitter) as u64
-    }
-
-    async fn run_task(
+    pub(crate) async fn run_task(
         &self,
         task: &Task,
         holder: &str,
@@ -622,10 +479,8 @@ impl Provisioner {
     /// Queues the welcome email in the outbox (committed before any sending, deduplicated per
     /// service) and wakes the sender, which delivers it (to SMTP, or with `EMAIL_PROVIDER=log`
     /// to the log without its body). The context is sealed as a whole, and each secret in it is
-    /// the service's own sealed value, opened only by the sender to render. `sent` says whether
-    /// the sender delivered it within `WELCOME_SENT_WAIT`; an SMTP outage leaves it queued.
+    /// the service's own sealed value, opened only by the sender to render.
     async fn welcome_email(&self, job: &ProvisionJob<'_>, to: &str) -> Result<Value, Failure> {
-        const WELCOME_SENT_WAIT: Duration = Duration::from_secs(2);
         let service = self.store.get_service(job.service.id).await?;
         let panel_password = service
             .password_encrypted
@@ -688,18 +543,10 @@ impl Provisioner {
         self.store
             .queue_email(&key, to, "welcome", &subject, &sealed)
             .await?;
-        self.outbox.wake();
-        let deadline = tokio::time::Instant::now() + WELCOME_SENT_WAIT;
-        let sent = loop {
-            if self.store.email_status(&key).await?.as_deref() == Some("sent") {
-                break true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                break false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        Ok(json!({ "sent": sent, "queued": true, "to": to }))
+        self.dispatcher.wake_queue(&EMAIL);
+        // Committed to the outbox is as far as this step goes; the sender delivers it on its own
+        // schedule. `sent` is read from the outbox when the task is shown.
+        Ok(json!({ "sent": false, "queued": true, "to": to, "outbox_key": key }))
     }
 
     /// The service's sealed secret as stored (kept by `keep_service_secret`, which the step

@@ -9,6 +9,7 @@
 
 mod agents;
 pub mod certificates;
+pub mod lease_queue;
 mod models;
 pub mod outbox;
 mod postgres;
@@ -41,13 +42,19 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("task {0} is no longer held by this worker (its lease expired and another took it)")]
-    LeaseLost(TaskId),
+    /// The row (a task, an email) is no longer held by this worker: its lease expired and
+    /// another took it over.
+    #[error("{0} is no longer held by this worker (its lease expired and another took it)")]
+    LeaseLost(String),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
 }
 
 impl StoreError {
+    pub(crate) fn lease_lost(row: impl std::fmt::Display) -> Self {
+        StoreError::LeaseLost(row.to_string())
+    }
+
     pub(crate) fn not_found(entity: &'static str, id: impl std::fmt::Display) -> Self {
         StoreError::NotFound {
             entity,
@@ -230,6 +237,7 @@ pub trait Store:
     ServerStore
     + outbox::OutboxStore
     + queue::TaskQueue
+    + lease_queue::LeaseQueueStore
     + CustomerStore
     + ProductStore
     + ServiceStore

@@ -2,11 +2,9 @@
 //! outage delays mail but loses none, and the dedupe key makes queueing the same notice twice a
 //! no-op.
 //!
-//! Senders claim due rows like workers claim tasks: `queued` and due, or `sending` with an
-//! expired lease (its sender died mid-send). The table has no holder column, so the lease
-//! expiry a claim wrote is the fencing token: every later write names it and touches nothing
-//! once another sender has re-claimed the row (a re-claim only happens after the expiry, so
-//! its expiry is strictly later and never equal).
+//! The job runner works the outbox like the task queue (`lease_queue::EMAIL`): a sender claims a
+//! due row (`queued` and due, or `sending` with an expired lease: its sender died mid-send) under
+//! its holder name, and every later write names that holder.
 
 use async_trait::async_trait;
 
@@ -27,6 +25,7 @@ pub struct OutboxEmail {
     pub attempts: i32,
     pub next_attempt_at: i64,
     pub lease_expires_at: Option<i64>,
+    pub lease_holder: Option<String>,
     pub last_error: Option<String>,
     pub created_at: i64,
     pub sent_at: Option<i64>,
@@ -49,32 +48,25 @@ pub trait OutboxStore: Send + Sync {
     async fn email_status(&self, dedupe_key: &str) -> StoreResult<Option<String>>;
     /// The whole row, for tests and admin views.
     async fn get_email(&self, dedupe_key: &str) -> StoreResult<Option<OutboxEmail>>;
-    /// Claims the next due message (`sending` until `now + lease_ms`), counting an attempt.
-    /// The returned row's `lease_expires_at` is the token the next write must name.
-    async fn claim_next_email(&self, lease_ms: i64) -> StoreResult<Option<OutboxEmail>>;
-    /// `sending` → `sent`; `false` when the lease was lost to another sender meanwhile.
-    async fn complete_email(&self, id: i64, lease: i64) -> StoreResult<bool>;
-    /// `sending` → `queued`, due again at `next_attempt_at`, keeping the error visible.
-    async fn retry_email(
+    /// Claims the next due message for `holder` (`sending` until `now + lease_ms`), counting an
+    /// attempt. Retrying, failing and renewing are the shared lease-queue writes
+    /// (`lease_queue::EMAIL`), fenced by the holder.
+    async fn claim_next_email(
         &self,
-        id: i64,
-        lease: i64,
-        error: &str,
-        next_attempt_at: i64,
-    ) -> StoreResult<bool>;
-    /// `sending` → `failed`, for good (the sender gave up; the row stays for an admin).
-    async fn fail_email(&self, id: i64, lease: i64, error: &str) -> StoreResult<bool>;
-    /// When the next message falls due (a queued one, or an expired lease), so an idle sender
-    /// knows how long to sleep.
-    async fn next_email_due_at(&self) -> StoreResult<Option<i64>>;
+        holder: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<OutboxEmail>>;
+    /// `sending` → `sent`; `LeaseLost` when another sender holds the row now.
+    async fn complete_email(&self, id: i64, holder: &str) -> StoreResult<()>;
 }
 
 macro_rules! impl_outbox_store {
     ($store:ty) => {
         const _: () = {
             use async_trait::async_trait;
+            use $crate::store::lease_queue::EMAIL;
             use $crate::store::outbox::{OutboxEmail, OutboxStore};
-            use $crate::store::{StoreResult, now_ms};
+            use $crate::store::{StoreError, StoreResult, now_ms};
 
             #[async_trait]
             impl OutboxStore for $store {
@@ -133,10 +125,11 @@ macro_rules! impl_outbox_store {
                     .await?)
                 }
 
-                async fn claim_next_email(&self, lease_ms: i64) -> StoreResult<Option<OutboxEmail>> {
+                async fn claim_next_email(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<OutboxEmail>> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
-                    let email = sqlx::query_as::<_, OutboxEmail>(<$store>::CLAIM_EMAIL_SQL)
+                    let email = sqlx::query_as::<_, OutboxEmail>(sqlx::AssertSqlSafe(EMAIL.claim_sql(<$store>::BACKEND)))
+                        .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms.max(1))
                         .fetch_optional(&mut *tx)
@@ -145,74 +138,24 @@ macro_rules! impl_outbox_store {
                     Ok(email)
                 }
 
-                async fn complete_email(&self, id: i64, lease: i64) -> StoreResult<bool> {
+                async fn complete_email(&self, id: i64, holder: &str) -> StoreResult<()> {
                     let rows = sqlx::query(
                         "UPDATE email_outbox
-                         SET status = 'sent', sent_at = $3, lease_expires_at = NULL, last_error = NULL
-                         WHERE id = $1 AND status = 'sending' AND lease_expires_at = $2",
+                         SET status = 'sent', sent_at = $3, lease_holder = NULL,
+                             lease_expires_at = NULL, last_error = NULL
+                         WHERE id = $1 AND status = 'sending' AND lease_holder = $2",
                     )
                     .bind(id)
-                    .bind(lease)
+                    .bind(holder)
                     .bind(now_ms())
                     .execute(&self.pool)
                     .await?
                     .rows_affected();
-                    Ok(rows == 1)
-                }
-
-                async fn retry_email(
-                    &self,
-                    id: i64,
-                    lease: i64,
-                    error: &str,
-                    next_attempt_at: i64,
-                ) -> StoreResult<bool> {
-                    let rows = sqlx::query(
-                        "UPDATE email_outbox
-                         SET status = 'queued', lease_expires_at = NULL, last_error = $3,
-                             next_attempt_at = $4
-                         WHERE id = $1 AND status = 'sending' AND lease_expires_at = $2",
-                    )
-                    .bind(id)
-                    .bind(lease)
-                    .bind(error)
-                    .bind(next_attempt_at)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    Ok(rows == 1)
-                }
-
-                async fn fail_email(&self, id: i64, lease: i64, error: &str) -> StoreResult<bool> {
-                    let rows = sqlx::query(
-                        "UPDATE email_outbox
-                         SET status = 'failed', lease_expires_at = NULL, last_error = $3
-                         WHERE id = $1 AND status = 'sending' AND lease_expires_at = $2",
-                    )
-                    .bind(id)
-                    .bind(lease)
-                    .bind(error)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    Ok(rows == 1)
-                }
-
-                async fn next_email_due_at(&self) -> StoreResult<Option<i64>> {
-                    let queued: Option<i64> = sqlx::query_scalar(
-                        "SELECT MIN(next_attempt_at) FROM email_outbox WHERE status = 'queued'",
-                    )
-                    .fetch_one(&self.pool)
-                    .await?;
-                    let leased: Option<i64> = sqlx::query_scalar(
-                        "SELECT MIN(lease_expires_at) FROM email_outbox WHERE status = 'sending'",
-                    )
-                    .fetch_one(&self.pool)
-                    .await?;
-                    Ok(match (queued, leased) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    })
+                    if rows == 1 {
+                        Ok(())
+                    } else {
+                        Err(StoreError::lease_lost(format_args!("email {id}")))
+                    }
                 }
             }
         };

@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::agents::impl_agent_store;
 use super::certificates::impl_certificate_store;
+use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
 use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
@@ -34,30 +35,7 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Claims one runnable task; `SKIP LOCKED` lets concurrent claimers pass each other's rows.
-    pub(crate) const CLAIM_TASK_SQL: &'static str = "UPDATE provisioning_tasks
-         SET status = 'processing', lease_holder = $1, lease_expires_at = $3,
-             attempts = attempts + 1, updated_at = $2
-         WHERE id = (
-             SELECT id FROM provisioning_tasks
-             WHERE (status = 'pending' AND next_attempt_at <= $2)
-                OR (status = 'processing' AND lease_expires_at < $2)
-             ORDER BY next_attempt_at, id
-             LIMIT 1
-             FOR UPDATE SKIP LOCKED)
-         RETURNING *";
-
-    /// Claims one due email; `SKIP LOCKED` lets concurrent senders pass each other's rows.
-    pub(crate) const CLAIM_EMAIL_SQL: &'static str = "UPDATE email_outbox
-         SET status = 'sending', lease_expires_at = $2, attempts = attempts + 1
-         WHERE id = (
-             SELECT id FROM email_outbox
-             WHERE (status = 'queued' AND next_attempt_at <= $1)
-                OR (status = 'sending' AND lease_expires_at < $1)
-             ORDER BY next_attempt_at, id
-             LIMIT 1
-             FOR UPDATE SKIP LOCKED)
-         RETURNING *";
+    pub(crate) const BACKEND: Backend = Backend::Postgres;
 
     /// Holds the server's row until the placing transaction ends.
     pub(crate) const LOCK_SERVER_SQL: &'static str =
@@ -72,6 +50,7 @@ impl PostgresStore {
 impl_shared_store!(PostgresStore, Postgres);
 impl_task_queue!(PostgresStore, Postgres);
 impl_outbox_store!(PostgresStore);
+impl_lease_queue_store!(PostgresStore);
 impl_agent_store!(PostgresStore, Postgres);
 impl_reporting_store!(PostgresStore, Postgres);
 impl_certificate_store!(PostgresStore);

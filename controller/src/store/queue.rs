@@ -1,12 +1,7 @@
-//! The durable task queue: claiming a runnable task with a lease, recording step results under
-//! that lease, and finishing, retrying or failing it.
-//!
-//! A task is runnable when it is `pending` and due, or `processing` with an expired lease (its
-//! holder died). Claiming is one statement: PostgreSQL picks the row with
-//! `FOR UPDATE SKIP LOCKED`, so concurrent claimers never wait on or take the same row; SQLite
-//! runs it inside `BEGIN IMMEDIATE`, which serialises writers. Every later write names the holder
-//! and is refused with `StoreError::LeaseLost` once another worker has taken the task over, so a
-//! worker that stalled past its lease cannot overwrite its successor's progress.
+//! The provisioning task queue: what is particular to tasks. Claiming a runnable task, recording
+//! step results under its lease, completing it together with the change to its service, failing
+//! it with the service's error, and an admin's requeue. Renewal, release and next-due are the
+//! statements every queue shares (`lease_queue`); the job runner (`crate::jobs`) drives both.
 
 use async_trait::async_trait;
 use mpanel_common::ids::{ServiceId, TaskId};
@@ -38,8 +33,6 @@ pub enum ServiceChange {
 pub trait TaskQueue: Send + Sync {
     /// Claims the next runnable task for `holder` until `now + lease_ms`, counting an attempt.
     async fn claim_next_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>>;
-    /// Extends the lease; `LeaseLost` if the task is no longer ours.
-    async fn renew_lease(&self, task: TaskId, holder: &str, lease_ms: i64) -> StoreResult<()>;
     /// Stores one step's outcome (replacing an earlier record of the same step).
     async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord)
     -> StoreResult<()>;
@@ -62,31 +55,11 @@ pub trait TaskQueue: Send + Sync {
         holder: &str,
         change: ServiceChange,
     ) -> StoreResult<()>;
-    /// `processing` → `pending`, due again at `next_attempt_at`, keeping the error and the
-    /// reason it waits (for example "no eligible server") visible.
-    async fn release_for_retry(
-        &self,
-        task: TaskId,
-        holder: &str,
-        error: &str,
-        next_attempt_at: i64,
-    ) -> StoreResult<()>;
-    /// Like `release_for_retry`, but the claim does not count as an attempt: the task waited
-    /// for a resource (a server with room, its agent's session) and nothing was tried.
-    async fn release_waiting(
-        &self,
-        task: TaskId,
-        holder: &str,
-        reason: &str,
-        next_attempt_at: i64,
-    ) -> StoreResult<()>;
     /// `processing` → `failed` after the last attempt; the service keeps its status and shows
     /// the error in `provisioning_error`.
     async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()>;
     /// `failed` → `pending` with a fresh attempt budget (an admin's retry).
     async fn requeue_failed_task(&self, task: TaskId) -> StoreResult<Task>;
-    /// When the earliest pending task falls due, so an idle worker knows how long to sleep.
-    async fn next_due_at(&self) -> StoreResult<Option<i64>>;
 }
 
 macro_rules! impl_task_queue {
@@ -98,11 +71,16 @@ macro_rules! impl_task_queue {
             use mpanel_common::ids::ServiceId;
             use mpanel_common::status::{ServiceStatus, TaskKind};
             use $crate::store::queue::{ServiceChange, TaskQueue};
+            use $crate::store::lease_queue::PROVISIONING;
             use $crate::store::{StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
 
             /// A write that must find the task in `processing` under this holder.
             fn held(rows: u64, task: TaskId) -> StoreResult<()> {
-                if rows == 0 { Err(StoreError::LeaseLost(task)) } else { Ok(()) }
+                if rows == 0 { Err(lost(task)) } else { Ok(()) }
+            }
+
+            fn lost(task: TaskId) -> StoreError {
+                StoreError::lease_lost(format_args!("task {task}"))
             }
 
             #[async_trait]
@@ -110,7 +88,7 @@ macro_rules! impl_task_queue {
                 async fn claim_next_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
-                    let task = sqlx::query_as::<_, Task>(<$store>::CLAIM_TASK_SQL)
+                    let task = sqlx::query_as::<_, Task>(sqlx::AssertSqlSafe(PROVISIONING.claim_sql(<$store>::BACKEND)))
                         .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms)
@@ -118,22 +96,6 @@ macro_rules! impl_task_queue {
                         .await?;
                     tx.commit().await?;
                     Ok(task)
-                }
-
-                async fn renew_lease(&self, task: TaskId, holder: &str, lease_ms: i64) -> StoreResult<()> {
-                    let now = now_ms();
-                    let rows = sqlx::query(
-                        "UPDATE provisioning_tasks SET lease_expires_at = $3, updated_at = $4
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
-                    )
-                    .bind(task.get())
-                    .bind(holder)
-                    .bind(now + lease_ms)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    held(rows, task)
                 }
 
                 async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord) -> StoreResult<()> {
@@ -147,7 +109,7 @@ macro_rules! impl_task_queue {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some(Json(mut result)) = current else {
-                        return Err(StoreError::LeaseLost(task));
+                        return Err(lost(task));
                     };
                     match result.steps.iter_mut().find(|s| s.step == record.step) {
                         Some(existing) => *existing = record.clone(),
@@ -225,7 +187,7 @@ macro_rules! impl_task_queue {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some((service_id, status)) = service else {
-                        return Err(StoreError::LeaseLost(task));
+                        return Err(lost(task));
                     };
                     let current: ServiceStatus = status
                         .parse()
@@ -315,55 +277,6 @@ macro_rules! impl_task_queue {
                     held(rows, task)
                 }
 
-                async fn release_for_retry(
-                    &self,
-                    task: TaskId,
-                    holder: &str,
-                    error: &str,
-                    next_attempt_at: i64,
-                ) -> StoreResult<()> {
-                    let rows = sqlx::query(
-                        "UPDATE provisioning_tasks SET status = 'pending', error = $3, wait_reason = $3,
-                             next_attempt_at = $4, updated_at = $5,
-                             lease_holder = NULL, lease_expires_at = NULL
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
-                    )
-                    .bind(task.get())
-                    .bind(holder)
-                    .bind(error)
-                    .bind(next_attempt_at)
-                    .bind(now_ms())
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    held(rows, task)
-                }
-
-                async fn release_waiting(
-                    &self,
-                    task: TaskId,
-                    holder: &str,
-                    reason: &str,
-                    next_attempt_at: i64,
-                ) -> StoreResult<()> {
-                    let rows = sqlx::query(
-                        "UPDATE provisioning_tasks SET status = 'pending', error = $3, wait_reason = $3,
-                             next_attempt_at = $4, updated_at = $5,
-                             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
-                             lease_holder = NULL, lease_expires_at = NULL
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
-                    )
-                    .bind(task.get())
-                    .bind(holder)
-                    .bind(reason)
-                    .bind(next_attempt_at)
-                    .bind(now_ms())
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
-                    held(rows, task)
-                }
-
                 async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
@@ -380,7 +293,7 @@ macro_rules! impl_task_queue {
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some(service_id) = service_id else {
-                        return Err(StoreError::LeaseLost(task));
+                        return Err(lost(task));
                     };
                     sqlx::query("UPDATE services SET provisioning_error = $2, updated_at = $3 WHERE id = $1")
                         .bind(service_id)
@@ -409,13 +322,6 @@ macro_rules! impl_task_queue {
                     .ok_or_else(|| StoreError::Conflict(format!("task {task} is not failed, or does not exist")))
                 }
 
-                async fn next_due_at(&self) -> StoreResult<Option<i64>> {
-                    Ok(sqlx::query_scalar(
-                        "SELECT MIN(next_attempt_at) FROM provisioning_tasks WHERE status = 'pending'",
-                    )
-                    .fetch_one(&self.pool)
-                    .await?)
-                }
             }
         };
     };

@@ -13,6 +13,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::agents::impl_agent_store;
 use super::certificates::impl_certificate_store;
+use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
 use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
@@ -45,28 +46,7 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Claims one runnable task; the surrounding `BEGIN IMMEDIATE` makes it the only writer.
-    pub(crate) const CLAIM_TASK_SQL: &'static str = "UPDATE provisioning_tasks
-         SET status = 'processing', lease_holder = $1, lease_expires_at = $3,
-             attempts = attempts + 1, updated_at = $2
-         WHERE id = (
-             SELECT id FROM provisioning_tasks
-             WHERE (status = 'pending' AND next_attempt_at <= $2)
-                OR (status = 'processing' AND lease_expires_at < $2)
-             ORDER BY next_attempt_at, id
-             LIMIT 1)
-         RETURNING *";
-
-    /// Claims one due email; the surrounding `BEGIN IMMEDIATE` makes it the only writer.
-    pub(crate) const CLAIM_EMAIL_SQL: &'static str = "UPDATE email_outbox
-         SET status = 'sending', lease_expires_at = $2, attempts = attempts + 1
-         WHERE id = (
-             SELECT id FROM email_outbox
-             WHERE (status = 'queued' AND next_attempt_at <= $1)
-                OR (status = 'sending' AND lease_expires_at < $1)
-             ORDER BY next_attempt_at, id
-             LIMIT 1)
-         RETURNING *";
+    pub(crate) const BACKEND: Backend = Backend::Sqlite;
 
     /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
     pub(crate) const LOCK_SERVER_SQL: &'static str =
@@ -80,6 +60,7 @@ impl SqliteStore {
 impl_shared_store!(SqliteStore, Sqlite);
 impl_task_queue!(SqliteStore, Sqlite);
 impl_outbox_store!(SqliteStore);
+impl_lease_queue_store!(SqliteStore);
 impl_agent_store!(SqliteStore, Sqlite);
 impl_reporting_store!(SqliteStore, Sqlite);
 impl_certificate_store!(SqliteStore);

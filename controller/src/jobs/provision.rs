@@ -1,0 +1,80 @@
+//! Provisioning and lifecycle tasks (`provisioning_tasks`) as a job: the runner claims a task,
+//! `Provisioner::run_task` does the work, and completing applies the service change in the same
+//! transaction; failing for good shows the error on the service too.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Backoff, ClaimInfo, Job, JobSettings, Outcome, RunContext};
+use crate::provisioning::{Failure, Provisioner};
+use crate::store::lease_queue::{PROVISIONING, QueueTable};
+use crate::store::queue::ServiceChange;
+use crate::store::{DynStore, StoreResult, Task};
+
+/// The longest retry delay of a task.
+const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+#[async_trait]
+impl Job for Provisioner {
+    type Row = Task;
+    type Done = ServiceChange;
+    const QUEUE: &'static QueueTable = &PROVISIONING;
+
+    fn settings(&self) -> JobSettings {
+        let config = self.config();
+        JobSettings {
+            workers: usize::try_from(config.provisioning_workers).unwrap_or(1),
+            lease: Duration::from_secs(u64::from(config.provisioning_lease_secs.max(3))),
+            backoff: Backoff {
+                base_ms: config.provisioning_retry_base_ms,
+                max_ms: MAX_BACKOFF_MS,
+            },
+            poll: Duration::from_secs(1),
+            // Tasks give up after `max_retries`; every last failure is already an error.
+            loud_after_attempts: i32::MAX,
+        }
+    }
+
+    fn store(&self) -> &DynStore {
+        Provisioner::store(self)
+    }
+
+    fn info(task: &Task) -> ClaimInfo {
+        ClaimInfo {
+            id: task.id.get(),
+            attempts: task.attempts,
+            max_attempts: Some(task.max_retries),
+        }
+    }
+
+    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
+        Provisioner::store(self)
+            .claim_next_task(holder, lease_ms)
+            .await
+    }
+
+    async fn run(&self, task: &Task, ctx: &RunContext) -> Outcome<ServiceChange> {
+        match self.run_task(task, &ctx.holder, &ctx.lost).await {
+            Ok(change) => Outcome::Done(change),
+            Err(Failure::Retryable(e)) => Outcome::Retry(e),
+            Err(Failure::Permanent(e)) => Outcome::Fail(e),
+            Err(Failure::Waiting(reason)) => Outcome::Wait(reason),
+            Err(Failure::LeaseLost) => Outcome::LeaseLost,
+        }
+    }
+
+    async fn complete(&self, task: &Task, holder: &str, change: ServiceChange) -> StoreResult<()> {
+        Provisioner::store(self)
+            .complete_service_task(task.id, holder, change)
+            .await?;
+        tracing::info!(task_id = %task.id, service_id = %task.service_id, kind = task.task_type.as_str(), "task completed");
+        Ok(())
+    }
+
+    async fn fail(&self, task: &Task, holder: &str, error: &str) -> StoreResult<()> {
+        Provisioner::store(self)
+            .fail_task(task.id, holder, error)
+            .await
+    }
+}

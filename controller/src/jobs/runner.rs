@@ -1,0 +1,221 @@
+//! The worker loop every queue shares.
+//!
+//! Each worker loops: claim a due row with a lease, run it, record the outcome. Idle, it sleeps
+//! until the earliest due row, a wake-up for its queue, the poll interval or shutdown, whichever
+//! comes first. While a row runs, its lease is renewed at a third of its length; if a renewal
+//! finds the lease lost (another worker took the row over after a stall), the job's
+//! `RunContext::lost` is cancelled, the job stops before its next write, and the runner writes
+//! nothing more: every write is fenced by the holder, so the successor's progress is safe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{ClaimInfo, Dispatcher, Job, JobDeps, JobSettings, Node, Outcome, RunContext};
+use crate::store::lease_queue::{LeasedRow, Release};
+use crate::store::{DynStore, StoreError, now_ms};
+
+/// Runs the workers of one job kind.
+pub struct Runner<J: Job> {
+    job: Arc<J>,
+    store: DynStore,
+    dispatcher: Dispatcher,
+    node: Arc<Node>,
+    settings: JobSettings,
+}
+
+impl<J: Job> std::fmt::Debug for Runner<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("queue", &J::QUEUE.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<J: Job> Clone for Runner<J> {
+    fn clone(&self) -> Self {
+        Self {
+            job: self.job.clone(),
+            store: self.store.clone(),
+            dispatcher: self.dispatcher.clone(),
+            node: self.node.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<J: Job> Runner<J> {
+    pub fn new(job: J, deps: &JobDeps) -> Self {
+        let settings = job.settings();
+        Self {
+            job: Arc::new(job),
+            store: deps.store.clone(),
+            dispatcher: deps.dispatcher.clone(),
+            node: deps.node.clone(),
+            settings,
+        }
+    }
+
+    /// Starts the configured number of workers; each stops when `shutdown` is cancelled,
+    /// finishing the row in hand first.
+    pub fn spawn(self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.settings.workers.max(1))
+            .map(|n| {
+                let worker = self.clone();
+                let holder = self.node.holder(J::QUEUE, n);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { worker.work(holder, shutdown).await })
+            })
+            .collect()
+    }
+
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    async fn work(self, holder: String, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.job.claim(&holder, self.lease_ms()).await {
+                Ok(Some(row)) => self.run_claimed(row, &holder).await,
+                Ok(None) => self.idle(&shutdown).await,
+                Err(e) => {
+                    tracing::warn!(queue = J::QUEUE.name, error = %e, "cannot claim; retrying shortly");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(self.settings.poll) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps until the earliest due row, a wake-up, the poll interval or shutdown.
+    async fn idle(&self, shutdown: &CancellationToken) {
+        let mut sleep = self.settings.poll;
+        if let Ok(Some(due)) = self.store.next_due(J::QUEUE).await {
+            let until = u64::try_from(due - now_ms()).unwrap_or(0);
+            sleep = sleep.min(Duration::from_millis(until.max(5)));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = self.dispatcher.woken(J::QUEUE) => {}
+            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+
+    async fn run_claimed(&self, row: J::Row, holder: &str) {
+        let info = J::info(&row);
+        let ctx = RunContext {
+            holder: holder.to_owned(),
+            lost: CancellationToken::new(),
+        };
+        let renewer = {
+            let store = self.store.clone();
+            let lost = ctx.lost.clone();
+            let holder = holder.to_owned();
+            let lease = self.lease_ms();
+            tokio::spawn(async move {
+                let every = Duration::from_millis(u64::try_from(lease / 3).unwrap_or(1000).max(1));
+                let row = LeasedRow {
+                    queue: J::QUEUE,
+                    id: info.id,
+                    holder: &holder,
+                };
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store.renew_leased(row, lease).await {
+                        Ok(()) => {}
+                        Err(StoreError::LeaseLost(_)) => {
+                            lost.cancel();
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(queue = J::QUEUE.name, id = info.id, error = %e, "lease renewal failed; will retry");
+                        }
+                    }
+                }
+            })
+        };
+        let outcome = self.job.run(&row, &ctx).await;
+        renewer.abort();
+        let outcome = if ctx.lost.is_cancelled() {
+            Outcome::LeaseLost
+        } else {
+            outcome
+        };
+        self.settle(&row, info, holder, outcome).await;
+    }
+
+    /// Records how the attempt ended: completed, retried later, waiting, or failed for good.
+    async fn settle(&self, row: &J::Row, info: ClaimInfo, holder: &str, outcome: Outcome<J::Done>) {
+        let queue = J::QUEUE.name;
+        let id = info.id;
+        let attempt = info.attempts;
+        let leased = LeasedRow {
+            queue: J::QUEUE,
+            id,
+            holder,
+        };
+        let result = match outcome {
+            Outcome::Done(done) => self.complete(row, holder, done).await,
+            Outcome::LeaseLost => Err(StoreError::lease_lost(leased)),
+            Outcome::Wait(reason) => {
+                // At least the poll interval, so many waiting rows do not spin the queue.
+                let poll_ms = u64::try_from(self.settings.poll.as_millis()).unwrap_or(1000);
+                let wait_ms = self.settings.backoff.delay_ms(1).max(poll_ms);
+                let due = now_ms().saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX / 4));
+                tracing::info!(queue, id, reason = %reason, "waits");
+                self.store
+                    .release_leased(leased, Release::Wait, &reason, due)
+                    .await
+            }
+            Outcome::Retry(error) if info.max_attempts.is_none_or(|max| attempt < max.max(1)) => {
+                let delay = self.settings.backoff.delay_ms(attempt);
+                if attempt >= self.settings.loud_after_attempts {
+                    tracing::error!(queue, id, attempt, retry_in_ms = delay, error = %error, "attempt failed again; will keep retrying");
+                } else {
+                    tracing::warn!(queue, id, attempt, retry_in_ms = delay, error = %error, "attempt failed; will retry");
+                }
+                let due = now_ms().saturating_add(i64::try_from(delay).unwrap_or(i64::MAX / 4));
+                self.store
+                    .release_leased(leased, Release::Retry, &error, due)
+                    .await
+            }
+            Outcome::Retry(error) | Outcome::Fail(error) => {
+                tracing::error!(queue, id, attempt, error = %error, "failed for good");
+                self.job.fail(row, holder, &error).await
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(_)) => {
+                tracing::warn!(
+                    queue,
+                    id,
+                    "lease lost; another worker continues, nothing more is written here"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(queue, id, error = %e, "could not record the outcome; the row runs again after its lease");
+            }
+        }
+    }
+
+    /// Writes the finished state, retrying a few times: a completion that is never written
+    /// means the work runs again after the lease (idempotent, but wasted, and for mail a copy).
+    async fn complete(&self, row: &J::Row, holder: &str, done: J::Done) -> Result<(), StoreError> {
+        let mut tries = 0u64;
+        loop {
+            match self.job.complete(row, holder, done.clone()).await {
+                Err(StoreError::Database(e)) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(queue = J::QUEUE.name, error = %e, "cannot write the completion yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
