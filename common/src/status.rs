@@ -72,6 +72,27 @@ impl ServiceStatus {
 }
 
 string_enum! {
+    /// Why a service is suspended. Only an `Overdue` suspension is lifted by a payment; the
+    /// others stay until someone decides otherwise.
+    pub enum SuspensionReason: "suspension reason" {
+        /// An invoice is unpaid past its grace period.
+        Overdue => "overdue",
+        /// An administrator suspended it.
+        Admin => "admin",
+        Abuse => "abuse",
+        /// The customer disputed a payment.
+        Dispute => "dispute",
+    }
+}
+
+impl SuspensionReason {
+    /// Whether paying the overdue invoice lifts this suspension.
+    pub fn lifted_by_payment(self) -> bool {
+        self == SuspensionReason::Overdue
+    }
+}
+
+string_enum! {
     /// A task in the durable provisioning queue.
     pub enum TaskStatus: "task status" {
         Pending => "pending",

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod drift;
 pub mod fleet;
 pub mod jobs;
+pub mod lifecycle;
 pub mod mail;
 pub mod provisioning;
 pub mod store;

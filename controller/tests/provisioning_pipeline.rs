@@ -153,7 +153,16 @@ async fn an_order_becomes_an_active_service_with_six_successful_steps_and_one_ac
     assert_eq!(data(2)["provider"], "autossl");
     assert_eq!(data(3)["default_email"], "admin@shop.example");
     assert_eq!(data(4)["databases_created"].as_array().unwrap().len(), 1);
-    assert_eq!(data(5)["sent"], true);
+    assert_eq!(data(5)["queued"], true);
+    let key = data(5)["outbox_key"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while r.store.email_status(&key).await.unwrap().as_deref() != Some("sent") {
+        assert!(
+            Instant::now() < deadline,
+            "the welcome email was never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let service = r.store.get_service(done.service_id).await.unwrap();
     assert_eq!(service.status, ServiceStatus::Active);

@@ -35,6 +35,10 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// Reads a service's state for a checked change (see `TaskQueue::enqueue_checked`).
+    pub(crate) const LOCK_SERVICE_SQL: &'static str =
+        "SELECT status, suspension_reason FROM services WHERE id = $1 FOR UPDATE";
+
     pub(crate) const BACKEND: Backend = Backend::Postgres;
 
     /// Holds the server's row until the placing transaction ends.

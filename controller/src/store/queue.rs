@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use mpanel_common::ids::{ServiceId, TaskId};
-use mpanel_common::status::TaskKind;
+use mpanel_common::status::{ServiceStatus, TaskKind};
 
 use super::{StepRecord, StoreResult, Task};
 
@@ -29,6 +29,36 @@ pub enum ServiceChange {
     },
 }
 
+/// A task to queue for a service, with the state the service must be in; checked, written and
+/// audited in one transaction by `TaskQueue::enqueue_checked`.
+#[derive(Debug, Clone)]
+pub struct CheckedEnqueue<'a> {
+    pub service: ServiceId,
+    pub kind: TaskKind,
+    pub params: serde_json::Value,
+    pub max_retries: i32,
+    pub actor: &'a str,
+    /// The statuses the service may be in.
+    pub allowed_from: &'a [ServiceStatus],
+    /// When set, the service's suspension reason must be this one (a payment lifts only an
+    /// `overdue` suspension).
+    pub suspension_reason: Option<&'a str>,
+    /// Extra details for the activity row (never a secret).
+    pub details: serde_json::Value,
+}
+
+/// Why `enqueue_checked` wrote nothing.
+#[derive(Debug, Clone)]
+pub enum EnqueueRefusal {
+    /// The service is in a state the move is not allowed from.
+    Status {
+        status: ServiceStatus,
+        suspension_reason: Option<String>,
+    },
+    /// The service already has an open task.
+    TaskOpen(Box<Task>),
+}
+
 #[async_trait]
 pub trait TaskQueue: Send + Sync {
     /// Claims the next runnable task for `holder` until `now + lease_ms`, counting an attempt.
@@ -45,6 +75,20 @@ pub trait TaskQueue: Send + Sync {
         max_retries: i32,
         actor: &str,
     ) -> StoreResult<Task>;
+    /// Checks the service's state and that it has no open task, then queues the task and its
+    /// activity row, all in one transaction (the service row is locked meanwhile), so two
+    /// requests racing for one service cannot both pass the check.
+    async fn enqueue_checked(
+        &self,
+        req: &CheckedEnqueue<'_>,
+    ) -> StoreResult<Result<Task, EnqueueRefusal>>;
+    /// `pending` → `cancelled` for a service with no open task and no account on a server, with
+    /// its activity row, in one transaction; the refusal says why not.
+    async fn cancel_unprovisioned(
+        &self,
+        service: ServiceId,
+        actor: &str,
+    ) -> StoreResult<Result<(), EnqueueRefusal>>;
     /// `processing` → `completed`.
     async fn complete_task(&self, task: TaskId, holder: &str) -> StoreResult<()>;
     /// `processing` → `completed` and the service changed accordingly, in one transaction; an
@@ -70,7 +114,7 @@ macro_rules! impl_task_queue {
             use sqlx::types::Json;
             use mpanel_common::ids::ServiceId;
             use mpanel_common::status::{ServiceStatus, TaskKind};
-            use $crate::store::queue::{ServiceChange, TaskQueue};
+            use $crate::store::queue::{CheckedEnqueue, EnqueueRefusal, ServiceChange, TaskQueue};
             use $crate::store::lease_queue::PROVISIONING;
             use $crate::store::{StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
 
@@ -81,6 +125,39 @@ macro_rules! impl_task_queue {
 
             fn lost(task: TaskId) -> StoreError {
                 StoreError::lease_lost(format_args!("task {task}"))
+            }
+
+            /// The service's status and suspension reason, its row locked (PostgreSQL) until the
+            /// transaction ends; SQLite's `BEGIN IMMEDIATE` already holds the write lock.
+            async fn lock_service(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                service: ServiceId,
+            ) -> StoreResult<Option<(ServiceStatus, Option<String>)>> {
+                let row: Option<(String, Option<String>)> =
+                    sqlx::query_as(<$store>::LOCK_SERVICE_SQL)
+                        .bind(service.get())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                row.map(|(status, reason)| {
+                    status
+                        .parse::<ServiceStatus>()
+                        .map(|s| (s, reason))
+                        .map_err(|e| StoreError::Corrupt(format!("service {service}: {e}")))
+                })
+                .transpose()
+            }
+
+            async fn open_task(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                service: ServiceId,
+            ) -> StoreResult<Option<Task>> {
+                Ok(sqlx::query_as::<_, Task>(
+                    "SELECT * FROM provisioning_tasks
+                     WHERE service_id = $1 AND status IN ('pending', 'processing')",
+                )
+                .bind(service.get())
+                .fetch_optional(&mut **tx)
+                .await?)
             }
 
             #[async_trait]
@@ -168,6 +245,102 @@ macro_rules! impl_task_queue {
                     .await?;
                     tx.commit().await?;
                     Ok(task)
+                }
+
+                async fn enqueue_checked(
+                    &self,
+                    req: &CheckedEnqueue<'_>,
+                ) -> StoreResult<Result<Task, EnqueueRefusal>> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let Some((status, reason)) = lock_service(&mut tx, req.service).await? else {
+                        return Err(StoreError::not_found("service", req.service));
+                    };
+                    if !req.allowed_from.contains(&status)
+                        || req.suspension_reason.is_some_and(|r| reason.as_deref() != Some(r))
+                    {
+                        return Ok(Err(EnqueueRefusal::Status { status, suspension_reason: reason }));
+                    }
+                    if let Some(open) = open_task(&mut tx, req.service).await? {
+                        return Ok(Err(EnqueueRefusal::TaskOpen(Box::new(open))));
+                    }
+                    let task = sqlx::query_as::<_, Task>(
+                        "INSERT INTO provisioning_tasks (service_id, task_type, status, attempts,
+                             max_retries, result, params, idempotency_key, next_attempt_at,
+                             created_at, updated_at)
+                         VALUES ($1, $2, 'pending', 0, $3, $4, $5, $6, $7, $7, $7)
+                         RETURNING *",
+                    )
+                    .bind(req.service.get())
+                    .bind(req.kind.as_str())
+                    .bind(req.max_retries)
+                    .bind(Json(TaskResult::default()))
+                    .bind(Json(&req.params))
+                    .bind(format!("{}:service:{}:{}", req.kind.as_str(), req.service, uuid::Uuid::new_v4().simple()))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, &format!("service {} already has an open task", req.service)))?;
+                    let mut details = serde_json::json!({ "taskId": task.id.get() });
+                    if let (Some(d), serde_json::Value::Object(extra)) = (details.as_object_mut(), &req.details) {
+                        d.extend(extra.clone());
+                    }
+                    sqlx::query(
+                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
+                         VALUES ($1, $2, 'service', $3, $4, $5)",
+                    )
+                    .bind(req.actor)
+                    .bind(format!("task.{}.queued", req.kind.as_str()))
+                    .bind(req.service.get())
+                    .bind(Json(details))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Ok(task))
+                }
+
+                async fn cancel_unprovisioned(
+                    &self,
+                    service: ServiceId,
+                    actor: &str,
+                ) -> StoreResult<Result<(), EnqueueRefusal>> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let Some((status, reason)) = lock_service(&mut tx, service).await? else {
+                        return Err(StoreError::not_found("service", service));
+                    };
+                    if status != ServiceStatus::Pending {
+                        return Ok(Err(EnqueueRefusal::Status { status, suspension_reason: reason }));
+                    }
+                    if let Some(open) = open_task(&mut tx, service).await? {
+                        return Ok(Err(EnqueueRefusal::TaskOpen(Box::new(open))));
+                    }
+                    let rows = sqlx::query(
+                        "UPDATE services SET status = 'cancelled', updated_at = $2
+                         WHERE id = $1 AND status = 'pending' AND (server_id IS NULL OR username IS NULL)",
+                    )
+                    .bind(service.get())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if rows == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "service {service} may already have an account on its server; terminate it instead"
+                        )));
+                    }
+                    sqlx::query(
+                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
+                         VALUES ($1, 'service.cancelled', 'service', $2, '{}', $3)",
+                    )
+                    .bind(actor)
+                    .bind(service.get())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Ok(()))
                 }
 
                 async fn complete_service_task(

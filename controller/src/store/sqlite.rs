@@ -46,6 +46,10 @@ impl SqliteStore {
         &self.pool
     }
 
+    /// Reads a service's state for a checked change (see `TaskQueue::enqueue_checked`).
+    pub(crate) const LOCK_SERVICE_SQL: &'static str =
+        "SELECT status, suspension_reason FROM services WHERE id = $1";
+
     pub(crate) const BACKEND: Backend = Backend::Sqlite;
 
     /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
