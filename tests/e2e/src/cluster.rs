@@ -92,6 +92,11 @@ impl TestDir {
         (path, file)
     }
 
+    /// The whole log of process `name` so far (empty if it wrote none).
+    pub fn read_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.inner.path.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// The last `lines` lines of every process's log.
     pub fn log_tails(&self, lines: usize) -> String {
         let logs = self

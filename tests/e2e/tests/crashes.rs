@@ -1,5 +1,6 @@
 //! Paid orders survive crashes of real processes: the controller SIGKILLed mid-run and started
-//! again on the same database and ports, and an agent SIGKILLed while its steps run.
+//! again on the same database and ports (it takes back its own in-flight tasks at once), and an
+//! agent SIGKILLed while its steps run.
 
 mod support;
 
@@ -14,10 +15,16 @@ async fn a_controller_killed_mid_run_and_restarted_finishes_every_order_with_one
     let start = Instant::now();
     let dir = TestDir::create("controller-crash");
     let db = TestDatabase::create().await;
+    // Ten-minute leases: the tasks in flight at the kill finish within the test's 90 s only
+    // because the restarted controller, the same node, takes them back at once.
     let mut controller = ControllerProcess::start(
         &dir,
         "controller",
-        &[("DATABASE_URL", &db.url), ("PROVISIONING_WORKERS", "8")],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("PROVISIONING_WORKERS", "8"),
+            ("PROVISIONING_LEASE_SECS", "600"),
+        ],
     )
     .await;
     let fleet = servers(
@@ -46,11 +53,19 @@ async fn a_controller_killed_mid_run_and_restarted_finishes_every_order_with_one
         "the crash must come mid-run, yet all 200 had finished: {at_kill:?}"
     );
 
+    let in_flight = at_kill.get("processing").copied().unwrap_or(0);
     controller.restart().await;
     eprintln!("controller restarted after {:.1}s", secs(start));
     orders
         .wait_all_finished(&dir, Duration::from_secs(90))
         .await;
+    if in_flight > 0 {
+        let log = dir.read_log("controller");
+        assert!(
+            log.contains("took back the rows this node's previous process left in flight"),
+            "{in_flight} tasks were in flight at the kill; the restart must say it took them back"
+        );
+    }
     eprintln!(
         "all finished after {:.1}s; attempts: {:?}",
         secs(start),
