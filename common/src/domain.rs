@@ -245,81 +245,75 @@ fn scripts_of(label: &str) -> Vec<&'static str> {
 /// are the CONTEXTJ rules; what it still lets through and IDNA2008 does not is mostly symbols
 /// (`☃`, emoji), punctuation and a few exceptions.
 fn check_idna2008(label: &str, original: &str) -> Result<(), DomainError> {
-    let refuse = |ch: char, rule: &'static str| DomainError::Idna2008 {
-        input: echo(original),
-        ch,
-        rule,
-    };
-    let scripts = CodePointMapData::<Script>::new();
     let chars: Vec<char> = label.chars().collect();
     for (i, &ch) in chars.iter().enumerate() {
         if ch.is_ascii() {
             continue;
         }
-        match ch {
-            // Exceptions, section 2.6: PVALID.
-            '\u{df}' | '\u{3c2}' | '\u{6fd}' | '\u{6fe}' | '\u{f0b}' | '\u{3007}' => {}
-            // Exceptions, section 2.6: DISALLOWED.
-            '\u{640}'
-            | '\u{7fa}'
-            | '\u{302e}'
-            | '\u{302f}'
-            | '\u{3031}'..='\u{3035}'
-            | '\u{303b}' => {
-                return Err(refuse(ch, "in a domain name"));
+        let verdict = special_case(&chars, i).unwrap_or_else(|| {
+            if protocol_valid(ch) {
+                Ok(())
+            } else {
+                Err("in a domain name")
             }
-            // CONTEXTO, appendix A.3: MIDDLE DOT only between two 'l' (Catalan "l·l").
-            '\u{b7}' => {
-                let between_ls = i > 0 && chars[i - 1] == 'l' && chars.get(i + 1) == Some(&'l');
-                if !between_ls {
-                    return Err(refuse(ch, "except between two 'l'"));
-                }
-            }
-            // A.4: GREEK LOWER NUMERAL SIGN only before a Greek letter.
-            '\u{375}' => {
-                if chars.get(i + 1).map(|&c| scripts.get(c)) != Some(Script::Greek) {
-                    return Err(refuse(ch, "except before a Greek letter"));
-                }
-            }
-            // A.5, A.6: HEBREW GERESH and GERSHAYIM only after a Hebrew letter.
-            '\u{5f3}' | '\u{5f4}' => {
-                if i == 0 || scripts.get(chars[i - 1]) != Script::Hebrew {
-                    return Err(refuse(ch, "except after a Hebrew letter"));
-                }
-            }
-            // A.7: KATAKANA MIDDLE DOT only in a label with Hiragana, Katakana or Han.
-            '\u{30fb}' => {
-                let japanese = chars.iter().any(|&c| {
-                    matches!(
-                        scripts.get(c),
-                        Script::Hiragana | Script::Katakana | Script::Han
-                    )
-                });
-                if !japanese {
-                    return Err(refuse(
-                        ch,
-                        "except in a label with Hiragana, Katakana or Han",
-                    ));
-                }
-            }
-            // A.8, A.9: Arabic-Indic and extended Arabic-Indic digits never mixed in a label.
-            '\u{660}'..='\u{669}' => {
-                if chars.iter().any(|c| ('\u{6f0}'..='\u{6f9}').contains(c)) {
-                    return Err(refuse(ch, "with extended Arabic-Indic digits in one label"));
-                }
-            }
-            '\u{6f0}'..='\u{6f9}' => {
-                if chars.iter().any(|c| ('\u{660}'..='\u{669}').contains(c)) {
-                    return Err(refuse(ch, "with Arabic-Indic digits in one label"));
-                }
-            }
-            // CONTEXTJ: UTS-46 applies the joiner rules itself.
-            '\u{200c}' | '\u{200d}' => {}
-            _ if !protocol_valid(ch) => return Err(refuse(ch, "in a domain name")),
-            _ => {}
-        }
+        });
+        verdict.map_err(|rule| DomainError::Idna2008 {
+            input: echo(original),
+            ch,
+            rule,
+        })?;
     }
     Ok(())
+}
+
+/// The verdict on `chars[i]` when it is one of RFC 5892's exceptions (section 2.6), a CONTEXTO
+/// character (appendix A) or a joiner; `None` when the general rule decides. `Err` holds the
+/// rule broken, read after "does not allow".
+fn special_case(chars: &[char], i: usize) -> Option<Result<(), &'static str>> {
+    let script = |c: char| CodePointMapData::<Script>::new().get(c);
+    let require = |ok: bool, rule: &'static str| Some(if ok { Ok(()) } else { Err(rule) });
+    let any = |range: std::ops::RangeInclusive<char>| chars.iter().any(|c| range.contains(c));
+    let before = i.checked_sub(1).map(|j| chars[j]);
+    let after = chars.get(i + 1).copied();
+    match chars[i] {
+        '\u{df}' | '\u{3c2}' | '\u{6fd}' | '\u{6fe}' | '\u{f0b}' | '\u{3007}' => Some(Ok(())),
+        '\u{640}' | '\u{7fa}' | '\u{302e}' | '\u{302f}' | '\u{3031}'..='\u{3035}' | '\u{303b}' => {
+            Some(Err("in a domain name"))
+        }
+        // MIDDLE DOT: Catalan "l·l" only.
+        '\u{b7}' => require(
+            before == Some('l') && after == Some('l'),
+            "except between two 'l'",
+        ),
+        // GREEK LOWER NUMERAL SIGN
+        '\u{375}' => require(
+            after.map(script) == Some(Script::Greek),
+            "except before a Greek letter",
+        ),
+        // HEBREW GERESH, GERSHAYIM
+        '\u{5f3}' | '\u{5f4}' => require(
+            before.map(script) == Some(Script::Hebrew),
+            "except after a Hebrew letter",
+        ),
+        // KATAKANA MIDDLE DOT
+        '\u{30fb}' => require(
+            chars
+                .iter()
+                .any(|&c| matches!(script(c), Script::Hiragana | Script::Katakana | Script::Han)),
+            "except in a label with Hiragana, Katakana or Han",
+        ),
+        '\u{660}'..='\u{669}' => require(
+            !any('\u{6f0}'..='\u{6f9}'),
+            "with extended Arabic-Indic digits in one label",
+        ),
+        '\u{6f0}'..='\u{6f9}' => require(
+            !any('\u{660}'..='\u{669}'),
+            "with Arabic-Indic digits in one label",
+        ),
+        // CONTEXTJ: UTS-46 applies the joiner rules itself.
+        '\u{200c}' | '\u{200d}' => Some(Ok(())),
+        _ => None,
+    }
 }
 
 /// RFC 5892's general rule for a code point that is no exception: letters, digits and marks
