@@ -144,8 +144,27 @@ async fn bad_product_input_names_the_field_and_writes_nothing() {
         (
             with(|b| b["packages"]["cpanel"] = json!("")),
             400,
-            "invalid_text",
+            "invalid_package",
             Some("packages.cpanel"),
+        ),
+        // Would reach the panel as `plan=default&plan=x`.
+        (
+            with(|b| b["packages"]["cpanel"] = json!("default&plan=x")),
+            400,
+            "invalid_package",
+            Some("packages.cpanel"),
+        ),
+        (
+            with(|b| b["packages"]["directadmin"] = json!("gold/../x")),
+            400,
+            "invalid_package",
+            Some("packages.directadmin"),
+        ),
+        (
+            with(|b| b["packages"]["plesk"] = json!("Unlimited\"")),
+            400,
+            "invalid_package",
+            Some("packages.plesk"),
         ),
         (
             with(|b| b["quotas"]["diskMb"] = json!("lots")),
@@ -382,7 +401,8 @@ async fn ordering_a_service_writes_the_service_and_its_task_together() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(keys(&body), ["jobId", "service"]);
+    assert_eq!(keys(&body), ["jobId", "service", "warnings"]);
+    assert_eq!(body["warnings"], json!([]), "{body}");
     let service = &body["service"];
     assert_eq!(
         keys(service),
@@ -512,7 +532,13 @@ async fn bad_orders_name_the_field_and_write_nothing() {
             with("domain", json!("taken.example.com")),
             409,
             "conflict",
-            None,
+            Some("domain"),
+        ),
+        (
+            with("domain", json!("☃.example")),
+            400,
+            "invalid_domain",
+            Some("domain"),
         ),
     ];
     for (body, status, code, field) in cases {

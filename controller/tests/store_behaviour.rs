@@ -47,8 +47,8 @@ fn new_server(hostname: &str) -> NewServer {
         server_group: "shared".to_owned(),
         nameserver1: "ns1.example.net".to_owned(),
         nameserver2: "ns2.example.net".to_owned(),
-        dns_provider: "panel".to_owned(),
-        ssl_provider: "acme".to_owned(),
+        dns_provider: mpanel_common::status::DnsProvider::Panel,
+        ssl_provider: mpanel_common::status::SslProvider::Acme,
     }
 }
 
