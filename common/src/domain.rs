@@ -1,17 +1,24 @@
 //! Customer domain names: [`DomainName`] is the only way a host name enters mpanel.
 //!
-//! Parsing normalises (trim, lowercase, one trailing dot dropped, IDN → punycode via UTS-46) and
-//! then checks the DNS host-name rules, so everything downstream (panels, DNS zones, ACME, the
-//! username generator) can treat the string as plain LDH ASCII. It does not check that the domain
-//! is registered, resolvable or under a public suffix: that needs I/O or data this crate does not
+//! Parsing normalises (trim, lowercase, one trailing dot dropped, IDN → punycode via UTS-46),
+//! refuses what IDNA2008 disallows (RFC 5892: symbols, emoji, punctuation, the contextual rules),
+//! and then checks the DNS host-name rules, so everything downstream (panels, DNS zones, ACME,
+//! the username generator) can treat the string as plain LDH ASCII. A name that is valid but may
+//! be built to pass for another (UTS-39: mixed scripts in one label, or a whole label of look-alike
+//! letters) is accepted with [`DomainName::warnings`]. It does not check that the domain is
+//! registered, resolvable or under a public suffix: that needs I/O or data this crate does not
 //! carry.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use icu_properties::CodePointMapData;
+use icu_properties::props::{GeneralCategory, HangulSyllableType, Script};
 use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
 use serde::{Deserialize, Serialize};
+use unicode_script::UnicodeScript;
+use unicode_security::MixedScript;
 
 /// RFC 1035 limits, counted on the ASCII (punycode) form without the root dot.
 const MAX_DOMAIN_LEN: usize = 253;
@@ -56,6 +63,13 @@ pub enum DomainError {
     EmptyLabel(String),
     #[error("'{0}' is not a valid internationalised domain name (rejected by UTS-46)")]
     Idna(String),
+    #[error("'{input}' contains '{ch}' (U+{code:04X}), which IDNA2008 does not allow {rule}", code = u32::from(*ch))]
+    Idna2008 {
+        input: String,
+        ch: char,
+        /// Why, read after "does not allow": "in a domain name", or the contextual rule.
+        rule: &'static str,
+    },
     #[error("label '{label}' is {len} characters long; the limit is 63")]
     LabelTooLong { label: String, len: usize },
     #[error("label '{0}' starts with a hyphen")]
@@ -102,7 +116,19 @@ impl DomainName {
         // allowed root dot, just like an ASCII one.
         let name = ascii.strip_suffix('.').unwrap_or(&ascii);
         check_ascii_form(name, trimmed)?;
+        for label in name.split('.') {
+            check_idna2008(&unicode_label(label), trimmed)?;
+        }
         Ok(DomainName(name.to_owned()))
+    }
+
+    /// What a person should look at before trusting this name (UTS-39), label by label; empty
+    /// for plain ASCII names. The name is valid either way: these are for showing, not refusing.
+    pub fn warnings(&self) -> Vec<DomainWarning> {
+        self.labels()
+            .filter(|label| label.starts_with("xn--"))
+            .filter_map(|label| label_warning(&unicode_label(label)))
+            .collect()
     }
 
     /// The normalised ASCII form.
@@ -124,6 +150,199 @@ impl DomainName {
             (_, Err(_)) => self.0.clone(),
         }
     }
+}
+
+/// Why an accepted name may pass for another one (UTS-39, "Unicode Security Mechanisms").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainWarning {
+    /// Letters of several scripts in one label, as in a Cyrillic `а` inside a Latin word: no
+    /// language writes a word that way, spoofers do.
+    #[error("label '{label}' mixes scripts ({}); it may be made to look like another name", .scripts.join(", "))]
+    MixedScript {
+        label: String,
+        scripts: Vec<&'static str>,
+    },
+    /// A label written wholly in one non-Latin script whose letters all look like Latin ones
+    /// (Cyrillic `аррӏе` for `apple`).
+    #[error("label '{label}' ({script}) looks like the Latin '{looks_like}'")]
+    WholeScriptConfusable {
+        label: String,
+        script: &'static str,
+        looks_like: String,
+    },
+}
+
+impl DomainWarning {
+    /// A stable machine-readable name for the warning.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainWarning::MixedScript { .. } => "mixed_script",
+            DomainWarning::WholeScriptConfusable { .. } => "whole_script_confusable",
+        }
+    }
+}
+
+/// The Unicode form of one ASCII label (`xn--…` decoded); other labels come back unchanged.
+/// Only called on labels UTS-46 accepted, so a decoding failure cannot happen; the ASCII label
+/// is then what gets checked, which is the safe direction.
+fn unicode_label(label: &str) -> String {
+    label
+        .strip_prefix("xn--")
+        .and_then(idna::punycode::decode_to_string)
+        .unwrap_or_else(|| label.to_owned())
+}
+
+/// UTS-39 mixed-script detection on one Unicode label, then whole-script confusables.
+fn label_warning(label: &str) -> Option<DomainWarning> {
+    let scripts = scripts_of(label);
+    if !label.is_single_script() {
+        return Some(DomainWarning::MixedScript {
+            label: label.to_owned(),
+            scripts,
+        });
+    }
+    // The skeleton maps every look-alike to one prototype; a non-Latin label whose skeleton is
+    // plain LDH ASCII can be read as a Latin name.
+    let looks_like: String = unicode_security::skeleton(label).collect();
+    let latin_look_alike = looks_like
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    match scripts.as_slice() {
+        [script] if *script != "Latin" && latin_look_alike => {
+            Some(DomainWarning::WholeScriptConfusable {
+                label: label.to_owned(),
+                script,
+                looks_like,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The scripts of a label's letters, in order of appearance; Common and Inherited (digits,
+/// hyphen, combining marks) belong to every script and are left out.
+fn scripts_of(label: &str) -> Vec<&'static str> {
+    let mut scripts = Vec::new();
+    for c in label.chars() {
+        let script = c.script();
+        if matches!(
+            script,
+            unicode_script::Script::Common | unicode_script::Script::Inherited
+        ) {
+            continue;
+        }
+        if !scripts.contains(&script.full_name()) {
+            scripts.push(script.full_name());
+        }
+    }
+    scripts
+}
+
+/// IDNA2008's derived property (RFC 5892 section 3) and its contextual rules (appendix A) on
+/// one label in Unicode form. UTS-46 has already refused what it disallows and mapped the rest
+/// (case, width, compatibility forms), so its output is stable under NFKC case folding and
+/// free of default-ignorable, white-space and noncharacter code points, and its joiner checks
+/// are the CONTEXTJ rules; what it still lets through and IDNA2008 does not is mostly symbols
+/// (`☃`, emoji), punctuation and a few exceptions.
+fn check_idna2008(label: &str, original: &str) -> Result<(), DomainError> {
+    let chars: Vec<char> = label.chars().collect();
+    for (i, &ch) in chars.iter().enumerate() {
+        if ch.is_ascii() {
+            continue;
+        }
+        let verdict = special_case(&chars, i).unwrap_or_else(|| {
+            if protocol_valid(ch) {
+                Ok(())
+            } else {
+                Err("in a domain name")
+            }
+        });
+        verdict.map_err(|rule| DomainError::Idna2008 {
+            input: echo(original),
+            ch,
+            rule,
+        })?;
+    }
+    Ok(())
+}
+
+/// The verdict on `chars[i]` when it is one of RFC 5892's exceptions (section 2.6), a CONTEXTO
+/// character (appendix A) or a joiner; `None` when the general rule decides. `Err` holds the
+/// rule broken, read after "does not allow".
+fn special_case(chars: &[char], i: usize) -> Option<Result<(), &'static str>> {
+    let script = |c: char| CodePointMapData::<Script>::new().get(c);
+    let require = |ok: bool, rule: &'static str| Some(if ok { Ok(()) } else { Err(rule) });
+    let any = |range: std::ops::RangeInclusive<char>| chars.iter().any(|c| range.contains(c));
+    let before = i.checked_sub(1).map(|j| chars[j]);
+    let after = chars.get(i + 1).copied();
+    match chars[i] {
+        '\u{df}' | '\u{3c2}' | '\u{6fd}' | '\u{6fe}' | '\u{f0b}' | '\u{3007}' => Some(Ok(())),
+        '\u{640}' | '\u{7fa}' | '\u{302e}' | '\u{302f}' | '\u{3031}'..='\u{3035}' | '\u{303b}' => {
+            Some(Err("in a domain name"))
+        }
+        // MIDDLE DOT: Catalan "l·l" only.
+        '\u{b7}' => require(
+            before == Some('l') && after == Some('l'),
+            "except between two 'l'",
+        ),
+        // GREEK LOWER NUMERAL SIGN
+        '\u{375}' => require(
+            after.map(script) == Some(Script::Greek),
+            "except before a Greek letter",
+        ),
+        // HEBREW GERESH, GERSHAYIM
+        '\u{5f3}' | '\u{5f4}' => require(
+            before.map(script) == Some(Script::Hebrew),
+            "except after a Hebrew letter",
+        ),
+        // KATAKANA MIDDLE DOT
+        '\u{30fb}' => require(
+            chars
+                .iter()
+                .any(|&c| matches!(script(c), Script::Hiragana | Script::Katakana | Script::Han)),
+            "except in a label with Hiragana, Katakana or Han",
+        ),
+        '\u{660}'..='\u{669}' => require(
+            !any('\u{6f0}'..='\u{6f9}'),
+            "with extended Arabic-Indic digits in one label",
+        ),
+        '\u{6f0}'..='\u{6f9}' => require(
+            !any('\u{660}'..='\u{669}'),
+            "with Arabic-Indic digits in one label",
+        ),
+        // CONTEXTJ: UTS-46 applies the joiner rules itself.
+        '\u{200c}' | '\u{200d}' => Some(Ok(())),
+        _ => None,
+    }
+}
+
+/// RFC 5892's general rule for a code point that is no exception: letters, digits and marks
+/// (LetterDigits) are PVALID unless they sit in a block of symbols (IgnorableBlocks) or are
+/// conjoining Hangul jamo (OldHangulJamo); everything else, symbols and punctuation above all,
+/// is DISALLOWED.
+fn protocol_valid(ch: char) -> bool {
+    let ignorable_block = matches!(
+        u32::from(ch),
+        // Combining Diacritical Marks for Symbols, Musical Symbols, Ancient Greek Musical Notation.
+        0x20D0..=0x20FF | 0x1D100..=0x1D1FF | 0x1D200..=0x1D24F
+    );
+    let old_hangul_jamo = matches!(
+        CodePointMapData::<HangulSyllableType>::new().get(ch),
+        HangulSyllableType::LeadingJamo
+            | HangulSyllableType::VowelJamo
+            | HangulSyllableType::TrailingJamo
+    );
+    let letter_digit = matches!(
+        CodePointMapData::<GeneralCategory>::new().get(ch),
+        GeneralCategory::LowercaseLetter
+            | GeneralCategory::UppercaseLetter
+            | GeneralCategory::OtherLetter
+            | GeneralCategory::DecimalNumber
+            | GeneralCategory::ModifierLetter
+            | GeneralCategory::NonspacingMark
+            | GeneralCategory::SpacingMark
+    );
+    letter_digit && !ignorable_block && !old_hangul_jamo
 }
 
 /// Checks that need the raw text: UTS-46 would either map these characters away or fail with
@@ -567,6 +786,81 @@ mod tests {
                 Err(e) => assert!(check(&e), "case '{why}': {input:?} rejected for: {e:?}"),
             }
         }
+    }
+
+    #[test]
+    fn idna2008_refuses_symbols_and_emoji_that_uts46_lets_through() {
+        for (input, ch) in [
+            ("☃.example", '☃'),
+            ("xn--n3h.example", '☃'),
+            ("i❤.example", '❤'),
+            ("pizza🍕.example", '🍕'),
+            ("a·b.example", '\u{b7}'),
+            ("x€.example", '€'),
+            ("check✓.example", '✓'),
+            ("\u{30fb}abc.example", '\u{30fb}'),
+            ("a\u{20dd}.example", '\u{20dd}'),
+            ("\u{1100}x.example", '\u{1100}'),
+        ] {
+            match DomainName::parse(input) {
+                Err(DomainError::Idna2008 { ch: got, .. }) => assert_eq!(got, ch, "{input}"),
+                other => panic!("{input:?}: expected an IDNA2008 refusal, got {other:?}"),
+            }
+        }
+        let message = DomainName::parse("☃.example").unwrap_err().to_string();
+        assert!(message.contains("U+2603"), "{message}");
+    }
+
+    #[test]
+    fn idna2008_contextual_characters_pass_in_their_context() {
+        for input in ["col·lecció.cat", "faß.example", "ς.example", "カ・カ.jp"] {
+            let d =
+                DomainName::parse(input).unwrap_or_else(|e| panic!("{input:?} should parse: {e}"));
+            assert!(d.as_str().starts_with("xn--"), "{input}: {d}");
+            assert_eq!(d.to_unicode(), input);
+        }
+    }
+
+    #[test]
+    fn mixed_script_labels_are_flagged_and_single_script_ones_are_not() {
+        // Cyrillic U+0430 in place of the Latin 'a'.
+        let spoof = DomainName::parse("p\u{0430}ypal.com").unwrap();
+        let warnings = spoof.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].code(), "mixed_script");
+        assert!(
+            matches!(&warnings[0], DomainWarning::MixedScript { scripts, .. }
+                if scripts.as_slice() == ["Latin", "Cyrillic"]),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].to_string().contains("Latin, Cyrillic"));
+        for fine in [
+            "example.com",
+            "münchen.de",
+            "пример.рф",
+            "例え.jp",
+            "カ・カ.jp",
+        ] {
+            let d = DomainName::parse(fine).unwrap();
+            assert!(d.warnings().is_empty(), "{fine}: {:?}", d.warnings());
+        }
+    }
+
+    #[test]
+    fn whole_script_look_alikes_of_latin_names_are_flagged() {
+        // All Cyrillic: а р р ӏ е.
+        let d = DomainName::parse("\u{0430}\u{0440}\u{0440}\u{04cf}\u{0435}.com").unwrap();
+        let warnings = d.warnings();
+        assert!(
+            matches!(
+                warnings.as_slice(),
+                [DomainWarning::WholeScriptConfusable {
+                    script: "Cyrillic",
+                    ..
+                }]
+            ),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod status;
 mod string_enum;
 pub mod username;
 
-pub use domain::{DomainError, DomainName};
+pub use domain::{DomainError, DomainName, DomainWarning};
 pub use ids::{
     AdminTokenId, CustomerId, IdError, InvoiceId, JobId, PaymentId, ProductId, ServerId, ServiceId,
     TaskId,

@@ -212,6 +212,36 @@ impl ServerStatus {
 }
 
 string_enum! {
+    /// Who serves a server's DNS zones.
+    pub enum DnsProvider: "DNS provider" {
+        /// The panel's own DNS, through the agent.
+        Panel => "panel",
+        /// The controller's PowerDNS, written by the controller itself.
+        Powerdns => "powerdns",
+    }
+}
+
+string_enum! {
+    /// Where a server's TLS certificates come from.
+    pub enum SslProvider: "SSL provider" {
+        /// The agent issues from its ACME CA and installs the certificate.
+        Acme => "acme",
+        /// The panel's AutoSSL issues on its own schedule.
+        Autossl => "autossl",
+    }
+}
+
+string_enum! {
+    /// A billing customer.
+    pub enum CustomerStatus: "customer status" {
+        /// May order.
+        Active => "active",
+        /// Keeps its history, orders nothing new.
+        Closed => "closed",
+    }
+}
+
+string_enum! {
     /// The steps of provisioning a service, in the order they run.
     pub enum ProvisioningStep: "provisioning step" {
         Account => "account",

@@ -1,6 +1,6 @@
-//! The mpanel controller: billing, the durable provisioning queue, cron, the admin API and the
-//! agents' certificate authority. The binary in `main.rs` only parses the command line and calls
-//! into `commands`.
+//! The mpanel controller: the admin API, the durable provisioning queue, the agents'
+//! certificate authority and sessions, and the email outbox. Billing and cron are not built yet.
+//! The binary in `main.rs` only parses the command line and calls into `commands`.
 
 pub mod api;
 pub mod app;

@@ -144,8 +144,27 @@ async fn bad_product_input_names_the_field_and_writes_nothing() {
         (
             with(|b| b["packages"]["cpanel"] = json!("")),
             400,
-            "invalid_text",
+            "invalid_package",
             Some("packages.cpanel"),
+        ),
+        // Would reach the panel as `plan=default&plan=x`.
+        (
+            with(|b| b["packages"]["cpanel"] = json!("default&plan=x")),
+            400,
+            "invalid_package",
+            Some("packages.cpanel"),
+        ),
+        (
+            with(|b| b["packages"]["directadmin"] = json!("gold/../x")),
+            400,
+            "invalid_package",
+            Some("packages.directadmin"),
+        ),
+        (
+            with(|b| b["packages"]["plesk"] = json!("Unlimited\"")),
+            400,
+            "invalid_package",
+            Some("packages.plesk"),
         ),
         (
             with(|b| b["quotas"]["diskMb"] = json!("lots")),
@@ -382,7 +401,8 @@ async fn ordering_a_service_writes_the_service_and_its_task_together() {
         )
         .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(keys(&body), ["jobId", "service"]);
+    assert_eq!(keys(&body), ["jobId", "service", "warnings"]);
+    assert_eq!(body["warnings"], json!([]), "{body}");
     let service = &body["service"];
     assert_eq!(
         keys(service),
@@ -512,7 +532,13 @@ async fn bad_orders_name_the_field_and_write_nothing() {
             with("domain", json!("taken.example.com")),
             409,
             "conflict",
-            None,
+            Some("domain"),
+        ),
+        (
+            with("domain", json!("☃.example")),
+            400,
+            "invalid_domain",
+            Some("domain"),
         ),
     ];
     for (body, status, code, field) in cases {
@@ -957,4 +983,444 @@ async fn unknown_and_malformed_ids_are_404_and_400() {
         let got = send(&c, Method::GET, path, Body::None, Auth::Admin).await;
         assert_error(&got, 400, "invalid_id", Some("id"));
     }
+}
+
+/// A server as `POST /api/servers` takes it; answers its id.
+async fn server(c: &fleet_support::Controller, hostname: &str) -> i64 {
+    let (status, body) = c
+        .request(
+            Method::POST,
+            "/api/servers",
+            Some(json!({
+                "hostname": hostname,
+                "ipAddress": "192.0.2.10",
+                "controlPanel": "cpanel",
+                "controlPanelUrl": "https://127.0.0.1:2087",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+#[tokio::test]
+async fn a_json_array_is_never_read_as_an_object() {
+    let c = start().await;
+    let (customer, product, _, _) = one_order(&c, "first.example.com").await;
+    let before = counts(&c).await;
+    // serde would read these field by field, in declaration order, and create the rows.
+    let cases = [
+        (
+            "/api/services",
+            json!([customer, product, "array.example.com", "monthly"]),
+        ),
+        ("/api/customers", json!(["array@example.com", "Array"])),
+        ("/api/products", json!(["Array", "default", {}, {}, []])),
+        (
+            "/api/provisioning/provision",
+            json!([1, customer, product, "first.example.com"]),
+        ),
+    ];
+    for (path, body) in cases {
+        let got = send(&c, Method::POST, path, Body::Json(body), Auth::Admin).await;
+        assert_error(&got, 400, "invalid_body", None);
+        assert!(
+            got.1["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON object"),
+            "{path}: {}",
+            got.1
+        );
+    }
+    for body in ["7", "\"x\"", "null"] {
+        let got = send(
+            &c,
+            Method::POST,
+            "/api/customers",
+            Body::Raw(body.into()),
+            Auth::Admin,
+        )
+        .await;
+        assert_error(&got, 400, "invalid_body", None);
+    }
+    assert_eq!(counts(&c).await, before);
+}
+
+#[tokio::test]
+async fn bad_path_ids_answer_the_contract_body_on_every_route() {
+    let c = start().await;
+    let id = server(&c, "web1.example.net").await;
+    let cases = [
+        (Method::GET, "/api/servers/abc".to_owned()),
+        (Method::GET, "/api/servers/-1".to_owned()),
+        (Method::GET, "/api/servers/0".to_owned()),
+        (Method::PATCH, "/api/servers/-1".to_owned()),
+        (Method::DELETE, "/api/servers/abc".to_owned()),
+        (Method::POST, "/api/servers/abc/enrollment-token".to_owned()),
+        (
+            Method::POST,
+            "/api/servers/-7/revoke-certificate".to_owned(),
+        ),
+        (Method::POST, "/api/servers/x/commands".to_owned()),
+        (Method::GET, "/api/servers/-2/drift".to_owned()),
+        (Method::GET, "/api/products/-5".to_owned()),
+        (Method::PATCH, "/api/customers/-5".to_owned()),
+        (Method::POST, "/api/services/-5/terminate".to_owned()),
+        (Method::GET, "/api/servers/99999999999999999999".to_owned()),
+    ];
+    for (method, path) in cases {
+        let got = send(&c, method.clone(), &path, Body::None, Auth::Admin).await;
+        assert!(got.1.is_object(), "{method} {path}: {:?}", got.1);
+        assert_error(&got, 400, "invalid_id", Some("id"));
+    }
+    let got = send(
+        &c,
+        Method::GET,
+        "/api/servers/424242",
+        Body::None,
+        Auth::Admin,
+    )
+    .await;
+    assert_error(&got, 404, "not_found", None);
+    assert_eq!(get(&c, &format!("/api/servers/{id}")).await["id"], id);
+}
+
+#[tokio::test]
+async fn patching_a_server_refuses_unknown_fields_and_changes_nothing() {
+    let c = start().await;
+    let id = server(&c, "web1.example.net").await;
+    let path = format!("/api/servers/{id}");
+    let before = get(&c, &path).await;
+    for (body, field) in [
+        (json!({"location": "ams", "colour": "red"}), "colour"),
+        (json!({"maxAcounts": 10}), "maxAcounts"),
+        (
+            json!({"location": "ams", "dnsProvider": "bind"}),
+            "dnsProvider",
+        ),
+    ] {
+        let got = send(&c, Method::PATCH, &path, Body::Json(body), Auth::Admin).await;
+        assert_eq!(got.0, 400, "{}", got.1);
+        assert_eq!(got.1["error"]["field"], field, "{}", got.1);
+    }
+    assert_eq!(get(&c, &path).await, before);
+    let (status, s) = c
+        .request(
+            Method::PATCH,
+            &path,
+            Some(json!({"location": "ams", "dnsProvider": "powerdns", "sslProvider": "autossl"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(
+        (&s["location"], &s["dnsProvider"], &s["sslProvider"]),
+        (&json!("ams"), &json!("powerdns"), &json!("autossl"))
+    );
+}
+
+#[tokio::test]
+async fn servers_are_listed_in_pages_by_cursor() {
+    let c = start().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(server(&c, &format!("web{n}.example.net")).await);
+    }
+    let first = get(&c, "/api/servers?limit=2").await;
+    let page: Vec<i64> = first["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(page, ids[..2], "{first}");
+    let mut seen = page;
+    let mut cursor = first["nextCursor"].as_str().unwrap().to_owned();
+    loop {
+        let next = get(&c, &format!("/api/servers?limit=2&cursor={cursor}")).await;
+        seen.extend(
+            next["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_i64().unwrap()),
+        );
+        match next["nextCursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    let all = get(&c, "/api/servers").await;
+    assert_eq!(all["servers"].as_array().unwrap().len(), 5);
+    assert!(all["nextCursor"].is_null());
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=x", "limit"),
+        ("cursor=abc", "cursor"),
+        ("lmit=2", "lmit"),
+    ] {
+        let got = send(
+            &c,
+            Method::GET,
+            &format!("/api/servers?{query}"),
+            Body::None,
+            Auth::Admin,
+        )
+        .await;
+        assert_eq!(got.0, 400, "{query}: {}", got.1);
+        assert_eq!(got.1["error"]["field"], field, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_matched_whatever_its_case() {
+    let c = start().await;
+    let client = reqwest::Client::new();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let resp = client
+            .get(format!("{}/api/products", c.http))
+            .header("Authorization", format!("{scheme} {}", c.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+    }
+    let resp = client
+        .get(format!("{}/api/products", c.http))
+        .header("Authorization", format!("Basic {}", c.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn a_product_is_patched_field_by_field_and_bad_input_changes_nothing() {
+    let c = start().await;
+    let id = product(&c, "Starter", "default").await;
+    product(&c, "Taken", "default").await;
+    let path = format!("/api/products/{id}");
+    let before = get(&c, &path).await;
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (
+            json!({"colour": "red"}),
+            400,
+            "invalid_body",
+            Some("colour"),
+        ),
+        (
+            json!({"packages": {"cpanel": "default&plan=x"}}),
+            400,
+            "invalid_package",
+            Some("packages.cpanel"),
+        ),
+        (
+            json!({"packages": {"whm": "x"}}),
+            400,
+            "invalid_body",
+            Some("packages.whm"),
+        ),
+        (
+            json!({"name": "Renamed", "quotas": {"diskMb": -1}}),
+            400,
+            "invalid_number",
+            Some("quotas.diskMb"),
+        ),
+        (json!({"name": null}), 400, "invalid_body", Some("name")),
+        (json!({"name": "  "}), 400, "invalid_text", Some("name")),
+        (json!({"active": "no"}), 400, "invalid_body", Some("active")),
+        (
+            json!({"prices": [{"cycle": "weekly", "amount": 1, "currency": "USD"}]}),
+            400,
+            "invalid_billing_cycle",
+            Some("prices[0].cycle"),
+        ),
+        (json!({"name": "Taken"}), 409, "conflict", None),
+        (json!(["Renamed"]), 400, "invalid_body", None),
+    ];
+    for (body, status, code, field) in cases {
+        let got = send(
+            &c,
+            Method::PATCH,
+            &path,
+            Body::Json(body.clone()),
+            Auth::Admin,
+        )
+        .await;
+        assert_error(&got, status, code, field);
+    }
+    assert_eq!(get(&c, &path).await, before);
+
+    let (status, p) = c
+        .request(
+            Method::PATCH,
+            &path,
+            Some(json!({
+                "name": "Starter Plus",
+                "packages": {"cpanel": "starter_plus"},
+                "quotas": {"diskMb": 4096},
+                "prices": [{"cycle": "monthly", "amount": 1499, "currency": "EUR"}],
+                "active": false
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["name"], "Starter Plus");
+    assert_eq!(
+        p["packages"],
+        json!({"cpanel": "starter_plus", "plesk": "Unlimited", "directadmin": "default"})
+    );
+    assert_eq!(p["quotas"]["diskMb"], 4096);
+    assert_eq!(
+        p["quotas"]["emailQuotaMb"],
+        before["quotas"]["emailQuotaMb"]
+    );
+    assert_eq!(
+        p["prices"],
+        json!([{"cycle": "monthly", "amount": 1499, "currency": "EUR"}])
+    );
+    assert_eq!(p["active"], false);
+    assert_eq!(get(&c, &path).await, p);
+    let (status, same) = c.request(Method::PATCH, &path, Some(json!({}))).await;
+    assert_eq!((status, &same), (200, &p));
+    let got = send(
+        &c,
+        Method::PATCH,
+        "/api/products/4242",
+        Body::Json(json!({"active": true})),
+        Auth::Admin,
+    )
+    .await;
+    assert_error(&got, 404, "not_found", None);
+}
+
+#[tokio::test]
+async fn a_customer_is_patched_and_a_closed_one_cannot_order() {
+    let c = start().await;
+    let id = customer(&c, "ann@example.com").await;
+    customer(&c, "bob@example.com").await;
+    let product = product(&c, "Starter", "default").await;
+    let path = format!("/api/customers/{id}");
+    let before = get(&c, &path).await;
+    let cases: Vec<(Value, u16, &str, Option<&str>)> = vec![
+        (
+            json!({"stripeCustomerId": "cus_1"}),
+            400,
+            "invalid_body",
+            Some("stripeCustomerId"),
+        ),
+        (
+            json!({"email": "not-an-address"}),
+            400,
+            "invalid_email",
+            Some("email"),
+        ),
+        (
+            json!({"name": "Ann", "status": "gone"}),
+            400,
+            "invalid_status",
+            Some("status"),
+        ),
+        (json!({"email": null}), 400, "invalid_body", Some("email")),
+        (json!({"email": "Bob@Example.com"}), 409, "conflict", None),
+    ];
+    for (body, status, code, field) in cases {
+        let got = send(
+            &c,
+            Method::PATCH,
+            &path,
+            Body::Json(body.clone()),
+            Auth::Admin,
+        )
+        .await;
+        assert_error(&got, status, code, field);
+    }
+    assert_eq!(get(&c, &path).await, before);
+
+    let (status, u) = c
+        .request(
+            Method::PATCH,
+            &path,
+            Some(
+                json!({"email": " Ann.New@Example.com ", "name": " Ann New ", "status": "closed"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{u}");
+    assert_eq!(
+        (&u["email"], &u["name"], &u["status"]),
+        (
+            &json!("ann.new@example.com"),
+            &json!("Ann New"),
+            &json!("closed")
+        )
+    );
+    let got = send(
+        &c,
+        Method::POST,
+        "/api/services",
+        Body::Json(json!({"customerId": id, "productId": product, "domain": "closed.example.com", "billingCycle": "monthly"})),
+        Auth::Admin,
+    )
+    .await;
+    assert_error(&got, 422, "customer_closed", Some("customerId"));
+}
+
+#[tokio::test]
+async fn a_repeated_order_is_told_which_service_and_job_it_already_has() {
+    let c = start().await;
+    let (customer, product, service, job) = one_order(&c, "again.example.com").await;
+    let before = counts(&c).await;
+    // The client's first answer was lost; it sends the same order again.
+    let got = send(
+        &c,
+        Method::POST,
+        "/api/services",
+        Body::Json(json!({"customerId": customer, "productId": product, "domain": "Again.Example.com", "billingCycle": "monthly"})),
+        Auth::Admin,
+    )
+    .await;
+    assert_error(&got, 409, "conflict", Some("domain"));
+    let error = &got.1["error"];
+    assert_eq!(error["serviceId"], service, "{error}");
+    assert_eq!(error["jobId"], job.as_str(), "{error}");
+    assert_eq!(counts(&c).await, before);
+    let task = get(
+        &c,
+        &format!(
+            "/api/provisioning/tasks/{}",
+            error["jobId"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(task["serviceId"], service);
+}
+
+#[tokio::test]
+async fn an_order_for_a_mixed_script_domain_is_taken_with_a_warning() {
+    let c = start().await;
+    let customer = customer(&c, "ann@example.com").await;
+    let product = product(&c, "Starter", "default").await;
+    let (status, body) = c
+        .request(
+            Method::POST,
+            "/api/services",
+            // Cyrillic U+0430 in place of the second Latin 'a'.
+            Some(json!({"customerId": customer, "productId": product, "domain": "p\u{0430}ypal.com", "billingCycle": "monthly"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let warnings = body["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert_eq!(warnings[0]["code"], "mixed_script");
+    assert_eq!(warnings[0]["field"], "domain");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(message.contains("Latin, Cyrillic"), "{message}");
+    assert!(
+        body["service"]["domain"]
+            .as_str()
+            .unwrap()
+            .starts_with("xn--")
+    );
 }

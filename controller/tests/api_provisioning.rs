@@ -445,14 +445,29 @@ async fn stats_count_queues_and_the_last_seven_days_of_tasks() {
     }
     hand.fail(&jobs[0], "boom").await;
     hand.complete(&jobs[1], ServiceChange::Activate).await;
+    // One invoice awaiting payment and one overdue, both waiting on the customer.
+    c.sql(
+        "INSERT INTO invoices (number, customer_id, status, amount_minor, currency, due_at, created_at, updated_at)
+         VALUES ('INV-1', 1, 'unpaid', 999, 'USD', 0, 0, 0), ('INV-2', 1, 'overdue', 999, 'USD', 0, 0, 0)",
+    )
+    .await;
     let s = get(&c, "/api/provisioning/stats").await;
     let q = &s["queue"];
     // The controller's own worker may hold an open task at any moment: count them together.
     let open = q["provisioning"]["pending"].as_i64().unwrap()
         + q["provisioning"]["processing"].as_i64().unwrap();
     assert_eq!(open, 2, "{s}");
-    assert_eq!(q["emails"], json!({"queued": 0, "sending": 0, "failed": 0}));
-    assert_eq!(q["invoices"], json!({"unpaid": 0, "overdue": 0}));
+    // Every queue answers with the contract's pair, whatever it adds.
+    assert_eq!(
+        q["emails"],
+        json!({"pending": 0, "processing": 0, "failed": 0}),
+        "{s}"
+    );
+    assert_eq!(
+        q["invoices"],
+        json!({"pending": 2, "processing": 0, "unpaid": 1, "overdue": 1}),
+        "{s}"
+    );
     assert_eq!(q["failed"], 1);
     assert!(q["processing_total"].as_i64().unwrap() <= 2);
     let week = &s["tasks"]["last_7_days"];

@@ -44,8 +44,8 @@ fn server() -> Server {
         server_group: "default".into(),
         nameserver1: "ns1.example.net".into(),
         nameserver2: "NS2.example.net.".into(),
-        dns_provider: "powerdns".into(),
-        ssl_provider: "autossl".into(),
+        dns_provider: mpanel_common::status::DnsProvider::Powerdns,
+        ssl_provider: mpanel_common::status::SslProvider::Autossl,
         created_at: 0,
         updated_at: 0,
     }

@@ -28,8 +28,8 @@ async fn server(store: &DynStore, hostname: &str) -> ServerId {
                 server_group: "default".to_owned(),
                 nameserver1: String::new(),
                 nameserver2: String::new(),
-                dns_provider: "panel".to_owned(),
-                ssl_provider: "acme".to_owned(),
+                dns_provider: mpanel_common::status::DnsProvider::Panel,
+                ssl_provider: mpanel_common::status::SslProvider::Acme,
             },
             "test",
         )

@@ -4,12 +4,14 @@
 mod backends;
 
 use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId};
-use mpanel_common::status::{BillingCycle, ServerStatus, ServiceStatus, TaskKind, TaskStatus};
+use mpanel_common::status::{
+    BillingCycle, CustomerStatus, ServerStatus, ServiceStatus, TaskKind, TaskStatus,
+};
 use mpanel_common::username::PanelKind;
 use mpanel_controller::store::lease_queue::{LeasedRow, PROVISIONING, Release};
 use mpanel_controller::store::{
-    self, DynStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price, ServerPatch,
-    ServiceFilter, StepRecord, StoreError, TaskFilter,
+    self, CustomerPatch, DynStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price,
+    ProductPatch, ServerPatch, ServiceFilter, StepRecord, StoreError, TaskFilter,
 };
 
 /// A provisioning task as the shared lease-queue statements address it.
@@ -31,6 +33,8 @@ on_both_backends!(
     customer_email_is_unique,
     products_keep_their_prices_per_cycle,
     a_product_priced_twice_for_one_cycle_writes_nothing,
+    a_product_patch_changes_only_the_given_fields_and_replaces_prices,
+    a_customer_patch_changes_only_the_given_fields,
     a_service_and_its_task_are_created_together,
     a_second_live_service_for_a_domain_writes_nothing,
     a_service_for_an_unknown_customer_writes_nothing,
@@ -58,8 +62,8 @@ fn new_server(hostname: &str) -> NewServer {
         server_group: "shared".to_owned(),
         nameserver1: "ns1.example.net".to_owned(),
         nameserver2: "ns2.example.net".to_owned(),
-        dns_provider: "panel".to_owned(),
-        ssl_provider: "acme".to_owned(),
+        dns_provider: mpanel_common::status::DnsProvider::Panel,
+        ssl_provider: mpanel_common::status::SslProvider::Acme,
     }
 }
 
@@ -829,4 +833,85 @@ async fn a_restarted_node_takes_back_only_its_own_earlier_rows(store: DynStore) 
         .renew_leased(leased(own.id, "web1:8080#newboot#provisioning-0"), lease)
         .await
         .unwrap();
+}
+
+async fn a_product_patch_changes_only_the_given_fields_and_replaces_prices(store: DynStore) {
+    let id = product(&store, "Basic").await;
+    product(&store, "Taken").await;
+    let euro = Price {
+        billing_cycle: BillingCycle::Annually,
+        amount_minor: 9900,
+        currency: "EUR".into(),
+    };
+    let patch = ProductPatch {
+        package_plesk: Some("Basic Plan".into()),
+        disk_mb: Some(1),
+        active: Some(false),
+        prices: Some(vec![euro.clone()]),
+        ..ProductPatch::default()
+    };
+    let p = store.update_product(id, &patch, "test").await.unwrap();
+    assert_eq!(
+        (
+            p.name.as_str(),
+            p.package_plesk.as_str(),
+            p.package_cpanel.as_str()
+        ),
+        ("Basic", "Basic Plan", "default")
+    );
+    assert_eq!((p.disk_mb, p.email_quota_mb, p.active), (1, 1024, false));
+    assert_eq!(p.prices, vec![euro.clone()]);
+    let renamed = ProductPatch {
+        name: Some("Taken".into()),
+        prices: Some(vec![]),
+        ..ProductPatch::default()
+    };
+    assert!(matches!(
+        store.update_product(id, &renamed, "test").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let kept = store.get_product(id).await.unwrap();
+    assert_eq!(
+        (kept.name.as_str(), kept.prices.clone()),
+        ("Basic", vec![euro]),
+        "a refused patch changes nothing"
+    );
+    assert!(matches!(
+        store
+            .update_product(ProductId::new(4242), &patch, "test")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn a_customer_patch_changes_only_the_given_fields(store: DynStore) {
+    let id = customer(&store, "ada@example.com").await;
+    customer(&store, "bob@example.com").await;
+    let c = store
+        .update_customer(
+            id,
+            &CustomerPatch {
+                status: Some(CustomerStatus::Closed),
+                ..CustomerPatch::default()
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.email.as_str(), c.name.as_str(), c.status),
+        ("ada@example.com", "Ada", CustomerStatus::Closed)
+    );
+    let taken = CustomerPatch {
+        email: Some("bob@example.com".into()),
+        ..CustomerPatch::default()
+    };
+    assert!(matches!(
+        store.update_customer(id, &taken, "test").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_customer(id).await.unwrap().email,
+        "ada@example.com"
+    );
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::servers::rfc3339;
+use super::fields::rfc3339;
 use crate::app::AppState;
 
 pub fn routes() -> Router<AppState> {

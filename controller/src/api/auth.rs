@@ -30,15 +30,9 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <admin token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("Authorization must be 'Bearer <admin token>'")
-            })?;
+        let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::unauthorized("Authorization must be 'Bearer <admin token>'")
+        })?;
         let found = state
             .store
             .authenticate_admin_token(&token_hash(token))
@@ -49,5 +43,28 @@ impl FromRequestParts<AppState> for Admin {
             token_id: token.id,
             token_name: token.name,
         })
+    }
+}
+
+/// The token of a `Bearer` credential. The scheme name is case-insensitive (RFC 7235, 2.1), so
+/// `bearer` and `BEARER` are the same scheme; the token itself is compared exactly.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_matched_without_regard_to_case() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k "] {
+            assert_eq!(bearer_token(header), Some("t0k"), "{header}");
+        }
+        for header in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
     }
 }

@@ -1,32 +1,42 @@
 //! `/api/products` and `/api/customers`: what can be ordered, and who orders it. Admin only.
 //! Times are RFC 3339 here; money is integer minor units (`"amount": 999` is 9.99).
+//!
+//! `PATCH` takes any of the fields `POST` takes (for a product also `active`; for a customer
+//! also `status`), validated the same way; a field not listed, or `null` for one, is refused by
+//! name and nothing is written. A product's `prices`, when given, replace the whole list.
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use mpanel_common::ids::{CustomerId, ProductId};
-use mpanel_common::status::BillingCycle;
+use mpanel_common::status::{BillingCycle, CustomerStatus};
 use mpanel_common::{Currency, DomainName};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::listing::{Params, finish, path_id};
-use super::servers::rfc3339;
+use super::extract::{JsonBody, PathId};
+use super::fields::{package_name, rfc3339, text};
+use super::listing::{Params, finish};
 use crate::app::AppState;
-use crate::store::{Customer, NewCustomer, NewProduct, Price, Product};
+use crate::store::{
+    Customer, CustomerPatch, NewCustomer, NewProduct, Price, Product, ProductPatch,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/products", get(list_products).post(create_product))
-        .route("/api/products/{id}", get(get_product))
+        .route("/api/products/{id}", get(get_product).patch(update_product))
         .route("/api/customers", get(list_customers).post(create_customer))
-        .route("/api/customers/{id}", get(get_customer))
+        .route(
+            "/api/customers/{id}",
+            get(get_customer).patch(update_customer),
+        )
 }
 
 #[derive(Debug, Serialize)]
@@ -134,26 +144,6 @@ struct PriceIn {
     currency: String,
 }
 
-/// Free text that is shown to people: trimmed, 1 to `max` characters, no control characters.
-pub(super) fn text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
-    let value = raw.trim();
-    if value.is_empty() || value.chars().count() > max {
-        return Err(ApiError::invalid(
-            field,
-            "invalid_text",
-            format!("must be 1 to {max} characters"),
-        ));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            field,
-            "invalid_text",
-            "must not contain control characters",
-        ));
-    }
-    Ok(value.to_owned())
-}
-
 fn quota(field: &str, value: Option<i32>, default: i32) -> ApiResult<i32> {
     let value = value.unwrap_or(default);
     if value < 0 {
@@ -212,11 +202,10 @@ fn prices(raw: &[PriceIn]) -> ApiResult<Vec<Price>> {
 async fn create_product(
     admin: Admin,
     State(state): State<AppState>,
-    body: Result<Json<CreateProduct>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateProduct>,
 ) -> ApiResult<(StatusCode, Json<ProductDto>)> {
-    let Json(body) = body?;
     let package = |field: &str, value: &Option<String>, default: &str| {
-        text(field, value.as_deref().unwrap_or(default), 64)
+        package_name(field, value.as_deref().unwrap_or(default))
     };
     let new = NewProduct {
         name: text("name", &body.name, 100)?,
@@ -251,10 +240,70 @@ async fn list_products(_admin: Admin, State(state): State<AppState>) -> ApiResul
 async fn get_product(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> ApiResult<Json<ProductDto>> {
-    let id = ProductId::new(path_id(&id)?);
     Ok(Json(state.store.get_product(id).await?.into()))
+}
+
+/// A field that may be left out but not sent as `null`: these columns always hold a value.
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateProduct {
+    #[serde(default, deserialize_with = "not_null")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    group: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    packages: Option<PackagesIn>,
+    #[serde(default, deserialize_with = "not_null")]
+    quotas: Option<QuotasIn>,
+    #[serde(default, deserialize_with = "not_null")]
+    prices: Option<Vec<PriceIn>>,
+    #[serde(default, deserialize_with = "not_null")]
+    active: Option<bool>,
+}
+
+async fn update_product(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathId(id): PathId<ProductId>,
+    JsonBody(body): JsonBody<UpdateProduct>,
+) -> ApiResult<Json<ProductDto>> {
+    let packages = body.packages.unwrap_or_default();
+    let quotas = body.quotas.unwrap_or_default();
+    let package =
+        |field: &str, value: Option<String>| value.map(|v| package_name(field, &v)).transpose();
+    let some_quota =
+        |field: &str, value: Option<i32>| value.map(|v| quota(field, Some(v), 0)).transpose();
+    let patch = ProductPatch {
+        name: body.name.map(|n| text("name", &n, 100)).transpose()?,
+        server_group: body.group.map(|g| text("group", &g, 64)).transpose()?,
+        package_cpanel: package("packages.cpanel", packages.cpanel)?,
+        package_plesk: package("packages.plesk", packages.plesk)?,
+        package_directadmin: package("packages.directadmin", packages.directadmin)?,
+        disk_mb: some_quota("quotas.diskMb", quotas.disk_mb)?,
+        email_quota_mb: some_quota("quotas.emailQuotaMb", quotas.email_quota_mb)?,
+        databases: some_quota("quotas.databases", quotas.databases)?,
+        active: body.active,
+        prices: body.prices.map(|p| prices(&p)).transpose()?,
+    };
+    if patch.is_empty() {
+        // Nothing to change: answer with the product as it is, writing nothing.
+        return Ok(Json(state.store.get_product(id).await?.into()));
+    }
+    let product = state
+        .store
+        .update_product(id, &patch, &admin.actor())
+        .await?;
+    Ok(Json(product.into()))
 }
 
 #[derive(Debug, Serialize)]
@@ -263,7 +312,7 @@ pub struct CustomerDto {
     id: i64,
     email: String,
     name: String,
-    status: String,
+    status: &'static str,
     stripe_customer_id: Option<String>,
     created_at: String,
     updated_at: String,
@@ -275,7 +324,7 @@ impl From<Customer> for CustomerDto {
             id: c.id.get(),
             email: c.email,
             name: c.name,
-            status: c.status,
+            status: c.status.as_str(),
             stripe_customer_id: c.stripe_customer_id,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
@@ -325,9 +374,8 @@ fn email(raw: &str) -> ApiResult<String> {
 async fn create_customer(
     admin: Admin,
     State(state): State<AppState>,
-    body: Result<Json<CreateCustomer>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateCustomer>,
 ) -> ApiResult<(StatusCode, Json<CustomerDto>)> {
-    let Json(body) = body?;
     let new = NewCustomer {
         email: email(&body.email)?,
         name: text("name", &body.name, 200)?,
@@ -352,10 +400,57 @@ async fn list_customers(
 async fn get_customer(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<CustomerId>,
 ) -> ApiResult<Json<CustomerDto>> {
-    let id = CustomerId::new(path_id(&id)?);
     Ok(Json(state.store.get_customer(id).await?.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateCustomer {
+    #[serde(default, deserialize_with = "not_null")]
+    email: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "not_null")]
+    status: Option<String>,
+}
+
+async fn update_customer(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathId(id): PathId<CustomerId>,
+    JsonBody(body): JsonBody<UpdateCustomer>,
+) -> ApiResult<Json<CustomerDto>> {
+    let patch = CustomerPatch {
+        email: body.email.as_deref().map(email).transpose()?,
+        name: body.name.map(|n| text("name", &n, 200)).transpose()?,
+        status: body
+            .status
+            .as_deref()
+            .map(|s| {
+                s.parse::<CustomerStatus>().map_err(|e| {
+                    ApiError::invalid(
+                        "status",
+                        "invalid_status",
+                        format!(
+                            "'{}' is not one of {}",
+                            s.chars().take(40).collect::<String>(),
+                            e.accepted.join(", ")
+                        ),
+                    )
+                })
+            })
+            .transpose()?,
+    };
+    if patch.is_empty() {
+        return Ok(Json(state.store.get_customer(id).await?.into()));
+    }
+    let customer = state
+        .store
+        .update_customer(id, &patch, &admin.actor())
+        .await?;
+    Ok(Json(customer.into()))
 }
 
 #[cfg(test)]

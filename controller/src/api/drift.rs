@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::servers::rfc3339;
+use super::extract::PathId;
+use super::fields::rfc3339;
 use crate::app::AppState;
 use crate::drift::{PanelAccount, compute_drift};
 use crate::fleet::CommandError;
@@ -28,9 +29,8 @@ const LIST_DEADLINE: Duration = Duration::from_secs(30);
 async fn server_drift(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    PathId(server_id): PathId<ServerId>,
 ) -> ApiResult<Json<Value>> {
-    let server_id = ServerId::from(id);
     state.store.get_server(server_id).await?;
     let now = now_ms();
     let reply = state
@@ -39,7 +39,7 @@ async fn server_drift(
             server_id,
             "list_accounts",
             json!({}),
-            &format!("drift:server:{id}:{now}"),
+            &format!("drift:server:{server_id}:{now}"),
             LIST_DEADLINE,
         )
         .await
@@ -69,7 +69,7 @@ async fn server_drift(
 
     let report = compute_drift(&services, &accounts);
     Ok(Json(json!({
-        "serverId": id,
+        "serverId": server_id,
         "checkedAt": rfc3339(now),
         "accountsOnPanel": accounts.len(),
         "servicesOnServer": services.len(),

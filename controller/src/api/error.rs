@@ -1,12 +1,13 @@
 //! The one error type every handler returns, and the one place it becomes the contract's body:
-//! `{"error":{"code","message","field"}}`. 4xx are logged at `warn`, 5xx at `error`, and a 5xx
-//! never carries internals to the client.
+//! `{"error":{"code","message","field"}}`, plus, for some conflicts, the ids a client needs to
+//! carry on (`serviceId`, `jobId`). 4xx are logged at `warn`, 5xx at `error`, and a 5xx never
+//! carries internals to the client.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::store::StoreError;
 
@@ -16,6 +17,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// More members of the `error` object, beside code, message and field.
+    pub details: Map<String, Value>,
 }
 
 impl ApiError {
@@ -25,7 +28,15 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            details: Map::new(),
         }
+    }
+
+    /// Adds a member to the `error` object (never one of code, message, field).
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        debug_assert!(!matches!(key, "code" | "message" | "field"));
+        self.details.insert(key.to_owned(), value.into());
+        self
     }
 
     /// 400 for a bad field; the message is prefixed with the field name, as clients show it.
@@ -35,6 +46,7 @@ impl ApiError {
             code,
             message: format!("{field}: {reason}"),
             field: Some(field.to_owned()),
+            details: Map::new(),
         }
     }
 
@@ -48,6 +60,22 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// A 404 that says which request field named the missing record.
+    pub fn unknown(field: &str, entity: &str, id: i64) -> Self {
+        ApiError {
+            field: Some(field.to_owned()),
+            ..ApiError::not_found(format!("{entity} {id} not found"))
+        }
+    }
+
+    /// Store `NotFound` becomes a 404 naming the request field; anything else passes through.
+    pub fn not_found_as(e: StoreError, field: &str, entity: &str, id: i64) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ApiError::unknown(field, entity, id),
+            other => other.into(),
+        }
     }
 
     pub fn unprocessable(field: &str, code: &'static str, reason: impl std::fmt::Display) -> Self {
@@ -95,10 +123,8 @@ impl From<JsonRejection> for ApiError {
         let field = field_from_serde_message(&detail);
         let reason = serde_part(&detail).to_owned();
         ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_body",
-            message: reason,
             field,
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", reason)
         }
     }
 }
@@ -134,9 +160,11 @@ impl IntoResponse for ApiError {
         } else {
             tracing::warn!(status = self.status.as_u16(), code = self.code, message = %self.message, "request refused");
         }
-        let body = json!({
-            "error": { "code": self.code, "message": self.message, "field": self.field }
-        });
+        let mut error = self.details;
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        error.insert("field".into(), self.field.into());
+        let body = json!({ "error": error });
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,6 +1,6 @@
-//! What the catalogue, service and provisioning routes share: ids in paths, query parameters
-//! checked by name, and keyset pagination (`?limit=&cursor=` in, `nextCursor` out). Each bad
-//! parameter becomes a 400 naming it, in the contract's error body.
+//! What the list routes share: query parameters checked by name, and keyset pagination
+//! (`?limit=&cursor=` in, `nextCursor` out). Each bad parameter becomes a 400 naming it, in the
+//! contract's error body.
 
 use std::collections::HashMap;
 
@@ -8,28 +8,8 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 
 use super::error::{ApiError, ApiResult};
+use super::extract::{positive_id, shown};
 use crate::store::Page;
-
-/// A positive id from a path segment (`/api/products/{id}`).
-pub(super) fn path_id(raw: &str) -> ApiResult<i64> {
-    positive_id("id", raw)
-}
-
-fn positive_id(field: &str, raw: &str) -> ApiResult<i64> {
-    match raw.parse::<i64>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(ApiError::invalid(
-            field,
-            "invalid_id",
-            format!("'{}' is not a positive integer id", shown(raw)),
-        )),
-    }
-}
-
-/// Echoes at most 40 characters of what the client sent.
-fn shown(raw: &str) -> String {
-    raw.chars().take(40).collect()
-}
 
 /// The query string of a list route, refused when it names a parameter the route does not
 /// take (a typo would otherwise silently return everything).

@@ -1,14 +1,24 @@
 //! The HTTP API: one router assembled from each module's `routes()`, the contract's error body,
 //! and admin authentication.
+//!
+//! Route modules (`servers`, `agents`, `drift`, `catalogue`, `services`, `provisioning`,
+//! `health`) never import each other. What they share lives beside them: `error` (the one error
+//! type), `auth` (the admin extractor), `extract` (JSON bodies and path ids), `listing` (query
+//! parameters and pages), `fields` (text, domains, package names, times) and `queueing` (the
+//! answers of routes that queue tasks). A new route goes in the module of its resource, added to
+//! that module's `routes()`.
 
 mod agents;
 pub mod auth;
 mod catalogue;
 mod drift;
 pub mod error;
+mod extract;
+mod fields;
 mod health;
 mod listing;
 mod provisioning;
+mod queueing;
 mod servers;
 mod services;
 

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,13 +23,12 @@ use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, PathSegment};
+use super::fields::domain;
 use super::listing::{Params, finish};
-use super::services::{domain, not_found_as};
+use super::queueing::{DEFAULT_MAX_RETRIES, queued, task_open_conflict};
 use crate::app::AppState;
-use crate::store::{Service, Task, TaskFilter, TaskResult, now_ms};
-
-/// Attempts a task queued from the API gets before it is `failed` (DESIGN: 3 by default).
-pub(super) const DEFAULT_MAX_RETRIES: i32 = 3;
+use crate::store::{Task, TaskFilter, TaskResult, now_ms};
 
 /// How long `manual` waits for its task, and how often it looks.
 const MANUAL_WAIT: Duration = Duration::from_secs(120);
@@ -98,39 +97,6 @@ impl From<Task> for TaskDto {
     }
 }
 
-/// The 202 answer of every route that queues a task.
-pub(super) fn queued(message: &str, task: &Task) -> (StatusCode, Json<Value>) {
-    (
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "message": message,
-            "jobId": JobId::for_task(task.id),
-            "serviceId": task.service_id.get(),
-            "status": "queued",
-        })),
-    )
-}
-
-fn task_open_conflict(service: ServiceId, task: &Task) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "task_open",
-        format!(
-            "service {service} already has an open {} task ({}); wait for it or retry it later",
-            task.task_type,
-            JobId::for_task(task.id)
-        ),
-    )
-}
-
-/// 409 naming the open task's jobId when the service already has one.
-pub(super) async fn refuse_if_task_open(state: &AppState, service: &Service) -> ApiResult<()> {
-    match state.store.open_task_for_service(service.id).await? {
-        Some(task) => Err(task_open_conflict(service.id, &task)),
-        None => Ok(()),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProvisionBody {
@@ -148,7 +114,7 @@ async fn provision_task(state: &AppState, admin: &Admin, body: &ProvisionBody) -
         .store
         .get_service(ServiceId::new(body.service_id))
         .await
-        .map_err(|e| not_found_as(e, "serviceId", "service", body.service_id))?;
+        .map_err(|e| ApiError::not_found_as(e, "serviceId", "service", body.service_id))?;
     let mismatch = |field: &str, given: String, stored: String| {
         ApiError::unprocessable(
             field,
@@ -170,8 +136,8 @@ async fn provision_task(state: &AppState, admin: &Admin, body: &ProvisionBody) -
             service.product_id.to_string(),
         ));
     }
-    if service.domain != domain {
-        return Err(mismatch("domain", domain, service.domain.clone()));
+    if service.domain != domain.as_str() {
+        return Err(mismatch("domain", domain.into(), service.domain.clone()));
     }
     if let Some(open) = state.store.open_task_for_service(service.id).await? {
         if open.task_type == TaskKind::Provision {
@@ -211,9 +177,8 @@ async fn provision_task(state: &AppState, admin: &Admin, body: &ProvisionBody) -
 async fn provision(
     admin: Admin,
     State(state): State<AppState>,
-    body: Result<Json<ProvisionBody>, JsonRejection>,
+    JsonBody(body): JsonBody<ProvisionBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Json(body) = body?;
     let task = provision_task(&state, &admin, &body).await?;
     state.dispatcher.wake();
     Ok(queued("Provisioning job queued", &task))
@@ -225,9 +190,8 @@ async fn provision(
 async fn manual(
     admin: Admin,
     State(state): State<AppState>,
-    body: Result<Json<ProvisionBody>, JsonRejection>,
+    JsonBody(body): JsonBody<ProvisionBody>,
 ) -> ApiResult<(StatusCode, Json<TaskDto>)> {
-    let Json(body) = body?;
     let task = provision_task(&state, &admin, &body).await?;
     state.dispatcher.wake();
     let deadline = tokio::time::Instant::now() + MANUAL_WAIT;
@@ -292,7 +256,7 @@ async fn task_page(state: &AppState, filter: &TaskFilter) -> ApiResult<Json<Valu
 async fn get_task(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
 ) -> ApiResult<Json<TaskDto>> {
     let id = job_id(&id)?;
     Ok(Json(state.store.get_task(id).await?.into()))
@@ -301,7 +265,7 @@ async fn get_task(
 async fn retry(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathSegment(id): PathSegment,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = job_id(&id)?;
     let task = state.store.get_task(id).await?;
@@ -325,9 +289,12 @@ async fn retry(
     Ok(queued("Task re-queued", &task))
 }
 
-/// Queue depths and the last seven days of tasks. `failed` counts the failed list (failed
-/// tasks not cleared); `processing_total` counts work in hand right now (tasks processing and
-/// emails sending).
+/// Queue depths and the last seven days of tasks. Each queue carries `pending` (waiting for a
+/// worker) and `processing` (in a worker's hands now), as the contract spells out; the emails
+/// queue adds `failed`, the invoices queue `unpaid` and `overdue`. An invoice waits on a
+/// payment, so unpaid and overdue invoices are its `pending`; none is `processing` until a
+/// billing job charges one. `failed` counts the failed list (failed tasks not cleared);
+/// `processing_total` counts work in hand right now (tasks processing and emails sending).
 async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let s = state.store.queue_stats(now_ms() - 7 * DAY_MS).await?;
     let recent = s.recent();
@@ -335,11 +302,16 @@ async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<V
         "queue": {
             "provisioning": { "pending": s.tasks_pending, "processing": s.tasks_processing },
             "emails": {
-                "queued": s.emails_queued,
-                "sending": s.emails_sending,
+                "pending": s.emails_queued,
+                "processing": s.emails_sending,
                 "failed": s.emails_failed,
             },
-            "invoices": { "unpaid": s.invoices_unpaid, "overdue": s.invoices_overdue },
+            "invoices": {
+                "pending": s.invoices_unpaid + s.invoices_overdue,
+                "processing": 0,
+                "unpaid": s.invoices_unpaid,
+                "overdue": s.invoices_overdue,
+            },
             "failed": s.tasks_failed_uncleared,
             "processing_total": s.tasks_processing + s.emails_sending,
         },

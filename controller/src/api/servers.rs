@@ -1,23 +1,29 @@
 //! `/api/servers`: the hosting servers of the fleet, their enrollment tokens, certificate
-//! revocation and a diagnostic command route. Admin only. Times are RFC 3339 here.
+//! revocation and a diagnostic command route. Admin only. Times are RFC 3339 here. The list is
+//! paged like every other (`?limit=&cursor=`, `nextCursor`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use mpanel_common::DomainName;
 use mpanel_common::ids::ServerId;
-use mpanel_common::status::ServerStatus;
+use mpanel_common::status::{DnsProvider, ServerStatus, SslProvider};
 use mpanel_common::username::PanelKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
+use super::extract::{JsonBody, PathId};
+use super::fields::rfc3339;
+use super::listing::{Params, finish};
 use crate::app::AppState;
 use crate::fleet::CommandError;
 use crate::store::{NewServer, Server, ServerPatch};
@@ -40,18 +46,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/servers/{id}/commands", post(send_command))
 }
 
-/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
-pub(crate) fn rfc3339(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerDto {
@@ -66,8 +60,8 @@ pub struct ServerDto {
     group: String,
     nameserver1: String,
     nameserver2: String,
-    dns_provider: String,
-    ssl_provider: String,
+    dns_provider: &'static str,
+    ssl_provider: &'static str,
     created_at: String,
     updated_at: String,
 }
@@ -86,8 +80,8 @@ impl From<Server> for ServerDto {
             group: s.server_group,
             nameserver1: s.nameserver1,
             nameserver2: s.nameserver2,
-            dns_provider: s.dns_provider,
-            ssl_provider: s.ssl_provider,
+            dns_provider: s.dns_provider.as_str(),
+            ssl_provider: s.ssl_provider.as_str(),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
         }
@@ -95,7 +89,7 @@ impl From<Server> for ServerDto {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateServer {
     hostname: String,
     ip_address: String,
@@ -122,7 +116,7 @@ fn default_max_accounts() -> i32 {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateServer {
     hostname: Option<String>,
     ip_address: Option<String>,
@@ -188,16 +182,19 @@ fn max_accounts(n: i32) -> ApiResult<i32> {
     Ok(n)
 }
 
-fn one_of(field: &str, raw: &str, allowed: &[&str]) -> ApiResult<String> {
-    if allowed.contains(&raw) {
-        Ok(raw.to_owned())
-    } else {
-        Err(ApiError::invalid(
+/// One of a closed set of names (`dnsProvider`, `sslProvider`), or a 400 listing them.
+fn one_of<T: FromStr<Err = mpanel_common::ParseEnumError>>(field: &str, raw: &str) -> ApiResult<T> {
+    raw.parse::<T>().map_err(|e| {
+        ApiError::invalid(
             field,
             "invalid_value",
-            format!("'{raw}' is not one of {}", allowed.join(", ")),
-        ))
-    }
+            format!(
+                "'{}' is not one of {}",
+                raw.chars().take(40).collect::<String>(),
+                e.accepted.join(", ")
+            ),
+        )
+    })
 }
 
 fn group(raw: &str) -> ApiResult<String> {
@@ -212,30 +209,39 @@ fn group(raw: &str) -> ApiResult<String> {
     Ok(raw.to_owned())
 }
 
+/// A fleet is a few hundred servers at most, so the page is cut from the whole list.
 async fn list_servers(
     _admin: Admin,
     State(state): State<AppState>,
-) -> ApiResult<Json<Vec<ServerDto>>> {
-    let servers = state.store.list_servers().await?;
-    Ok(Json(servers.into_iter().map(ServerDto::from).collect()))
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(query, &["limit", "cursor"])?;
+    let page = params.page(100, 500)?;
+    let mut servers = state.store.list_servers().await?;
+    servers.sort_by_key(|s| s.id);
+    let mut servers: Vec<_> = servers
+        .into_iter()
+        .filter(|s| page.after_id.is_none_or(|after| s.id.get() > after))
+        .take(usize::try_from(page.limit).unwrap_or(usize::MAX))
+        .collect();
+    let next = finish(&mut servers, page, |s| s.id.get());
+    let servers: Vec<ServerDto> = servers.into_iter().map(ServerDto::from).collect();
+    Ok(Json(json!({ "servers": servers, "nextCursor": next })))
 }
 
 async fn get_server(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    PathId(id): PathId<ServerId>,
 ) -> ApiResult<Json<ServerDto>> {
-    Ok(Json(
-        state.store.get_server(ServerId::new(id)).await?.into(),
-    ))
+    Ok(Json(state.store.get_server(id).await?.into()))
 }
 
 async fn create_server(
     admin: Admin,
     State(state): State<AppState>,
-    body: Result<Json<CreateServer>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateServer>,
 ) -> ApiResult<(StatusCode, Json<ServerDto>)> {
-    let Json(body) = body?;
     let new = NewServer {
         hostname: hostname("hostname", &body.hostname)?,
         ip_address: ip_address(&body.ip_address)?,
@@ -255,16 +261,18 @@ async fn create_server(
         server_group: group(body.group.as_deref().unwrap_or("default"))?,
         nameserver1: nameserver("nameserver1", &body.nameserver1)?,
         nameserver2: nameserver("nameserver2", &body.nameserver2)?,
-        dns_provider: one_of(
-            "dnsProvider",
-            body.dns_provider.as_deref().unwrap_or("panel"),
-            &["panel", "powerdns"],
-        )?,
-        ssl_provider: one_of(
-            "sslProvider",
-            body.ssl_provider.as_deref().unwrap_or("acme"),
-            &["acme", "autossl"],
-        )?,
+        dns_provider: body
+            .dns_provider
+            .as_deref()
+            .map(|p| one_of("dnsProvider", p))
+            .transpose()?
+            .unwrap_or(DnsProvider::Panel),
+        ssl_provider: body
+            .ssl_provider
+            .as_deref()
+            .map(|p| one_of("sslProvider", p))
+            .transpose()?
+            .unwrap_or(SslProvider::Acme),
     };
     let server = state.store.create_server(&new, &admin.actor()).await?;
     Ok((StatusCode::CREATED, Json(server.into())))
@@ -273,10 +281,9 @@ async fn create_server(
 async fn update_server(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    body: Result<Json<UpdateServer>, JsonRejection>,
+    PathId(id): PathId<ServerId>,
+    JsonBody(body): JsonBody<UpdateServer>,
 ) -> ApiResult<Json<ServerDto>> {
-    let Json(body) = body?;
     let patch = ServerPatch {
         hostname: body
             .hostname
@@ -318,17 +325,17 @@ async fn update_server(
         dns_provider: body
             .dns_provider
             .as_deref()
-            .map(|d| one_of("dnsProvider", d, &["panel", "powerdns"]))
+            .map(|d| one_of("dnsProvider", d))
             .transpose()?,
         ssl_provider: body
             .ssl_provider
             .as_deref()
-            .map(|d| one_of("sslProvider", d, &["acme", "autossl"]))
+            .map(|d| one_of("sslProvider", d))
             .transpose()?,
     };
     let server = state
         .store
-        .update_server(ServerId::new(id), &patch, &admin.actor())
+        .update_server(id, &patch, &admin.actor())
         .await?;
     Ok(Json(server.into()))
 }
@@ -336,9 +343,8 @@ async fn update_server(
 async fn delete_server(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    PathId(id): PathId<ServerId>,
 ) -> ApiResult<StatusCode> {
-    let id = ServerId::new(id);
     state.store.delete_server(id, &admin.actor()).await?;
     // Its certificates went with it (cascade); a live session must not outlive the server.
     state.fleet.forget_server(id);
@@ -348,9 +354,8 @@ async fn delete_server(
 async fn create_enrollment_token(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    PathId(id): PathId<ServerId>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let id = ServerId::new(id);
     state.store.get_server(id).await?;
     let grant = state
         .fleet
@@ -370,11 +375,11 @@ async fn create_enrollment_token(
 async fn revoke_certificate(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    PathId(id): PathId<ServerId>,
 ) -> ApiResult<Json<Value>> {
     let serials = state
         .fleet
-        .revoke(ServerId::new(id), &admin.actor())
+        .revoke(id, &admin.actor())
         .await
         .map_err(|e| match e {
             crate::fleet::FleetError::Store(s) => ApiError::from(s),
@@ -384,7 +389,7 @@ async fn revoke_certificate(
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CommandBody {
     kind: String,
     #[serde(default)]
@@ -400,10 +405,9 @@ struct CommandBody {
 async fn send_command(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    body: Result<Json<CommandBody>, JsonRejection>,
+    PathId(id): PathId<ServerId>,
+    JsonBody(body): JsonBody<CommandBody>,
 ) -> ApiResult<Json<Value>> {
-    let Json(body) = body?;
     if !matches!(body.kind.as_str(), "ping" | "echo") {
         return Err(ApiError::invalid(
             "kind",
@@ -418,7 +422,7 @@ async fn send_command(
     let started = std::time::Instant::now();
     match state
         .fleet
-        .send_command(ServerId::new(id), &body.kind, body.payload, &key, timeout)
+        .send_command(id, &body.kind, body.payload, &key, timeout)
         .await
     {
         Ok(reply) => Ok(Json(json!({

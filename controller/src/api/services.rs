@@ -12,24 +12,27 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mpanel_common::DomainName;
+use mpanel_common::JobId;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId};
-use mpanel_common::status::{BillingCycle, ServiceStatus, TaskKind};
+use mpanel_common::status::{BillingCycle, CustomerStatus, ServiceStatus, TaskKind};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::listing::{Params, finish, path_id};
-use super::provisioning::{DEFAULT_MAX_RETRIES, queued, refuse_if_task_open};
-use super::servers::rfc3339;
+use super::extract::{JsonBody, PathId};
+use super::fields::{domain, domain_warnings, rfc3339, rfc3339_ms, text};
+use super::listing::{Params, finish};
+use super::queueing::{DEFAULT_MAX_RETRIES, queued, refuse_if_task_open};
 use crate::app::AppState;
-use crate::store::{NewService, Service, ServiceFilter, ServicePatch};
+use crate::store::{
+    NewService, Page, Service, ServiceFilter, ServicePatch, StoreError, TaskFilter,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -87,21 +90,6 @@ impl From<Service> for ServiceDto {
     }
 }
 
-/// The domain of an order or request, canonical; 400 `invalid_domain` naming `domain`.
-pub(super) fn domain(raw: &str) -> ApiResult<String> {
-    DomainName::parse(raw)
-        .map(|d| d.as_str().to_owned())
-        .map_err(|e| ApiError::invalid("domain", "invalid_domain", e))
-}
-
-/// A 404 that says which field named the missing record.
-pub(super) fn unknown(field: &str, entity: &str, id: i64) -> ApiError {
-    ApiError {
-        field: Some(field.to_owned()),
-        ..ApiError::not_found(format!("{entity} {id} not found"))
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateService {
@@ -111,13 +99,17 @@ struct CreateService {
     billing_cycle: String,
 }
 
+/// 201 with the service and its `jobId`, plus `warnings` about the domain (UTS-39 look-alikes)
+/// that an admin should see before the name goes live; an order repeated for a domain this
+/// customer already has live is a 409 naming that service's `serviceId` and `jobId`, so a client
+/// whose first answer was lost can follow the order it already placed.
 async fn create_service(
     admin: Admin,
     State(state): State<AppState>,
-    body: Result<Json<CreateService>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateService>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let Json(body) = body?;
     let domain = domain(&body.domain)?;
+    let warnings = domain_warnings(&domain);
     let billing_cycle = body.billing_cycle.parse::<BillingCycle>().map_err(|_| {
         ApiError::invalid(
             "billingCycle",
@@ -132,8 +124,8 @@ async fn create_service(
         .store
         .get_customer(CustomerId::new(body.customer_id))
         .await
-        .map_err(|e| not_found_as(e, "customerId", "customer", body.customer_id))?;
-    if customer.status != "active" {
+        .map_err(|e| ApiError::not_found_as(e, "customerId", "customer", body.customer_id))?;
+    if customer.status != CustomerStatus::Active {
         return Err(ApiError::unprocessable(
             "customerId",
             "customer_closed",
@@ -144,7 +136,7 @@ async fn create_service(
         .store
         .get_product(ProductId::new(body.product_id))
         .await
-        .map_err(|e| not_found_as(e, "productId", "product", body.product_id))?;
+        .map_err(|e| ApiError::not_found_as(e, "productId", "product", body.product_id))?;
     if !product.active {
         return Err(ApiError::unprocessable(
             "productId",
@@ -166,14 +158,21 @@ async fn create_service(
     let new = NewService {
         customer_id: customer.id,
         product_id: product.id,
-        domain,
+        domain: domain.as_str().to_owned(),
         billing_cycle,
         max_retries: DEFAULT_MAX_RETRIES,
     };
-    let (service, task) = state
+    let (service, task) = match state
         .store
         .create_service_with_task(&new, &admin.actor())
-        .await?;
+        .await
+    {
+        Ok(created) => created,
+        Err(StoreError::Conflict(message)) => {
+            return Err(live_service_conflict(&state, &new, message).await);
+        }
+        Err(e) => return Err(e.into()),
+    };
     state.dispatcher.wake();
     tracing::info!(
         service_id = service.id.get(),
@@ -184,21 +183,80 @@ async fn create_service(
         StatusCode::CREATED,
         Json(json!({
             "service": ServiceDto::from(service),
-            "jobId": mpanel_common::JobId::for_task(task.id),
+            "jobId": JobId::for_task(task.id),
+            "warnings": warnings,
         })),
     ))
 }
 
-/// Store `NotFound` becomes a 404 naming the request field; anything else passes through.
-pub(super) fn not_found_as(
-    e: crate::store::StoreError,
-    field: &str,
-    entity: &str,
-    id: i64,
-) -> ApiError {
-    match e {
-        crate::store::StoreError::NotFound { .. } => unknown(field, entity, id),
-        other => other.into(),
+/// The 409 for an order whose domain is taken. When the live service is this customer's (the
+/// same order placed twice, or retried after its answer was lost), it names that service and
+/// its latest task, so the client can follow the order instead of guessing.
+async fn live_service_conflict(state: &AppState, new: &NewService, message: String) -> ApiError {
+    let conflict = ApiError::new(StatusCode::CONFLICT, "conflict", message);
+    match live_service_of(state, new).await {
+        Ok(Some((service, job))) => {
+            let conflict = ApiError {
+                field: Some("domain".to_owned()),
+                message: format!(
+                    "domain: {} already has a live service ({service}) of customer {}",
+                    new.domain, new.customer_id
+                ),
+                ..conflict
+            }
+            .with_detail("serviceId", service.get());
+            match job {
+                Some(job) => conflict.with_detail("jobId", job.to_string()),
+                None => conflict,
+            }
+        }
+        Ok(None) => conflict,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look up the service an order collided with");
+            conflict
+        }
+    }
+}
+
+/// The customer's live (not terminated or cancelled) service for the order's domain, and the
+/// job id of its newest task.
+async fn live_service_of(
+    state: &AppState,
+    new: &NewService,
+) -> Result<Option<(ServiceId, Option<JobId>)>, StoreError> {
+    let mut page = Page {
+        limit: 500,
+        after_id: None,
+    };
+    loop {
+        let filter = ServiceFilter {
+            customer_id: Some(new.customer_id),
+            page,
+            ..ServiceFilter::default()
+        };
+        let batch = state.store.list_services(&filter).await?;
+        if let Some(service) = batch
+            .iter()
+            .find(|s| s.domain == new.domain && !s.status.is_final())
+        {
+            let tasks = state
+                .store
+                .list_tasks(&TaskFilter {
+                    service_id: Some(service.id),
+                    page: Page {
+                        limit: 1,
+                        after_id: None,
+                    },
+                    ..TaskFilter::default()
+                })
+                .await?;
+            let job = tasks.first().map(|t| JobId::for_task(t.id));
+            return Ok(Some((service.id, job)));
+        }
+        if batch.len() < 500 {
+            return Ok(None);
+        }
+        page.after_id = batch.last().map(|s| s.id.get());
     }
 }
 
@@ -236,17 +294,16 @@ async fn list_services(
     Ok(Json(json!({ "services": services, "nextCursor": next })))
 }
 
-async fn load_service(state: &AppState, raw_id: &str) -> ApiResult<Service> {
-    let id = ServiceId::new(path_id(raw_id)?);
+async fn load_service(state: &AppState, id: ServiceId) -> ApiResult<Service> {
     Ok(state.store.get_service(id).await?)
 }
 
 async fn get_service(
     _admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ServiceId>,
 ) -> ApiResult<Json<ServiceDto>> {
-    Ok(Json(load_service(&state, &id).await?.into()))
+    Ok(Json(load_service(&state, id).await?.into()))
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
@@ -265,30 +322,12 @@ struct UpdateService {
     renewal_date: Option<Option<String>>,
 }
 
-fn rfc3339_ms(field: &str, raw: &str) -> ApiResult<i64> {
-    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| {
-            ApiError::invalid(
-                field,
-                "invalid_time",
-                format!(
-                    "'{}' is not an RFC 3339 time such as 2026-01-31T00:00:00Z",
-                    raw.chars().take(40).collect::<String>()
-                ),
-            )
-        })?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| ApiError::invalid(field, "invalid_time", "is out of range"))
-}
-
 async fn update_service(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<UpdateService>, JsonRejection>,
+    PathId(id): PathId<ServiceId>,
+    JsonBody(body): JsonBody<UpdateService>,
 ) -> ApiResult<Json<ServiceDto>> {
-    let id = ServiceId::new(path_id(&id)?);
-    let Json(body) = body?;
     let patch = ServicePatch {
         renewal_date: body
             .renewal_date
@@ -381,15 +420,15 @@ struct SuspendBody {
 async fn suspend(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Option<Json<SuspendBody>>, JsonRejection>,
+    PathId(id): PathId<ServiceId>,
+    body: Option<JsonBody<SuspendBody>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, &id).await?;
-    let body = body?.map(|Json(b)| b).unwrap_or_default();
+    let service = load_service(&state, id).await?;
+    let body = body.map(|JsonBody(b)| b).unwrap_or_default();
     let reason = body
         .reason
         .as_deref()
-        .map(|r| super::catalogue::text("reason", r, 500))
+        .map(|r| text("reason", r, 500))
         .transpose()?
         .unwrap_or_else(|| "suspended by an administrator".to_owned());
     refuse_illegal_move(&service, ServiceStatus::Suspended, "suspended")?;
@@ -408,9 +447,9 @@ async fn suspend(
 async fn unsuspend(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ServiceId>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, &id).await?;
+    let service = load_service(&state, id).await?;
     if service.status != ServiceStatus::Suspended {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -436,9 +475,9 @@ async fn unsuspend(
 async fn terminate(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ServiceId>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, &id).await?;
+    let service = load_service(&state, id).await?;
     refuse_illegal_move(&service, ServiceStatus::Terminated, "terminated")?;
     refuse_if_task_open(&state, &service).await?;
     enqueue(
@@ -461,17 +500,16 @@ struct ChangePackageBody {
 async fn change_package(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Json<ChangePackageBody>, JsonRejection>,
+    PathId(id): PathId<ServiceId>,
+    JsonBody(body): JsonBody<ChangePackageBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, &id).await?;
-    let Json(body) = body?;
+    let service = load_service(&state, id).await?;
     let current = state.store.get_product(service.product_id).await?;
     let target = state
         .store
         .get_product(ProductId::new(body.product_id))
         .await
-        .map_err(|e| not_found_as(e, "productId", "product", body.product_id))?;
+        .map_err(|e| ApiError::not_found_as(e, "productId", "product", body.product_id))?;
     if target.id == current.id {
         return Err(ApiError::unprocessable(
             "productId",
@@ -521,14 +559,14 @@ const MAX_PASSWORD_CHARS: usize = 128;
 async fn change_password(
     admin: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    body: Result<Option<Json<ChangePasswordBody>>, JsonRejection>,
+    PathId(id): PathId<ServiceId>,
+    body: Option<JsonBody<ChangePasswordBody>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, &id).await?;
-    let params = match body? {
+    let service = load_service(&state, id).await?;
+    let params = match body {
         // No body: the pipeline generates a password and sends it to the customer.
         None => json!({}),
-        Some(Json(ChangePasswordBody { password })) => {
+        Some(JsonBody(ChangePasswordBody { password })) => {
             let chars = password.chars().count();
             if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars)
                 || password.chars().any(char::is_control)

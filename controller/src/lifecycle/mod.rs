@@ -138,7 +138,7 @@ impl Lifecycle {
             .get_customer(order.customer_id)
             .await
             .map_err(|e| not_found(e, "customer", order.customer_id.get(), Some("customerId")))?;
-        if customer.status != "active" {
+        if customer.status != mpanel_common::status::CustomerStatus::Active {
             return Err(LifecycleError::Unprocessable {
                 field: "customerId",
                 code: "customer_closed",

@@ -229,7 +229,9 @@ impl Provisioner {
                 }
                 // The controller writes PowerDNS zones itself; the panel's DNS goes through the
                 // agent's driver.
-                ProvisioningStep::Dns if server.dns_provider == "powerdns" => {
+                ProvisioningStep::Dns
+                    if server.dns_provider == mpanel_common::status::DnsProvider::Powerdns =>
+                {
                     crate::dns::ensure_powerdns_zone(&self.config, &server, &service.domain)
                         .await
                         .map_err(|e| {
@@ -255,7 +257,9 @@ impl Provisioner {
                 // certificate is recorded with its renewal time (two thirds of its life). A
                 // domain not pointing at the server yet waits (no failed attempt is counted).
                 // Otherwise the panel's own AutoSSL is asked to run.
-                ProvisioningStep::Ssl if server.ssl_provider == "acme" => {
+                ProvisioningStep::Ssl
+                    if server.ssl_provider == mpanel_common::status::SslProvider::Acme =>
+                {
                     use crate::store::IssuedSslCertificate;
                     // How the agent's message starts when DNS does not point here yet
                     // (`mpanel_agent::acme::WAITING_FOR_DNS`).

@@ -111,6 +111,14 @@ pub trait CustomerStore: Send + Sync {
     async fn create_customer(&self, new: &NewCustomer, actor: &str) -> StoreResult<Customer>;
     async fn get_customer(&self, id: CustomerId) -> StoreResult<Customer>;
     async fn list_customers(&self, page: Page) -> StoreResult<Vec<Customer>>;
+    /// Changes the fields the patch names, recorded in the activity log in the same
+    /// transaction; an email another customer has is a `Conflict`.
+    async fn update_customer(
+        &self,
+        id: CustomerId,
+        patch: &CustomerPatch,
+        actor: &str,
+    ) -> StoreResult<Customer>;
 }
 
 #[async_trait]
@@ -119,6 +127,14 @@ pub trait ProductStore: Send + Sync {
     async fn create_product(&self, new: &NewProduct, actor: &str) -> StoreResult<Product>;
     async fn get_product(&self, id: ProductId) -> StoreResult<Product>;
     async fn list_products(&self) -> StoreResult<Vec<Product>>;
+    /// Changes the fields the patch names (a given price list replaces the old one) in one
+    /// transaction with its activity row; a name another product has is a `Conflict`.
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        actor: &str,
+    ) -> StoreResult<Product>;
 }
 
 #[async_trait]

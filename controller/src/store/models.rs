@@ -2,7 +2,10 @@
 //! Times are Unix milliseconds; money is integer minor units.
 
 use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
-use mpanel_common::status::{BillingCycle, ServerStatus, ServiceStatus, TaskKind, TaskStatus};
+use mpanel_common::status::{
+    BillingCycle, CustomerStatus, DnsProvider, ServerStatus, ServiceStatus, SslProvider, TaskKind,
+    TaskStatus,
+};
 use mpanel_common::username::PanelKind;
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
@@ -23,8 +26,10 @@ pub struct Server {
     pub server_group: String,
     pub nameserver1: String,
     pub nameserver2: String,
-    pub dns_provider: String,
-    pub ssl_provider: String,
+    #[sqlx(try_from = "String")]
+    pub dns_provider: DnsProvider,
+    #[sqlx(try_from = "String")]
+    pub ssl_provider: SslProvider,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -40,8 +45,8 @@ pub struct NewServer {
     pub server_group: String,
     pub nameserver1: String,
     pub nameserver2: String,
-    pub dns_provider: String,
-    pub ssl_provider: String,
+    pub dns_provider: DnsProvider,
+    pub ssl_provider: SslProvider,
 }
 
 /// A partial update: `None` leaves the column as it is.
@@ -56,8 +61,8 @@ pub struct ServerPatch {
     pub server_group: Option<String>,
     pub nameserver1: Option<String>,
     pub nameserver2: Option<String>,
-    pub dns_provider: Option<String>,
-    pub ssl_provider: Option<String>,
+    pub dns_provider: Option<DnsProvider>,
+    pub ssl_provider: Option<SslProvider>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -67,7 +72,8 @@ pub struct Customer {
     pub email: String,
     pub name: String,
     pub stripe_customer_id: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: CustomerStatus,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -76,6 +82,20 @@ pub struct Customer {
 pub struct NewCustomer {
     pub email: String,
     pub name: String,
+}
+
+/// A partial update of a customer: `None` leaves the column as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerPatch {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub status: Option<CustomerStatus>,
+}
+
+impl CustomerPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == CustomerPatch::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -127,6 +147,28 @@ pub struct NewProduct {
     pub email_quota_mb: i32,
     pub databases: i32,
     pub prices: Vec<Price>,
+}
+
+/// A partial update of a product: `None` leaves the column as it is; `prices`, when given,
+/// replaces the whole price list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub server_group: Option<String>,
+    pub package_cpanel: Option<String>,
+    pub package_plesk: Option<String>,
+    pub package_directadmin: Option<String>,
+    pub disk_mb: Option<i32>,
+    pub email_quota_mb: Option<i32>,
+    pub databases: Option<i32>,
+    pub active: Option<bool>,
+    pub prices: Option<Vec<Price>>,
+}
+
+impl ProductPatch {
+    pub fn is_empty(&self) -> bool {
+        *self == ProductPatch::default()
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -10,9 +10,9 @@ macro_rules! impl_shared_store {
             use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
             use sqlx::types::Json;
             use $crate::store::{
-                ActivityEntry, ActivityStore, AdminToken, AdminTokenStore, Customer,
+                ActivityEntry, ActivityStore, AdminToken, AdminTokenStore, Customer, CustomerPatch,
                 CustomerStore, NewCustomer, NewProduct, NewServer, NewService, Page, Price,
-                Product, ProductStore, Server, ServerPatch, ServerStore, Service, ServiceFilter,
+                Product, ProductPatch, ProductStore, Server, ServerPatch, ServerStore, Service, ServiceFilter,
                 ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms,
             };
 
@@ -73,8 +73,8 @@ macro_rules! impl_shared_store {
                     .bind(&new.server_group)
                     .bind(&new.nameserver1)
                     .bind(&new.nameserver2)
-                    .bind(&new.dns_provider)
-                    .bind(&new.ssl_provider)
+                    .bind(new.dns_provider.as_str())
+                    .bind(new.ssl_provider.as_str())
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await
@@ -142,8 +142,8 @@ macro_rules! impl_shared_store {
                     .bind(patch.server_group.as_deref())
                     .bind(patch.nameserver1.as_deref())
                     .bind(patch.nameserver2.as_deref())
-                    .bind(patch.dns_provider.as_deref())
-                    .bind(patch.ssl_provider.as_deref())
+                    .bind(patch.dns_provider.map(|p| p.as_str()))
+                    .bind(patch.ssl_provider.map(|p| p.as_str()))
                     .bind(now_ms())
                     .fetch_optional(&mut *tx)
                     .await
@@ -217,6 +217,32 @@ macro_rules! impl_shared_store {
                         .ok_or_else(|| StoreError::not_found("customer", id))
                 }
 
+                async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, actor: &str) -> StoreResult<Customer> {
+                    let mut tx = self.begin_write().await?;
+                    let customer = sqlx::query_as::<_, Customer>(
+                        "UPDATE customers SET
+                             email = COALESCE($2, email),
+                             name = COALESCE($3, name),
+                             status = COALESCE($4, status),
+                             updated_at = $5
+                         WHERE id = $1
+                         RETURNING *",
+                    )
+                    .bind(id.get())
+                    .bind(patch.email.as_deref())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.status.map(|s| s.as_str()))
+                    .bind(now_ms())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, "a customer with that email already exists"))?
+                    .ok_or_else(|| StoreError::not_found("customer", id))?;
+                    record_activity(&mut tx, actor, "customer.updated", "customer", id.get(), serde_json::json!({ "status": customer.status.as_str() }))
+                        .await?;
+                    tx.commit().await?;
+                    Ok(customer)
+                }
+
                 async fn list_customers(&self, page: Page) -> StoreResult<Vec<Customer>> {
                     Ok(sqlx::query_as::<_, Customer>(
                         "SELECT * FROM customers WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
@@ -277,6 +303,65 @@ macro_rules! impl_shared_store {
                         .fetch_optional(&self.pool)
                         .await?
                         .ok_or_else(|| StoreError::not_found("product", id))?;
+                    product.prices = load_prices(&self.pool, id.get()).await?;
+                    Ok(product)
+                }
+
+                async fn update_product(&self, id: ProductId, patch: &ProductPatch, actor: &str) -> StoreResult<Product> {
+                    let mut tx = self.begin_write().await?;
+                    let name = patch.name.clone();
+                    let mut product = sqlx::query_as::<_, Product>(
+                        "UPDATE products SET
+                             name = COALESCE($2, name),
+                             server_group = COALESCE($3, server_group),
+                             package_cpanel = COALESCE($4, package_cpanel),
+                             package_plesk = COALESCE($5, package_plesk),
+                             package_directadmin = COALESCE($6, package_directadmin),
+                             disk_mb = COALESCE($7, disk_mb),
+                             email_quota_mb = COALESCE($8, email_quota_mb),
+                             databases = COALESCE($9, databases),
+                             active = COALESCE($10, active),
+                             updated_at = $11
+                         WHERE id = $1
+                         RETURNING *",
+                    )
+                    .bind(id.get())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.server_group.as_deref())
+                    .bind(patch.package_cpanel.as_deref())
+                    .bind(patch.package_plesk.as_deref())
+                    .bind(patch.package_directadmin.as_deref())
+                    .bind(patch.disk_mb)
+                    .bind(patch.email_quota_mb)
+                    .bind(patch.databases)
+                    .bind(patch.active)
+                    .bind(now_ms())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", name.unwrap_or_default())))?
+                    .ok_or_else(|| StoreError::not_found("product", id))?;
+                    if let Some(prices) = &patch.prices {
+                        sqlx::query("DELETE FROM product_prices WHERE product_id = $1")
+                            .bind(id.get())
+                            .execute(&mut *tx)
+                            .await?;
+                        for price in prices {
+                            sqlx::query(
+                                "INSERT INTO product_prices (product_id, billing_cycle, amount_minor, currency)
+                                 VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(id.get())
+                            .bind(price.billing_cycle.as_str())
+                            .bind(price.amount_minor)
+                            .bind(&price.currency)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| StoreError::on_constraint(e, "the same billing cycle and currency is priced twice"))?;
+                        }
+                    }
+                    record_activity(&mut tx, actor, "product.updated", "product", id.get(), serde_json::json!({ "name": product.name }))
+                        .await?;
+                    tx.commit().await?;
                     product.prices = load_prices(&self.pool, id.get()).await?;
                     Ok(product)
                 }

@@ -91,7 +91,7 @@ pub async fn acme_rig(
 pub async fn set_server(store: &DynStore, id: ServerId, ip: &str) {
     let patch = ServerPatch {
         ip_address: Some(ip.to_owned()),
-        ssl_provider: Some("acme".to_owned()),
+        ssl_provider: Some(mpanel_common::status::SslProvider::Acme),
         ..ServerPatch::default()
     };
     store.update_server(id, &patch, "test").await.unwrap();

@@ -1,0 +1,143 @@
+//! Field formats that several routes read or write the same way: free text shown to people,
+//! customer domains, panel package names, and RFC 3339 times. Each refusal is a 400 naming the
+//! field.
+
+use mpanel_common::{DomainName, DomainWarning};
+
+use super::error::{ApiError, ApiResult};
+
+/// Free text that is shown to people: trimmed, 1 to `max` characters, no control characters.
+pub(super) fn text(field: &str, raw: &str, max: usize) -> ApiResult<String> {
+    let value = raw.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            "invalid_text",
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "invalid_text",
+            "must not contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// The domain of an order or request, canonical; 400 `invalid_domain` naming `domain`.
+pub(super) fn domain(raw: &str) -> ApiResult<DomainName> {
+    DomainName::parse(raw).map_err(|e| ApiError::invalid("domain", "invalid_domain", e))
+}
+
+/// A domain's UTS-39 warnings as the order's answer lists them: like an error body's `error`,
+/// `{"code","message","field"}`, but nothing was refused.
+pub(super) fn domain_warnings(domain: &DomainName) -> Vec<serde_json::Value> {
+    domain
+        .warnings()
+        .iter()
+        .map(|w: &DomainWarning| {
+            serde_json::json!({
+                "code": w.code(),
+                "message": format!("domain: {w}"),
+                "field": "domain",
+            })
+        })
+        .collect()
+}
+
+const MAX_PACKAGE_CHARS: usize = 64;
+
+/// A panel package (plan) name. It travels to the panel inside form fields and query strings
+/// (`plan=` on cPanel, `package=` on DirectAdmin) and into Plesk's JSON, so only what all three
+/// accept in their package names is let through: ASCII letters, digits, space, `_`, `-` and `.`,
+/// starting with a letter or digit. Anything else (`&`, `=`, `/`, quotes) could change the
+/// request it is put into.
+pub(super) fn package_name(field: &str, raw: &str) -> ApiResult<String> {
+    let value = raw.trim();
+    let bad = |why: String| ApiError::invalid(field, "invalid_package", why);
+    if value.is_empty() || value.chars().count() > MAX_PACKAGE_CHARS {
+        return Err(bad(format!("must be 1 to {MAX_PACKAGE_CHARS} characters")));
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(bad(format!(
+            "'{}' must start with a letter or digit",
+            value.chars().take(40).collect::<String>()
+        )));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '-' | '.')))
+    {
+        return Err(bad(format!(
+            "contains '{}'; a package name may hold letters, digits, space, '_', '-' and '.'",
+            c.escape_debug()
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// Unix milliseconds as RFC 3339 (UTC, millisecond precision).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// An RFC 3339 time from a request, as Unix milliseconds.
+pub(super) fn rfc3339_ms(field: &str, raw: &str) -> ApiResult<i64> {
+    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            ApiError::invalid(
+                field,
+                "invalid_time",
+                format!(
+                    "'{}' is not an RFC 3339 time such as 2026-01-31T00:00:00Z",
+                    raw.chars().take(40).collect::<String>()
+                ),
+            )
+        })?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| ApiError::invalid(field, "invalid_time", "is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_names_take_what_panels_take() {
+        for good in [
+            "default",
+            "Sample - Hosting",
+            "gold_2.0",
+            "Unlimited",
+            "9to5",
+        ] {
+            assert_eq!(package_name("packages.cpanel", good).unwrap(), good);
+        }
+        assert_eq!(package_name("p", "  starter ").unwrap(), "starter");
+        for bad in [
+            "",
+            "default&plan=x",
+            "a=b",
+            "../etc",
+            "x/y",
+            "-rf",
+            "\"quoted\"",
+            "tab\there",
+            "pläne",
+            &"x".repeat(65),
+        ] {
+            let e = package_name("packages.cpanel", bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("packages.cpanel"), "{bad}");
+            assert_eq!(e.code, "invalid_package", "{bad}");
+        }
+    }
+}
