@@ -27,6 +27,13 @@ pub struct AppState {
     pub dispatcher: crate::provisioning::Dispatcher,
 }
 
+impl AppState {
+    /// The lifecycle of services, for handlers to call with their actor.
+    pub fn lifecycle(&self) -> crate::lifecycle::Lifecycle {
+        crate::lifecycle::Lifecycle::new(self.store.clone(), self.dispatcher.clone())
+    }
+}
+
 /// The sockets the controller serves: the HTTP API and the agents' mTLS gRPC endpoint.
 #[derive(Debug)]
 pub struct Listeners {

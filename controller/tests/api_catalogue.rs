@@ -806,6 +806,20 @@ async fn lifecycle_commands_on_an_active_service_queue_tasks() {
             "invalid_body",
             Some("reason"),
         ),
+        (
+            "suspend",
+            json!({"reason": "unpaid"}),
+            400,
+            "invalid_reason",
+            Some("reason"),
+        ),
+        (
+            "suspend",
+            json!({"reason": "abuse", "note": "x\u{0}y"}),
+            400,
+            "invalid_text",
+            Some("note"),
+        ),
     ];
     for (action, body, status, code, field) in cases {
         let got = send(
@@ -886,25 +900,26 @@ async fn lifecycle_commands_on_an_active_service_queue_tasks() {
         .request(
             Method::POST,
             &path("suspend"),
-            Some(json!({"reason": "unpaid"})),
+            Some(json!({"reason": "abuse", "note": "phishing report"})),
         )
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["message"], "Suspension queued");
     let job = body["jobId"].as_str().unwrap().to_owned();
-    assert_eq!(hand.task(&job).await.params.0["reason"], "unpaid");
+    assert_eq!(hand.task(&job).await.params.0["reason"], "abuse");
+    assert_eq!(hand.task(&job).await.params.0["note"], "phishing report");
     if hand
         .complete_if_open(
             &job,
             ServiceChange::Suspend {
-                reason: "unpaid".into(),
+                reason: "abuse".into(),
             },
         )
         .await
     {
         let s = get(&c, &format!("/api/services/{id}")).await;
         assert_eq!(s["status"], "suspended");
-        assert_eq!(s["suspensionReason"], "unpaid");
+        assert_eq!(s["suspensionReason"], "abuse");
         let (status, body) = c.request(Method::POST, &path("unsuspend"), None).await;
         assert_eq!(status, 202, "{body}");
         assert_eq!(

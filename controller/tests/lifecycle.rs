@@ -166,10 +166,12 @@ async fn an_order_placed_again_names_the_live_service_and_its_task(store: DynSto
         .await
     {
         Err(LifecycleError::DomainTaken {
-            service, open_task, ..
+            service,
+            latest_task,
+            ..
         }) => {
             assert_eq!(service, first.id);
-            assert_eq!(open_task.map(|t| t.id), Some(task.id));
+            assert_eq!(latest_task, Some(task.id));
         }
         other => panic!("expected DomainTaken, got {other:?}"),
     }

@@ -317,6 +317,11 @@ async fn lifecycle_tasks_suspend_unsuspend_and_terminate_through_the_panel() {
     .await;
     assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
     let service_id = done.service_id;
+    let life = mpanel_controller::lifecycle::Lifecycle::new(
+        r.store.clone(),
+        mpanel_controller::jobs::Dispatcher::new(),
+    );
+    let admin = mpanel_controller::lifecycle::Actor::Admin(1);
     for (kind, expected, suspended) in [
         (
             mpanel_common::status::TaskKind::Suspend,
@@ -334,11 +339,21 @@ async fn lifecycle_tasks_suspend_unsuspend_and_terminate_through_the_panel() {
             None,
         ),
     ] {
-        let t = r
-            .store
-            .enqueue_task(service_id, kind, json!({}), 3, "test")
-            .await
-            .unwrap();
+        use mpanel_common::status::{SuspensionReason, TaskKind};
+        let t = match kind {
+            TaskKind::Suspend => {
+                life.suspend(
+                    &admin,
+                    service_id,
+                    SuspensionReason::Abuse,
+                    Some("report 7"),
+                )
+                .await
+            }
+            TaskKind::Unsuspend => life.unsuspend(&admin, service_id).await,
+            _ => life.terminate(&admin, service_id).await,
+        }
+        .unwrap();
         let t = wait_for_task(
             &r.store,
             &t,
@@ -348,10 +363,11 @@ async fn lifecycle_tasks_suspend_unsuspend_and_terminate_through_the_panel() {
         )
         .await;
         assert_eq!(t.status, TaskStatus::Completed, "{kind:?}: {:?}", t.error);
-        assert_eq!(
-            r.store.get_service(service_id).await.unwrap().status,
-            expected
-        );
+        let service = r.store.get_service(service_id).await.unwrap();
+        assert_eq!(service.status, expected);
+        if expected == ServiceStatus::Suspended {
+            assert_eq!(service.suspension_reason.as_deref(), Some("abuse"));
+        }
         let accounts = r.sim.state_json()["accounts"].as_array().unwrap().clone();
         match suspended {
             Some(s) => assert_eq!(accounts[0]["suspended"], s, "{accounts:?}"),

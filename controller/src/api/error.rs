@@ -105,6 +105,49 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The lifecycle's refusals, as the contract's error bodies.
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(e: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError as L;
+        match e {
+            L::NotFound {
+                entity,
+                id,
+                field: Some(field),
+            } => ApiError::unknown(field, entity, id),
+            L::NotFound { entity, id, .. } => {
+                ApiError::not_found(format!("{entity} {id} not found"))
+            }
+            L::IllegalMove { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "illegal_transition", e.to_string())
+            }
+            L::TaskOpen { service, task } => super::queueing::task_open_conflict(service, &task),
+            L::DomainTaken {
+                service,
+                latest_task,
+                ..
+            } => {
+                let conflict = ApiError {
+                    field: Some("domain".to_owned()),
+                    ..ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+                }
+                .with_detail("serviceId", service.get());
+                match latest_task {
+                    Some(task) => conflict
+                        .with_detail("jobId", mpanel_common::JobId::for_task(task).to_string()),
+                    None => conflict,
+                }
+            }
+            L::Unprocessable {
+                field,
+                code,
+                message,
+            } => ApiError::unprocessable(field, code, message),
+            L::Store(e) => e.into(),
+        }
+    }
+}
+
 /// Malformed JSON bodies: name the field serde complained about when it said which.
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {

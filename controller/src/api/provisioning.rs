@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mpanel_common::JobId;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
-use mpanel_common::status::{ServiceStatus, TaskKind, TaskStatus};
+use mpanel_common::status::TaskStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -26,8 +26,9 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathSegment};
 use super::fields::domain;
 use super::listing::{Params, finish};
-use super::queueing::{DEFAULT_MAX_RETRIES, queued, task_open_conflict};
+use super::queueing::{queued, task_open_conflict};
 use crate::app::AppState;
+use crate::lifecycle::{Actor, LifecycleError};
 use crate::store::{Task, TaskFilter, TaskResult, now_ms};
 
 /// How long `manual` waits for its task, and how often it looks.
@@ -139,39 +140,22 @@ async fn provision_task(state: &AppState, admin: &Admin, body: &ProvisionBody) -
     if service.domain != domain.as_str() {
         return Err(mismatch("domain", domain.into(), service.domain.clone()));
     }
-    if let Some(open) = state.store.open_task_for_service(service.id).await? {
-        if open.task_type == TaskKind::Provision {
-            // The order is already being provisioned: same job, no second task.
-            return Ok(open);
-        }
-        return Err(task_open_conflict(service.id, &open));
-    }
-    if service.status != ServiceStatus::Pending {
-        return Err(ApiError::new(
+    // An order already being provisioned answers with its job: no second task.
+    match state
+        .lifecycle()
+        .provision(&Actor::Admin(admin.token_id), service.id)
+        .await
+    {
+        Err(LifecycleError::IllegalMove { .. }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_provisioned",
             format!(
                 "service {} is {}; only a pending service can be provisioned",
                 service.id, service.status
             ),
-        ));
+        )),
+        other => Ok(other?),
     }
-    let task = state
-        .store
-        .enqueue_task(
-            service.id,
-            TaskKind::Provision,
-            json!({}),
-            DEFAULT_MAX_RETRIES,
-            &admin.actor(),
-        )
-        .await?;
-    tracing::info!(
-        service_id = service.id.get(),
-        task_id = task.id.get(),
-        "provision task queued"
-    );
-    Ok(task)
 }
 
 async fn provision(

@@ -1,5 +1,5 @@
-//! What the routes that queue provisioning tasks share: how many attempts a task gets, the 202
-//! answer naming its `jobId`, and the 409 for a service that already has an open task.
+//! What the routes that queue provisioning tasks share: the 202 answer naming its `jobId`, and
+//! the 409 for a service that already has an open task.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -7,12 +7,8 @@ use mpanel_common::JobId;
 use mpanel_common::ids::ServiceId;
 use serde_json::{Value, json};
 
-use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
-use crate::store::{Service, Task};
-
-/// Attempts a task queued from the API gets before it is `failed` (DESIGN: 3 by default).
-pub(super) const DEFAULT_MAX_RETRIES: i32 = 3;
+use super::error::ApiError;
+use crate::store::Task;
 
 /// The 202 answer of every route that queues a task.
 pub(super) fn queued(message: &str, task: &Task) -> (StatusCode, Json<Value>) {
@@ -40,12 +36,4 @@ pub(super) fn task_open_conflict(service: ServiceId, task: &Task) -> ApiError {
     )
     .with_detail("serviceId", service.get())
     .with_detail("jobId", job.to_string())
-}
-
-/// 409 naming the open task's jobId when the service already has one.
-pub(super) async fn refuse_if_task_open(state: &AppState, service: &Service) -> ApiResult<()> {
-    match state.store.open_task_for_service(service.id).await? {
-        Some(task) => Err(task_open_conflict(service.id, &task)),
-        None => Ok(()),
-    }
 }

@@ -2,10 +2,10 @@
 //! one transaction), reading and patching it, and the lifecycle commands (suspend, unsuspend,
 //! terminate, change-package, change-password). Admin only. Times are RFC 3339 here.
 //!
-//! Lifecycle commands only queue a task (202): the provisioning worker talks to the panel and
-//! changes the service's status when the panel has done it. A command the lifecycle forbids
-//! (`ServiceStatus::can_transition_to`), or one for a service that already has an open task, is
-//! refused with 409 before anything is written.
+//! The handlers authenticate, validate the input and call the lifecycle layer
+//! (`crate::lifecycle`), which owns the rules: a command only queues a task (202), and one the
+//! service's state forbids, or one for a service that already has an open task, is refused with
+//! 409 before anything is written.
 //!
 //! `PATCH` changes only what needs no panel: `renewalDate` (RFC 3339, or null to clear). Any
 //! other field is refused by name.
@@ -18,8 +18,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mpanel_common::JobId;
+use mpanel_common::Secret;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId};
-use mpanel_common::status::{BillingCycle, CustomerStatus, ServiceStatus, TaskKind};
+use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 
@@ -28,11 +29,10 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId};
 use super::fields::{domain, domain_warnings, rfc3339, rfc3339_ms, text};
 use super::listing::{Params, finish};
-use super::queueing::{DEFAULT_MAX_RETRIES, queued, refuse_if_task_open};
+use super::queueing::queued;
 use crate::app::AppState;
-use crate::store::{
-    NewService, Page, Service, ServiceFilter, ServicePatch, StoreError, TaskFilter,
-};
+use crate::lifecycle::{Actor, Order};
+use crate::store::{Service, ServiceFilter, ServicePatch};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -120,65 +120,16 @@ async fn create_service(
             ),
         )
     })?;
-    let customer = state
-        .store
-        .get_customer(CustomerId::new(body.customer_id))
-        .await
-        .map_err(|e| ApiError::not_found_as(e, "customerId", "customer", body.customer_id))?;
-    if customer.status != CustomerStatus::Active {
-        return Err(ApiError::unprocessable(
-            "customerId",
-            "customer_closed",
-            format!("customer {} is {}", body.customer_id, customer.status),
-        ));
-    }
-    let product = state
-        .store
-        .get_product(ProductId::new(body.product_id))
-        .await
-        .map_err(|e| ApiError::not_found_as(e, "productId", "product", body.product_id))?;
-    if !product.active {
-        return Err(ApiError::unprocessable(
-            "productId",
-            "product_inactive",
-            format!("product {} is no longer sold", body.product_id),
-        ));
-    }
-    if !product
-        .prices
-        .iter()
-        .any(|p| p.billing_cycle == billing_cycle)
-    {
-        return Err(ApiError::unprocessable(
-            "billingCycle",
-            "no_price",
-            format!("product {} has no {billing_cycle} price", body.product_id),
-        ));
-    }
-    let new = NewService {
-        customer_id: customer.id,
-        product_id: product.id,
-        domain: domain.as_str().to_owned(),
+    let order = Order {
+        customer_id: CustomerId::new(body.customer_id),
+        product_id: ProductId::new(body.product_id),
+        domain,
         billing_cycle,
-        max_retries: DEFAULT_MAX_RETRIES,
     };
-    let (service, task) = match state
-        .store
-        .create_service_with_task(&new, &admin.actor())
-        .await
-    {
-        Ok(created) => created,
-        Err(StoreError::Conflict(message)) => {
-            return Err(live_service_conflict(&state, &new, message).await);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    state.dispatcher.wake();
-    tracing::info!(
-        service_id = service.id.get(),
-        task_id = task.id.get(),
-        "service ordered"
-    );
+    let (service, task) = state
+        .lifecycle()
+        .order(&Actor::Admin(admin.token_id), &order)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -187,77 +138,6 @@ async fn create_service(
             "warnings": warnings,
         })),
     ))
-}
-
-/// The 409 for an order whose domain is taken. When the live service is this customer's (the
-/// same order placed twice, or retried after its answer was lost), it names that service and
-/// its latest task, so the client can follow the order instead of guessing.
-async fn live_service_conflict(state: &AppState, new: &NewService, message: String) -> ApiError {
-    let conflict = ApiError::new(StatusCode::CONFLICT, "conflict", message);
-    match live_service_of(state, new).await {
-        Ok(Some((service, job))) => {
-            let conflict = ApiError {
-                field: Some("domain".to_owned()),
-                message: format!(
-                    "domain: {} already has a live service ({service}) of customer {}",
-                    new.domain, new.customer_id
-                ),
-                ..conflict
-            }
-            .with_detail("serviceId", service.get());
-            match job {
-                Some(job) => conflict.with_detail("jobId", job.to_string()),
-                None => conflict,
-            }
-        }
-        Ok(None) => conflict,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not look up the service an order collided with");
-            conflict
-        }
-    }
-}
-
-/// The customer's live (not terminated or cancelled) service for the order's domain, and the
-/// job id of its newest task.
-async fn live_service_of(
-    state: &AppState,
-    new: &NewService,
-) -> Result<Option<(ServiceId, Option<JobId>)>, StoreError> {
-    let mut page = Page {
-        limit: 500,
-        after_id: None,
-    };
-    loop {
-        let filter = ServiceFilter {
-            customer_id: Some(new.customer_id),
-            page,
-            ..ServiceFilter::default()
-        };
-        let batch = state.store.list_services(&filter).await?;
-        if let Some(service) = batch
-            .iter()
-            .find(|s| s.domain == new.domain && !s.status.is_final())
-        {
-            let tasks = state
-                .store
-                .list_tasks(&TaskFilter {
-                    service_id: Some(service.id),
-                    page: Page {
-                        limit: 1,
-                        after_id: None,
-                    },
-                    ..TaskFilter::default()
-                })
-                .await?;
-            let job = tasks.first().map(|t| JobId::for_task(t.id));
-            return Ok(Some((service.id, job)));
-        }
-        if batch.len() < 500 {
-            return Ok(None);
-        }
-        page.after_id = batch.last().map(|s| s.id.get());
-    }
 }
 
 async fn list_services(
@@ -349,72 +229,15 @@ async fn update_service(
     Ok(Json(service.into()))
 }
 
-/// Refuses a command whose target status the lifecycle does not allow from the current one.
-fn refuse_illegal_move(service: &Service, target: ServiceStatus, verb: &str) -> ApiResult<()> {
-    if service.status.can_transition_to(target) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "illegal_transition",
-        format!(
-            "service {} is {}; it cannot be {verb} ({} -> {target} is not allowed)",
-            service.id, service.status, service.status
-        ),
-    ))
-}
-
-/// Package and password changes need an account on the panel: an active or suspended service.
-fn refuse_unless_provisioned(service: &Service, what: &str) -> ApiResult<()> {
-    if matches!(
-        service.status,
-        ServiceStatus::Active | ServiceStatus::Suspended
-    ) {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "illegal_transition",
-        format!(
-            "service {} is {}; only an active or suspended service can {what}",
-            service.id, service.status
-        ),
-    ))
-}
-
-async fn enqueue(
-    state: &AppState,
-    admin: &Admin,
-    service: &Service,
-    kind: TaskKind,
-    params: Value,
-    message: &str,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let task = state
-        .store
-        .enqueue_task(
-            service.id,
-            kind,
-            params,
-            DEFAULT_MAX_RETRIES,
-            &admin.actor(),
-        )
-        .await?;
-    state.dispatcher.wake();
-    tracing::info!(
-        service_id = service.id.get(),
-        task_id = task.id.get(),
-        kind = kind.as_str(),
-        "lifecycle task queued"
-    );
-    Ok(queued(message, &task))
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SuspendBody {
+    /// `admin` (the default), `abuse`, `dispute` or `overdue`.
     #[serde(default)]
     reason: Option<String>,
+    /// Free text kept with the task, for the admins.
+    #[serde(default)]
+    note: Option<String>,
 }
 
 async fn suspend(
@@ -423,25 +246,31 @@ async fn suspend(
     PathId(id): PathId<ServiceId>,
     body: Option<JsonBody<SuspendBody>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, id).await?;
     let body = body.map(|JsonBody(b)| b).unwrap_or_default();
-    let reason = body
-        .reason
+    let reason = match body.reason.as_deref() {
+        None => SuspensionReason::Admin,
+        Some(r) => r.parse::<SuspensionReason>().map_err(|_| {
+            ApiError::invalid(
+                "reason",
+                "invalid_reason",
+                format!(
+                    "'{}' is not one of {}",
+                    r.chars().take(40).collect::<String>(),
+                    SuspensionReason::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let note = body
+        .note
         .as_deref()
-        .map(|r| text("reason", r, 500))
-        .transpose()?
-        .unwrap_or_else(|| "suspended by an administrator".to_owned());
-    refuse_illegal_move(&service, ServiceStatus::Suspended, "suspended")?;
-    refuse_if_task_open(&state, &service).await?;
-    enqueue(
-        &state,
-        &admin,
-        &service,
-        TaskKind::Suspend,
-        json!({ "reason": reason }),
-        "Suspension queued",
-    )
-    .await
+        .map(|n| text("note", n, 500))
+        .transpose()?;
+    let task = state
+        .lifecycle()
+        .suspend(&Actor::Admin(admin.token_id), id, reason, note.as_deref())
+        .await?;
+    Ok(queued("Suspension queued", &task))
 }
 
 async fn unsuspend(
@@ -449,27 +278,11 @@ async fn unsuspend(
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, id).await?;
-    if service.status != ServiceStatus::Suspended {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "illegal_transition",
-            format!(
-                "service {} is {}; only a suspended service can be unsuspended",
-                service.id, service.status
-            ),
-        ));
-    }
-    refuse_if_task_open(&state, &service).await?;
-    enqueue(
-        &state,
-        &admin,
-        &service,
-        TaskKind::Unsuspend,
-        json!({}),
-        "Unsuspension queued",
-    )
-    .await
+    let task = state
+        .lifecycle()
+        .unsuspend(&Actor::Admin(admin.token_id), id)
+        .await?;
+    Ok(queued("Unsuspension queued", &task))
 }
 
 async fn terminate(
@@ -477,18 +290,11 @@ async fn terminate(
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, id).await?;
-    refuse_illegal_move(&service, ServiceStatus::Terminated, "terminated")?;
-    refuse_if_task_open(&state, &service).await?;
-    enqueue(
-        &state,
-        &admin,
-        &service,
-        TaskKind::Terminate,
-        json!({}),
-        "Termination queued",
-    )
-    .await
+    let task = state
+        .lifecycle()
+        .terminate(&Actor::Admin(admin.token_id), id)
+        .await?;
+    Ok(queued("Termination queued", &task))
 }
 
 #[derive(Debug, Deserialize)]
@@ -503,48 +309,22 @@ async fn change_package(
     PathId(id): PathId<ServiceId>,
     JsonBody(body): JsonBody<ChangePackageBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, id).await?;
-    let current = state.store.get_product(service.product_id).await?;
-    let target = state
-        .store
-        .get_product(ProductId::new(body.product_id))
-        .await
-        .map_err(|e| ApiError::not_found_as(e, "productId", "product", body.product_id))?;
-    if target.id == current.id {
-        return Err(ApiError::unprocessable(
+    if body.product_id <= 0 {
+        return Err(ApiError::invalid(
             "productId",
-            "same_product",
-            format!("service {} is already on product {}", service.id, target.id),
+            "invalid_id",
+            "must be a positive integer",
         ));
     }
-    if target.server_group != current.server_group {
-        return Err(ApiError::unprocessable(
-            "productId",
-            "product_group_mismatch",
-            format!(
-                "product {} is in group '{}', the service's product in '{}'; a package change stays on the same servers",
-                target.id, target.server_group, current.server_group
-            ),
-        ));
-    }
-    if !target.active {
-        return Err(ApiError::unprocessable(
-            "productId",
-            "product_inactive",
-            format!("product {} is no longer sold", target.id),
-        ));
-    }
-    refuse_unless_provisioned(&service, "change package")?;
-    refuse_if_task_open(&state, &service).await?;
-    enqueue(
-        &state,
-        &admin,
-        &service,
-        TaskKind::ChangePackage,
-        json!({ "productId": target.id.get(), "fromProductId": current.id.get() }),
-        "Package change queued",
-    )
-    .await
+    let task = state
+        .lifecycle()
+        .change_package(
+            &Actor::Admin(admin.token_id),
+            id,
+            ProductId::new(body.product_id),
+        )
+        .await?;
+    Ok(queued("Package change queued", &task))
 }
 
 #[derive(Debug, Deserialize)]
@@ -556,16 +336,15 @@ struct ChangePasswordBody {
 const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_PASSWORD_CHARS: usize = 128;
 
+/// No body: the pipeline generates a password and sends it to the customer.
 async fn change_password(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
     body: Option<JsonBody<ChangePasswordBody>>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let service = load_service(&state, id).await?;
-    let params = match body {
-        // No body: the pipeline generates a password and sends it to the customer.
-        None => json!({}),
+    let password = match body {
+        None => None,
         Some(JsonBody(ChangePasswordBody { password })) => {
             let chars = password.chars().count();
             if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars)
@@ -579,22 +358,17 @@ async fn change_password(
                     ),
                 ));
             }
-            let sealed = state
-                .cipher
-                .seal_str(&password)
-                .map_err(ApiError::internal)?;
-            json!({ "passwordSealed": sealed })
+            Some(Secret::new(password))
         }
     };
-    refuse_unless_provisioned(&service, "change password")?;
-    refuse_if_task_open(&state, &service).await?;
-    enqueue(
-        &state,
-        &admin,
-        &service,
-        TaskKind::ChangePassword,
-        params,
-        "Password change queued",
-    )
-    .await
+    let task = state
+        .lifecycle()
+        .change_password(
+            &Actor::Admin(admin.token_id),
+            id,
+            password.as_ref(),
+            &state.cipher,
+        )
+        .await?;
+    Ok(queued("Password change queued", &task))
 }

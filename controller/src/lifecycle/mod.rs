@@ -11,14 +11,16 @@
 
 use mpanel_common::DomainName;
 use mpanel_common::Secret;
-use mpanel_common::ids::{CustomerId, ProductId, ServiceId};
+use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
 use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason, TaskKind};
 use serde_json::{Value, json};
 
 use crate::crypto::Cipher;
 use crate::jobs::Dispatcher;
 use crate::store::queue::{CheckedEnqueue, EnqueueRefusal};
-use crate::store::{DynStore, NewService, Service, StoreError, Task};
+use crate::store::{
+    DynStore, NewService, Page, Service, ServiceFilter, StoreError, Task, TaskFilter,
+};
 
 /// Attempts a lifecycle task gets before it is `failed` and shown to an admin.
 pub const DEFAULT_MAX_RETRIES: i32 = 3;
@@ -69,12 +71,13 @@ pub enum LifecycleError {
     /// The service already has an open task; follow that one.
     #[error("service {service} already has an open {} task ({}); wait for it or retry it later", task.task_type, mpanel_common::JobId::for_task(task.id))]
     TaskOpen { service: ServiceId, task: Box<Task> },
-    /// A live service already holds the domain: the same order placed before, most likely.
-    #[error("{domain} already has a live service ({service})")]
+    /// A live service of this customer already holds the domain: the same order placed
+    /// before, most likely. Names the service and its newest task, to follow.
+    #[error("domain: {domain} already has a live service ({service}) of this customer")]
     DomainTaken {
         domain: String,
         service: ServiceId,
-        open_task: Option<Box<Task>>,
+        latest_task: Option<TaskId>,
     },
     /// A valid request the catalogue or the customer's state makes impossible.
     #[error("{message}")]
@@ -130,8 +133,9 @@ impl Lifecycle {
 
     /// A `pending` service and its provisioning task, in one transaction. The customer must be
     /// active, the product sold with a price for the cycle, and no live service may hold the
-    /// domain (the refusal names that service and its open task, so a client whose first
-    /// answer was lost can follow the order it already placed).
+    /// domain. When the customer's own live service holds it, the refusal names that service
+    /// and its newest task, so a client whose first answer was lost can follow the order it
+    /// already placed; another customer's service is not named.
     pub async fn order(&self, actor: &Actor, order: &Order) -> LifecycleResult<(Service, Task)> {
         let customer = self
             .store
@@ -189,17 +193,28 @@ impl Lifecycle {
                 Ok((service, task))
             }
             Err(StoreError::Conflict(message)) => {
-                match self.live_service_for(order.domain.as_str()).await? {
+                match self
+                    .live_service_of(customer.id, order.domain.as_str())
+                    .await?
+                {
                     Some(existing) => {
-                        let open_task = self
+                        let latest_task = self
                             .store
-                            .open_task_for_service(existing.id)
+                            .list_tasks(&TaskFilter {
+                                service_id: Some(existing.id),
+                                page: Page {
+                                    limit: 1,
+                                    after_id: None,
+                                },
+                                ..TaskFilter::default()
+                            })
                             .await?
-                            .map(Box::new);
+                            .first()
+                            .map(|t| t.id);
                         Err(LifecycleError::DomainTaken {
                             domain: existing.domain,
                             service: existing.id,
-                            open_task,
+                            latest_task,
                         })
                     }
                     None => Err(StoreError::Conflict(message).into()),
@@ -209,18 +224,21 @@ impl Lifecycle {
         }
     }
 
-    async fn live_service_for(&self, domain: &str) -> LifecycleResult<Option<Service>> {
-        let mut page = crate::store::Page {
+    /// The customer's live (not terminated or cancelled) service for `domain`.
+    async fn live_service_of(
+        &self,
+        customer: CustomerId,
+        domain: &str,
+    ) -> LifecycleResult<Option<Service>> {
+        let mut page = Page {
             limit: 500,
             after_id: None,
         };
-        // Few services share a domain over time (one live, the rest ended); scan by pages.
         loop {
-            let filter = crate::store::ServiceFilter {
-                customer_id: None,
-                status: None,
-                server_id: None,
+            let filter = ServiceFilter {
+                customer_id: Some(customer),
                 page,
+                ..ServiceFilter::default()
             };
             let batch = self.store.list_services(&filter).await?;
             if let Some(s) = batch
@@ -230,9 +248,7 @@ impl Lifecycle {
                 return Ok(Some(s.clone()));
             }
             match batch.last() {
-                Some(last) if batch.len() as i64 == page.limit => {
-                    page.after_id = Some(last.id.get())
-                }
+                Some(last) if batch.len() == 500 => page.after_id = Some(last.id.get()),
                 _ => return Ok(None),
             }
         }

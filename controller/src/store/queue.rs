@@ -66,15 +66,6 @@ pub trait TaskQueue: Send + Sync {
     /// Stores one step's outcome (replacing an earlier record of the same step).
     async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord)
     -> StoreResult<()>;
-    /// Queues a task for a service; `Conflict` while the service has an open task.
-    async fn enqueue_task(
-        &self,
-        service: ServiceId,
-        kind: TaskKind,
-        params: serde_json::Value,
-        max_retries: i32,
-        actor: &str,
-    ) -> StoreResult<Task>;
     /// Checks the service's state and that it has no open task, then queues the task and its
     /// activity row, all in one transaction (the service row is locked meanwhile), so two
     /// requests racing for one service cannot both pass the check.
@@ -113,7 +104,7 @@ macro_rules! impl_task_queue {
             use mpanel_common::ids::TaskId;
             use sqlx::types::Json;
             use mpanel_common::ids::ServiceId;
-            use mpanel_common::status::{ServiceStatus, TaskKind};
+            use mpanel_common::status::ServiceStatus;
             use $crate::store::queue::{CheckedEnqueue, EnqueueRefusal, ServiceChange, TaskQueue};
             use $crate::store::lease_queue::PROVISIONING;
             use $crate::store::{StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
@@ -200,51 +191,6 @@ macro_rules! impl_task_queue {
                         .await?;
                     tx.commit().await?;
                     Ok(())
-                }
-
-                async fn enqueue_task(
-                    &self,
-                    service: ServiceId,
-                    kind: TaskKind,
-                    params: serde_json::Value,
-                    max_retries: i32,
-                    actor: &str,
-                ) -> StoreResult<Task> {
-                    let now = now_ms();
-                    let mut tx = self.begin_write().await?;
-                    let task = sqlx::query_as::<_, Task>(
-                        "INSERT INTO provisioning_tasks (service_id, task_type, status, attempts,
-                             max_retries, result, params, idempotency_key, next_attempt_at,
-                             created_at, updated_at)
-                         VALUES ($1, $2, 'pending', 0, $3, $4, $5, $6, $7, $7, $7)
-                         RETURNING *",
-                    )
-                    .bind(service.get())
-                    .bind(kind.as_str())
-                    .bind(max_retries)
-                    .bind(Json(TaskResult::default()))
-                    .bind(Json(&params))
-                    // Unique per enqueue: the open-task index, not this key, prevents doubles.
-                    .bind(format!("{}:service:{}:{}", kind.as_str(), service, uuid::Uuid::new_v4().simple()))
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        StoreError::on_constraint(e, &format!("service {service} already has an open task, or does not exist"))
-                    })?;
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ($1, $2, 'service', $3, $4, $5)",
-                    )
-                    .bind(actor)
-                    .bind(format!("task.{}.queued", kind.as_str()))
-                    .bind(service.get())
-                    .bind(Json(serde_json::json!({ "taskId": task.id.get() })))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    Ok(task)
                 }
 
                 async fn enqueue_checked(
