@@ -1,7 +1,6 @@
 //! Rows and SQL of the agent fleet: the built-in CA, enrollment tokens, issued agent certificates
-//! and each agent's last known state. Kept apart from `shared.rs` so the fleet's queries change
-//! without touching the other aggregates; `impl_agent_store!` instantiates them for both backends
-//! exactly like `impl_shared_store!`.
+//! and each agent's last known state. `impl_agent_store!` instantiates them for both backends,
+//! like every store module.
 
 use mpanel_common::ids::ServerId;
 use sqlx::types::Json;

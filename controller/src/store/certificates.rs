@@ -1,6 +1,6 @@
 //! Rows of `ssl_certificates`: what each service's site certificate is, as the agent last
 //! reported it, and which ACME certificates are due for renewal. `impl_certificate_store!`
-//! instantiates the SQL for both backends like `impl_shared_store!`: portable SQL, `$n`
+//! instantiates the SQL for both backends like every store module: portable SQL, `$n`
 //! placeholders, times as BIGINT milliseconds.
 //!
 //! Renewal is scheduled from `renew_after` (two thirds of the lifetime, set by the provisioning

@@ -1,35 +1,47 @@
 //! Persistence. One trait per aggregate group, implemented for PostgreSQL and for SQLite side by
 //! side; `DATABASE_URL` picks the backend at start-up. The SQL both backends share is written once
-//! (`shared.rs`) and instantiated for each pool type; what differs (connecting, opening a write
+//! (one module per aggregate: `servers`, `customers`, `products`, `services`, `queue`, `outbox`,
+//! `agents`, …) and instantiated for each pool type; what differs (connecting, opening a write
 //! transaction) lives in `postgres.rs` and `sqlite.rs`.
 //!
 //! This module owns rows and transactions. It does not validate requests (the API does) and it
-//! does not decide what a state change means (the services do); it refuses what the schema makes
+//! does not decide what a state change means (the lifecycle layer does); it refuses what the schema makes
 //! impossible (duplicates, dangling references) with `StoreError::Conflict`.
 
+mod activity;
+mod admin_tokens;
 mod agents;
 pub mod certificates;
+mod customers;
 pub mod lease_queue;
 mod models;
 pub mod outbox;
 mod postgres;
+mod products;
 pub mod queue;
 pub mod reporting;
-mod shared;
+mod servers;
+mod services;
 mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
+use mpanel_common::ids::ServerId;
 
+pub use activity::ActivityStore;
+pub use admin_tokens::AdminTokenStore;
 pub use agents::{
     AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,
 };
 pub use certificates::{CertificateStore, IssuedSslCertificate, SslCertificate};
+pub use customers::CustomerStore;
 pub use models::*;
 pub use postgres::PostgresStore;
+pub use products::ProductStore;
 pub use reporting::{QueueStats, ReportingStore, TaskCounts};
+pub use servers::ServerStore;
+pub use services::ServiceStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,119 +101,6 @@ impl Backend {
             Backend::Sqlite => "sqlite",
         }
     }
-}
-
-#[async_trait]
-pub trait ServerStore: Send + Sync {
-    async fn create_server(&self, new: &NewServer, actor: &str) -> StoreResult<Server>;
-    async fn get_server(&self, id: ServerId) -> StoreResult<Server>;
-    async fn list_servers(&self) -> StoreResult<Vec<Server>>;
-    async fn update_server(
-        &self,
-        id: ServerId,
-        patch: &ServerPatch,
-        actor: &str,
-    ) -> StoreResult<Server>;
-    /// Refused with `Conflict` while any service (live or past) references the server.
-    async fn delete_server(&self, id: ServerId, actor: &str) -> StoreResult<()>;
-}
-
-#[async_trait]
-pub trait CustomerStore: Send + Sync {
-    async fn create_customer(&self, new: &NewCustomer, actor: &str) -> StoreResult<Customer>;
-    async fn get_customer(&self, id: CustomerId) -> StoreResult<Customer>;
-    async fn list_customers(&self, page: Page) -> StoreResult<Vec<Customer>>;
-    /// Changes the fields the patch names, recorded in the activity log in the same
-    /// transaction; an email another customer has is a `Conflict`.
-    async fn update_customer(
-        &self,
-        id: CustomerId,
-        patch: &CustomerPatch,
-        actor: &str,
-    ) -> StoreResult<Customer>;
-}
-
-#[async_trait]
-pub trait ProductStore: Send + Sync {
-    /// Creates the product and its prices in one transaction.
-    async fn create_product(&self, new: &NewProduct, actor: &str) -> StoreResult<Product>;
-    async fn get_product(&self, id: ProductId) -> StoreResult<Product>;
-    async fn list_products(&self) -> StoreResult<Vec<Product>>;
-    /// Changes the fields the patch names (a given price list replaces the old one) in one
-    /// transaction with its activity row; a name another product has is a `Conflict`.
-    async fn update_product(
-        &self,
-        id: ProductId,
-        patch: &ProductPatch,
-        actor: &str,
-    ) -> StoreResult<Product>;
-}
-
-#[async_trait]
-pub trait ServiceStore: Send + Sync {
-    /// Creates a `pending` service and its provisioning task in one transaction (the
-    /// transactional outbox: the task row is the record that work is owed).
-    async fn create_service_with_task(
-        &self,
-        new: &NewService,
-        actor: &str,
-    ) -> StoreResult<(Service, Task)>;
-    async fn get_service(&self, id: ServiceId) -> StoreResult<Service>;
-    /// Places a service on a server, holding the server's row while it counts, so concurrent
-    /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
-    async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
-    /// Records the panel username and sealed password chosen for a service. Set once: a
-    /// different username for a service that has one, or a username already used by a live
-    /// service on the same server, is a `Conflict`.
-    async fn set_service_credentials(
-        &self,
-        service_id: ServiceId,
-        username: &str,
-        password_sealed: &str,
-    ) -> StoreResult<()>;
-    /// Keeps the first sealed secret ever offered for this service and returns the one kept, so
-    /// every retry of a step uses the same password.
-    async fn keep_service_secret(
-        &self,
-        service_id: ServiceId,
-        which: ServiceSecret,
-        sealed_candidate: &str,
-    ) -> StoreResult<String>;
-    /// Active servers of this group and panel kind, each with its count of live services.
-    async fn placement_candidates(
-        &self,
-        server_group: &str,
-        kind: mpanel_common::username::PanelKind,
-    ) -> StoreResult<Vec<PlacementCandidate>>;
-    async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>>;
-    async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
-    /// The service's open (pending or processing) task, if any.
-    async fn open_task_for_service(&self, service_id: ServiceId) -> StoreResult<Option<Task>>;
-    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
-    /// Changes the fields an admin may set without the panel (see `ServicePatch`).
-    async fn update_service(
-        &self,
-        id: ServiceId,
-        patch: &ServicePatch,
-        actor: &str,
-    ) -> StoreResult<Service>;
-}
-
-#[async_trait]
-pub trait AdminTokenStore: Send + Sync {
-    async fn create_admin_token(&self, name: &str, token_hash: &str) -> StoreResult<AdminToken>;
-    /// Finds a live (not revoked) token by hash and records its use.
-    async fn authenticate_admin_token(&self, token_hash: &str) -> StoreResult<Option<AdminToken>>;
-    async fn revoke_admin_token(&self, id: i64) -> StoreResult<()>;
-}
-
-#[async_trait]
-pub trait ActivityStore: Send + Sync {
-    async fn list_activity(
-        &self,
-        entity_type: &str,
-        entity_id: i64,
-    ) -> StoreResult<Vec<ActivityEntry>>;
 }
 
 /// The agent fleet: the built-in CA, enrollment, issued certificates and agent liveness.

@@ -6,13 +6,18 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::activity::impl_activity_store;
+use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
 use super::certificates::impl_certificate_store;
+use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
+use super::products::impl_product_store;
 use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
-use super::shared::impl_shared_store;
+use super::servers::impl_server_store;
+use super::services::impl_service_store;
 use super::{Backend, Store, StoreResult};
 
 #[derive(Debug, Clone)]
@@ -51,7 +56,12 @@ impl PostgresStore {
     }
 }
 
-impl_shared_store!(PostgresStore, Postgres);
+impl_activity_store!(PostgresStore, Postgres);
+impl_server_store!(PostgresStore, Postgres);
+impl_customer_store!(PostgresStore, Postgres);
+impl_product_store!(PostgresStore, Postgres);
+impl_service_store!(PostgresStore, Postgres);
+impl_admin_token_store!(PostgresStore, Postgres);
 impl_task_queue!(PostgresStore, Postgres);
 impl_outbox_store!(PostgresStore);
 impl_lease_queue_store!(PostgresStore);

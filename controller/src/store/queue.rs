@@ -231,16 +231,14 @@ macro_rules! impl_task_queue {
                     if let (Some(d), serde_json::Value::Object(extra)) = (details.as_object_mut(), &req.details) {
                         d.extend(extra.clone());
                     }
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ($1, $2, 'service', $3, $4, $5)",
+                    <$store>::record_activity(
+                        &mut tx,
+                        req.actor,
+                        &format!("task.{}.queued", req.kind.as_str()),
+                        "service",
+                        req.service.get(),
+                        details,
                     )
-                    .bind(req.actor)
-                    .bind(format!("task.{}.queued", req.kind.as_str()))
-                    .bind(req.service.get())
-                    .bind(Json(details))
-                    .bind(now)
-                    .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     Ok(Ok(task))
@@ -276,14 +274,14 @@ macro_rules! impl_task_queue {
                             "service {service} may already have an account on its server; terminate it instead"
                         )));
                     }
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ($1, 'service.cancelled', 'service', $2, '{}', $3)",
+                    <$store>::record_activity(
+                        &mut tx,
+                        actor,
+                        "service.cancelled",
+                        "service",
+                        service.get(),
+                        serde_json::json!({}),
                     )
-                    .bind(actor)
-                    .bind(service.get())
-                    .bind(now)
-                    .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     Ok(Ok(()))

@@ -1,6 +1,6 @@
 //! Read models for operators: the counts behind `GET /api/provisioning/stats`, and clearing the
 //! failed-task list (the tasks stay in history as `failed`; only `cleared_at` is set).
-//! `impl_reporting_store!` instantiates the SQL for both backends, like `impl_shared_store!`:
+//! `impl_reporting_store!` instantiates the SQL for both backends, like every store module:
 //! portable SQL, `$n` placeholders, times as BIGINT milliseconds.
 
 use async_trait::async_trait;

@@ -11,13 +11,18 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
+use super::activity::impl_activity_store;
+use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
 use super::certificates::impl_certificate_store;
+use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
+use super::products::impl_product_store;
 use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
-use super::shared::impl_shared_store;
+use super::servers::impl_server_store;
+use super::services::impl_service_store;
 use super::{Backend, Store, StoreResult};
 
 #[derive(Debug, Clone)]
@@ -61,7 +66,12 @@ impl SqliteStore {
     }
 }
 
-impl_shared_store!(SqliteStore, Sqlite);
+impl_activity_store!(SqliteStore, Sqlite);
+impl_server_store!(SqliteStore, Sqlite);
+impl_customer_store!(SqliteStore, Sqlite);
+impl_product_store!(SqliteStore, Sqlite);
+impl_service_store!(SqliteStore, Sqlite);
+impl_admin_token_store!(SqliteStore, Sqlite);
 impl_task_queue!(SqliteStore, Sqlite);
 impl_outbox_store!(SqliteStore);
 impl_lease_queue_store!(SqliteStore);

@@ -1,0 +1,67 @@
+//! The activity log: who changed what. Every change writes its row in its own transaction
+//! through `record_activity`, which this module gives each backend.
+
+use async_trait::async_trait;
+
+use super::{ActivityEntry, StoreResult};
+
+#[async_trait]
+pub trait ActivityStore: Send + Sync {
+    async fn list_activity(
+        &self,
+        entity_type: &str,
+        entity_id: i64,
+    ) -> StoreResult<Vec<ActivityEntry>>;
+}
+
+macro_rules! impl_activity_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use sqlx::types::Json;
+            use $crate::store::{ActivityEntry, ActivityStore, StoreResult, now_ms};
+
+            impl $store {
+                /// Writes one activity row inside the caller's transaction, so a change and its
+                /// row commit together or not at all.
+                pub(crate) async fn record_activity(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    actor: &str,
+                    action: &str,
+                    entity_type: &str,
+                    entity_id: i64,
+                    details: serde_json::Value,
+                ) -> StoreResult<()> {
+                    sqlx::query(
+                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(actor)
+                    .bind(action)
+                    .bind(entity_type)
+                    .bind(entity_id)
+                    .bind(Json(details))
+                    .bind(now_ms())
+                    .execute(&mut **tx)
+                    .await?;
+                    Ok(())
+                }
+            }
+
+            #[async_trait]
+            impl ActivityStore for $store {
+                async fn list_activity(&self, entity_type: &str, entity_id: i64) -> StoreResult<Vec<ActivityEntry>> {
+                    Ok(sqlx::query_as::<_, ActivityEntry>(
+                        "SELECT * FROM activity_log WHERE entity_type = $1 AND entity_id = $2 ORDER BY id",
+                    )
+                    .bind(entity_type)
+                    .bind(entity_id)
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_activity_store;

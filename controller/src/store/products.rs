@@ -1,0 +1,171 @@
+//! Products and their prices per billing cycle: written together in one transaction, each
+//! change with its activity row.
+
+use async_trait::async_trait;
+use mpanel_common::ids::ProductId;
+
+use super::{NewProduct, Product, ProductPatch, StoreResult};
+
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Creates the product and its prices in one transaction.
+    async fn create_product(&self, new: &NewProduct, actor: &str) -> StoreResult<Product>;
+    async fn get_product(&self, id: ProductId) -> StoreResult<Product>;
+    async fn list_products(&self) -> StoreResult<Vec<Product>>;
+    /// Changes the fields the patch names (a given price list replaces the old one) in one
+    /// transaction with its activity row; a name another product has is a `Conflict`.
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: &ProductPatch,
+        actor: &str,
+    ) -> StoreResult<Product>;
+}
+
+macro_rules! impl_product_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use mpanel_common::ids::ProductId;
+            use $crate::store::{NewProduct, Price, Product, ProductPatch, ProductStore, StoreError, StoreResult, now_ms};
+
+            async fn load_prices(
+                pool: &sqlx::Pool<$db>,
+                product_id: i64,
+            ) -> StoreResult<Vec<Price>> {
+                Ok(sqlx::query_as::<_, Price>(
+                    "SELECT billing_cycle, amount_minor, currency FROM product_prices
+                     WHERE product_id = $1 ORDER BY billing_cycle, currency",
+                )
+                .bind(product_id)
+                .fetch_all(pool)
+                .await?)
+            }
+
+            #[async_trait]
+            impl ProductStore for $store {
+                async fn create_product(&self, new: &NewProduct, actor: &str) -> StoreResult<Product> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let mut product = sqlx::query_as::<_, Product>(
+                        "INSERT INTO products (name, server_group, package_cpanel, package_plesk,
+                             package_directadmin, disk_mb, email_quota_mb, databases, active,
+                             created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $9, $9) RETURNING *",
+                    )
+                    .bind(&new.name)
+                    .bind(&new.server_group)
+                    .bind(&new.package_cpanel)
+                    .bind(&new.package_plesk)
+                    .bind(&new.package_directadmin)
+                    .bind(new.disk_mb)
+                    .bind(new.email_quota_mb)
+                    .bind(new.databases)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", new.name)))?;
+                    for price in &new.prices {
+                        sqlx::query(
+                            "INSERT INTO product_prices (product_id, billing_cycle, amount_minor, currency)
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(product.id.get())
+                        .bind(price.billing_cycle.as_str())
+                        .bind(price.amount_minor)
+                        .bind(&price.currency)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| StoreError::on_constraint(e, "the same billing cycle and currency is priced twice"))?;
+                    }
+                    <$store>::record_activity(&mut tx, actor, "product.created", "product", product.id.get(), serde_json::json!({ "name": new.name }))
+                        .await?;
+                    tx.commit().await?;
+                    product.prices = load_prices(&self.pool, product.id.get()).await?;
+                    Ok(product)
+                }
+
+                async fn get_product(&self, id: ProductId) -> StoreResult<Product> {
+                    let mut product = sqlx::query_as::<_, Product>("SELECT * FROM products WHERE id = $1")
+                        .bind(id.get())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .ok_or_else(|| StoreError::not_found("product", id))?;
+                    product.prices = load_prices(&self.pool, id.get()).await?;
+                    Ok(product)
+                }
+
+                async fn update_product(&self, id: ProductId, patch: &ProductPatch, actor: &str) -> StoreResult<Product> {
+                    let mut tx = self.begin_write().await?;
+                    let name = patch.name.clone();
+                    let mut product = sqlx::query_as::<_, Product>(
+                        "UPDATE products SET
+                             name = COALESCE($2, name),
+                             server_group = COALESCE($3, server_group),
+                             package_cpanel = COALESCE($4, package_cpanel),
+                             package_plesk = COALESCE($5, package_plesk),
+                             package_directadmin = COALESCE($6, package_directadmin),
+                             disk_mb = COALESCE($7, disk_mb),
+                             email_quota_mb = COALESCE($8, email_quota_mb),
+                             databases = COALESCE($9, databases),
+                             active = COALESCE($10, active),
+                             updated_at = $11
+                         WHERE id = $1
+                         RETURNING *",
+                    )
+                    .bind(id.get())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.server_group.as_deref())
+                    .bind(patch.package_cpanel.as_deref())
+                    .bind(patch.package_plesk.as_deref())
+                    .bind(patch.package_directadmin.as_deref())
+                    .bind(patch.disk_mb)
+                    .bind(patch.email_quota_mb)
+                    .bind(patch.databases)
+                    .bind(patch.active)
+                    .bind(now_ms())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", name.unwrap_or_default())))?
+                    .ok_or_else(|| StoreError::not_found("product", id))?;
+                    if let Some(prices) = &patch.prices {
+                        sqlx::query("DELETE FROM product_prices WHERE product_id = $1")
+                            .bind(id.get())
+                            .execute(&mut *tx)
+                            .await?;
+                        for price in prices {
+                            sqlx::query(
+                                "INSERT INTO product_prices (product_id, billing_cycle, amount_minor, currency)
+                                 VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(id.get())
+                            .bind(price.billing_cycle.as_str())
+                            .bind(price.amount_minor)
+                            .bind(&price.currency)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| StoreError::on_constraint(e, "the same billing cycle and currency is priced twice"))?;
+                        }
+                    }
+                    <$store>::record_activity(&mut tx, actor, "product.updated", "product", id.get(), serde_json::json!({ "name": product.name }))
+                        .await?;
+                    tx.commit().await?;
+                    product.prices = load_prices(&self.pool, id.get()).await?;
+                    Ok(product)
+                }
+
+                async fn list_products(&self) -> StoreResult<Vec<Product>> {
+                    let mut products = sqlx::query_as::<_, Product>("SELECT * FROM products ORDER BY id")
+                        .fetch_all(&self.pool)
+                        .await?;
+                    for product in &mut products {
+                        product.prices = load_prices(&self.pool, product.id.get()).await?;
+                    }
+                    Ok(products)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_product_store;

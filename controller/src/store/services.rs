@@ -1,0 +1,331 @@
+//! Services and the reads of their tasks: an order (the service and its provisioning task in
+//! one transaction), placement on a server without overfilling it, the credentials chosen once,
+//! and the admin's changes that need no panel. Queue writes are `queue`'s.
+
+use async_trait::async_trait;
+use mpanel_common::ids::{ServerId, ServiceId, TaskId};
+
+use super::{
+    NewService, PlacementCandidate, Service, ServiceFilter, ServicePatch, ServiceSecret,
+    StoreResult, Task, TaskFilter,
+};
+
+#[async_trait]
+pub trait ServiceStore: Send + Sync {
+    /// Creates a `pending` service and its provisioning task in one transaction (the
+    /// transactional outbox: the task row is the record that work is owed).
+    async fn create_service_with_task(
+        &self,
+        new: &NewService,
+        actor: &str,
+    ) -> StoreResult<(Service, Task)>;
+    async fn get_service(&self, id: ServiceId) -> StoreResult<Service>;
+    /// Places a service on a server, holding the server's row while it counts, so concurrent
+    /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
+    async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
+    /// Records the panel username and sealed password chosen for a service. Set once: a
+    /// different username for a service that has one, or a username already used by a live
+    /// service on the same server, is a `Conflict`.
+    async fn set_service_credentials(
+        &self,
+        service_id: ServiceId,
+        username: &str,
+        password_sealed: &str,
+    ) -> StoreResult<()>;
+    /// Keeps the first sealed secret ever offered for this service and returns the one kept, so
+    /// every retry of a step uses the same password.
+    async fn keep_service_secret(
+        &self,
+        service_id: ServiceId,
+        which: ServiceSecret,
+        sealed_candidate: &str,
+    ) -> StoreResult<String>;
+    /// Active servers of this group and panel kind, each with its count of live services.
+    async fn placement_candidates(
+        &self,
+        server_group: &str,
+        kind: mpanel_common::username::PanelKind,
+    ) -> StoreResult<Vec<PlacementCandidate>>;
+    async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>>;
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
+    /// The service's open (pending or processing) task, if any.
+    async fn open_task_for_service(&self, service_id: ServiceId) -> StoreResult<Option<Task>>;
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>>;
+    /// Changes the fields an admin may set without the panel (see `ServicePatch`).
+    async fn update_service(
+        &self,
+        id: ServiceId,
+        patch: &ServicePatch,
+        actor: &str,
+    ) -> StoreResult<Service>;
+}
+
+macro_rules! impl_service_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use mpanel_common::ids::{ServerId, ServiceId, TaskId};
+            use sqlx::types::Json;
+            use $crate::store::{NewService, Service, ServiceFilter, ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms};
+
+            #[async_trait]
+            impl ServiceStore for $store {
+                async fn create_service_with_task(
+                    &self,
+                    new: &NewService,
+                    actor: &str,
+                ) -> StoreResult<(Service, Task)> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let service = sqlx::query_as::<_, Service>(
+                        "INSERT INTO services (customer_id, product_id, domain, status, billing_cycle,
+                             created_at, updated_at)
+                         VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING *",
+                    )
+                    .bind(new.customer_id.get())
+                    .bind(new.product_id.get())
+                    .bind(&new.domain)
+                    .bind(new.billing_cycle.as_str())
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        StoreError::on_constraint(
+                            e,
+                            &format!("{} already has a live service, or its customer or product does not exist", new.domain),
+                        )
+                    })?;
+                    let task = sqlx::query_as::<_, Task>(
+                        "INSERT INTO provisioning_tasks (service_id, task_type, status, attempts,
+                             max_retries, result, params, idempotency_key, next_attempt_at,
+                             created_at, updated_at)
+                         VALUES ($1, 'provision', 'pending', 0, $2, $3, $4, $5, $6, $6, $6)
+                         RETURNING *",
+                    )
+                    .bind(service.id.get())
+                    .bind(new.max_retries)
+                    .bind(Json(TaskResult::default()))
+                    .bind(Json(serde_json::json!({})))
+                    .bind(format!("provision:service:{}", service.id))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, "the service already has an open task"))?;
+                    <$store>::record_activity(
+                        &mut tx,
+                        actor,
+                        "service.created",
+                        "service",
+                        service.id.get(),
+                        serde_json::json!({ "domain": new.domain, "taskId": task.id.get() }),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok((service, task))
+                }
+
+                async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()> {
+                    let mut tx = self.begin_write().await?;
+                    let max_accounts: i32 = sqlx::query_scalar(<$store>::LOCK_SERVER_SQL)
+                        .bind(server_id.get())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::not_found("server", server_id))?;
+                    let live: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM services
+                         WHERE server_id = $1 AND status IN ('pending', 'active', 'suspended')",
+                    )
+                    .bind(server_id.get())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if live >= i64::from(max_accounts) {
+                        return Err(StoreError::Conflict(format!("server {server_id} is full ({live}/{max_accounts})")));
+                    }
+                    let updated = sqlx::query(
+                        "UPDATE services SET server_id = $2, updated_at = $3 WHERE id = $1 AND server_id IS NULL",
+                    )
+                    .bind(service_id.get())
+                    .bind(server_id.get())
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if updated == 0 {
+                        return Err(StoreError::Conflict(format!("service {service_id} does not exist or is already placed")));
+                    }
+                    <$store>::record_activity(&mut tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }))
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn set_service_credentials(
+                    &self,
+                    service_id: ServiceId,
+                    username: &str,
+                    password_sealed: &str,
+                ) -> StoreResult<()> {
+                    let updated = sqlx::query(
+                        "UPDATE services SET username = $2, password_encrypted = $3, updated_at = $4
+                         WHERE id = $1 AND (username IS NULL OR username = $2)",
+                    )
+                    .bind(service_id.get())
+                    .bind(username)
+                    .bind(password_sealed)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?
+                    .rows_affected();
+                    if updated == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "service {service_id} does not exist or already has another username"
+                        )));
+                    }
+                    Ok(())
+                }
+
+                async fn keep_service_secret(
+                    &self,
+                    service_id: ServiceId,
+                    which: $crate::store::ServiceSecret,
+                    sealed_candidate: &str,
+                ) -> StoreResult<String> {
+                    let sql = match which {
+                        $crate::store::ServiceSecret::Mailbox => {
+                            "UPDATE services SET mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $2)
+                             WHERE id = $1 RETURNING mailbox_password_encrypted"
+                        }
+                        $crate::store::ServiceSecret::Database => {
+                            "UPDATE services SET database_password_encrypted = COALESCE(database_password_encrypted, $2)
+                             WHERE id = $1 RETURNING database_password_encrypted"
+                        }
+                    };
+                    let kept: Option<Option<String>> = sqlx::query_scalar(sql)
+                        .bind(service_id.get())
+                        .bind(sealed_candidate)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    kept.flatten().ok_or_else(|| StoreError::not_found("service", service_id))
+                }
+
+                async fn placement_candidates(
+                    &self,
+                    server_group: &str,
+                    kind: mpanel_common::username::PanelKind,
+                ) -> StoreResult<Vec<$crate::store::PlacementCandidate>> {
+                    Ok(sqlx::query_as::<_, $crate::store::PlacementCandidate>(
+                        "SELECT s.*, (SELECT COUNT(*) FROM services v
+                                      WHERE v.server_id = s.id
+                                        AND v.status IN ('pending', 'active', 'suspended')) AS live_services
+                         FROM servers s
+                         WHERE s.status = 'active' AND s.server_group = $1 AND s.control_panel = $2
+                         ORDER BY s.id",
+                    )
+                    .bind(server_group)
+                    .bind(kind.as_str())
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn get_service(&self, id: ServiceId) -> StoreResult<Service> {
+                    sqlx::query_as::<_, Service>("SELECT * FROM services WHERE id = $1")
+                        .bind(id.get())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .ok_or_else(|| StoreError::not_found("service", id))
+                }
+
+                async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>> {
+                    Ok(sqlx::query_as::<_, Service>(
+                        "SELECT * FROM services
+                         WHERE ($1 IS NULL OR customer_id = $1)
+                           AND ($2 IS NULL OR status = $2)
+                           AND ($3 IS NULL OR server_id = $3)
+                           AND ($4 IS NULL OR id > $4)
+                         ORDER BY id LIMIT $5",
+                    )
+                    .bind(filter.customer_id.map(|id| id.get()))
+                    .bind(filter.status.map(|s| s.as_str()))
+                    .bind(filter.server_id.map(|id| id.get()))
+                    .bind(filter.page.after_id)
+                    .bind(filter.page.limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
+                    sqlx::query_as::<_, Task>("SELECT * FROM provisioning_tasks WHERE id = $1")
+                        .bind(id.get())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .ok_or_else(|| StoreError::not_found("task", id))
+                }
+
+                async fn open_task_for_service(&self, service_id: ServiceId) -> StoreResult<Option<Task>> {
+                    Ok(sqlx::query_as::<_, Task>(
+                        "SELECT * FROM provisioning_tasks
+                         WHERE service_id = $1 AND status IN ('pending', 'processing')",
+                    )
+                    .bind(service_id.get())
+                    .fetch_optional(&self.pool)
+                    .await?)
+                }
+
+                async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<Task>> {
+                    Ok(sqlx::query_as::<_, Task>(
+                        "SELECT * FROM provisioning_tasks
+                         WHERE ($1 IS NULL OR status = $1)
+                           AND ($2 IS NULL OR service_id = $2)
+                           AND ($3 IS NULL OR id < $3)
+                           AND (NOT $5 OR cleared_at IS NULL)
+                         ORDER BY id DESC LIMIT $4",
+                    )
+                    .bind(filter.status.map(|s| s.as_str()))
+                    .bind(filter.service_id.map(|id| id.get()))
+                    .bind(filter.page.after_id)
+                    .bind(filter.page.limit)
+                    .bind(filter.only_uncleared)
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn update_service(
+                    &self,
+                    id: ServiceId,
+                    patch: &$crate::store::ServicePatch,
+                    actor: &str,
+                ) -> StoreResult<Service> {
+                    let mut tx = self.begin_write().await?;
+                    let service = sqlx::query_as::<_, Service>(
+                        "UPDATE services SET
+                             renewal_date = CASE WHEN $2 THEN $3 ELSE renewal_date END,
+                             updated_at = $4
+                         WHERE id = $1
+                         RETURNING *",
+                    )
+                    .bind(id.get())
+                    .bind(patch.renewal_date.is_some())
+                    .bind(patch.renewal_date.flatten())
+                    .bind(now_ms())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("service", id))?;
+                    <$store>::record_activity(
+                        &mut tx,
+                        actor,
+                        "service.updated",
+                        "service",
+                        id.get(),
+                        serde_json::json!({ "renewalDate": service.renewal_date }),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(service)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_service_store;
