@@ -625,3 +625,46 @@ async fn the_main_flow_works_on_postgres() {
     c.stop().await;
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn the_welcome_step_says_sent_once_the_outbox_has_delivered_it() {
+    let c = start().await;
+    let hand = Hand::new(&c).await;
+    let (_, _, _, job) = one_order(&c, "welcome.example.com").await;
+    let task = hand.seize(&job).await.unwrap();
+    let key = format!("welcome:test:{job}");
+    let step = StepRecord {
+        step: "welcome_email".into(),
+        status: "success".into(),
+        data: json!({"sent": false, "queued": true, "outbox_key": key}),
+        error: None,
+        finished_at: Some(1),
+    };
+    hand.store
+        .record_step(task.id, api_support::WORKER, &step)
+        .await
+        .unwrap();
+    hand.store
+        .complete_service_task(task.id, api_support::WORKER, ServiceChange::Activate)
+        .await
+        .unwrap();
+    // Queued with a body no sender can open: it stays undelivered until marked below.
+    hand.store
+        .queue_email(
+            &key,
+            "owner@welcome.example.com",
+            "welcome",
+            "Ready",
+            "not-sealed",
+        )
+        .await
+        .unwrap();
+    let welcome = |t: &Value| t["result"]["steps"][0]["data"]["sent"].clone();
+    let t = get(&c, &format!("/api/provisioning/tasks/{job}")).await;
+    assert_eq!(welcome(&t), json!(false), "{t}");
+    hand.store.mark_email_sent(&key).await.unwrap();
+    let t = get(&c, &format!("/api/provisioning/tasks/{job}")).await;
+    assert_eq!(welcome(&t), json!(true), "{t}");
+    let listed = get(&c, "/api/provisioning/tasks?status=completed").await;
+    assert_eq!(welcome(&listed["tasks"][0]), json!(true), "{listed}");
+}

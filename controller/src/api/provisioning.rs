@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mpanel_common::JobId;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
-use mpanel_common::status::TaskStatus;
+use mpanel_common::status::{ProvisioningStep, TaskStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -233,8 +233,38 @@ async fn list_tasks(
 async fn task_page(state: &AppState, filter: &TaskFilter) -> ApiResult<Json<Value>> {
     let mut tasks = state.store.list_tasks(filter).await?;
     let next = finish(&mut tasks, filter.page, |t| t.id.get());
-    let tasks: Vec<TaskDto> = tasks.into_iter().map(TaskDto::from).collect();
+    let mut tasks: Vec<TaskDto> = tasks.into_iter().map(TaskDto::from).collect();
+    with_welcome_delivery(state, &mut tasks).await?;
     Ok(Json(json!({ "tasks": tasks, "nextCursor": next })))
+}
+
+/// The welcome-email step ends once its message is committed to the outbox; whether it has
+/// been delivered since is the outbox's to say. `sent` is filled in from there.
+async fn with_welcome_delivery(state: &AppState, tasks: &mut [TaskDto]) -> ApiResult<()> {
+    fn welcome(t: &mut TaskDto) -> Option<&mut Value> {
+        t.result
+            .steps
+            .iter_mut()
+            .find(|s| s.step == ProvisioningStep::WelcomeEmail.as_str())
+            .filter(|s| s.data.get("outbox_key").is_some_and(Value::is_string))
+            .map(|s| &mut s.data)
+    }
+    let keys: Vec<String> = tasks
+        .iter_mut()
+        .filter_map(|t| welcome(t)?["outbox_key"].as_str().map(str::to_owned))
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let statuses = state.store.email_statuses(&keys).await?;
+    for task in tasks.iter_mut() {
+        if let Some(data) = welcome(task) {
+            let key = data["outbox_key"].as_str().unwrap_or_default();
+            let sent = statuses.get(key).is_some_and(|s| s == "sent");
+            data["sent"] = Value::Bool(sent);
+        }
+    }
+    Ok(())
 }
 
 async fn get_task(
@@ -243,7 +273,10 @@ async fn get_task(
     PathSegment(id): PathSegment,
 ) -> ApiResult<Json<TaskDto>> {
     let id = job_id(&id)?;
-    Ok(Json(state.store.get_task(id).await?.into()))
+    let mut task = [TaskDto::from(state.store.get_task(id).await?)];
+    with_welcome_delivery(&state, &mut task).await?;
+    let [task] = task;
+    Ok(Json(task))
 }
 
 async fn retry(

@@ -46,6 +46,11 @@ pub trait OutboxStore: Send + Sync {
     async fn mark_email_sent(&self, dedupe_key: &str) -> StoreResult<()>;
     /// `queued`, `sending`, `sent` or `failed`, if the message exists.
     async fn email_status(&self, dedupe_key: &str) -> StoreResult<Option<String>>;
+    /// The statuses of the messages with these keys (absent keys are left out).
+    async fn email_statuses(
+        &self,
+        dedupe_keys: &[String],
+    ) -> StoreResult<std::collections::HashMap<String, String>>;
     /// The whole row, for tests and admin views.
     async fn get_email(&self, dedupe_key: &str) -> StoreResult<Option<OutboxEmail>>;
     /// Claims the next due message for `holder` (`sending` until `now + lease_ms`), counting an
@@ -114,6 +119,21 @@ macro_rules! impl_outbox_store {
                         .bind(dedupe_key)
                         .fetch_optional(&self.pool)
                         .await?)
+                }
+
+                async fn email_statuses(
+                    &self,
+                    dedupe_keys: &[String],
+                ) -> StoreResult<std::collections::HashMap<String, String>> {
+                    let mut out = std::collections::HashMap::new();
+                    // One statement per key keeps the SQL portable; a page holds few welcome
+                    // emails (one per provisioned service).
+                    for key in dedupe_keys {
+                        if let Some(status) = self.email_status(key).await? {
+                            out.insert(key.clone(), status);
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn get_email(&self, dedupe_key: &str) -> StoreResult<Option<OutboxEmail>> {
