@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 /// local cPanel/WHM, Plesk or DirectAdmin API and its token), run `mpanel-agent enroll` with a
 /// one-time token from the controller, then start the service (`systemctl enable --now
 /// mpanel-agent`, which runs `mpanel-agent run`). `mpanel-agent status` shows where it stands.
-/// Logs go to stderr; RUST_LOG sets the filter (default info).
+/// Logs go to stderr, in colour only on a terminal; RUST_LOG sets the filter (default info).
 #[derive(Debug, Parser)]
 #[command(name = "mpanel-agent", version, about, long_about)]
 struct Cli {
