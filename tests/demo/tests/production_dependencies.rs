@@ -10,7 +10,8 @@ use std::process::Command;
 
 /// The workspace packages `package`'s normal dependencies reach, itself included.
 fn normal_dependencies(package: &str) -> BTreeSet<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The cargo that builds this test, so the query runs with the same toolchain.
+    let cargo = env!("CARGO");
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = Command::new(cargo)
         .current_dir(&workspace)
