@@ -69,14 +69,19 @@ const DEMO_DB: &str = "mpanel-demo.db";
 async fn demo(cli: Cli) -> anyhow::Result<()> {
     let mut config = commands::load_config(cli.config.as_deref())?;
     telemetry::init(&config.log_filter, config.log_format);
-    if config.database_url.expose() == DEFAULT_DATABASE_URL {
+    let names = if config.database_url.expose() == DEFAULT_DATABASE_URL {
         // A fresh database each run: the simulators keep their state in memory and start empty.
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{DEMO_DB}{suffix}"));
         }
         config.database_url = format!("sqlite://{DEMO_DB}?mode=rwc").into();
-    }
-    if config.encryption_keys.is_none() {
+        Names::default()
+    } else {
+        // A database of the user's may hold an earlier run's servers, customer and domains.
+        Names::unique()
+    };
+    let generated_key = config.encryption_keys.is_none();
+    if generated_key {
         let mut key = [0u8; 32];
         aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("random source failed"))?;
         config.encryption_keys = Some(EncryptionKeys {
@@ -98,7 +103,7 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     store.close().await;
 
     let stop = CancellationToken::new();
-    let controller = tokio::spawn(app::run(config, listeners, stop.clone().cancelled_owned()));
+    let mut controller = tokio::spawn(app::run(config, listeners, stop.clone().cancelled_owned()));
     let api = Api {
         base: format!("http://{http}"),
         token: token.clone(),
@@ -109,13 +114,28 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
 
     let outcome = tokio::select! {
         r = async {
-            fleet.start(&api, &format!("https://{grpc}"), &state_root, &stop).await?;
+            fleet.start(&api, &names, &format!("https://{grpc}"), &state_root, &stop).await?;
             println!("MPANEL_URL={}", api.base);
             println!("MPANEL_TOKEN={token}");
-            let orders = place_orders(&api).await?;
+            let orders = place_orders(&api, &names).await?;
             follow_orders(&api, &orders).await
         } => r.map(|()| true),
         () = app::shutdown_signal() => Ok(false),
+        // The controller stopping on its own is the error to report, not what failed after it.
+        ended = &mut controller => {
+            stop.cancel();
+            fleet.stop().await;
+            let hint = if generated_key && !names.tag.is_empty() {
+                " (ENCRYPTION_KEY is new on every run unless set; a database kept from an \
+                 earlier run needs the key it was made with, or a fresh DATABASE_URL)"
+            } else {
+                ""
+            };
+            return match ended.context("controller task")? {
+                Ok(()) => Err(anyhow::anyhow!("the controller stopped unexpectedly")),
+                Err(e) => Err(e.context(format!("the controller stopped{hint}"))),
+            };
+        }
     };
     if let Ok(true) = outcome {
         println!(
@@ -131,6 +151,46 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     let stopped = controller.await.context("controller task")?;
     outcome?;
     stopped
+}
+
+/// What the demo's servers, customer and domains are called: plain names on the fresh
+/// database, names with a per-run tag on a database that may already hold them.
+#[derive(Default)]
+struct Names {
+    tag: String,
+}
+
+impl Names {
+    fn unique() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        Names {
+            tag: format!("-{secs}"),
+        }
+    }
+
+    fn hostname(&self, kind: PanelKind) -> String {
+        format!("{kind}{}.demo.test", self.tag)
+    }
+
+    /// Each panel's server is alone in its group, so each order lands on the panel it names.
+    fn group(&self, kind: PanelKind) -> String {
+        format!("demo-{kind}{}", self.tag)
+    }
+
+    fn product(&self, kind: PanelKind) -> String {
+        format!("Starter on {}{}", kind.product_name(), self.tag)
+    }
+
+    fn domain(&self, kind: PanelKind) -> String {
+        format!("{kind}-site{}.example", self.tag)
+    }
+
+    fn email(&self) -> String {
+        format!("customer{}@demo.example", self.tag)
+    }
 }
 
 /// A listener on 0.0.0.0 or [::] is reached on loopback here.
@@ -154,6 +214,7 @@ impl Fleet {
     async fn start(
         &mut self,
         api: &Api,
+        names: &Names,
         grpc_url: &str,
         state_root: &tempfile::TempDir,
         stop: &CancellationToken,
@@ -172,9 +233,9 @@ impl Fleet {
                 .post(
                     "/api/servers",
                     &json!({
-                        "hostname": format!("{kind}.demo.test"), "ipAddress": "127.0.0.1",
+                        "hostname": names.hostname(kind), "ipAddress": "127.0.0.1",
                         "controlPanel": kind.as_str(), "controlPanelUrl": sim.base_url(),
-                        "maxAccounts": 100, "location": "local", "group": group(kind),
+                        "maxAccounts": 100, "location": "local", "group": names.group(kind),
                         "nameserver1": "ns1.demo.test", "nameserver2": "ns2.demo.test"
                     }),
                 )
@@ -263,11 +324,6 @@ fn panel_user(kind: PanelKind) -> &'static str {
     }
 }
 
-/// Each panel's server is alone in its group, so each order lands on the panel it names.
-fn group(kind: PanelKind) -> String {
-    format!("demo-{kind}")
-}
-
 struct Order {
     kind: PanelKind,
     job_id: String,
@@ -275,11 +331,11 @@ struct Order {
 }
 
 /// One customer, and per panel a product placed in that panel's group and one service of it.
-async fn place_orders(api: &Api) -> anyhow::Result<Vec<Order>> {
+async fn place_orders(api: &Api, names: &Names) -> anyhow::Result<Vec<Order>> {
     let customer = api
         .post(
             "/api/customers",
-            &json!({"email": "customer@demo.example", "name": "Demo Customer"}),
+            &json!({"email": names.email(), "name": "Demo Customer"}),
         )
         .await?;
     let customer_id = customer["id"].as_i64().context("customer id")?;
@@ -289,7 +345,7 @@ async fn place_orders(api: &Api) -> anyhow::Result<Vec<Order>> {
             .post(
                 "/api/products",
                 &json!({
-                    "name": format!("Starter on {}", kind.product_name()), "group": group(kind),
+                    "name": names.product(kind), "group": names.group(kind),
                     "packages": {"cpanel": "default", "plesk": "Unlimited", "directadmin": "default"},
                     "quotas": {"diskMb": 10_240, "emailQuotaMb": 1024, "databases": 1},
                     "prices": [{"cycle": "monthly", "amount": 999, "currency": "USD"}]
@@ -297,7 +353,7 @@ async fn place_orders(api: &Api) -> anyhow::Result<Vec<Order>> {
             )
             .await?;
         let product_id = product["id"].as_i64().context("product id")?;
-        let domain = format!("{kind}-site.example");
+        let domain = names.domain(kind);
         let placed = api
             .post(
                 "/api/services",
