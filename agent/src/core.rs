@@ -1,6 +1,8 @@
-//! The agent's decisions, without I/O: reconnect backoff with jitter, when to renew the
-//! certificate, and what a failed or closed session means (retry, or stop and ask for a new
-//! enrollment token). Time and randomness come in as arguments, so every decision is tested
+//! The agent's decisions, without I/O: reconnect backoff with jitter, when to renew a
+//! certificate (the agent's own, and the sites' ACME ones), when to ask the panel for its health
+//! again, and what a failed or closed session means (retry, or stop and ask for a new
+//! enrollment token). How a panel's answer is classed (retry, permanent, auth, conflict) is
+//! decided the same way, beside the drivers, in `panel::http`. Time and randomness come in as arguments, so every decision is tested
 //! without a network or a clock. `session.rs` is the tokio shell that acts on them.
 
 use std::time::Duration;
@@ -50,10 +52,27 @@ impl Default for Backoff {
 }
 
 /// When a certificate valid over `[not_before, not_after]` (Unix ms) should be renewed: at two
-/// thirds of its lifetime, leaving a third for retries if the controller is away.
+/// thirds of its lifetime, leaving a third for retries if the issuer is away (Let's Encrypt's
+/// advice when the CA offers no renewal information).
 pub fn renewal_due_at(not_before_ms: i64, not_after_ms: i64) -> i64 {
-    let lifetime = (not_after_ms - not_before_ms).max(0);
-    not_before_ms + lifetime * 2 / 3
+    let lifetime = not_after_ms.saturating_sub(not_before_ms).max(0);
+    not_before_ms.saturating_add(lifetime / 3 * 2)
+}
+
+/// How often the panel is asked for its account count: listing accounts is not free on a
+/// panel with thousands of them, and the number moves slowly.
+pub const PANEL_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// After a failed probe the panel is asked again soon: one transient error must not keep the
+/// server out of placement (which skips unreachable panels) for a whole probe interval.
+pub const PANEL_REPROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// When to probe the panel next, given whether the last probe reached it.
+pub fn next_panel_probe_in(reachable: bool) -> Duration {
+    if reachable {
+        PANEL_PROBE_INTERVAL
+    } else {
+        PANEL_REPROBE_INTERVAL
+    }
 }
 
 /// How long to wait before renewing, from `now_ms`; zero when already due.
@@ -191,6 +210,20 @@ mod tests {
         assert_eq!(renewal_delay(0, 30_000, 25_000), Duration::ZERO);
         let day = 86_400_000;
         assert_eq!(renewal_due_at(1_000, 1_000 + 30 * day), 1_000 + 20 * day);
+    }
+
+    #[test]
+    fn renewal_time_never_overflows_on_absurd_validity() {
+        assert_eq!(renewal_due_at(10, 10), 10);
+        assert_eq!(renewal_due_at(10, 0), 10);
+        assert!(renewal_due_at(0, i64::MAX) > 0);
+        assert_eq!(renewal_delay(0, i64::MAX, i64::MAX), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_unreachable_panel_is_probed_again_long_before_a_reachable_one() {
+        assert_eq!(next_panel_probe_in(true), PANEL_PROBE_INTERVAL);
+        assert!(next_panel_probe_in(false) < PANEL_PROBE_INTERVAL / 4);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! Layout: `core` holds the decisions (backoff, renewal timing, what a closed session means) as
 //! pure code; `session`, `enroll` and `tls` are the tokio/rustls shell around it; `load` reads the
 //! host's numbers; `handler` is where commands land; `panel` drives the local control panel; `acme` issues
-//! certificates for its sites.
+//! certificates for its sites. `wiring` assembles all of it from the configuration: [`run`] is
+//! `mpanel-agent run`, and what the demo, the benchmarks and the tests start too. `status` is
+//! `mpanel-agent status`; `telemetry` sets up the log.
 
 pub mod acme;
 pub mod config;
@@ -17,7 +19,12 @@ pub mod panel;
 pub mod panel_commands;
 pub mod session;
 pub mod state;
+pub mod status;
+pub mod telemetry;
 pub mod tls;
+pub mod wiring;
+
+pub use wiring::run;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::parse_controller_url;
-use crate::core::{Backoff, Next, SessionEnd, Supervisor, renewal_delay};
+use crate::core::{Backoff, Next, SessionEnd, Supervisor, next_panel_probe_in, renewal_delay};
 use crate::handler::{CommandHandler, CommandOutcome};
 use crate::state::{SessionStatus, StateDir, StateError};
 use crate::tls::{self, SwappableIdentity};
@@ -32,22 +32,10 @@ pub trait PanelProbe: Send + Sync {
     async fn probe(&self) -> (Option<u32>, bool);
 }
 
-/// How often the panel is asked for its account count: listing accounts is not free on a
-/// panel with thousands of them, and the number moves slowly.
-const PANEL_PROBE_INTERVAL: Duration = Duration::from_secs(60);
-/// After a failed probe the panel is asked again soon: one transient error must not keep the
-/// server out of placement (which skips unreachable panels) for a whole probe interval.
-const PANEL_REPROBE_INTERVAL: Duration = Duration::from_secs(5);
 const RENEWAL_RETRY: Duration = Duration::from_secs(60);
-
-/// When to probe the panel next, given whether the last probe reached it.
-fn next_panel_probe_in(reachable: bool) -> Duration {
-    if reachable {
-        PANEL_PROBE_INTERVAL
-    } else {
-        PANEL_REPROBE_INTERVAL
-    }
-}
+/// How long the first panel probe may hold up the first session; a panel slower than this is
+/// reported unreachable until a later probe reaches it.
+const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AgentOptions {
     /// `https://host:port`.
@@ -98,6 +86,17 @@ struct PanelState {
     reachable: AtomicBool,
 }
 
+impl PanelState {
+    /// Keeps a probe's reading for the next heartbeat; returns whether the panel answered.
+    fn record(&self, (accounts, reachable): (Option<u32>, bool)) -> bool {
+        if let Some(n) = accounts {
+            self.accounts.store(n, Ordering::Relaxed);
+        }
+        self.reachable.store(reachable, Ordering::Relaxed);
+        reachable
+    }
+}
+
 struct Identity {
     swappable: Arc<SwappableIdentity>,
     tls: Arc<rustls::ClientConfig>,
@@ -124,19 +123,23 @@ pub async fn run(opts: AgentOptions, shutdown: CancellationToken) -> Result<(), 
     let mut identity = load_identity(&opts.state)?;
     let panel_state = Arc::new(PanelState::default());
     if let Some(panel) = opts.panel.clone() {
+        // The first reading comes before the first session, so the first heartbeat tells the
+        // controller the truth: placement skips a server whose panel is reported unreachable,
+        // and a guess either way would hold for a whole heartbeat interval.
+        let first = tokio::select! {
+            reading = tokio::time::timeout(FIRST_PROBE_TIMEOUT, panel.probe()) => reading.unwrap_or((None, false)),
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let mut reachable = panel_state.record(first);
         let panel_state = panel_state.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
             loop {
-                let (accounts, reachable) = panel.probe().await;
-                if let Some(n) = accounts {
-                    panel_state.accounts.store(n, Ordering::Relaxed);
-                }
-                panel_state.reachable.store(reachable, Ordering::Relaxed);
                 tokio::select! {
                     () = stop.cancelled() => break,
                     () = tokio::time::sleep(next_panel_probe_in(reachable)) => {}
                 }
+                reachable = panel_state.record(panel.probe().await);
             }
         });
     }
@@ -417,16 +420,5 @@ async fn run_command(
             error_class: class.as_str().to_owned(),
             error_message: message,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_unreachable_panel_is_probed_again_long_before_a_reachable_one() {
-        assert_eq!(next_panel_probe_in(true), PANEL_PROBE_INTERVAL);
-        assert!(next_panel_probe_in(false) < PANEL_PROBE_INTERVAL / 4);
     }
 }

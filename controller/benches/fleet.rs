@@ -7,18 +7,19 @@
 //! For each N it prints: agents connected, controller RSS, controller CPU share while the fleet
 //! only heartbeats (10 s), command round-trip p50/p99 (measured inside the controller by
 //! `Fleet::send_command`, and end to end through the HTTP API), and the real agent binary's idle
-//! RSS. The simulated agents run the real agent library (`session::run`) in this process, so the
-//! controller's numbers are the controller's alone.
+//! RSS. The simulated agents run the real agent library (the session `mpanel-agent run` wires,
+//! without a panel) in this process, so the controller's numbers are the controller's alone.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpanel_agent::config::AgentConfig;
 use mpanel_agent::core::Backoff;
-use mpanel_agent::handler::BuiltinHandler;
 use mpanel_agent::session::{AgentOptions, run as run_agent};
 use mpanel_agent::state::StateDir;
+use mpanel_agent::wiring::{Parts, session_options};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -211,18 +212,20 @@ impl Controller {
     }
 }
 
-fn options(grpc: &str, state: StateDir) -> AgentOptions {
-    AgentOptions {
-        controller: grpc.to_owned(),
-        state,
-        heartbeat: Duration::from_secs(10),
+/// An agent without a panel (it answers `ping` and `echo`), on a server registered as cPanel.
+fn options(grpc: &str, state: &StateDir) -> AgentOptions {
+    let config = AgentConfig {
+        controller: Some(grpc.to_owned()),
+        state_dir: state.dir().to_owned(),
         accounts_path: "/".into(),
-        panel_kind: "cpanel".into(),
-        capabilities: vec!["ping".into(), "echo".into()],
-        handler: Arc::new(BuiltinHandler::default()),
-        panel: None,
-        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
-    }
+        heartbeat_secs: 10,
+        ..AgentConfig::default()
+    };
+    let mut options = session_options(&config, Parts::default()).expect("agent wiring");
+    options.panel_kind = "cpanel".into();
+    // Thousands of agents: a gentler backoff than a single agent's default.
+    options.backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    options
 }
 
 async fn bench(n: usize) {
@@ -257,7 +260,7 @@ async fn bench(n: usize) {
     let started = Instant::now();
     let ids: Vec<i64> = enrolled.iter().map(|(id, _)| *id).collect();
     for (k, (_, state)) in enrolled.into_iter().enumerate() {
-        tokio::spawn(run_agent(options(&c.grpc, state), stop.clone()));
+        tokio::spawn(run_agent(options(&c.grpc, &state), stop.clone()));
         // Ramp up instead of a SYN flood; real fleets arrive with jittered backoff too.
         if k % 200 == 199 {
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -14,15 +14,10 @@
 //! would not pay in production, so the figures are a floor.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use mpanel_agent::core::Backoff;
-use mpanel_agent::handler::BuiltinHandler;
-use mpanel_agent::panel::{PanelConfig, PanelKind as DriverKind, build_driver_with};
-use mpanel_agent::panel_commands::PanelCommandHandler;
-use mpanel_agent::session::AgentOptions;
+use mpanel_agent::config::{AgentConfig, PanelSection};
 use mpanel_agent::state::StateDir;
 use mpanel_common::status::{BillingCycle, ServiceStatus};
 use mpanel_controller::app::{self, Listeners};
@@ -40,7 +35,7 @@ struct Rig {
     store: DynStore,
     stop: CancellationToken,
     controller: tokio::task::JoinHandle<anyhow::Result<()>>,
-    agents: Vec<tokio::task::JoinHandle<Result<(), mpanel_agent::session::RunError>>>,
+    agents: Vec<tokio::task::JoinHandle<Result<(), mpanel_agent::wiring::SetupError>>>,
     _dirs: Vec<tempfile::TempDir>,
     customer: mpanel_common::ids::CustomerId,
     product: mpanel_common::ids::ProductId,
@@ -115,31 +110,23 @@ async fn start(database_url: &str) -> Rig {
         mpanel_agent::enroll::enroll(&grpc, enrollment["token"].as_str().unwrap(), &state)
             .await
             .unwrap();
-        let driver = build_driver_with(PanelConfig::new(
-            DriverKind::Cpanel,
-            &sim.base_url(),
-            "root",
-            "bench-token".into(),
-            true,
-        ))
-        .unwrap();
-        let options = AgentOptions {
-            controller: grpc.clone(),
-            state,
-            heartbeat: Duration::from_secs(2),
+        // The agent as `mpanel-agent run` starts it, from its configuration.
+        let config = AgentConfig {
+            controller: Some(grpc.clone()),
+            state_dir: state.dir().to_owned(),
             accounts_path: std::env::temp_dir(),
-            panel_kind: "cpanel".into(),
-            capabilities: vec![],
-            handler: Arc::new(BuiltinHandler::with_next(Arc::new(
-                PanelCommandHandler::new(driver),
-            ))),
-            panel: None,
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+            heartbeat_secs: 2,
+            panel: Some(PanelSection {
+                kind: "cpanel".into(),
+                url: sim.base_url(),
+                user: "root".into(),
+                token_file: None,
+                token: Some("bench-token".to_owned().into()),
+                insecure_tls: true,
+            }),
+            acme: None,
         };
-        agents.push(tokio::spawn(mpanel_agent::session::run(
-            options,
-            stop.clone(),
-        )));
+        agents.push(tokio::spawn(mpanel_agent::run(config, stop.clone())));
         dirs.push(dir);
         std::mem::forget(sim); // lives until the process ends
     }

@@ -40,14 +40,3 @@ pub async fn create_admin_token(config: &Config, name: &str) -> anyhow::Result<(
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("configuration: {e}"))
 }
-
-/// The embedded-default demonstration: see `crate::demo`.
-#[cfg(feature = "demo")]
-pub async fn demo(config: Config) -> anyhow::Result<()> {
-    crate::demo::run(config).await
-}
-
-#[cfg(not(feature = "demo"))]
-pub async fn demo(_config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("this build has no demo (built without the `demo` feature)")
-}

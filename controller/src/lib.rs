@@ -7,8 +7,6 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod crypto;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod dns;
 pub mod drift;
 pub mod fleet;

@@ -32,12 +32,6 @@ enum Command {
     /// DATABASE_URL picks the backend (sqlite://… or postgres://…); applying them again is a
     /// no-op. `serve` does this too, so it is only needed to migrate ahead of a rollout.
     Migrate,
-    /// Run a self-contained demonstration on the embedded default (SQLite, no other server).
-    ///
-    /// Starts the controller, three panel simulators and three enrolled agents in-process,
-    /// orders a service per panel and prints MPANEL_URL and MPANEL_TOKEN lines. Only in builds
-    /// with the `demo` feature (the default for cargo builds; not in the packages).
-    Demo,
     /// Manage admin API tokens.
     Token {
         #[command(subcommand)]
@@ -86,7 +80,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => commands::serve(config).await,
         Command::Migrate => commands::migrate(&config).await,
-        Command::Demo => commands::demo(config).await,
         Command::Token {
             command: TokenCommand::Create { admin: _, name },
         } => commands::create_admin_token(&config, &name).await,

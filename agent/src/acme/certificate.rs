@@ -74,11 +74,11 @@ pub fn certificate_facts(pem: &str) -> Result<CertificateFacts, String> {
     })
 }
 
-/// When to renew: two thirds of the way through the certificate's life, as Let's Encrypt
-/// recommends when the CA offers no renewal information (ARI).
+/// When to renew: the same rule as the agent's own certificate (`core::renewal_due_at`), two
+/// thirds of the way through its life, as Let's Encrypt recommends when the CA offers no
+/// renewal information (ARI).
 pub fn renew_after_ms(not_before_ms: i64, not_after_ms: i64) -> i64 {
-    let lifetime = not_after_ms.saturating_sub(not_before_ms).max(0);
-    not_before_ms.saturating_add(lifetime / 3 * 2)
+    crate::core::renewal_due_at(not_before_ms, not_after_ms)
 }
 
 #[cfg(test)]

@@ -61,42 +61,12 @@ pub(super) fn parse_retry_after(value: &str, now: SystemTime) -> Option<SystemTi
     httpdate(value)
 }
 
-/// `Fri, 31 Dec 1999 23:59:59 GMT` (IMF-fixdate, the only form servers may send).
+/// `Fri, 31 Dec 1999 23:59:59 GMT` (IMF-fixdate, the only form servers may send; it is an
+/// RFC 2822 date with the obsolete `GMT` zone).
 fn httpdate(value: &str) -> Option<SystemTime> {
-    let mut parts = value.split_whitespace();
-    let _weekday = parts.next()?;
-    let day: i64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(str::parse::<i64>);
-    let (h, m, s) = (hms.next()?.ok()?, hms.next()?.ok()?, hms.next()?.ok()?);
-    if parts.next()? != "GMT" {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(SystemTime::from)
 }
 
 impl HttpClient for AcmeHttp {
@@ -167,6 +137,14 @@ mod tests {
             parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777))
         );
+        assert_eq!(
+            parse_retry_after("Thu, 29 Feb 2024 23:59:59 GMT", now),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_251_199))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 31 Nov 1994 08:49:37 GMT", now),
+            None
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Shared harness for the fleet tests: a controller running in-process on loopback ports (real
-//! TLS, real SQLite), admin HTTP helpers, and agents run through the real agent library.
+//! TLS, real SQLite), admin HTTP helpers, and agents assembled by the agent library's own wiring
+//! (`mpanel_agent::wiring`, what `mpanel-agent run` uses), with a driver or issuer of the
+//! test's own put in through `Parts` and a faster reconnect backoff.
 
 #![allow(dead_code)]
 
@@ -8,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpanel_agent::config::AgentConfig;
 use mpanel_agent::core::Backoff;
-use mpanel_agent::handler::BuiltinHandler;
 use mpanel_agent::session::{AgentOptions, run as run_agent};
 use mpanel_agent::state::StateDir;
+use mpanel_agent::wiring::{Panel, Parts, session_options};
 use mpanel_controller::app::{self, Listeners};
 use mpanel_controller::config::Config;
 use mpanel_controller::crypto;
@@ -288,17 +291,41 @@ impl RunningAgent {
     }
 }
 
-pub fn agent_options(controller: &str, state: &StateDir) -> AgentOptions {
-    AgentOptions {
-        controller: controller.to_owned(),
-        state: state.clone(),
-        heartbeat: Duration::from_secs(1),
+/// The configuration an agent under test runs with: this controller, this state, 1 s heartbeats.
+pub fn agent_config(controller: &str, state: &StateDir) -> AgentConfig {
+    AgentConfig {
+        controller: Some(controller.to_owned()),
+        state_dir: state.dir().to_owned(),
         accounts_path: PathBuf::from("/"),
-        panel_kind: "cpanel".into(),
-        capabilities: vec!["ping".into(), "echo".into()],
-        handler: Arc::new(BuiltinHandler::default()),
-        panel: None,
-        backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(1)),
+        heartbeat_secs: 1,
+        ..AgentConfig::default()
+    }
+}
+
+/// The session `mpanel-agent run` would start with `parts`, reconnecting faster than in
+/// production so tests of restarts and rejections stay short.
+pub fn agent_options_with(controller: &str, state: &StateDir, parts: Parts) -> AgentOptions {
+    let mut options =
+        session_options(&agent_config(controller, state), parts).expect("agent wiring");
+    options.backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+    options
+}
+
+/// An agent without a panel (it answers `ping` and `echo`), on a server registered as cPanel.
+pub fn agent_options(controller: &str, state: &StateDir) -> AgentOptions {
+    let mut options = agent_options_with(controller, state, Parts::default());
+    options.panel_kind = "cpanel".into();
+    options
+}
+
+/// `Parts` with the cPanel driver `driver` (and no ACME issuer).
+pub fn cpanel_parts(driver: Arc<dyn mpanel_agent::panel::ControlPanel>) -> Parts {
+    Parts {
+        panel: Some(Panel {
+            kind: mpanel_agent::panel::PanelKind::Cpanel,
+            driver,
+        }),
+        acme: None,
     }
 }
 
@@ -369,9 +396,6 @@ pub async fn run_panel_agent(
     state: &StateDir,
     driver: Arc<dyn mpanel_agent::panel::ControlPanel>,
 ) -> RunningAgent {
-    let mut options = agent_options(&c.grpc_url(), state);
-    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
-        mpanel_agent::panel_commands::PanelCommandHandler::new(driver),
-    )));
+    let options = agent_options_with(&c.grpc_url(), state, cpanel_parts(driver));
     run_agent_until_online(c, server_id, options).await
 }

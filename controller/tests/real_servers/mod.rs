@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpanel_agent::acme::{AcmeIssuer, AcmeSettings};
-use mpanel_agent::handler::BuiltinHandler;
-use mpanel_agent::panel_commands::PanelCommandHandler;
 use mpanel_common::ids::ServerId;
 use mpanel_common::status::{BillingCycle, TaskStatus};
 use mpanel_controller::store::{
@@ -64,14 +62,9 @@ pub async fn acme_rig(
     settings.ca_bundle = Some(pebble.ca_bundle());
     settings.dns_resolver = Some(pebble.dns_addr);
     let issuer = Arc::new(AcmeIssuer::new(settings).unwrap());
-    let driver = cpanel_driver(&sim);
-    let mut options = agent_options(&c.grpc_url(), &state);
-    options
-        .capabilities
-        .push(mpanel_agent::acme::CAPABILITY.to_owned());
-    options.handler = Arc::new(BuiltinHandler::with_next(Arc::new(
-        PanelCommandHandler::new(driver).with_acme(issuer),
-    )));
+    let mut parts = cpanel_parts(cpanel_driver(&sim));
+    parts.acme = Some(issuer);
+    let options = agent_options_with(&c.grpc_url(), &state, parts);
     let agent = run_agent_until_online(&c, server_id, options).await;
     let store = store::connect(&c.db.url).await.unwrap();
     let server_id = ServerId::from(server_id);
