@@ -161,7 +161,7 @@ fn build_panel(config: &AgentConfig) -> anyhow::Result<Option<ConfiguredPanel>> 
     let Some(p) = &config.panel else {
         return Ok(None);
     };
-    let kind: panel::PanelKind = p.kind.parse().map_err(|_| {
+    let kind = panel::parse_panel_kind(&p.kind).map_err(|_| {
         anyhow::anyhow!(
             "panel.kind: '{}' is not one of cpanel, plesk, directadmin",
             p.kind

@@ -175,7 +175,7 @@ async fn fleet_and_orders(
         let driver_kind = match kind {
             PanelKind::Cpanel => mpanel_agent::panel::PanelKind::Cpanel,
             PanelKind::Plesk => mpanel_agent::panel::PanelKind::Plesk,
-            PanelKind::Directadmin => mpanel_agent::panel::PanelKind::DirectAdmin,
+            PanelKind::Directadmin => mpanel_agent::panel::PanelKind::Directadmin,
         };
         let user = if kind == PanelKind::Cpanel {
             "root"

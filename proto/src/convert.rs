@@ -531,9 +531,9 @@ pub fn outcome_from_wire(outcome: Option<WireOutcome>) -> Result<Outcome, WireEr
         }
         WireOutcome::Waiting(w) => {
             return match v1::waiting::Cause::try_from(w.cause) {
-                Ok(v1::waiting::Cause::Dns) => Ok(Outcome::Waiting(Waiting::Dns {
-                    reason: w.reason,
-                })),
+                Ok(v1::waiting::Cause::Dns) => {
+                    Ok(Outcome::Waiting(Waiting::Dns { reason: w.reason }))
+                }
                 _ => Err(WireError::new(
                     "result",
                     "waiting.cause",
@@ -993,7 +993,10 @@ mod tests {
             name_suffix: String::new(),
             password: "x".into(),
         }));
-        assert!(kind.starts_with("create_database: panel_kind is not usable"), "{kind}");
+        assert!(
+            kind.starts_with("create_database: panel_kind is not usable"),
+            "{kind}"
+        );
         let provider = refused(WireRequest::Certificate(v1::Certificate {
             username: "shop".into(),
             domain: "shop.example".into(),
@@ -1015,14 +1018,16 @@ mod tests {
 
     #[test]
     fn blank_optional_fields_are_absent_and_blank_name_servers_are_skipped() {
-        let Command::EnsureDns(dns) = command_from_wire(Some(WireRequest::EnsureDns(v1::EnsureDns {
-            username: " shop ".into(),
-            domain: "Shop.Example.".into(),
-            ip: "192.0.2.1".into(),
-            nameservers: vec![String::new(), "NS1.host.example.".into()],
-            ttl: 0,
-        })))
-        .unwrap() else {
+        let Command::EnsureDns(dns) =
+            command_from_wire(Some(WireRequest::EnsureDns(v1::EnsureDns {
+                username: " shop ".into(),
+                domain: "Shop.Example.".into(),
+                ip: "192.0.2.1".into(),
+                nameservers: vec![String::new(), "NS1.host.example.".into()],
+                ttl: 0,
+            })))
+            .unwrap()
+        else {
             panic!("not ensure_dns");
         };
         assert_eq!(dns.username, "shop");
