@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod dispatch;
 pub mod placement;
+mod step_data;
 mod worker;
 
 pub use dispatch::Dispatcher;
