@@ -210,13 +210,13 @@ impl Fields {
     }
 
     /// A required, non-blank string, trimmed.
-    fn text(&self, field: &str, value: String) -> Result<String, WireError> {
+    fn text(&self, field: &str, value: &str) -> Result<String, WireError> {
         self.opt_text(value)
             .ok_or_else(|| self.err(field, "is required"))
     }
 
     /// Blank counts as absent.
-    fn opt_text(&self, value: String) -> Option<String> {
+    fn opt_text(&self, value: &str) -> Option<String> {
         let trimmed = value.trim();
         (!trimmed.is_empty()).then(|| trimmed.to_owned())
     }
@@ -265,19 +265,19 @@ pub fn command_from_wire(request: Option<WireRequest>) -> Result<Command, WireEr
             if c.service_id <= 0 {
                 return Err(f.err("service_id", "must be a positive integer"));
             }
-            let contact_email = f.text("contact_email", c.contact_email)?;
+            let contact_email = f.text("contact_email", &c.contact_email)?;
             if !contact_email.contains('@') {
                 return Err(f.err("contact_email", "is not an email address"));
             }
             Command::CreateAccount(CreateAccount {
                 service_id: ServiceId::new(c.service_id),
-                username: f.text("username", c.username)?,
+                username: f.text("username", &c.username)?,
                 domain: f.domain("domain", &c.domain)?,
                 password: f.secret("password", c.password)?,
-                package: f.text("package", c.package)?,
+                package: f.text("package", &c.package)?,
                 contact_email,
                 quota_mb: c.quota_mb,
-                ip: match f.opt_text(c.ip) {
+                ip: match f.opt_text(&c.ip) {
                     Some(ip) => Some(f.ip("ip", &ip)?),
                     None => None,
                 },
@@ -293,7 +293,7 @@ pub fn command_from_wire(request: Option<WireRequest>) -> Result<Command, WireEr
                 }
             }
             Command::EnsureDns(EnsureDns {
-                username: f.text("username", c.username)?,
+                username: f.text("username", &c.username)?,
                 domain: f.domain("domain", &c.domain)?,
                 ip: f.ip("ip", &c.ip)?,
                 nameservers,
@@ -323,7 +323,7 @@ pub fn command_from_wire(request: Option<WireRequest>) -> Result<Command, WireEr
                 }
             };
             Command::Certificate(Certificate {
-                username: f.text("username", c.username)?,
+                username: f.text("username", &c.username)?,
                 domain: f.domain("domain", &c.domain)?,
                 provider,
             })
@@ -331,56 +331,56 @@ pub fn command_from_wire(request: Option<WireRequest>) -> Result<Command, WireEr
         WireRequest::CreateMailbox(c) => {
             let f = Fields("create_mailbox");
             Command::CreateMailbox(CreateMailbox {
-                username: f.text("username", c.username)?,
+                username: f.text("username", &c.username)?,
                 domain: f.domain("domain", &c.domain)?,
-                local_part: f.text("local_part", c.local_part)?,
+                local_part: f.text("local_part", &c.local_part)?,
                 password: f.secret("password", c.password)?,
                 quota_mb: c.quota_mb,
             })
         }
         WireRequest::CreateDatabase(c) => {
             let f = Fields("create_database");
-            let kind = f.text("panel_kind", c.panel_kind)?;
+            let kind = f.text("panel_kind", &c.panel_kind)?;
             Command::CreateDatabase(CreateDatabase {
-                username: f.text("username", c.username)?,
+                username: f.text("username", &c.username)?,
                 kind: kind
                     .parse::<PanelKind>()
                     .map_err(|e| f.err("panel_kind", format!("is not usable: {e}")))?,
                 domain: f.domain("domain", &c.domain)?,
-                name_suffix: f.opt_text(c.name_suffix),
+                name_suffix: f.opt_text(&c.name_suffix),
                 password: f.secret("password", c.password)?,
             })
         }
         WireRequest::SuspendAccount(c) => {
             let f = Fields("suspend_account");
             Command::Suspend(SuspendAccount {
-                username: f.text("username", c.username)?,
-                reason: f.opt_text(c.reason),
+                username: f.text("username", &c.username)?,
+                reason: f.opt_text(&c.reason),
             })
         }
         WireRequest::UnsuspendAccount(c) => Command::Unsuspend(UnsuspendAccount {
-            username: Fields("unsuspend_account").text("username", c.username)?,
+            username: Fields("unsuspend_account").text("username", &c.username)?,
         }),
         WireRequest::TerminateAccount(c) => Command::Terminate(TerminateAccount {
-            username: Fields("terminate_account").text("username", c.username)?,
+            username: Fields("terminate_account").text("username", &c.username)?,
         }),
         WireRequest::ChangePackage(c) => {
             let f = Fields("change_package");
             Command::ChangePackage(ChangePackage {
-                username: f.text("username", c.username)?,
-                package: f.text("package", c.package)?,
+                username: f.text("username", &c.username)?,
+                package: f.text("package", &c.package)?,
             })
         }
         WireRequest::ChangePassword(c) => {
             let f = Fields("change_password");
             Command::ChangePassword(ChangePassword {
-                username: f.text("username", c.username)?,
+                username: f.text("username", &c.username)?,
                 password: f.secret("password", c.password)?,
             })
         }
         WireRequest::ListAccounts(_) => Command::ListAccounts,
         WireRequest::Usage(c) => Command::Usage(UsageQuery {
-            username: Fields("usage").text("username", c.username)?,
+            username: Fields("usage").text("username", &c.username)?,
         }),
     })
 }

@@ -167,7 +167,7 @@ impl CommandHandler for PanelCommandHandler {
                         debug!(command = name, error = %f.message, "panel command failure detail");
                     }
                     Outcome::Waiting(w) => {
-                        debug!(command = name, waiting = %w, "panel command waits")
+                        debug!(command = name, waiting = %w, "panel command waits");
                     }
                     Outcome::Done(_) => {}
                 }
