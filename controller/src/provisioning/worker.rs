@@ -434,11 +434,13 @@ impl Provisioner {
                         domain: domain()?,
                         provider: CertificateProvider::AutoSsl,
                     };
-                    if !self.fleet.has_capability(server.id, ACME_CAPABILITY) {
+                    // A disconnected agent advertises nothing; its request fails as Offline.
+                    if self.fleet.is_connected(server.id)
+                        && !self.fleet.has_capability(server.id, ACME_CAPABILITY)
+                    {
                         // 'acme' is the default provider; an agent not set up for it keeps the
                         // site on the panel's AutoSSL rather than failing the order, and the
-                        // step data says so. (An agent that is not connected fails the same
-                        // way either way, as Offline.)
+                        // step data says so.
                         tracing::warn!(server = %server.hostname, "the agent has no [acme] section; using the panel's AutoSSL");
                         self.agent_step(&job, step, autossl)
                             .await
