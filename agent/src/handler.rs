@@ -1,48 +1,20 @@
-//! What the agent does with a controller command. The session calls a [`CommandHandler`] for
-//! each `Command`, concurrently; the provisioning work plugs the panel drivers in behind the same
-//! trait. [`BuiltinHandler`] answers the diagnostic `ping` and `echo` (tests, the benchmark,
-//! `POST /api/servers/:id/commands`) and delegates everything else.
+//! What the agent does with a controller command. The session turns each wire `Command` into a
+//! typed [`Command`] (`mpanel_proto::convert`) and calls a [`CommandHandler`] with it,
+//! concurrently; the panel commands plug in behind the same trait. [`BuiltinHandler`] answers the
+//! diagnostic `ping` and `echo` (tests, the benchmark, `POST /api/servers/:id/commands`) and
+//! delegates everything else.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-
-/// How the controller should treat a failure (`CommandResult.error_class`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    Retryable,
-    Permanent,
-    Auth,
-    Conflict,
-}
-
-impl ErrorClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Retryable => "retryable",
-            ErrorClass::Permanent => "permanent",
-            ErrorClass::Auth => "auth",
-            ErrorClass::Conflict => "conflict",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum CommandOutcome {
-    Ok(serde_json::Value),
-    Failed { class: ErrorClass, message: String },
-}
+pub use mpanel_common::command::{Command, ErrorClass, Failure, Outcome, Reply, Waiting};
+use mpanel_common::command::{Echo, Pong};
 
 #[async_trait]
 pub trait CommandHandler: Send + Sync {
-    /// Runs one command. `payload` is the command's JSON; the idempotency key is the same on
-    /// every retry of the same step, so a handler can recognise work it already did.
-    async fn handle(
-        &self,
-        kind: &str,
-        payload: serde_json::Value,
-        idempotency_key: &str,
-    ) -> CommandOutcome;
+    /// Runs one command. The idempotency key is the same on every retry of the same step, so a
+    /// handler can recognise work it already did.
+    async fn handle(&self, command: Command, idempotency_key: &str) -> Outcome;
 }
 
 /// `ping` and `echo`, then the next handler (if any).
@@ -63,25 +35,26 @@ impl BuiltinHandler {
     }
 }
 
+/// The answer to a command no handler of this agent takes (a panel command on an agent
+/// without a panel): permanent, since asking again cannot change the agent's configuration.
+pub fn not_handled(command: &Command) -> Outcome {
+    Outcome::Failed(Failure::permanent(format!(
+        "this agent cannot run '{}': it has no handler for it (is a [panel] configured?)",
+        command.name()
+    )))
+}
+
 #[async_trait]
 impl CommandHandler for BuiltinHandler {
-    async fn handle(
-        &self,
-        kind: &str,
-        payload: serde_json::Value,
-        idempotency_key: &str,
-    ) -> CommandOutcome {
-        match kind {
-            "ping" => CommandOutcome::Ok(
-                serde_json::json!({ "pong": true, "version": env!("CARGO_PKG_VERSION") }),
-            ),
-            "echo" => CommandOutcome::Ok(payload),
-            _ => match &self.next {
-                Some(next) => next.handle(kind, payload, idempotency_key).await,
-                None => CommandOutcome::Failed {
-                    class: ErrorClass::Permanent,
-                    message: format!("this agent does not know the command '{kind}'"),
-                },
+    async fn handle(&self, command: Command, idempotency_key: &str) -> Outcome {
+        match command {
+            Command::Ping => Outcome::Done(Reply::Pong(Pong {
+                agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            })),
+            Command::Echo(Echo { payload }) => Outcome::Done(Reply::Echo(Echo { payload })),
+            other => match &self.next {
+                Some(next) => next.handle(other, idempotency_key).await,
+                None => not_handled(&other),
             },
         }
     }
@@ -90,24 +63,30 @@ impl CommandHandler for BuiltinHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mpanel_common::command::TerminateAccount;
 
     #[tokio::test]
-    async fn builtins_answer_and_unknown_commands_fail_permanently() {
+    async fn builtins_answer_and_commands_without_a_handler_fail_permanently() {
         let h = BuiltinHandler::default();
-        assert!(matches!(
-            h.handle("ping", serde_json::Value::Null, "k").await,
-            CommandOutcome::Ok(_)
-        ));
-        let payload = serde_json::json!({"a": 1});
+        match h.handle(Command::Ping, "k").await {
+            Outcome::Done(Reply::Pong(p)) => assert_eq!(p.agent_version, env!("CARGO_PKG_VERSION")),
+            other => panic!("{other:?}"),
+        }
+        let echo = Echo {
+            payload: b"{\"a\":1}".to_vec(),
+        };
         assert_eq!(
-            h.handle("echo", payload.clone(), "k").await,
-            CommandOutcome::Ok(payload)
+            h.handle(Command::Echo(echo.clone()), "k").await,
+            Outcome::Done(Reply::Echo(echo))
         );
-        match h
-            .handle("create_account", serde_json::Value::Null, "k")
-            .await
-        {
-            CommandOutcome::Failed { class, .. } => assert_eq!(class, ErrorClass::Permanent),
+        let terminate = Command::Terminate(TerminateAccount {
+            username: "shop".into(),
+        });
+        match h.handle(terminate, "k").await {
+            Outcome::Failed(f) => {
+                assert_eq!(f.class, ErrorClass::Permanent);
+                assert!(f.message.contains("terminate_account"), "{}", f.message);
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -4,19 +4,7 @@
 
 use std::path::Path;
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HostLoad {
-    pub load1: f64,
-    pub load5: f64,
-    pub load15: f64,
-    pub cpu_count: u32,
-    pub memory_total_bytes: u64,
-    pub memory_available_bytes: u64,
-    pub disk_total_bytes: u64,
-    pub disk_free_bytes: u64,
-    pub inodes_total: u64,
-    pub inodes_free: u64,
-}
+pub use mpanel_common::load::LoadReport;
 
 pub fn parse_loadavg(text: &str) -> Option<(f64, f64, f64)> {
     let mut parts = text.split_whitespace().map(str::parse::<f64>);
@@ -39,13 +27,14 @@ pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
     Some((field("MemTotal")?, field("MemAvailable")?))
 }
 
-/// Reads everything; a source that cannot be read leaves its fields at zero rather than
-/// failing the heartbeat (a beat without disk numbers is better than no beat).
-pub fn read(accounts_path: &Path) -> HostLoad {
-    let mut load = HostLoad {
+/// Reads the host's fields (the session adds the panel's and its own); a source that cannot be
+/// read leaves its fields at zero rather than failing the heartbeat (a beat without disk
+/// numbers is better than no beat).
+pub fn read(accounts_path: &Path) -> LoadReport {
+    let mut load = LoadReport {
         cpu_count: std::thread::available_parallelism()
             .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
-        ..HostLoad::default()
+        ..LoadReport::default()
     };
     if let Some((a, b, c)) = std::fs::read_to_string("/proc/loadavg")
         .ok()

@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use mpanel_common::command::{ErrorClass, Failure, Outcome};
+use mpanel_common::load::LoadReport;
+use mpanel_proto::convert;
 use mpanel_proto::v1::agent_service_client::AgentServiceClient;
 use mpanel_proto::v1::{
-    AgentMessage, CommandResult, Heartbeat, Hello, RenewCertificateRequest, agent_message,
-    controller_message,
+    AgentMessage, CommandResult, Hello, RenewCertificateRequest, agent_message, controller_message,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::parse_controller_url;
 use crate::core::{Backoff, Next, SessionEnd, Supervisor, next_panel_probe_in, renewal_delay};
-use crate::handler::{CommandHandler, CommandOutcome};
+use crate::handler::CommandHandler;
 use crate::state::{SessionStatus, StateDir, StateError};
 use crate::tls::{self, SwappableIdentity};
 use crate::{load, now_ms};
@@ -287,23 +289,14 @@ impl<F: Fn(&str, &str)> Session<'_, F> {
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
-                    let host = load::read(&opts.accounts_path);
-                    send_now(&tx, agent_message::Body::Heartbeat(Heartbeat {
-                        load1: host.load1,
-                        load5: host.load5,
-                        load15: host.load15,
-                        cpu_count: host.cpu_count,
-                        memory_total_bytes: host.memory_total_bytes,
-                        memory_available_bytes: host.memory_available_bytes,
-                        disk_total_bytes: host.disk_total_bytes,
-                        disk_free_bytes: host.disk_free_bytes,
-                        inodes_total: host.inodes_total,
-                        inodes_free: host.inodes_free,
+                    let load = LoadReport {
                         account_count: self.panel.accounts.load(Ordering::Relaxed),
                         panel_reachable: opts.panel.is_none() || self.panel.reachable.load(Ordering::Relaxed),
                         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-                        certificate_not_after_unix_ms: not_after,
-                    }));
+                        certificate_not_after_ms: not_after,
+                        ..load::read(&opts.accounts_path)
+                    };
+                    send_now(&tx, agent_message::Body::Heartbeat(load.into()));
                 }
                 () = &mut renewal => {
                     // A new key per certificate: renewal also rotates the key.
@@ -369,56 +362,34 @@ impl<F: Fn(&str, &str)> Session<'_, F> {
     }
 }
 
-async fn run_command(
+/// Runs one wire command through `handler` as the session does: read and checked by
+/// `mpanel_proto::convert` (a refusal is permanent), bounded by its deadline, answered as a wire
+/// result.
+pub async fn run_command(
     handler: Arc<dyn CommandHandler>,
     command: mpanel_proto::v1::Command,
 ) -> CommandResult {
-    let payload = if command.payload_json.is_empty() {
-        serde_json::Value::Null
-    } else {
-        match serde_json::from_slice(&command.payload_json) {
-            Ok(v) => v,
-            Err(e) => {
-                return CommandResult {
-                    id: command.id,
-                    ok: false,
-                    data_json: Vec::new(),
-                    error_class: "permanent".into(),
-                    error_message: format!("payload is not JSON: {e}"),
-                };
-            }
-        }
-    };
-    let left = u64::try_from(command.deadline_unix_ms - now_ms()).unwrap_or(0);
-    let outcome = if command.deadline_unix_ms > 0 {
-        tokio::time::timeout(
-            Duration::from_millis(left),
-            handler.handle(&command.kind, payload, &command.idempotency_key),
-        )
-        .await
-        .unwrap_or(CommandOutcome::Failed {
-            class: crate::handler::ErrorClass::Retryable,
-            message: "the command's deadline passed on the agent".into(),
-        })
-    } else {
-        handler
-            .handle(&command.kind, payload, &command.idempotency_key)
+    let outcome = match convert::command_from_wire(command.request) {
+        // Read the same way on every retry: permanent.
+        Err(e) => Outcome::Failed(Failure::permanent(e.to_string())),
+        Ok(typed) if command.deadline_unix_ms > 0 => {
+            let left = u64::try_from(command.deadline_unix_ms - now_ms()).unwrap_or(0);
+            tokio::time::timeout(
+                Duration::from_millis(left),
+                handler.handle(typed, &command.idempotency_key),
+            )
             .await
+            .unwrap_or_else(|_| {
+                Outcome::Failed(Failure::new(
+                    ErrorClass::Retryable,
+                    "the command's deadline passed on the agent",
+                ))
+            })
+        }
+        Ok(typed) => handler.handle(typed, &command.idempotency_key).await,
     };
-    match outcome {
-        CommandOutcome::Ok(data) => CommandResult {
-            id: command.id,
-            ok: true,
-            data_json: serde_json::to_vec(&data).unwrap_or_default(),
-            error_class: String::new(),
-            error_message: String::new(),
-        },
-        CommandOutcome::Failed { class, message } => CommandResult {
-            id: command.id,
-            ok: false,
-            data_json: Vec::new(),
-            error_class: class.as_str().to_owned(),
-            error_message: message,
-        },
+    CommandResult {
+        id: command.id,
+        outcome: Some(outcome.into()),
     }
 }

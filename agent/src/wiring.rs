@@ -92,9 +92,7 @@ impl Parts {
 }
 
 fn build_panel(section: &PanelSection) -> Result<Panel, SetupError> {
-    let kind: PanelKind = section
-        .kind
-        .parse()
+    let kind = crate::panel::parse_panel_kind(&section.kind)
         .map_err(|_| SetupError::PanelKind(section.kind.clone()))?;
     let token = match (&section.token, &section.token_file) {
         (Some(token), _) => token.expose().trim().to_owned(),
@@ -311,7 +309,7 @@ mod tests {
             ..AgentConfig::default()
         };
         let driver = panel::build_driver_with(panel::PanelConfig::new(
-            PanelKind::DirectAdmin,
+            PanelKind::Directadmin,
             "https://127.0.0.1:2222",
             "admin",
             panel::Secret::new("t"),
@@ -320,7 +318,7 @@ mod tests {
         .unwrap();
         let parts = Parts {
             panel: Some(Panel {
-                kind: PanelKind::DirectAdmin,
+                kind: PanelKind::Directadmin,
                 driver,
             }),
             acme: None,

@@ -1,4 +1,4 @@
-//! The `ssl` command with `provider: "acme"` against a real ACME CA: pebble and
+//! The certificate command with the ACME provider against a real ACME CA: pebble and
 //! pebble-challtestsrv (Debian's `pebble` package), the real cPanel driver and the cPanel
 //! simulator serving the account's web root over HTTP for HTTP-01. The rate-limit case uses a
 //! scripted ACME server, since pebble 2.4 cannot be made to rate-limit.
@@ -8,15 +8,20 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mpanel_agent::acme::{AcmeError, AcmeIssuer, AcmeSettings, IssueRequest, split_chain};
-use mpanel_agent::handler::{CommandHandler, CommandOutcome, ErrorClass};
+use mpanel_agent::handler::{CommandHandler, Outcome, Reply};
 use mpanel_agent::panel::{ControlPanel, PanelConfig, PanelKind, Secret, build_driver_with};
 use mpanel_agent::panel_commands::PanelCommandHandler;
+use mpanel_common::command::{
+    AcmeOrder, Certificate, CertificateDone, CertificateProvider, Command, CreateAccount,
+    IssuedCertificate, Waiting,
+};
+use mpanel_common::{DomainName, ServiceId};
 use mpanel_e2e::pebble::{Pebble, PebbleOptions};
 use mpanel_panelsim::{SimConfig, SimHandle, SimKind};
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TOKEN: &str = "sim-token-acme-41c2";
 const USERNAME: &str = "shopacme";
@@ -55,21 +60,18 @@ async fn rig(nonce_reject_percent: u8) -> Rig {
     settings.poll_timeout = Duration::from_secs(60);
     let issuer = Arc::new(AcmeIssuer::new(settings).unwrap());
     let handler = PanelCommandHandler::new(driver).with_acme(issuer);
-    let created = handler
-        .handle(
-            "create_account",
-            json!({
-                "serviceId": 41,
-                "username": USERNAME,
-                "domain": DOMAIN,
-                "password": "Acct-Pass-9x7!",
-                "package": "default",
-                "contactEmail": "owner@shop.example",
-            }),
-            "k",
-        )
-        .await;
-    assert!(matches!(created, CommandOutcome::Ok(_)), "{created:?}");
+    let create = Command::CreateAccount(CreateAccount {
+        service_id: ServiceId::new(41),
+        username: USERNAME.into(),
+        domain: DomainName::parse(DOMAIN).unwrap(),
+        password: mpanel_common::Secret::new("Acct-Pass-9x7!".into()),
+        package: "default".into(),
+        contact_email: "owner@shop.example".into(),
+        quota_mb: None,
+        ip: None,
+    });
+    let created = handler.handle(create, "k").await;
+    assert!(matches!(created, Outcome::Done(_)), "{created:?}");
     Rig {
         sim,
         pebble,
@@ -79,23 +81,22 @@ async fn rig(nonce_reject_percent: u8) -> Rig {
 }
 
 impl Rig {
-    async fn ssl(&self, ip: &str) -> CommandOutcome {
-        self.handler
-            .handle(
-                "ssl",
-                json!({"username": USERNAME, "domain": DOMAIN, "provider": "acme", "ip": ip}),
-                "task:1:step:ssl",
-            )
-            .await
+    async fn ssl(&self, ip: &str) -> Outcome {
+        let command = Command::Certificate(Certificate {
+            username: USERNAME.into(),
+            domain: DomainName::parse(DOMAIN).unwrap(),
+            provider: CertificateProvider::Acme(AcmeOrder {
+                ip: ip.parse().unwrap(),
+                names: vec![],
+            }),
+        });
+        self.handler.handle(command, "task:1:step:ssl").await
     }
 
-    async fn issued(&self) -> Value {
+    async fn issued(&self) -> IssuedCertificate {
         match self.ssl("127.0.0.1").await {
-            CommandOutcome::Ok(data) => data,
-            CommandOutcome::Failed { class, message } => panic!(
-                "issuance failed ({class:?}): {message}\n{}",
-                self.pebble.log_tail()
-            ),
+            Outcome::Done(Reply::Certificate(CertificateDone::AcmeIssued(issued))) => issued,
+            other => panic!("issuance failed: {other:?}\n{}", self.pebble.log_tail()),
         }
     }
 
@@ -151,21 +152,15 @@ async fn assert_chains_to_pebble_root(pebble: &Pebble, leaf: &str, name: &str) {
 async fn an_acme_certificate_from_pebble_is_installed_and_chains_to_its_root() {
     let r = rig(0).await;
     let data = r.issued().await;
-    assert_eq!(data["provider"], "acme");
-    assert_eq!(data["status"], "issued");
-    assert_eq!(data["names"], json!([DOMAIN, format!("www.{DOMAIN}")]));
-    assert!(
-        data["issuer"].as_str().unwrap().contains("Pebble"),
-        "{data}"
-    );
-    let serial = data["serial"].as_str().unwrap();
+    assert_eq!(data.names, [DOMAIN.to_owned(), format!("www.{DOMAIN}")]);
+    assert!(data.issuer.contains("Pebble"), "{data:?}");
+    let serial = &data.serial;
     assert!(!serial.is_empty() && serial.chars().all(|c| c.is_ascii_hexdigit()));
-    let (not_before, not_after) = (
-        data["notBefore"].as_i64().unwrap(),
-        data["notAfter"].as_i64().unwrap(),
-    );
     let now = mpanel_agent::now_ms();
-    assert!(not_before <= now + 60_000 && not_after > now, "{data}");
+    assert!(
+        data.not_before_ms <= now + 60_000 && data.not_after_ms > now,
+        "{data:?}"
+    );
 
     let leaf = r.installed_certificate();
     assert_eq!(
@@ -204,8 +199,8 @@ async fn an_acme_certificate_from_pebble_is_installed_and_chains_to_its_root() {
         .await
         .unwrap();
     let again = r.issued().await;
-    assert_eq!(again["names"], json!([DOMAIN]));
-    assert_ne!(again["serial"], data["serial"]);
+    assert_eq!(again.names, [DOMAIN.to_owned()]);
+    assert_ne!(again.serial, data.serial);
     assert_eq!(r.account_files(), accounts);
     assert_chains_to_pebble_root(&r.pebble, &r.installed_certificate(), DOMAIN).await;
 }
@@ -213,8 +208,7 @@ async fn an_acme_certificate_from_pebble_is_installed_and_chains_to_its_root() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuance_succeeds_when_the_ca_rejects_half_the_nonces() {
     let r = rig(50).await;
-    let data = r.issued().await;
-    assert_eq!(data["status"], "issued");
+    r.issued().await;
     assert_chains_to_pebble_root(&r.pebble, &r.installed_certificate(), DOMAIN).await;
 }
 
@@ -223,12 +217,11 @@ async fn a_domain_not_pointing_here_waits_for_dns_without_any_acme_order() {
     let r = rig(0).await;
     // challtestsrv answers 127.0.0.1 for every name; this server is 192.0.2.10.
     let outcome = r.ssl("192.0.2.10").await;
-    let CommandOutcome::Failed { class, message } = outcome else {
-        panic!("issued for a domain pointing elsewhere: {outcome:?}");
+    let Outcome::Waiting(Waiting::Dns { reason }) = outcome else {
+        panic!("did not wait for DNS for a domain pointing elsewhere: {outcome:?}");
     };
-    assert_eq!(class, ErrorClass::Retryable);
-    assert!(message.starts_with("waiting for DNS:"), "{message}");
-    assert!(message.contains("127.0.0.1"), "{message}");
+    assert!(reason.contains("127.0.0.1"), "{reason}");
+    assert!(reason.contains("192.0.2.10"), "{reason}");
     // Nothing reached the CA: no account was even created, and no challenge was written.
     assert!(r.account_files().is_empty());
     let state = r.sim.state_json();

@@ -14,7 +14,7 @@ use mpanel_agent::panel::{
 };
 use support::*;
 
-const KIND: PanelKind = PanelKind::DirectAdmin;
+const KIND: PanelKind = PanelKind::Directadmin;
 
 #[tokio::test]
 async fn ensure_account_creates_one_user_with_email_and_package() {

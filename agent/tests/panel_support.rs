@@ -23,7 +23,7 @@ pub const PASSWORD: &str = "Acct-Pass-9x7!";
 pub fn admin_user(kind: PanelKind) -> &'static str {
     match kind {
         PanelKind::Cpanel => "root",
-        PanelKind::Plesk | PanelKind::DirectAdmin => "admin",
+        PanelKind::Plesk | PanelKind::Directadmin => "admin",
     }
 }
 
@@ -31,14 +31,14 @@ pub fn sim_kind(kind: PanelKind) -> SimKind {
     match kind {
         PanelKind::Cpanel => SimKind::Cpanel,
         PanelKind::Plesk => SimKind::Plesk,
-        PanelKind::DirectAdmin => SimKind::Directadmin,
+        PanelKind::Directadmin => SimKind::Directadmin,
     }
 }
 
 /// The package every panel's simulator knows under the name mpanel's products use.
 pub fn default_package(kind: PanelKind) -> &'static str {
     match kind {
-        PanelKind::Cpanel | PanelKind::DirectAdmin => "default",
+        PanelKind::Cpanel | PanelKind::Directadmin => "default",
         PanelKind::Plesk => "Unlimited",
     }
 }
@@ -46,7 +46,7 @@ pub fn default_package(kind: PanelKind) -> &'static str {
 /// A second package, for change-package tests.
 pub fn other_package(kind: PanelKind) -> &'static str {
     match kind {
-        PanelKind::Cpanel | PanelKind::DirectAdmin => "starter",
+        PanelKind::Cpanel | PanelKind::Directadmin => "starter",
         PanelKind::Plesk => "Default Domain",
     }
 }

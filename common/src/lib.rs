@@ -3,9 +3,11 @@
 //! [`Secret`]. No I/O lives here: no files, network, environment, clocks or randomness, so
 //! everything is deterministic and testable without setup.
 
+pub mod command;
 pub mod dns;
 pub mod domain;
 pub mod ids;
+pub mod load;
 pub mod money;
 pub mod secret;
 pub mod status;

@@ -11,15 +11,19 @@ use mpanel_agent::state::StateDir;
 use mpanel_agent::tls;
 use mpanel_common::ids::ServerId;
 use mpanel_proto::v1::agent_service_client::AgentServiceClient;
-use mpanel_proto::v1::{AgentMessage, EnrollRequest, Hello, agent_message};
+use mpanel_proto::v1::{AgentMessage, EnrollRequest, Hello, agent_message, controller_message};
 use rustls::pki_types::pem::PemObject as _;
 use tokio_stream::wrappers::ReceiverStream;
 
 fn hello(server_id: i64) -> AgentMessage {
+    hello_speaking(server_id, mpanel_proto::PROTOCOL_VERSION)
+}
+
+fn hello_speaking(server_id: i64, protocol_version: u32) -> AgentMessage {
     AgentMessage {
         body: Some(agent_message::Body::Hello(Hello {
-            protocol_version: 1,
-            agent_version: "test".into(),
+            protocol_version,
+            agent_version: "0.0.9-test".into(),
             panel_kind: "cpanel".into(),
             capabilities: vec![],
             server_id,
@@ -277,7 +281,7 @@ async fn fleet_csr_asking_for_ca_true_yields_a_non_ca_client_certificate() {
         .enroll(EnrollRequest {
             token,
             csr_pem: request,
-            agent_version: "test".into(),
+            agent_version: "0.0.9-test".into(),
         })
         .await
         .unwrap()
@@ -314,4 +318,71 @@ async fn fleet_certificate_for_server_a_cannot_act_as_server_b() {
     assert_eq!(c.agent(b).await["connected"], false);
     // As itself it is fine.
     try_connect(&c, session_config(&state_a), a).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_refuses_an_agent_of_the_previous_protocol_and_says_to_upgrade_it() {
+    let c = Controller::start(&[]).await;
+    let (id, _dir, state) = enrolled_agent(&c, "old.example.net").await;
+    let previous = mpanel_proto::MIN_AGENT_PROTOCOL_VERSION - 1;
+
+    let channel = tls::connect(
+        "127.0.0.1",
+        c.grpc_port,
+        Arc::new(session_config(&state)),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let mut client = AgentServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(hello_speaking(id, previous)).await.unwrap();
+    let mut stream = client
+        .connect(ReceiverStream::new(rx))
+        .await
+        .expect("the refusal is a message, not a transport error")
+        .into_inner();
+    let first = stream.message().await.unwrap().expect("a SessionClosed");
+    let Some(controller_message::Body::Closed(closed)) = first.body else {
+        panic!("expected SessionClosed, got {first:?}");
+    };
+    assert_eq!(closed.code, "agent_too_old");
+    for needed in [
+        "agent 0.0.9-test".to_owned(),
+        format!("protocol {previous}"),
+        format!(
+            "needs protocol {}",
+            mpanel_proto::MIN_AGENT_PROTOCOL_VERSION
+        ),
+        "upgrade mpanel-agent".to_owned(),
+    ] {
+        assert!(closed.reason.contains(&needed), "{}", closed.reason);
+    }
+    // Nothing else follows: no Welcome, no command can reach it.
+    assert!(stream.message().await.unwrap_or(None).is_none());
+
+    let a = c.agent(id).await;
+    assert_eq!(a["connected"], false, "{a}");
+    assert_eq!(a["upgradeRequired"], true, "{a}");
+    let refusal = &a["refusedAsTooOld"];
+    assert_eq!(refusal["agentVersion"], "0.0.9-test", "{a}");
+    assert_eq!(refusal["protocolVersion"], previous, "{a}");
+    assert_eq!(
+        refusal["requiredProtocolVersion"],
+        mpanel_proto::MIN_AGENT_PROTOCOL_VERSION,
+        "{a}"
+    );
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade mpanel-agent"),
+        "{a}"
+    );
+
+    // The upgraded agent is accepted and the flag clears.
+    try_connect(&c, session_config(&state), id).await.unwrap();
+    let a = c.agent(id).await;
+    assert_eq!(a["upgradeRequired"], false, "{a}");
+    assert!(a["refusedAsTooOld"].is_null(), "{a}");
 }

@@ -186,7 +186,7 @@ async fn an_order_is_served_by_powerdns_secured_by_pebble_and_its_emailed_creden
     let db_password = field(text, "Database", "Password:");
     assert_eq!(db_password, database_password);
     assert_eq!(
-        step("database")["databases_created"][0],
+        step("database")["database_names"][0],
         db_name.as_str(),
         "the emailed database is the one created"
     );

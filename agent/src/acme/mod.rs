@@ -36,13 +36,9 @@ use crate::panel::{ControlPanel, PanelError, Secret};
 use crate::state::StateDir;
 use client::AcmeHttp;
 
-/// How a failure because DNS does not point here yet begins, so the controller can recognise
-/// it and wait instead of failing the order.
-pub const WAITING_FOR_DNS: &str = "waiting for DNS:";
-
-/// What an agent that can issue advertises among its capabilities; the controller sends
-/// `provider: "acme"` only to such agents.
-pub const CAPABILITY: &str = "acme";
+/// What an agent that can issue advertises among its capabilities; the controller asks only
+/// such agents for an ACME certificate.
+pub const CAPABILITY: &str = mpanel_common::command::ACME_CAPABILITY;
 
 /// Let's Encrypt's production directory: the default when `[acme] directory` is not set.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
@@ -116,7 +112,7 @@ pub struct Issued {
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
     /// The name does not resolve to this server yet; no order was made.
-    #[error("{WAITING_FOR_DNS} {name} resolves to {found}, not to this server ({expected})")]
+    #[error("waiting for DNS: {name} resolves to {found}, not to this server ({expected})")]
     WaitingForDns {
         name: String,
         found: String,
@@ -148,6 +144,21 @@ fn retry_text(at: Option<SystemTime>) -> String {
 }
 
 impl AcmeError {
+    /// What the command waits for, when the CA was not asked because DNS is not ready: the
+    /// controller waits without counting a failed attempt.
+    pub fn waiting(&self) -> Option<mpanel_common::command::Waiting> {
+        match self {
+            AcmeError::WaitingForDns {
+                name,
+                found,
+                expected,
+            } => Some(mpanel_common::command::Waiting::Dns {
+                reason: format!("{name} resolves to {found}, not to this server ({expected})"),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the same request may succeed later.
     pub fn is_retryable(&self) -> bool {
         match self {

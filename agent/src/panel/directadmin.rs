@@ -359,7 +359,7 @@ impl AccountCreation for DirectAdminDriver {
 #[async_trait]
 impl ControlPanel for DirectAdminDriver {
     fn kind(&self) -> PanelKind {
-        PanelKind::DirectAdmin
+        PanelKind::Directadmin
     }
 
     async fn get_account(&self, username: &str) -> Result<Option<AccountInfo>, PanelError> {

@@ -187,7 +187,7 @@ pub fn build_driver_with(config: PanelConfig) -> Result<Arc<dyn ControlPanel>, P
     Ok(match config.kind {
         PanelKind::Cpanel => Arc::new(cpanel::CpanelDriver::new(endpoint, config.fs_root)),
         PanelKind::Plesk => Arc::new(plesk::PleskDriver::new(endpoint, config.fs_root)),
-        PanelKind::DirectAdmin => Arc::new(directadmin::DirectAdminDriver::new(
+        PanelKind::Directadmin => Arc::new(directadmin::DirectAdminDriver::new(
             endpoint,
             config.fs_root,
         )),

@@ -48,52 +48,19 @@ impl From<mpanel_common::secret::Secret<String>> for Secret {
     }
 }
 
-/// The control panels the agent can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PanelKind {
-    Cpanel,
-    Plesk,
-    DirectAdmin,
-}
+pub use mpanel_common::command::{AccountUsage as Usage, Amount, ErrorClass};
+pub use mpanel_common::username::PanelKind;
 
-impl PanelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Cpanel => "cpanel",
-            Self::Plesk => "plesk",
-            Self::DirectAdmin => "directadmin",
-        }
-    }
-}
-
-impl fmt::Display for PanelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<mpanel_common::username::PanelKind> for PanelKind {
-    fn from(kind: mpanel_common::username::PanelKind) -> Self {
-        match kind {
-            mpanel_common::username::PanelKind::Cpanel => Self::Cpanel,
-            mpanel_common::username::PanelKind::Plesk => Self::Plesk,
-            mpanel_common::username::PanelKind::Directadmin => Self::DirectAdmin,
-        }
-    }
-}
-
-impl FromStr for PanelKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "cpanel" | "whm" => Ok(Self::Cpanel),
-            "plesk" => Ok(Self::Plesk),
-            "directadmin" | "da" => Ok(Self::DirectAdmin),
-            other => Err(format!(
-                "unknown panel kind {other:?} (expected cpanel, plesk or directadmin)"
-            )),
-        }
+/// The panel kind of the agent's configuration: the wire names, in any case, and the names
+/// operators also use for them (`whm`, `da`).
+pub fn parse_panel_kind(s: &str) -> Result<PanelKind, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "cpanel" | "whm" => Ok(PanelKind::Cpanel),
+        "plesk" => Ok(PanelKind::Plesk),
+        "directadmin" | "da" => Ok(PanelKind::Directadmin),
+        other => Err(format!(
+            "unknown panel kind {other:?} (expected cpanel, plesk or directadmin)"
+        )),
     }
 }
 
@@ -148,24 +115,6 @@ pub struct PackageInfo {
     pub name: String,
     pub disk_quota: Option<Amount>,
     pub bandwidth: Option<Amount>,
-}
-
-/// A size or count that may be unlimited. Sizes are in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Amount {
-    Unlimited,
-    Value(u64),
-}
-
-/// Resource usage of one account. Sizes in bytes; `None` where the panel does not report it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Usage {
-    pub disk_used: Option<u64>,
-    pub disk_limit: Option<Amount>,
-    pub bandwidth_used: Option<u64>,
-    pub bandwidth_limit: Option<Amount>,
-    pub inodes_used: Option<u64>,
-    pub inodes_limit: Option<Amount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -370,22 +319,6 @@ pub struct DatabaseInfo {
     pub user: String,
 }
 
-/// How the caller should react to a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The panel may succeed later: timeout, 5xx, a lock held by another task. Retry with backoff.
-    Retryable,
-    /// The request itself is wrong (unknown package, invalid name): retrying cannot help.
-    Permanent,
-    /// The panel rejected the agent's credentials or the token lacks a privilege: an operator
-    /// must fix the configuration.
-    Auth,
-    /// The thing exists and is not ours (another service's account, a taken domain).
-    Conflict,
-    /// The thing the request names does not exist.
-    NotFound,
-}
-
 /// A failed panel call. Messages come from the panel with every secret of the request scrubbed
 /// out; they never carry a password or token.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -531,6 +464,18 @@ mod tests {
             quota_mb: None,
         };
         assert!(!format!("{spec:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn panel_kinds_parse_with_their_aliases() {
+        assert_eq!(parse_panel_kind("WHM"), Ok(PanelKind::Cpanel));
+        assert_eq!(parse_panel_kind("da"), Ok(PanelKind::Directadmin));
+        assert_eq!(parse_panel_kind("plesk"), Ok(PanelKind::Plesk));
+        assert!(
+            parse_panel_kind("ispconfig")
+                .unwrap_err()
+                .contains("expected cpanel")
+        );
     }
 
     #[test]

@@ -2,66 +2,70 @@
 //! change password. Each converges: suspending a suspended account, terminating one that is
 //! gone or setting the package it already has all succeed.
 
-use serde_json::{Value, json};
+use mpanel_common::command::{
+    AccountSuspended, AccountTerminated, AccountUnsuspended, ChangePackage, ChangePassword,
+    PackageChanged, PasswordChanged, Reply, SuspendAccount, TerminateAccount, UnsuspendAccount,
+};
 use tracing::debug;
 
 use super::CommandResult;
-use super::payload::Payload;
-use crate::panel::{ControlPanel, ErrorClass};
+use crate::panel::{ControlPanel, ErrorClass, Secret};
 
 /// Recorded on panels that keep a suspension reason, when the controller gives none.
 const DEFAULT_SUSPEND_REASON: &str = "suspended by mpanel";
 
-/// `suspend_account {username, reason?}` → `{username, suspended: true}`.
-pub(super) async fn suspend_account(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("suspend_account", payload)?;
-    let username = p.string("username")?;
-    let reason = p.opt_string("reason")?.unwrap_or(DEFAULT_SUSPEND_REASON);
-    panel.suspend_account(username, reason).await?;
-    debug!(username, "account suspended");
-    Ok(json!({ "username": username, "suspended": true }))
+pub(super) async fn suspend_account(panel: &dyn ControlPanel, c: SuspendAccount) -> CommandResult {
+    let reason = c.reason.as_deref().unwrap_or(DEFAULT_SUSPEND_REASON);
+    panel.suspend_account(&c.username, reason).await?;
+    debug!(username = %c.username, "account suspended");
+    Ok(Reply::Suspended(AccountSuspended {
+        username: c.username,
+    }))
 }
 
-/// `unsuspend_account {username}` → `{username, suspended: false}`.
-pub(super) async fn unsuspend_account(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("unsuspend_account", payload)?;
-    let username = p.string("username")?;
-    panel.unsuspend_account(username).await?;
-    debug!(username, "account unsuspended");
-    Ok(json!({ "username": username, "suspended": false }))
+pub(super) async fn unsuspend_account(
+    panel: &dyn ControlPanel,
+    c: UnsuspendAccount,
+) -> CommandResult {
+    panel.unsuspend_account(&c.username).await?;
+    debug!(username = %c.username, "account unsuspended");
+    Ok(Reply::Unsuspended(AccountUnsuspended {
+        username: c.username,
+    }))
 }
 
-/// `terminate_account {username}` → `{username, terminated: true}`; an account that is already
-/// gone is a success.
-pub(super) async fn terminate_account(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("terminate_account", payload)?;
-    let username = p.string("username")?;
-    match panel.terminate_account(username).await {
+/// An account that is already gone is a success.
+pub(super) async fn terminate_account(
+    panel: &dyn ControlPanel,
+    c: TerminateAccount,
+) -> CommandResult {
+    match panel.terminate_account(&c.username).await {
         Ok(()) => {}
         // The drivers already treat "gone" as done; this covers one that reports it instead.
         Err(e) if e.class() == ErrorClass::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    debug!(username, "account terminated");
-    Ok(json!({ "username": username, "terminated": true }))
+    debug!(username = %c.username, "account terminated");
+    Ok(Reply::Terminated(AccountTerminated {
+        username: c.username,
+    }))
 }
 
-/// `change_package {username, package}` → `{username, package}`.
-pub(super) async fn change_package(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("change_package", payload)?;
-    let username = p.string("username")?;
-    let package = p.string("package")?;
-    panel.change_package(username, package).await?;
-    debug!(username, package, "package changed");
-    Ok(json!({ "username": username, "package": package }))
+pub(super) async fn change_package(panel: &dyn ControlPanel, c: ChangePackage) -> CommandResult {
+    panel.change_package(&c.username, &c.package).await?;
+    debug!(username = %c.username, package = %c.package, "package changed");
+    Ok(Reply::PackageChanged(PackageChanged {
+        username: c.username,
+        package: c.package,
+    }))
 }
 
-/// `change_password {username, password}` → `{username, passwordChanged: true}`.
-pub(super) async fn change_password(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("change_password", payload)?;
-    let username = p.string("username")?;
-    let password = p.secret("password")?;
-    panel.change_password(username, &password).await?;
-    debug!(username, "password changed");
-    Ok(json!({ "username": username, "passwordChanged": true }))
+pub(super) async fn change_password(panel: &dyn ControlPanel, c: ChangePassword) -> CommandResult {
+    panel
+        .change_password(&c.username, &Secret::from(c.password))
+        .await?;
+    debug!(username = %c.username, "password changed");
+    Ok(Reply::PasswordChanged(PasswordChanged {
+        username: c.username,
+    }))
 }

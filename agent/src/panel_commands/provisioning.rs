@@ -1,17 +1,20 @@
-//! The provisioning steps the controller runs in order for a new service: account, DNS, SSL,
-//! mailbox, database. Each reads its payload completely before touching the panel, so a bad
-//! payload changes nothing.
+//! The provisioning steps the controller runs in order for a new service: account, DNS,
+//! certificate, mailbox, database. Each checks what its panel needs of the request before
+//! touching the panel, so a request the panel cannot take changes nothing.
 
 use std::net::IpAddr;
 
 use mpanel_common::DomainName;
+use mpanel_common::command::{
+    AccountCreated, Certificate, CertificateDone, CertificateProvider, CreateAccount,
+    CreateDatabase, CreateMailbox, DatabaseCreated, DnsEnsured, DnsRecordSummary, EnsureDns,
+    IssuedCertificate, MailboxCreated, Reply,
+};
 use mpanel_common::dns::{self, DefaultRecordType};
 use mpanel_common::username::{self, Username};
-use serde_json::{Value, json};
 use tracing::debug;
 
-use super::CommandResult;
-use super::payload::{Payload, PayloadError};
+use super::{CommandError, CommandResult, invalid};
 use crate::acme::{AcmeIssuer, IssueRequest};
 use crate::panel::{
     AccountSpec, CertificateBundle, ControlPanel, DatabaseSpec, DnsRecord, MailboxSpec, PanelKind,
@@ -22,59 +25,36 @@ use crate::panel::{
 /// nothing on a zone the panel made.
 const DEFAULT_TTL: u32 = 14_400;
 
-/// The panel's own certificate automation.
-const AUTOSSL: &str = "autossl";
-/// Issued by this agent from the configured ACME CA.
-const ACME: &str = "acme";
-
-fn common_kind(kind: PanelKind) -> username::PanelKind {
-    match kind {
-        PanelKind::Cpanel => username::PanelKind::Cpanel,
-        PanelKind::Plesk => username::PanelKind::Plesk,
-        PanelKind::DirectAdmin => username::PanelKind::Directadmin,
-    }
-}
-
-/// `create_account {serviceId, username, domain, password, package, contactEmail, quotaMb?, ip?}`
-/// → `{username, domain, package, created}`. An account of another service is a conflict.
-pub(super) async fn create_account(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("create_account", payload)?;
-    let service_id = p.integer("serviceId")?;
-    if service_id <= 0 {
-        return Err(p.invalid("serviceId", "must be a positive integer").into());
-    }
-    let username = p.string("username")?;
-    username::validate_username(common_kind(panel.kind()), username)
-        .map_err(|e| p.invalid("username", format_args!("is not usable here: {e}")))?;
-    let contact_email = p.string("contactEmail")?;
-    if !contact_email.contains('@') {
-        return Err(p.invalid("contactEmail", "is not an email address").into());
-    }
-    let ip = p.opt_string("ip")?;
-    if let Some(ip) = ip {
-        ip.parse::<IpAddr>()
-            .map_err(|_| p.invalid("ip", "is not an IP address"))?;
-    }
+/// Creates the service's account, or finds the one an earlier attempt made. An account of
+/// another service is a conflict.
+pub(super) async fn create_account(panel: &dyn ControlPanel, c: CreateAccount) -> CommandResult {
+    username::validate_username(panel.kind(), &c.username).map_err(|e| {
+        invalid(
+            "create_account",
+            "username",
+            format_args!("is not usable here: {e}"),
+        )
+    })?;
     let spec = AccountSpec {
-        service_id,
-        username: username.to_owned(),
-        domain: p.domain("domain")?,
-        password: p.secret("password")?,
-        package: p.string("package")?.to_owned(),
-        contact_email: contact_email.to_owned(),
-        quota_mb: p.opt_unsigned("quotaMb")?,
-        ip: ip.map(str::to_owned),
+        service_id: c.service_id.get(),
+        username: c.username,
+        domain: c.domain.as_str().to_owned(),
+        password: c.password.into(),
+        package: c.package,
+        contact_email: c.contact_email,
+        quota_mb: c.quota_mb,
+        ip: c.ip.map(|ip| ip.to_string()),
     };
 
     // Only to report `created`: ensure_account itself looks again before creating.
     let existed = panel.get_account(&spec.username).await?.is_some();
     let info = panel.ensure_account(&spec).await?;
-    debug!(service_id, username = %info.username, created = !existed, "account ensured");
-    Ok(json!({
-        "username": info.username,
-        "domain": info.domain.unwrap_or(spec.domain),
-        "package": info.package.unwrap_or(spec.package),
-        "created": !existed,
+    debug!(service_id = spec.service_id, username = %info.username, created = !existed, "account ensured");
+    Ok(Reply::AccountCreated(AccountCreated {
+        username: info.username,
+        domain: info.domain.unwrap_or(spec.domain),
+        package: info.package.unwrap_or(spec.package),
+        created: !existed,
     }))
 }
 
@@ -103,129 +83,70 @@ pub(super) fn default_records(
         .collect()
 }
 
-/// `ensure_dns {username, domain, ip, nameservers: [..], ttl?}` → `{zoneId, records}`. The
-/// records are upserts: running it again changes nothing, and records the customer added
-/// beside ours (another TXT, another MX) stay.
-pub(super) async fn ensure_dns(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("ensure_dns", payload)?;
-    let username = p.string("username")?;
-    let domain = p.domain("domain")?;
-    let ip: IpAddr = p
-        .string("ip")?
-        .parse()
-        .map_err(|_| p.invalid("ip", "is not an IP address"))?;
-    let nameservers = p.string_list("nameservers")?;
-    for (i, ns) in nameservers.iter().enumerate() {
-        if !ns.is_empty() {
-            mpanel_common::DomainName::parse(ns).map_err(|e| {
-                p.invalid(
-                    &format!("nameservers[{i}]"),
-                    format_args!("is not a host name: {e}"),
-                )
-            })?;
-        }
-    }
-    let ttl = match p.opt_unsigned("ttl")? {
-        None => DEFAULT_TTL,
-        Some(t) => u32::try_from(t)
-            .ok()
-            .filter(|t| *t > 0)
-            .ok_or_else(|| p.invalid("ttl", "must be between 1 and 4294967295"))?,
-    };
-    let zone = DomainName::parse(&domain)
-        .map_err(|e| p.invalid("domain", format_args!("is not a domain name: {e}")))?;
-    let records = default_records(&zone, ip, &nameservers, ttl);
-
+/// The default records of the domain, as upserts: running it again changes nothing, and
+/// records the customer added beside ours (another TXT, another MX) stay.
+pub(super) async fn ensure_dns(panel: &dyn ControlPanel, c: EnsureDns) -> CommandResult {
+    let nameservers: Vec<&str> = c.nameservers.iter().map(DomainName::as_str).collect();
+    let records = default_records(&c.domain, c.ip, &nameservers, c.ttl.unwrap_or(DEFAULT_TTL));
+    let domain = c.domain.as_str();
     panel
-        .ensure_dns_zone(username, &domain, Some(&ip.to_string()))
+        .ensure_dns_zone(&c.username, domain, Some(&c.ip.to_string()))
         .await?;
     for record in &records {
-        panel.upsert_dns_record(&domain, record).await?;
+        panel.upsert_dns_record(domain, record).await?;
     }
     debug!(%domain, records = records.len(), "DNS records ensured");
-    let answer: Vec<Value> = records
-        .iter()
-        .map(|r| json!({ "type": r.record_type.as_str(), "name": r.name, "value": r.value }))
-        .collect();
-    Ok(json!({ "zoneId": domain, "records": answer }))
+    Ok(Reply::DnsEnsured(DnsEnsured {
+        zone_id: domain.to_owned(),
+        records: records
+            .into_iter()
+            .map(|r| DnsRecordSummary {
+                record_type: r.record_type.as_str().to_owned(),
+                name: r.name,
+                value: r.value,
+            })
+            .collect(),
+    }))
 }
 
-/// `ssl {username, domain, provider: "autossl"}` → `{provider, status: "requested"}`. The
-/// panel issues asynchronously, so success means the request was accepted; asking again only
-/// asks again.
+/// AutoSSL: the panel issues asynchronously, so success means the request was accepted; asking
+/// again only asks again.
 ///
-/// `ssl {username, domain, provider: "acme", ip, names?}` → `{provider, status: "issued",
-/// issuer, serial, notBefore, notAfter (Unix ms), names}`: the agent issues from its ACME CA
-/// (HTTP-01 through the account's web root) and installs key, certificate and chain through the
-/// panel. `names` defaults to the domain and `www.<domain>`; extra names not pointing at `ip`
-/// yet are left out (the answer's `names` says what is covered). When the domain itself does
-/// not point at `ip` nothing is ordered and the failure is retryable with a message starting
-/// `waiting for DNS:`; a CA rate limit is retryable with `retry after Ns` in the message.
-pub(super) async fn ssl(
+/// ACME: the agent issues from its CA (HTTP-01 through the account's web root) and installs
+/// key, certificate and chain through the panel. Names default to the domain and
+/// `www.<domain>`; extra names not pointing at the IP yet are left out (the answer says what is
+/// covered). When the domain itself does not point at the IP nothing is ordered and the
+/// command waits for DNS; a CA rate limit is retryable with `retry after Ns` in the message.
+pub(super) async fn certificate(
     panel: &dyn ControlPanel,
     acme: Option<&AcmeIssuer>,
-    payload: &Value,
+    c: Certificate,
 ) -> CommandResult {
-    let p = Payload::new("ssl", payload)?;
-    let username = p.string("username")?;
-    let domain = p.domain("domain")?;
-    let provider = p.string("provider")?;
-    if provider.eq_ignore_ascii_case(ACME) {
-        return ssl_acme(panel, acme, &p, username, domain).await;
-    }
-    if !provider.eq_ignore_ascii_case(AUTOSSL) {
-        return Err(p
-            .invalid(
-                "provider",
-                format_args!("'{provider}' is not supported; use '{AUTOSSL}' or '{ACME}'"),
-            )
-            .into());
-    }
-    panel.start_auto_ssl(username, &domain).await?;
-    debug!(%domain, "automatic SSL requested");
-    Ok(json!({ "provider": AUTOSSL, "status": "requested" }))
-}
-
-async fn ssl_acme(
-    panel: &dyn ControlPanel,
-    acme: Option<&AcmeIssuer>,
-    p: &Payload<'_>,
-    username: &str,
-    domain: String,
-) -> CommandResult {
-    let ip: IpAddr = p
-        .string("ip")?
-        .parse()
-        .map_err(|_| p.invalid("ip", "is not an IP address"))?;
-    let names = if let Some(requested) = p.opt_string_list("names")? {
-        let mut names = Vec::new();
-        for (i, raw) in requested.into_iter().enumerate() {
-            let name =
-                mpanel_common::DomainName::parse(raw.trim_start_matches("*.")).map_err(|e| {
-                    p.invalid(
-                        &format!("names[{i}]"),
-                        format_args!("is not a domain name: {e}"),
-                    )
-                })?;
-            let wildcard = if raw.starts_with("*.") { "*." } else { "" };
-            names.push(format!("{wildcard}{}", name.as_str()));
+    let domain = c.domain.as_str().to_owned();
+    let order = match c.provider {
+        CertificateProvider::AutoSsl => {
+            panel.start_auto_ssl(&c.username, &domain).await?;
+            debug!(%domain, "automatic SSL requested");
+            return Ok(Reply::Certificate(CertificateDone::AutoSslRequested));
         }
-        names
-    } else {
-        vec![domain.clone(), format!("www.{domain}")]
+        CertificateProvider::Acme(order) => order,
     };
     let Some(issuer) = acme else {
-        return Err(p
-            .invalid(
-                "provider",
-                "is 'acme' but this agent has no [acme] section in its configuration",
-            )
-            .into());
+        return Err(invalid(
+            "ssl",
+            "provider",
+            "is 'acme' but this agent has no [acme] section in its configuration",
+        ));
+    };
+    let names = if order.names.is_empty() {
+        vec![domain.clone(), format!("www.{domain}")]
+    } else {
+        order.names
     };
     let request = IssueRequest {
-        username: username.to_owned(),
+        username: c.username.clone(),
         domain: domain.clone(),
-        ip,
+        ip: order.ip,
         names,
     };
     let issued = issuer.issue(panel, &request).await?;
@@ -235,46 +156,44 @@ async fn ssl_acme(
         chain: issued.chain_pem,
     };
     panel
-        .install_certificate(username, &domain, &bundle)
+        .install_certificate(&c.username, &domain, &bundle)
         .await?;
     let facts = issued.facts;
     debug!(%domain, serial = %facts.serial, "ACME certificate installed");
-    Ok(json!({
-        "provider": ACME,
-        "status": "issued",
-        "issuer": facts.issuer,
-        "serial": facts.serial,
-        "notBefore": facts.not_before_ms,
-        "notAfter": facts.not_after_ms,
-        "names": facts.names,
-    }))
+    Ok(Reply::Certificate(CertificateDone::AcmeIssued(
+        IssuedCertificate {
+            issuer: facts.issuer,
+            serial: facts.serial,
+            not_before_ms: facts.not_before_ms,
+            not_after_ms: facts.not_after_ms,
+            names: facts.names,
+        },
+    )))
 }
 
-/// `create_mailbox {username, domain, localPart, password, quotaMb?}` →
-/// `{defaultEmail, quotaMb}`. A mailbox that already exists is the one an earlier attempt made.
-pub(super) async fn create_mailbox(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("create_mailbox", payload)?;
-    let username = p.string("username")?;
-    let domain = p.domain("domain")?;
-    let local_part = p.string("localPart")?.to_ascii_lowercase();
+/// A mailbox that already exists is the one an earlier attempt made.
+pub(super) async fn create_mailbox(panel: &dyn ControlPanel, c: CreateMailbox) -> CommandResult {
+    let local_part = c.local_part.to_ascii_lowercase();
     if !valid_local_part(&local_part) {
-        return Err(p
-            .invalid(
-                "localPart",
-                "may hold only letters, digits, '.', '_', '-' and '+', and not start or end with '.'",
-            )
-            .into());
+        return Err(invalid(
+            "create_mailbox",
+            "local_part",
+            "may hold only letters, digits, '.', '_', '-' and '+', and not start or end with '.'",
+        ));
     }
     let spec = MailboxSpec {
         local_part,
-        domain,
-        password: p.secret("password")?,
-        quota_mb: p.opt_unsigned("quotaMb")?,
+        domain: c.domain.as_str().to_owned(),
+        password: c.password.into(),
+        quota_mb: c.quota_mb,
     };
-    panel.create_mailbox(username, &spec).await?;
+    panel.create_mailbox(&c.username, &spec).await?;
     let address = format!("{}@{}", spec.local_part, spec.domain);
     debug!(%address, "mailbox ensured");
-    Ok(json!({ "defaultEmail": address, "quotaMb": spec.quota_mb }))
+    Ok(Reply::MailboxCreated(MailboxCreated {
+        address,
+        quota_mb: spec.quota_mb,
+    }))
 }
 
 /// The conservative subset of RFC 5322 dot-atoms every panel accepts.
@@ -288,41 +207,40 @@ fn valid_local_part(local: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
 }
 
-/// `create_database {username, kind, domain, nameSuffix?, password}` →
-/// `{databasesCreated: [name], databaseUser, host}`. The database and its user share the name
-/// [`username::database_name`] gives; the driver strips or keeps the panel's prefix as that
-/// panel's API wants and answers with the real names.
-pub(super) async fn create_database(panel: &dyn ControlPanel, payload: &Value) -> CommandResult {
-    let p = Payload::new("create_database", payload)?;
-    let user = Username::try_from(p.string("username")?.to_owned())
-        .map_err(|e| p.invalid("username", format_args!("is not a panel username: {e}")))?;
-    let kind: username::PanelKind = p
-        .string("kind")?
-        .parse()
-        .map_err(|e| p.invalid("kind", format_args!("is not usable: {e}")))?;
-    if PanelKind::from(kind) != panel.kind() {
-        return Err(kind_mismatch(&p, kind, panel.kind()).into());
+/// The database and its user share the name [`username::database_name`] gives; the driver
+/// strips or keeps the panel's prefix as that panel's API wants and answers with the real names.
+pub(super) async fn create_database(panel: &dyn ControlPanel, c: CreateDatabase) -> CommandResult {
+    let user = Username::try_from(c.username).map_err(|e| {
+        invalid(
+            "create_database",
+            "username",
+            format_args!("is not a panel username: {e}"),
+        )
+    })?;
+    if c.kind != panel.kind() {
+        return Err(kind_mismatch(c.kind, panel.kind()));
     }
-    let suffix = p.opt_string("nameSuffix")?.unwrap_or("main");
-    let name = username::database_name(kind, &user, suffix);
+    let suffix = c.name_suffix.as_deref().unwrap_or("main");
+    let name = username::database_name(c.kind, &user, suffix);
     let spec = DatabaseSpec {
         name: name.clone(),
         user: name,
-        password: p.secret("password")?,
-        domain: p.domain("domain")?,
+        password: c.password.into(),
+        domain: c.domain.as_str().to_owned(),
     };
     let info = panel.create_database(user.as_str(), &spec).await?;
     debug!(database = %info.database, "database ensured");
-    Ok(json!({
-        "databasesCreated": [info.database],
-        "databaseUser": info.user,
-        "host": "localhost",
+    Ok(Reply::DatabaseCreated(DatabaseCreated {
+        databases: vec![info.database],
+        user: info.user,
+        host: "localhost".to_owned(),
     }))
 }
 
-fn kind_mismatch(p: &Payload<'_>, asked: username::PanelKind, actual: PanelKind) -> PayloadError {
-    p.invalid(
-        "kind",
+fn kind_mismatch(asked: PanelKind, actual: PanelKind) -> CommandError {
+    invalid(
+        "create_database",
+        "panel_kind",
         format_args!("is '{asked}' but this agent drives {actual}"),
     )
 }

@@ -45,6 +45,14 @@ async fn list_agents(_admin: Admin, State(state): State<AppState>) -> ApiResult<
                 "certificateSerial": a.row.cert_serial,
                 "certificateExpiresAt": a.row.cert_not_after.map(rfc3339),
                 "revokedAt": a.row.revoked_at.map(rfc3339),
+                "upgradeRequired": a.too_old.is_some(),
+                "refusedAsTooOld": a.too_old.as_ref().map(|t| json!({
+                    "reason": t.reason(),
+                    "agentVersion": t.agent_version,
+                    "protocolVersion": t.protocol_version,
+                    "requiredProtocolVersion": t.required_protocol_version,
+                    "refusedAt": rfc3339(t.refused_at_ms),
+                })),
             })
         })
         .collect();

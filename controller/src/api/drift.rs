@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use mpanel_common::command::ListAccounts;
 use mpanel_common::ids::ServerId;
 use serde_json::{Value, json};
 
@@ -35,17 +36,23 @@ async fn server_drift(
     let now = now_ms();
     let reply = state
         .fleet
-        .send_command(
+        .request(
             server_id,
-            "list_accounts",
-            json!({}),
+            ListAccounts,
             &format!("drift:server:{server_id}:{now}"),
             LIST_DEADLINE,
         )
         .await
         .map_err(|e| agent_error(&e))?;
-    let accounts: Vec<PanelAccount> = serde_json::from_value(reply.data["accounts"].clone())
-        .map_err(|e| ApiError::internal(format!("agent sent an unreadable account list: {e}")))?;
+    let accounts: Vec<PanelAccount> = reply
+        .accounts
+        .into_iter()
+        .map(|a| PanelAccount {
+            username: a.username,
+            domain: a.domain,
+            suspended: a.suspended,
+        })
+        .collect();
 
     let mut services = Vec::new();
     let mut page = Page {
@@ -92,7 +99,7 @@ fn agent_error(error: &CommandError) -> ApiError {
             "agent_timeout",
             error.to_string(),
         ),
-        CommandError::Failed { .. } => {
+        CommandError::Failed { .. } | CommandError::Waiting(_) | CommandError::BadReply { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "panel_error", error.to_string())
         }
     }

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use mpanel_common::DomainName;
+use mpanel_common::command::{Command, Echo};
 use mpanel_common::ids::ServerId;
 use mpanel_common::status::{DnsProvider, ServerStatus, SslProvider};
 use mpanel_common::username::PanelKind;
@@ -25,7 +26,7 @@ use super::extract::{JsonBody, PathId};
 use super::fields::rfc3339;
 use super::listing::{Params, finish};
 use crate::app::AppState;
-use crate::fleet::CommandError;
+use crate::fleet::{CommandError, Reply};
 use crate::store::{NewServer, Server, ServerPatch};
 
 pub fn routes() -> Router<AppState> {
@@ -408,29 +409,51 @@ async fn send_command(
     PathId(id): PathId<ServerId>,
     JsonBody(body): JsonBody<CommandBody>,
 ) -> ApiResult<Json<Value>> {
-    if !matches!(body.kind.as_str(), "ping" | "echo") {
-        return Err(ApiError::invalid(
-            "kind",
-            "invalid_command",
-            "only ping and echo may be sent through the API",
-        ));
-    }
+    let command = match body.kind.as_str() {
+        "ping" => Command::Ping,
+        // The payload travels as opaque bytes and comes back unchanged.
+        "echo" => Command::Echo(Echo {
+            payload: body.payload.to_string().into_bytes(),
+        }),
+        _ => {
+            return Err(ApiError::invalid(
+                "kind",
+                "invalid_command",
+                "only ping and echo may be sent through the API",
+            ));
+        }
+    };
     let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(10_000).clamp(1, 60_000));
     let key = body
         .idempotency_key
         .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4()));
     let started = std::time::Instant::now();
-    match state
+    let reply = state
         .fleet
-        .send_command(id, &body.kind, body.payload, &key, timeout)
+        .send_command(id, command, &key, timeout)
         .await
-    {
-        Ok(reply) => Ok(Json(json!({
-            "data": reply.data,
-            "roundTripMs": started.elapsed().as_secs_f64() * 1000.0,
-        }))),
-        Err(e) => Err(command_error(&e)),
-    }
+        .map_err(|e| command_error(&e))?;
+    let data = match reply {
+        Reply::Pong(p) => json!({ "pong": true, "version": p.agent_version }),
+        Reply::Echo(e) => serde_json::from_slice(&e.payload).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "agent_failed",
+                format!("the agent echoed something that is not the JSON sent: {e}"),
+            )
+        })?,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "agent_failed",
+                format!("the agent answered '{}'", other.command_name()),
+            ));
+        }
+    };
+    Ok(Json(json!({
+        "data": data,
+        "roundTripMs": started.elapsed().as_secs_f64() * 1000.0,
+    })))
 }
 
 fn command_error(e: &CommandError) -> ApiError {
@@ -439,7 +462,9 @@ fn command_error(e: &CommandError) -> ApiError {
             (StatusCode::SERVICE_UNAVAILABLE, "agent_offline")
         }
         CommandError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "agent_timeout"),
-        CommandError::Failed { .. } => (StatusCode::BAD_GATEWAY, "agent_failed"),
+        CommandError::Failed { .. } | CommandError::Waiting(_) | CommandError::BadReply { .. } => {
+            (StatusCode::BAD_GATEWAY, "agent_failed")
+        }
     };
     ApiError::new(status, code, e.to_string())
 }

@@ -48,7 +48,7 @@ impl DnsError {
 
 /// Creates (or finds) `domain`'s zone on PowerDNS and upserts the default records for
 /// `server`; running it again changes nothing. Answers the DNS step's data:
-/// `{zone_id, records: [{type, name, value}], provider: "powerdns"}`.
+/// `{zone_id, records: <count>, record_list: [{type, name, value}], provider: "powerdns"}`.
 pub async fn ensure_powerdns_zone(
     config: &Config,
     server: &Server,
@@ -96,7 +96,8 @@ pub async fn ensure_powerdns_zone(
     tracing::debug!(%domain, zone_id = %zone.id, "PowerDNS zone ensured");
     Ok(json!({
         "zone_id": zone.id,
-        "records": records_summary(&records),
+        "records": records.len(),
+        "record_list": records_summary(&records),
         "provider": "powerdns",
     }))
 }

@@ -1,45 +1,11 @@
-//! Commands to agents: what `Fleet::send_command` returns, and how a failure should be treated.
-//! Offline, timeout and a session lost mid-command are retryable by nature; an agent-reported
-//! failure carries the agent's own classification.
+//! Commands to agents: what `Fleet::send_command` and `Fleet::request` return, and how a
+//! failure should be treated. Offline, timeout and a session lost mid-command are retryable by
+//! nature; an agent-reported failure carries the agent's own classification, and a wait (DNS not
+//! pointing at the server yet) is neither a success nor a failure.
 
+use mpanel_common::command::Waiting;
+pub use mpanel_common::command::{ErrorClass, Reply};
 use mpanel_common::ids::ServerId;
-
-/// How an agent classified a failed command (`CommandResult.error_class`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    Retryable,
-    Permanent,
-    Auth,
-    Conflict,
-}
-
-impl ErrorClass {
-    /// Unknown classes from a newer agent are treated as retryable: retrying a step is safe
-    /// (commands carry idempotency keys), giving up on a transient failure is not.
-    pub fn parse(raw: &str) -> Self {
-        match raw {
-            "permanent" => ErrorClass::Permanent,
-            "auth" => ErrorClass::Auth,
-            "conflict" => ErrorClass::Conflict,
-            _ => ErrorClass::Retryable,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::Retryable => "retryable",
-            ErrorClass::Permanent => "permanent",
-            ErrorClass::Auth => "auth",
-            ErrorClass::Conflict => "conflict",
-        }
-    }
-}
-
-/// A command's successful result: the agent's JSON data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommandReply {
-    pub data: serde_json::Value,
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CommandError {
@@ -49,8 +15,15 @@ pub enum CommandError {
     Timeout(ServerId),
     #[error("the session of server {0} closed before the agent answered")]
     Disconnected(ServerId),
-    #[error("the agent reported a {} failure: {message}", class.as_str())]
+    #[error("the agent reported a {class} failure: {message}")]
     Failed { class: ErrorClass, message: String },
+    /// The agent cannot finish yet and nothing is wrong; ask again later.
+    #[error("{0}")]
+    Waiting(Waiting),
+    /// The agent's result could not be read, or answers another command: the two sides
+    /// disagree about the protocol, which retrying does not fix.
+    #[error("the agent of server {server} sent an unusable result: {problem}")]
+    BadReply { server: ServerId, problem: String },
 }
 
 impl CommandError {
@@ -58,10 +31,12 @@ impl CommandError {
     /// backoff and the same idempotency key.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CommandError::Offline(_) | CommandError::Timeout(_) | CommandError::Disconnected(_) => {
-                true
-            }
-            CommandError::Failed { class, .. } => *class == ErrorClass::Retryable,
+            CommandError::Offline(_)
+            | CommandError::Timeout(_)
+            | CommandError::Disconnected(_)
+            | CommandError::Waiting(_) => true,
+            CommandError::Failed { class, .. } => class.is_retryable(),
+            CommandError::BadReply { .. } => false,
         }
     }
 }

@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tower::ServiceExt as _;
 
 use super::ca::{CertIdentity, identity_of};
-use super::{CloseReason, Fleet};
+use super::{CloseReason, Fleet, TooOld};
 use crate::crypto::token_hash;
 use crate::store::{AgentHello, IssuedCertificate, StoreError, now_ms};
 
@@ -284,11 +284,17 @@ impl AgentService for Endpoint {
                 "server {server_id} is not enrolled (deleted?): this agent needs a new enrollment token"
             )));
         }
+        if let Some(refusal) = too_old(&hello.agent_version, hello.protocol_version, now_ms()) {
+            return Ok(Response::new(self.refuse_too_old(server_id, refusal)));
+        }
 
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        let (session_id, cancel, reason) =
-            self.fleet
-                .register_session(server_id, id.serial.clone(), tx.clone());
+        let (session_id, cancel, reason) = self.fleet.register_session(
+            server_id,
+            id.serial.clone(),
+            tx.clone(),
+            hello.capabilities.clone(),
+        );
         self.fleet.hello(server_id);
         let _ = tx
             .send(Ok(ControllerMessage {
@@ -345,6 +351,49 @@ impl AgentService for Endpoint {
     }
 }
 
+/// The machine code of the `SessionClosed` that refuses an agent speaking an older protocol.
+pub const AGENT_TOO_OLD: &str = "agent_too_old";
+
+/// Whether an agent announcing `protocol_version` must be refused: the command messages changed
+/// incompatibly at [`mpanel_proto::MIN_AGENT_PROTOCOL_VERSION`], and an older agent could
+/// neither read a command nor answer one.
+fn too_old(agent_version: &str, protocol_version: u32, now_ms: i64) -> Option<TooOld> {
+    (protocol_version < mpanel_proto::MIN_AGENT_PROTOCOL_VERSION).then(|| TooOld {
+        agent_version: agent_version.to_owned(),
+        protocol_version,
+        required_protocol_version: mpanel_proto::MIN_AGENT_PROTOCOL_VERSION,
+        refused_at_ms: now_ms,
+    })
+}
+
+impl Endpoint {
+    /// Answers the Hello of a too-old agent with one `SessionClosed` and ends the stream; no
+    /// session is registered, so no command can reach it.
+    fn refuse_too_old(
+        &self,
+        server_id: ServerId,
+        refusal: TooOld,
+    ) -> ReceiverStream<Result<ControllerMessage, Status>> {
+        let reason = refusal.reason();
+        tracing::warn!(
+            server_id = server_id.get(),
+            agent_version = %refusal.agent_version,
+            agent_protocol = refusal.protocol_version,
+            needed_protocol = refusal.required_protocol_version,
+            "refused an agent too old for this controller: upgrade mpanel-agent on this server"
+        );
+        self.fleet.refused_too_old(server_id, refusal);
+        let (tx, rx) = mpsc::channel(1);
+        let _ = tx.try_send(Ok(ControllerMessage {
+            body: Some(controller_message::Body::Closed(SessionClosed {
+                reason,
+                code: AGENT_TOO_OLD.to_owned(),
+            })),
+        }));
+        ReceiverStream::new(rx)
+    }
+}
+
 async fn handle(
     fleet: &Fleet,
     id: &CertIdentity,
@@ -392,5 +441,27 @@ async fn handle(
                 }))
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_older_than_the_needed_protocol_are_refused_with_a_clear_reason() {
+        let needed = mpanel_proto::MIN_AGENT_PROTOCOL_VERSION;
+        assert_eq!(too_old("0.2.0", needed, 1), None);
+        assert_eq!(too_old("0.3.0", needed + 1, 1), None);
+        let refusal = too_old("0.1.0", needed - 1, 7).expect("refused");
+        assert_eq!(refusal.required_protocol_version, needed);
+        assert_eq!(refusal.refused_at_ms, 7);
+        let reason = refusal.reason();
+        assert!(reason.contains("agent 0.1.0"), "{reason}");
+        assert!(
+            reason.contains(&format!("protocol {}", needed - 1)),
+            "{reason}"
+        );
+        assert!(reason.contains("upgrade mpanel-agent"), "{reason}");
     }
 }

@@ -10,51 +10,11 @@ use std::collections::HashMap;
 
 use mpanel_common::ids::ServerId;
 use mpanel_common::status::AgentStatus;
-use mpanel_proto::v1::Heartbeat;
-use serde::Serialize;
 
 use crate::store::{AgentLiveness, AgentRow};
 
 /// The load an agent last reported, as persisted in `agents.last_load` and shown by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoadReport {
-    pub load1: f64,
-    pub load5: f64,
-    pub load15: f64,
-    pub cpu_count: u32,
-    pub memory_total_bytes: u64,
-    pub memory_available_bytes: u64,
-    pub disk_total_bytes: u64,
-    pub disk_free_bytes: u64,
-    pub inodes_total: u64,
-    pub inodes_free: u64,
-    pub account_count: u32,
-    pub panel_reachable: bool,
-    pub agent_version: String,
-    pub certificate_not_after_ms: i64,
-}
-
-impl From<&Heartbeat> for LoadReport {
-    fn from(h: &Heartbeat) -> Self {
-        LoadReport {
-            load1: h.load1,
-            load5: h.load5,
-            load15: h.load15,
-            cpu_count: h.cpu_count,
-            memory_total_bytes: h.memory_total_bytes,
-            memory_available_bytes: h.memory_available_bytes,
-            disk_total_bytes: h.disk_total_bytes,
-            disk_free_bytes: h.disk_free_bytes,
-            inodes_total: h.inodes_total,
-            inodes_free: h.inodes_free,
-            account_count: h.account_count,
-            panel_reachable: h.panel_reachable,
-            agent_version: h.agent_version.clone(),
-            certificate_not_after_ms: h.certificate_not_after_unix_ms,
-        }
-    }
-}
+pub use mpanel_common::load::LoadReport;
 
 #[derive(Debug, Clone)]
 pub struct Liveness {

@@ -3,7 +3,7 @@
 //!
 //! [`Fleet`] is the one handle the rest of the controller uses (`AppState.fleet`): the API
 //! creates enrollment tokens and revokes certificates through it, the provisioning pipeline
-//! sends commands with [`Fleet::send_command`]. It owns the in-memory session registry and
+//! sends typed commands with [`Fleet::request`] (or [`Fleet::send_command`]). It owns the in-memory session registry and
 //! liveness table; the store keeps what must survive a restart (CA, tokens, certificates, the
 //! last known state of each agent).
 //!
@@ -23,15 +23,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use mpanel_common::command::{Command, Outcome, Request};
 use mpanel_common::ids::ServerId;
 use mpanel_common::status::AgentStatus;
+use mpanel_proto::convert;
 use mpanel_proto::v1::{CommandResult, ControllerMessage, controller_message};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use ca::{CertIdentity, CertificateAuthority};
-pub use commands::{CommandError, CommandReply, ErrorClass};
+pub use commands::{CommandError, ErrorClass, Reply};
 pub use heartbeat::LoadReport;
 
 use crate::config::Config;
@@ -77,6 +79,27 @@ pub struct AgentView {
     pub connected_at_ms: Option<i64>,
     pub last_heartbeat_ms: Option<i64>,
     pub load: Option<LoadReport>,
+    /// Set when the agent's last session was refused because it speaks an older protocol.
+    pub too_old: Option<TooOld>,
+}
+
+/// An agent refused for speaking an older protocol than this controller needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooOld {
+    pub agent_version: String,
+    pub protocol_version: u32,
+    pub required_protocol_version: u32,
+    pub refused_at_ms: i64,
+}
+
+impl TooOld {
+    /// What the agent, its log and the API say.
+    pub fn reason(&self) -> String {
+        format!(
+            "agent {} speaks protocol {}, this controller needs protocol {} or newer: upgrade mpanel-agent on this server",
+            self.agent_version, self.protocol_version, self.required_protocol_version
+        )
+    }
 }
 
 type Outbound = mpsc::Sender<Result<ControllerMessage, tonic::Status>>;
@@ -97,6 +120,8 @@ struct SessionEntry {
     cancel: CancellationToken,
     reason: Arc<OnceLock<CloseReason>>,
     connected_at_ms: i64,
+    /// What the agent advertised in its Hello.
+    capabilities: Vec<String>,
 }
 
 struct PendingCommand {
@@ -114,6 +139,8 @@ struct FleetInner {
     sessions: Mutex<HashMap<ServerId, SessionEntry>>,
     pending: Mutex<HashMap<u64, PendingCommand>>,
     liveness: Mutex<LivenessTable>,
+    /// Agents whose last Hello was refused as too old, until one of them connects again.
+    too_old: Mutex<HashMap<ServerId, TooOld>>,
     next_id: AtomicU64,
     heartbeat_secs: u32,
     thresholds: Thresholds,
@@ -161,6 +188,7 @@ impl Fleet {
                 sessions: Mutex::new(HashMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 liveness: Mutex::new(liveness),
+                too_old: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 heartbeat_secs: config.agent_heartbeat_secs.max(1),
                 thresholds: Thresholds {
@@ -262,6 +290,7 @@ impl Fleet {
     pub fn forget_server(&self, server_id: ServerId) {
         self.close_session(server_id, CloseReason::Revoked);
         lock(&self.inner.liveness).remove(server_id);
+        lock(&self.inner.too_old).remove(&server_id);
     }
 
     pub fn is_connected(&self, server_id: ServerId) -> bool {
@@ -270,6 +299,13 @@ impl Fleet {
 
     pub fn connected_count(&self) -> usize {
         lock(&self.inner.sessions).len()
+    }
+
+    /// Whether the server's agent is connected and advertised `capability` in its Hello.
+    pub fn has_capability(&self, server_id: ServerId, capability: &str) -> bool {
+        lock(&self.inner.sessions)
+            .get(&server_id)
+            .is_some_and(|s| s.capabilities.iter().any(|c| c == capability))
     }
 
     /// The load the agent last reported, for placement.
@@ -284,6 +320,7 @@ impl Fleet {
         let rows = self.inner.store.list_agents().await?;
         let sessions = lock(&self.inner.sessions);
         let liveness = lock(&self.inner.liveness);
+        let too_old = lock(&self.inner.too_old);
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -300,10 +337,31 @@ impl Fleet {
                     connected_at_ms: session.map(|s| s.connected_at_ms),
                     last_heartbeat_ms: live.and_then(|l| l.last_beat_ms).or(row.last_heartbeat_at),
                     load: live.and_then(|l| l.load.clone()),
+                    too_old: too_old.get(&row.server_id).cloned(),
                     row,
                 }
             })
             .collect())
+    }
+
+    /// Sends `request` to the server's agent and waits for its reply until `deadline`; the
+    /// reply type is the one that answers the request (anything else is `BadReply`).
+    pub async fn request<R: Request>(
+        &self,
+        server_id: ServerId,
+        request: R,
+        idempotency_key: &str,
+        deadline: Duration,
+    ) -> Result<R::Reply, CommandError> {
+        let command: Command = request.into();
+        let sent = command.name();
+        let reply = self
+            .send_command(server_id, command, idempotency_key, deadline)
+            .await?;
+        R::reply(reply).map_err(|other| CommandError::BadReply {
+            server: server_id,
+            problem: format!("a '{}' reply to '{sent}'", other.command_name()),
+        })
     }
 
     /// Sends a command to the server's agent and waits for its result until `deadline`.
@@ -311,11 +369,10 @@ impl Fleet {
     pub async fn send_command(
         &self,
         server_id: ServerId,
-        kind: &str,
-        payload: serde_json::Value,
+        command: Command,
         idempotency_key: &str,
         deadline: Duration,
-    ) -> Result<CommandReply, CommandError> {
+    ) -> Result<Reply, CommandError> {
         let until = tokio::time::Instant::now() + deadline;
         let (tx, session_id) = {
             let sessions = lock(&self.inner.sessions);
@@ -341,8 +398,7 @@ impl Fleet {
                     id: id.to_string(),
                     idempotency_key: idempotency_key.to_owned(),
                     deadline_unix_ms: deadline_ms,
-                    kind: kind.to_owned(),
-                    payload_json: serde_json::to_vec(&payload).unwrap_or_default(),
+                    request: Some(command.into()),
                 },
             )),
         };
@@ -365,18 +421,17 @@ impl Fleet {
                 return Err(CommandError::Timeout(server_id));
             }
         };
-        if result.ok {
-            let data = if result.data_json.is_empty() {
-                serde_json::Value::Null
-            } else {
-                serde_json::from_slice(&result.data_json).unwrap_or(serde_json::Value::Null)
-            };
-            Ok(CommandReply { data })
-        } else {
-            Err(CommandError::Failed {
-                class: ErrorClass::parse(&result.error_class),
-                message: result.error_message,
-            })
+        match convert::outcome_from_wire(result.outcome) {
+            Ok(Outcome::Done(reply)) => Ok(reply),
+            Ok(Outcome::Waiting(waiting)) => Err(CommandError::Waiting(waiting)),
+            Ok(Outcome::Failed(f)) => Err(CommandError::Failed {
+                class: f.class,
+                message: f.message,
+            }),
+            Err(e) => Err(CommandError::BadReply {
+                server: server_id,
+                problem: e.to_string(),
+            }),
         }
     }
 
@@ -405,7 +460,9 @@ impl Fleet {
         server_id: ServerId,
         serial: String,
         tx: Outbound,
+        capabilities: Vec<String>,
     ) -> (u64, CancellationToken, Arc<OnceLock<CloseReason>>) {
+        lock(&self.inner.too_old).remove(&server_id);
         let session_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = self.inner.shutdown.child_token();
         let reason = Arc::new(OnceLock::new());
@@ -416,6 +473,7 @@ impl Fleet {
             cancel: cancel.clone(),
             reason: reason.clone(),
             connected_at_ms: now_ms(),
+            capabilities,
         };
         let old = lock(&self.inner.sessions).insert(server_id, entry);
         if let Some(old) = old {
@@ -451,6 +509,11 @@ impl Fleet {
         }
         // Dropping the reply senders wakes the waiters with `Disconnected`.
         lock(&self.inner.pending).retain(|_, p| p.session_id != session_id);
+    }
+
+    /// Remembers an agent refused for its protocol, for `GET /api/agents`.
+    fn refused_too_old(&self, server_id: ServerId, refusal: TooOld) {
+        lock(&self.inner.too_old).insert(server_id, refusal);
     }
 
     fn hello(&self, server_id: ServerId) {

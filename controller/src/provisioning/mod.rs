@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod placement;
+mod step_data;
 mod worker;
 
 pub(crate) use worker::Failure;

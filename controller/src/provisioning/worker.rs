@@ -2,18 +2,25 @@
 //! it: place a new service, run the six steps through the server's agent, or send one lifecycle
 //! command; the runner records the outcome.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mpanel_common::DomainName;
+use mpanel_common::command::{
+    ACME_CAPABILITY, AcmeOrder, Certificate, CertificateDone, CertificateProvider, ChangePackage,
+    ChangePassword, CreateAccount, CreateDatabase, CreateMailbox, EnsureDns, Reply, Request,
+    SuspendAccount, TerminateAccount, UnsuspendAccount, Waiting,
+};
 use mpanel_common::ids::{ServerId, ServiceId, TaskId};
 use mpanel_common::status::{ProvisioningStep, ServiceStatus, TaskKind};
 use mpanel_common::username::{PanelKind, username_for};
+use mpanel_common::{DomainName, Secret};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::credentials::generate_password;
 use super::placement;
+use super::step_data;
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::fleet::{CommandError, Fleet};
@@ -81,6 +88,9 @@ impl From<CommandError> for Failure {
                 "waiting for the agent of server {server} to connect to this controller"
             ));
         }
+        if let CommandError::Waiting(waiting) = e {
+            return Failure::Waiting(waiting.to_string());
+        }
         if e.is_retryable() {
             Failure::Retryable(e.to_string())
         } else {
@@ -127,20 +137,15 @@ impl Provisioner {
         }
     }
 
-    async fn command(
+    async fn command<R: Request>(
         &self,
         server: ServerId,
-        kind: &str,
-        payload: Value,
+        request: R,
         key: &str,
-    ) -> Result<Value, Failure> {
+    ) -> Result<R::Reply, CommandError> {
         let deadline =
             Duration::from_secs(u64::from(self.config.provisioning_command_timeout_secs));
-        Ok(self
-            .fleet
-            .send_command(server, kind, payload, key, deadline)
-            .await?
-            .data)
+        self.fleet.request(server, request, key, deadline).await
     }
 
     async fn record(
@@ -204,6 +209,18 @@ impl Provisioner {
             service: &service,
             username: &username,
         };
+        let domain = || {
+            DomainName::parse(&service.domain)
+                .map_err(|e| Failure::Permanent(format!("domain: {e}")))
+        };
+        let server_ip = || {
+            server.ip_address.trim().parse::<IpAddr>().map_err(|_| {
+                Failure::Permanent(format!(
+                    "server {}: ip_address '{}' is not an IP address",
+                    server.hostname, server.ip_address
+                ))
+            })
+        };
 
         for step in ProvisioningStep::ALL {
             if done.contains(&step.as_str()) {
@@ -214,18 +231,20 @@ impl Provisioner {
             }
             let outcome = match step {
                 ProvisioningStep::Account => {
-                    let payload = json!({
-                        "serviceId": service.id.get(),
-                        "username": username,
-                        "domain": service.domain,
-                        "password": password,
-                        "package": product.package_for(server.control_panel),
-                        "contactEmail": customer.email,
-                        "quotaMb": product.disk_mb,
-                    });
-                    self.agent_step(&job, step, "create_account", payload).await.map(|d| {
-                        json!({ "username": username, "server": server.hostname, "serverId": server.id.get(), "created": d.get("created") })
-                    })
+                    let request = CreateAccount {
+                        service_id: service.id,
+                        username: username.clone(),
+                        domain: domain()?,
+                        password: Secret::new(password.clone()),
+                        package: product.package_for(server.control_panel).to_owned(),
+                        contact_email: customer.email.clone(),
+                        quota_mb: u64::try_from(product.disk_mb).ok(),
+                        ip: None,
+                    };
+                    self.agent_step(&job, step, request)
+                        .await
+                        .map(|reply| step_data::account(&reply, &server))
+                        .map_err(Failure::from)
                 }
                 // The controller writes PowerDNS zones itself; the panel's DNS goes through the
                 // agent's driver.
@@ -243,15 +262,25 @@ impl Provisioner {
                         })
                 }
                 ProvisioningStep::Dns => {
-                    let nameservers: Vec<&str> =
-                        [server.nameserver1.as_str(), server.nameserver2.as_str()]
-                            .into_iter()
-                            .filter(|n| !n.is_empty())
-                            .collect();
-                    let payload = json!({ "username": username, "domain": service.domain, "ip": server.ip_address, "nameservers": nameservers });
-                    self.agent_step(&job, step, "ensure_dns", payload).await.map(|d| {
-                        json!({ "zone_id": d.get("zoneId").cloned().unwrap_or(json!(service.domain)), "records": d.get("records").cloned().unwrap_or(json!([])), "provider": "panel" })
-                    })
+                    let mut nameservers = Vec::new();
+                    for ns in [&server.nameserver1, &server.nameserver2] {
+                        if !ns.trim().is_empty() {
+                            nameservers.push(DomainName::parse(ns).map_err(|e| {
+                                Failure::Permanent(format!("server nameserver '{ns}': {e}"))
+                            })?);
+                        }
+                    }
+                    let request = EnsureDns {
+                        username: username.clone(),
+                        domain: domain()?,
+                        ip: server_ip()?,
+                        nameservers,
+                        ttl: None,
+                    };
+                    self.agent_step(&job, step, request)
+                        .await
+                        .map(|reply| step_data::panel_dns(&reply))
+                        .map_err(Failure::from)
                 }
                 // `ssl_provider` 'acme': the agent issues from its ACME CA and installs; the
                 // certificate is recorded with its renewal time (two thirds of its life). A
@@ -261,60 +290,67 @@ impl Provisioner {
                     if server.ssl_provider == mpanel_common::status::SslProvider::Acme =>
                 {
                     use crate::store::IssuedSslCertificate;
-                    // How the agent's message starts when DNS does not point here yet
-                    // (`mpanel_agent::acme::WAITING_FOR_DNS`).
-                    const WAITING_FOR_DNS: &str = "waiting for DNS:";
-                    // What an agent with an `[acme]` section advertises
-                    // (`mpanel_agent::acme::CAPABILITY`).
-                    const ACME_CAPABILITY: &str = "acme";
-                    let agent_can_issue = self.store.list_agents().await?.iter().any(|a| {
-                        a.server_id == server.id
-                            && a.capabilities.0.iter().any(|c| c == ACME_CAPABILITY)
-                    });
-                    if !agent_can_issue {
+                    let autossl = Certificate {
+                        username: username.clone(),
+                        domain: domain()?,
+                        provider: CertificateProvider::AutoSsl,
+                    };
+                    // A disconnected agent advertises nothing; its request fails as Offline.
+                    if self.fleet.is_connected(server.id)
+                        && !self.fleet.has_capability(server.id, ACME_CAPABILITY)
+                    {
                         // 'acme' is the default provider; an agent not set up for it keeps the
                         // site on the panel's AutoSSL rather than failing the order, and the
                         // step data says so.
                         tracing::warn!(server = %server.hostname, "the agent has no [acme] section; using the panel's AutoSSL");
-                        let payload = json!({ "username": username, "domain": service.domain, "provider": "autossl" });
-                        self.agent_step(&job, step, "ssl", payload).await.map(|d| {
-                            json!({ "provider": "autossl", "status": d.get("status"), "fallback": "the agent has no [acme] section" })
-                        })
+                        self.agent_step(&job, step, autossl)
+                            .await
+                            .map(|done| {
+                                step_data::ssl(&done, Some("the agent has no [acme] section"))
+                            })
+                            .map_err(Failure::from)
                     } else {
-                        let payload = json!({ "username": username, "domain": service.domain, "provider": "acme", "ip": server.ip_address });
-                        match self.agent_step(&job, step, "ssl", payload).await {
-                            Ok(d) => {
-                                let text = |key: &str| {
-                                    d.get(key)
-                                        .and_then(Value::as_str)
-                                        .unwrap_or_default()
-                                        .to_owned()
+                        let request = Certificate {
+                            provider: CertificateProvider::Acme(AcmeOrder {
+                                ip: server_ip()?,
+                                names: Vec::new(),
+                            }),
+                            ..autossl
+                        };
+                        match self.agent_step(&job, step, request).await {
+                            Ok(done) => {
+                                let (issuer, serial, not_before, not_after) = match &done {
+                                    CertificateDone::AcmeIssued(c) => (
+                                        c.issuer.clone(),
+                                        c.serial.clone(),
+                                        c.not_before_ms,
+                                        c.not_after_ms,
+                                    ),
+                                    CertificateDone::AutoSslRequested => {
+                                        return Err(Failure::Permanent(
+                                            "the agent answered an ACME request with AutoSSL"
+                                                .to_owned(),
+                                        ));
+                                    }
                                 };
-                                let ms = |key: &str| {
-                                    d.get(key).and_then(Value::as_i64).unwrap_or_default()
-                                };
-                                let (not_before, not_after) = (ms("notBefore"), ms("notAfter"));
                                 let cert = IssuedSslCertificate {
                                     service_id: service.id,
                                     domain: service.domain.clone(),
                                     provider: "acme".to_owned(),
-                                    issuer: text("issuer"),
-                                    serial: text("serial"),
+                                    issuer,
+                                    serial,
                                     not_before,
                                     not_after,
                                     renew_after: not_before
                                         + (not_after - not_before).max(0) / 3 * 2,
                                 };
                                 match self.store.record_certificate_issued(&cert).await {
-                                    Ok(_) => Ok(
-                                        json!({ "provider": "acme", "issuer": cert.issuer, "serial": cert.serial, "expires_at": not_after, "names": d.get("names") }),
-                                    ),
+                                    Ok(_) => Ok(step_data::ssl(&done, None)),
                                     Err(e) => Err(e.into()),
                                 }
                             }
-                            Err(Failure::Retryable(message))
-                                if message.contains(WAITING_FOR_DNS) =>
-                            {
+                            Err(CommandError::Waiting(waiting @ Waiting::Dns { .. })) => {
+                                let message = waiting.to_string();
                                 match self
                                     .store
                                     .record_certificate_waiting_for_dns(
@@ -329,36 +365,55 @@ impl Provisioner {
                                     Err(e) => Err(e.into()),
                                 }
                             }
-                            Err(other) => Err(other),
+                            Err(other) => Err(other.into()),
                         }
                     }
                 }
                 ProvisioningStep::Ssl => {
-                    let payload = json!({ "username": username, "domain": service.domain, "provider": "autossl" });
-                    self.agent_step(&job, step, "ssl", payload).await.map(|d| {
-                        json!({ "provider": d.get("provider").cloned().unwrap_or(json!("autossl")), "status": d.get("status") })
-                    })
+                    let request = Certificate {
+                        username: username.clone(),
+                        domain: domain()?,
+                        provider: CertificateProvider::AutoSsl,
+                    };
+                    self.agent_step(&job, step, request)
+                        .await
+                        .map(|done| step_data::ssl(&done, None))
+                        .map_err(Failure::from)
                 }
                 ProvisioningStep::Email => {
                     let mailbox_password = self
                         .service_secret(service.id, ServiceSecret::Mailbox)
                         .await?;
-                    let payload = json!({ "username": username, "domain": service.domain, "localPart": "admin", "password": mailbox_password, "quotaMb": product.email_quota_mb });
-                    self.agent_step(&job, step, "create_mailbox", payload).await.map(|d| {
-                        json!({ "default_email": d.get("defaultEmail").cloned().unwrap_or(json!(format!("admin@{}", service.domain))), "quota_mb": product.email_quota_mb })
-                    })
+                    let request = CreateMailbox {
+                        username: username.clone(),
+                        domain: domain()?,
+                        local_part: "admin".to_owned(),
+                        password: Secret::new(mailbox_password),
+                        quota_mb: u64::try_from(product.email_quota_mb).ok(),
+                    };
+                    self.agent_step(&job, step, request)
+                        .await
+                        .map(|reply| step_data::email(&reply))
+                        .map_err(Failure::from)
                 }
                 ProvisioningStep::Database if product.databases == 0 => {
-                    Ok(json!({ "databases_created": [] }))
+                    Ok(step_data::no_database())
                 }
                 ProvisioningStep::Database => {
                     let db_password = self
                         .service_secret(service.id, ServiceSecret::Database)
                         .await?;
-                    let payload = json!({ "username": username, "kind": server.control_panel.as_str(), "domain": service.domain, "nameSuffix": "main", "password": db_password });
-                    self.agent_step(&job, step, "create_database", payload).await.map(|d| {
-                        json!({ "databases_created": d.get("databasesCreated").cloned().unwrap_or(json!([])), "database_user": d.get("databaseUser"), "host": d.get("host") })
-                    })
+                    let request = CreateDatabase {
+                        username: username.clone(),
+                        kind: server.control_panel,
+                        domain: domain()?,
+                        name_suffix: Some("main".to_owned()),
+                        password: Secret::new(db_password),
+                    };
+                    self.agent_step(&job, step, request)
+                        .await
+                        .map(|reply| step_data::database(&reply))
+                        .map_err(Failure::from)
                 }
                 ProvisioningStep::WelcomeEmail => self.welcome_email(&job, &customer.email).await,
             };
@@ -368,16 +423,15 @@ impl Provisioner {
         Ok(ServiceChange::Activate)
     }
 
-    async fn agent_step(
+    async fn agent_step<R: Request>(
         &self,
         job: &ProvisionJob<'_>,
         step: ProvisioningStep,
-        kind: &str,
-        payload: Value,
-    ) -> Result<Value, Failure> {
+        request: R,
+    ) -> Result<R::Reply, CommandError> {
         // The same key on every attempt of this step, so the agent can recognise a repeat.
         let key = format!("task:{}:step:{}", job.task.id, step.as_str());
-        self.command(job.server.id, kind, payload, &key).await
+        self.command(job.server.id, request, &key).await
     }
 
     /// Picks and reserves a server; `Waiting` when none is eligible.
@@ -508,7 +562,7 @@ impl Provisioner {
             None => Value::Null,
         };
         let database = match step_data(ProvisioningStep::Database.as_str())
-            .and_then(|d| Some((d["databases_created"].get(0)?.as_str()?.to_owned(), d)))
+            .and_then(|d| Some((d["database_names"].get(0)?.as_str()?.to_owned(), d)))
         {
             Some((name, data)) => {
                 let sealed = self
@@ -589,27 +643,37 @@ impl Provisioner {
         let server = ServerId::from(server_id);
         let key = format!("task:{}:{}", task.id, kind.as_str());
         let params = &task.params.0;
-        let (command, payload, change) = match kind {
+        if kind == TaskKind::Unsuspend && service.status != ServiceStatus::Suspended {
+            tracing::info!(service_id = %service.id, "unsuspend of a service that is not suspended: converging the panel only");
+        }
+        let (reply, change) = match kind {
             TaskKind::Suspend => {
                 let reason = params
                     .get("reason")
                     .and_then(Value::as_str)
                     .unwrap_or("Suspended by mpanel")
                     .to_owned();
+                let request = SuspendAccount {
+                    username,
+                    reason: Some(reason.clone()),
+                };
                 (
-                    "suspend_account",
-                    json!({ "username": username, "reason": reason }),
+                    self.command(server, request, &key)
+                        .await
+                        .map(Reply::Suspended),
                     ServiceChange::Suspend { reason },
                 )
             }
             TaskKind::Unsuspend => (
-                "unsuspend_account",
-                json!({ "username": username }),
+                self.command(server, UnsuspendAccount { username }, &key)
+                    .await
+                    .map(Reply::Unsuspended),
                 ServiceChange::Unsuspend,
             ),
             TaskKind::Terminate => (
-                "terminate_account",
-                json!({ "username": username }),
+                self.command(server, TerminateAccount { username }, &key)
+                    .await
+                    .map(Reply::Terminated),
                 ServiceChange::Terminate,
             ),
             TaskKind::ChangePackage => {
@@ -624,9 +688,14 @@ impl Provisioner {
                         })?;
                 let product = self.store.get_product(product_id.into()).await?;
                 let server_row = self.store.get_server(server).await?;
+                let request = ChangePackage {
+                    username,
+                    package: product.package_for(server_row.control_panel).to_owned(),
+                };
                 (
-                    "change_package",
-                    json!({ "username": username, "package": product.package_for(server_row.control_panel) }),
+                    self.command(server, request, &key)
+                        .await
+                        .map(Reply::PackageChanged),
                     ServiceChange::ChangeProduct {
                         product_id: product.id,
                     },
@@ -647,18 +716,22 @@ impl Provisioner {
                     .cipher
                     .open_string(&sealed)
                     .map_err(|e| Failure::Permanent(format!("new password: {e}")))?;
+                let request = ChangePassword {
+                    username,
+                    password: Secret::new(password),
+                };
                 (
-                    "change_password",
-                    json!({ "username": username, "password": password }),
+                    self.command(server, request, &key)
+                        .await
+                        .map(Reply::PasswordChanged),
                     ServiceChange::NewPassword { sealed },
                 )
             }
             TaskKind::Provision => unreachable!("provision tasks run in provision()"),
         };
-        if kind == TaskKind::Unsuspend && service.status != ServiceStatus::Suspended {
-            tracing::info!(service_id = %service.id, "unsuspend of a service that is not suspended: converging the panel only");
-        }
-        let data = self.command(server, command, payload, &key).await;
+        let data = reply
+            .map(|reply| step_data::lifecycle(&reply))
+            .map_err(Failure::from);
         let record = StepRecord {
             step: kind.as_str().to_owned(),
             status: if data.is_ok() { "success" } else { "failed" }.to_owned(),
