@@ -23,8 +23,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The agent fleet: enrollment, sessions, heartbeats, commands.
     pub fleet: Fleet,
-    /// Wakes the provisioning workers after a task is queued.
-    pub dispatcher: crate::provisioning::Dispatcher,
+    /// Wakes the job runner's workers after a row is queued.
+    pub dispatcher: crate::jobs::Dispatcher,
 }
 
 impl AppState {

@@ -2,6 +2,7 @@
 //! it: place a new service, run the six steps through the server's agent, or send one lifecycle
 //! command; the runner records the outcome.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,9 @@ use mpanel_common::command::{
     SuspendAccount, TerminateAccount, UnsuspendAccount, Waiting,
 };
 use mpanel_common::ids::{ServerId, ServiceId, TaskId};
-use mpanel_common::status::{ProvisioningStep, ServiceStatus, TaskKind};
+use mpanel_common::status::{
+    DnsProvider, ProvisioningStep, ServiceStatus, SslProvider, SuspensionReason, TaskKind,
+};
 use mpanel_common::username::{PanelKind, username_for};
 use mpanel_common::{DomainName, Secret};
 use serde_json::{Value, json};
@@ -179,6 +182,8 @@ impl Provisioner {
         Ok(self.store.record_step(task, holder, &record).await?)
     }
 
+    /// Places the service (once), chooses its credentials (once), then runs the steps not yet
+    /// successful, recording each. A lost lease stops it before the next step.
     async fn provision(
         &self,
         task: &Task,
@@ -191,247 +196,227 @@ impl Provisioner {
             Some(id) => self.store.get_server(id.into()).await?,
             None => self.place(&service, &product).await?,
         };
-        let (username, password) = self
-            .panel_credentials(&service, server.control_panel)
+        let domain = DomainName::parse(&service.domain)
+            .map_err(|e| Failure::Permanent(format!("domain: {e}")))?;
+        let credentials = self
+            .panel_credentials(&service, &domain, server.control_panel)
             .await?;
         let customer = self.store.get_customer(service.customer_id).await?;
-        let done: Vec<&str> = task
-            .result
-            .0
-            .steps
-            .iter()
-            .filter(|s| s.status == "success")
-            .map(|s| s.step.as_str())
-            .collect();
-        let job = ProvisionJob {
+        let mut run = ProvisionRun {
             task,
-            server: &server,
-            service: &service,
-            username: &username,
+            finished: task
+                .result
+                .0
+                .steps
+                .iter()
+                .filter(|s| s.status == "success")
+                .map(|s| (s.step.clone(), s.data.clone()))
+                .collect(),
+            mailbox_sealed: service.mailbox_password_encrypted.clone(),
+            database_sealed: service.database_password_encrypted.clone(),
+            server,
+            product,
+            customer_email: customer.email,
+            domain,
+            credentials,
+            service,
         };
-        let domain = || {
-            DomainName::parse(&service.domain)
-                .map_err(|e| Failure::Permanent(format!("domain: {e}")))
-        };
-        let server_ip = || {
-            server.ip_address.trim().parse::<IpAddr>().map_err(|_| {
-                Failure::Permanent(format!(
-                    "server {}: ip_address '{}' is not an IP address",
-                    server.hostname, server.ip_address
-                ))
-            })
-        };
-
         for step in ProvisioningStep::ALL {
-            if done.contains(&step.as_str()) {
+            if run.finished.contains_key(step.as_str()) {
                 continue;
             }
             if lost.is_cancelled() {
                 return Err(Failure::LeaseLost);
             }
             let outcome = match step {
-                ProvisioningStep::Account => {
-                    let request = CreateAccount {
-                        service_id: service.id,
-                        username: username.clone(),
-                        domain: domain()?,
-                        password: Secret::new(password.clone()),
-                        package: product.package_for(server.control_panel).to_owned(),
-                        contact_email: customer.email.clone(),
-                        quota_mb: u64::try_from(product.disk_mb).ok(),
-                        ip: None,
-                    };
-                    self.agent_step(&job, step, request)
-                        .await
-                        .map(|reply| step_data::account(&reply, &server))
-                        .map_err(Failure::from)
-                }
-                // The controller writes PowerDNS zones itself; the panel's DNS goes through the
-                // agent's driver.
-                ProvisioningStep::Dns
-                    if server.dns_provider == mpanel_common::status::DnsProvider::Powerdns =>
-                {
-                    crate::dns::ensure_powerdns_zone(&self.config, &server, &service.domain)
-                        .await
-                        .map_err(|e| {
-                            if e.is_retryable() {
-                                Failure::Retryable(e.to_string())
-                            } else {
-                                Failure::Permanent(e.to_string())
-                            }
-                        })
-                }
-                ProvisioningStep::Dns => {
-                    let mut nameservers = Vec::new();
-                    for ns in [&server.nameserver1, &server.nameserver2] {
-                        if !ns.trim().is_empty() {
-                            nameservers.push(DomainName::parse(ns).map_err(|e| {
-                                Failure::Permanent(format!("server nameserver '{ns}': {e}"))
-                            })?);
-                        }
-                    }
-                    let request = EnsureDns {
-                        username: username.clone(),
-                        domain: domain()?,
-                        ip: server_ip()?,
-                        nameservers,
-                        ttl: None,
-                    };
-                    self.agent_step(&job, step, request)
-                        .await
-                        .map(|reply| step_data::panel_dns(&reply))
-                        .map_err(Failure::from)
-                }
-                // `ssl_provider` 'acme': the agent issues from its ACME CA and installs; the
-                // certificate is recorded with its renewal time (two thirds of its life). A
-                // domain not pointing at the server yet waits (no failed attempt is counted).
-                // Otherwise the panel's own AutoSSL is asked to run.
-                ProvisioningStep::Ssl
-                    if server.ssl_provider == mpanel_common::status::SslProvider::Acme =>
-                {
-                    use crate::store::IssuedSslCertificate;
-                    let autossl = Certificate {
-                        username: username.clone(),
-                        domain: domain()?,
-                        provider: CertificateProvider::AutoSsl,
-                    };
-                    // A disconnected agent advertises nothing; its request fails as Offline.
-                    if self.fleet.is_connected(server.id)
-                        && !self.fleet.has_capability(server.id, ACME_CAPABILITY)
-                    {
-                        // 'acme' is the default provider; an agent not set up for it keeps the
-                        // site on the panel's AutoSSL rather than failing the order, and the
-                        // step data says so.
-                        tracing::warn!(server = %server.hostname, "the agent has no [acme] section; using the panel's AutoSSL");
-                        self.agent_step(&job, step, autossl)
-                            .await
-                            .map(|done| {
-                                step_data::ssl(&done, Some("the agent has no [acme] section"))
-                            })
-                            .map_err(Failure::from)
-                    } else {
-                        let request = Certificate {
-                            provider: CertificateProvider::Acme(AcmeOrder {
-                                ip: server_ip()?,
-                                names: Vec::new(),
-                            }),
-                            ..autossl
-                        };
-                        match self.agent_step(&job, step, request).await {
-                            Ok(done) => {
-                                let (issuer, serial, not_before, not_after) = match &done {
-                                    CertificateDone::AcmeIssued(c) => (
-                                        c.issuer.clone(),
-                                        c.serial.clone(),
-                                        c.not_before_ms,
-                                        c.not_after_ms,
-                                    ),
-                                    CertificateDone::AutoSslRequested => {
-                                        return Err(Failure::Permanent(
-                                            "the agent answered an ACME request with AutoSSL"
-                                                .to_owned(),
-                                        ));
-                                    }
-                                };
-                                let cert = IssuedSslCertificate {
-                                    service_id: service.id,
-                                    domain: service.domain.clone(),
-                                    provider: "acme".to_owned(),
-                                    issuer,
-                                    serial,
-                                    not_before,
-                                    not_after,
-                                    renew_after: not_before
-                                        + (not_after - not_before).max(0) / 3 * 2,
-                                };
-                                match self.store.record_certificate_issued(&cert).await {
-                                    Ok(_) => Ok(step_data::ssl(&done, None)),
-                                    Err(e) => Err(e.into()),
-                                }
-                            }
-                            Err(CommandError::Waiting(waiting @ Waiting::Dns { .. })) => {
-                                let message = waiting.to_string();
-                                match self
-                                    .store
-                                    .record_certificate_waiting_for_dns(
-                                        service.id,
-                                        &service.domain,
-                                        "acme",
-                                        &message,
-                                    )
-                                    .await
-                                {
-                                    Ok(_) => Err(Failure::Waiting(message)),
-                                    Err(e) => Err(e.into()),
-                                }
-                            }
-                            Err(other) => Err(other.into()),
-                        }
-                    }
-                }
-                ProvisioningStep::Ssl => {
-                    let request = Certificate {
-                        username: username.clone(),
-                        domain: domain()?,
-                        provider: CertificateProvider::AutoSsl,
-                    };
-                    self.agent_step(&job, step, request)
-                        .await
-                        .map(|done| step_data::ssl(&done, None))
-                        .map_err(Failure::from)
-                }
-                ProvisioningStep::Email => {
-                    let mailbox_password = self
-                        .service_secret(service.id, ServiceSecret::Mailbox)
-                        .await?;
-                    let request = CreateMailbox {
-                        username: username.clone(),
-                        domain: domain()?,
-                        local_part: "admin".to_owned(),
-                        password: Secret::new(mailbox_password),
-                        quota_mb: u64::try_from(product.email_quota_mb).ok(),
-                    };
-                    self.agent_step(&job, step, request)
-                        .await
-                        .map(|reply| step_data::email(&reply))
-                        .map_err(Failure::from)
-                }
-                ProvisioningStep::Database if product.databases == 0 => {
-                    Ok(step_data::no_database())
-                }
-                ProvisioningStep::Database => {
-                    let db_password = self
-                        .service_secret(service.id, ServiceSecret::Database)
-                        .await?;
-                    let request = CreateDatabase {
-                        username: username.clone(),
-                        kind: server.control_panel,
-                        domain: domain()?,
-                        name_suffix: Some("main".to_owned()),
-                        password: Secret::new(db_password),
-                    };
-                    self.agent_step(&job, step, request)
-                        .await
-                        .map(|reply| step_data::database(&reply))
-                        .map_err(Failure::from)
-                }
-                ProvisioningStep::WelcomeEmail => self.welcome_email(&job, &customer.email).await,
+                ProvisioningStep::Account => self.account_step(&run).await,
+                ProvisioningStep::Dns => self.dns_step(&run).await,
+                ProvisioningStep::Ssl => self.ssl_step(&run).await,
+                ProvisioningStep::Email => self.mailbox_step(&mut run).await,
+                ProvisioningStep::Database => self.database_step(&mut run).await,
+                ProvisioningStep::WelcomeEmail => self.welcome_email(&run).await,
             };
             self.record(task.id, holder, step, &outcome).await?;
-            outcome?;
+            run.finished.insert(step.as_str().to_owned(), outcome?);
         }
         Ok(ServiceChange::Activate)
     }
 
+    async fn account_step(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
+        let request = CreateAccount {
+            service_id: run.service.id,
+            username: run.credentials.username.clone(),
+            domain: run.domain.clone(),
+            password: Secret::new(run.credentials.password.expose().clone()),
+            package: run.product.package_for(run.server.control_panel).to_owned(),
+            contact_email: run.customer_email.clone(),
+            quota_mb: u64::try_from(run.product.disk_mb).ok(),
+            ip: None,
+        };
+        let reply = self
+            .agent_step(run, ProvisioningStep::Account, request)
+            .await?;
+        Ok(step_data::account(&reply, &run.server))
+    }
+
+    /// PowerDNS zones are the controller's own to write; otherwise the panel's DNS, through
+    /// the agent.
+    async fn dns_step(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
+        let server = &run.server;
+        if server.dns_provider == DnsProvider::Powerdns {
+            return crate::dns::ensure_powerdns_zone(&self.config, server, run.domain.as_str())
+                .await
+                .map_err(|e| {
+                    if e.is_retryable() {
+                        Failure::Retryable(e.to_string())
+                    } else {
+                        Failure::Permanent(e.to_string())
+                    }
+                });
+        }
+        let mut nameservers = Vec::new();
+        for ns in [&server.nameserver1, &server.nameserver2] {
+            if !ns.trim().is_empty() {
+                nameservers.push(
+                    DomainName::parse(ns).map_err(|e| {
+                        Failure::Permanent(format!("server nameserver '{ns}': {e}"))
+                    })?,
+                );
+            }
+        }
+        let request = EnsureDns {
+            username: run.credentials.username.clone(),
+            domain: run.domain.clone(),
+            ip: server_ip(server)?,
+            nameservers,
+            ttl: None,
+        };
+        let reply = self.agent_step(run, ProvisioningStep::Dns, request).await?;
+        Ok(step_data::panel_dns(&reply))
+    }
+
+    /// `ssl_provider` 'acme': the agent issues from its ACME CA and installs, and the
+    /// certificate is recorded with its renewal time (two thirds of its life); a domain not
+    /// pointing at the server yet waits (no failed attempt is counted). Otherwise, or when the
+    /// agent has no `[acme]` section, the panel's own AutoSSL is asked to run.
+    async fn ssl_step(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
+        let server = &run.server;
+        let autossl = Certificate {
+            username: run.credentials.username.clone(),
+            domain: run.domain.clone(),
+            provider: CertificateProvider::AutoSsl,
+        };
+        if server.ssl_provider != SslProvider::Acme {
+            let done = self.agent_step(run, ProvisioningStep::Ssl, autossl).await?;
+            return Ok(step_data::ssl(&done, None));
+        }
+        // A disconnected agent advertises nothing; its request fails as Offline.
+        if self.fleet.is_connected(server.id)
+            && !self.fleet.has_capability(server.id, ACME_CAPABILITY)
+        {
+            // 'acme' is the default provider; an agent not set up for it keeps the site on the
+            // panel's AutoSSL rather than failing the order, and the step data says so.
+            tracing::warn!(server = %server.hostname, "the agent has no [acme] section; using the panel's AutoSSL");
+            let done = self.agent_step(run, ProvisioningStep::Ssl, autossl).await?;
+            return Ok(step_data::ssl(
+                &done,
+                Some("the agent has no [acme] section"),
+            ));
+        }
+        let request = Certificate {
+            provider: CertificateProvider::Acme(AcmeOrder {
+                ip: server_ip(server)?,
+                names: Vec::new(),
+            }),
+            ..autossl
+        };
+        let service = &run.service;
+        match self.agent_step(run, ProvisioningStep::Ssl, request).await {
+            Ok(done @ CertificateDone::AcmeIssued(_)) => {
+                let CertificateDone::AcmeIssued(c) = &done else {
+                    unreachable!("matched above")
+                };
+                let cert = crate::store::IssuedSslCertificate {
+                    service_id: service.id,
+                    domain: service.domain.clone(),
+                    provider: "acme".to_owned(),
+                    issuer: c.issuer.clone(),
+                    serial: c.serial.clone(),
+                    not_before: c.not_before_ms,
+                    not_after: c.not_after_ms,
+                    renew_after: c.not_before_ms
+                        + (c.not_after_ms - c.not_before_ms).max(0) / 3 * 2,
+                };
+                self.store.record_certificate_issued(&cert).await?;
+                Ok(step_data::ssl(&done, None))
+            }
+            Ok(CertificateDone::AutoSslRequested) => Err(Failure::Permanent(
+                "the agent answered an ACME request with AutoSSL".to_owned(),
+            )),
+            Err(CommandError::Waiting(waiting @ Waiting::Dns { .. })) => {
+                let message = waiting.to_string();
+                self.store
+                    .record_certificate_waiting_for_dns(
+                        service.id,
+                        &service.domain,
+                        "acme",
+                        &message,
+                    )
+                    .await?;
+                Err(Failure::Waiting(message))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn mailbox_step(&self, run: &mut ProvisionRun<'_>) -> Result<Value, Failure> {
+        let (password, sealed) = self
+            .service_secret(run.service.id, ServiceSecret::Mailbox)
+            .await?;
+        run.mailbox_sealed = Some(sealed);
+        let request = CreateMailbox {
+            username: run.credentials.username.clone(),
+            domain: run.domain.clone(),
+            local_part: "admin".to_owned(),
+            password,
+            quota_mb: u64::try_from(run.product.email_quota_mb).ok(),
+        };
+        let reply = self
+            .agent_step(run, ProvisioningStep::Email, request)
+            .await?;
+        Ok(step_data::email(&reply))
+    }
+
+    async fn database_step(&self, run: &mut ProvisionRun<'_>) -> Result<Value, Failure> {
+        if run.product.databases == 0 {
+            return Ok(step_data::no_database());
+        }
+        let (password, sealed) = self
+            .service_secret(run.service.id, ServiceSecret::Database)
+            .await?;
+        run.database_sealed = Some(sealed);
+        let request = CreateDatabase {
+            username: run.credentials.username.clone(),
+            kind: run.server.control_panel,
+            domain: run.domain.clone(),
+            name_suffix: Some("main".to_owned()),
+            password,
+        };
+        let reply = self
+            .agent_step(run, ProvisioningStep::Database, request)
+            .await?;
+        Ok(step_data::database(&reply))
+    }
+
     async fn agent_step<R: Request>(
         &self,
-        job: &ProvisionJob<'_>,
+        run: &ProvisionRun<'_>,
         step: ProvisioningStep,
         request: R,
     ) -> Result<R::Reply, CommandError> {
         // The same key on every attempt of this step, so the agent can recognise a repeat.
-        let key = format!("task:{}:step:{}", job.task.id, step.as_str());
-        self.command(job.server.id, request, &key).await
+        let key = format!("task:{}:step:{}", run.task.id, step.as_str());
+        self.command(run.server.id, request, &key).await
     }
 
     /// Picks and reserves a server; `Waiting` when none is eligible.
@@ -476,35 +461,43 @@ impl Provisioner {
     }
 
     /// The service's panel username and password: chosen once, stored (password sealed), and
-    /// reused by every retry.
+    /// reused by every retry. `service` is the row read when the task was claimed.
     async fn panel_credentials(
         &self,
         service: &Service,
+        domain: &DomainName,
         kind: PanelKind,
-    ) -> Result<(String, String), Failure> {
-        let fresh = self.store.get_service(service.id).await?;
-        if let (Some(username), Some(sealed)) = (&fresh.username, &fresh.password_encrypted) {
+    ) -> Result<PanelCredentials, Failure> {
+        if let (Some(username), Some(sealed)) = (&service.username, &service.password_encrypted) {
             let password = self
                 .cipher
                 .open_string(sealed)
                 .map_err(|e| Failure::Permanent(format!("stored password: {e}")))?;
-            return Ok((username.clone(), password));
+            return Ok(PanelCredentials {
+                username: username.clone(),
+                password: Secret::new(password),
+                sealed: sealed.clone(),
+            });
         }
-        let domain = DomainName::parse(&service.domain)
-            .map_err(|e| Failure::Permanent(format!("domain: {e}")))?;
         let password = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
         let sealed = self
             .cipher
             .seal_str(&password)
             .map_err(|e| Failure::Retryable(e.to_string()))?;
         for attempt in 0..100 {
-            let username = username_for(&domain, kind, attempt);
+            let username = username_for(domain, kind, attempt);
             match self
                 .store
                 .set_service_credentials(service.id, username.as_str(), &sealed)
                 .await
             {
-                Ok(()) => return Ok((username.as_str().to_owned(), password)),
+                Ok(()) => {
+                    return Ok(PanelCredentials {
+                        username: username.as_str().to_owned(),
+                        password: Secret::new(password),
+                        sealed,
+                    });
+                }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -515,11 +508,13 @@ impl Provisioner {
         )))
     }
 
+    /// The mailbox or database password of the service: the first one ever offered is kept,
+    /// so every retry of the step hands the panel the same one. Plain and sealed.
     async fn service_secret(
         &self,
         service: ServiceId,
         which: ServiceSecret,
-    ) -> Result<String, Failure> {
+    ) -> Result<(Secret<String>, String), Failure> {
         let candidate = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
         let sealed = self
             .cipher
@@ -529,63 +524,48 @@ impl Provisioner {
             .store
             .keep_service_secret(service, which, &sealed)
             .await?;
-        self.cipher
+        let plain = self
+            .cipher
             .open_string(&kept)
-            .map_err(|e| Failure::Permanent(format!("stored secret: {e}")))
+            .map_err(|e| Failure::Permanent(format!("stored secret: {e}")))?;
+        Ok((Secret::new(plain), kept))
     }
 
     /// Queues the welcome email in the outbox (committed before any sending, deduplicated per
     /// service) and wakes the sender, which delivers it (to SMTP, or with `EMAIL_PROVIDER=log`
     /// to the log without its body). The context is sealed as a whole, and each secret in it is
     /// the service's own sealed value, opened only by the sender to render.
-    async fn welcome_email(&self, job: &ProvisionJob<'_>, to: &str) -> Result<Value, Failure> {
-        let service = self.store.get_service(job.service.id).await?;
-        let panel_password = service
-            .password_encrypted
-            .clone()
-            .ok_or_else(|| Failure::Retryable("the service has no password yet".to_owned()))?;
-        // Steps finished in this run are not in the claimed task: read them back.
-        let steps = self.store.get_task(job.task.id).await?.result.0.steps;
-        let step_data = |name: &str| {
-            steps
-                .iter()
-                .find(|s| s.step == name && s.status == "success")
-                .map(|s| s.data.clone())
-        };
-        let mailbox = match step_data(ProvisioningStep::Email.as_str()) {
-            Some(data) => {
-                let sealed = self
-                    .sealed_service_secret(service.id, ServiceSecret::Mailbox)
-                    .await?;
+    async fn welcome_email(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
+        let step_data = |step: ProvisioningStep| run.finished.get(step.as_str());
+        let mailbox = match (step_data(ProvisioningStep::Email), &run.mailbox_sealed) {
+            (Some(data), Some(sealed)) => {
                 json!({ "address": data["default_email"], "password_sealed": sealed })
             }
-            None => Value::Null,
+            _ => Value::Null,
         };
-        let database = match step_data(ProvisioningStep::Database.as_str())
-            .and_then(|d| Some((d["database_names"].get(0)?.as_str()?.to_owned(), d)))
-        {
-            Some((name, data)) => {
-                let sealed = self
-                    .sealed_service_secret(service.id, ServiceSecret::Database)
-                    .await?;
-                let user = data["database_user"].as_str().unwrap_or(&name).to_owned();
-                let host = data["host"].as_str().unwrap_or("localhost").to_owned();
-                json!({ "name": name, "user": user, "host": host, "password_sealed": sealed })
+        let database = match (step_data(ProvisioningStep::Database), &run.database_sealed) {
+            (Some(data), Some(sealed)) => {
+                match data["database_names"].get(0).and_then(Value::as_str) {
+                    Some(name) => {
+                        let user = data["database_user"].as_str().unwrap_or(name);
+                        let host = data["host"].as_str().unwrap_or("localhost");
+                        json!({ "name": name, "user": user, "host": host, "password_sealed": sealed })
+                    }
+                    None => Value::Null,
+                }
             }
-            None => Value::Null,
+            _ => Value::Null,
         };
-        let nameservers: Vec<&str> = [
-            job.server.nameserver1.as_str(),
-            job.server.nameserver2.as_str(),
-        ]
-        .into_iter()
-        .filter(|n| !n.is_empty())
-        .collect();
+        let server = &run.server;
+        let nameservers: Vec<&str> = [server.nameserver1.as_str(), server.nameserver2.as_str()]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect();
         let body = json!({
-            "domain": job.service.domain,
-            "panel_url": job.server.control_panel_url,
-            "username": job.username,
-            "password_sealed": panel_password,
+            "domain": run.service.domain,
+            "panel_url": server.control_panel_url,
+            "username": run.credentials.username,
+            "password_sealed": run.credentials.sealed,
             "nameservers": nameservers,
             "mailbox": mailbox,
             "database": database,
@@ -596,8 +576,9 @@ impl Provisioner {
             .cipher
             .seal_str(&body.to_string())
             .map_err(|e| Failure::Retryable(e.to_string()))?;
-        let key = format!("welcome:service:{}", job.service.id);
-        let subject = format!("Your hosting for {} is ready", job.service.domain);
+        let key = format!("welcome:service:{}", run.service.id);
+        let subject = format!("Your hosting for {} is ready", run.service.domain);
+        let to = &run.customer_email;
         self.store
             .queue_email(&key, to, "welcome", &subject, &sealed)
             .await?;
@@ -605,24 +586,6 @@ impl Provisioner {
         // Committed to the outbox is as far as this step goes; the sender delivers it on its own
         // schedule. `sent` is read from the outbox when the task is shown.
         Ok(json!({ "sent": false, "queued": true, "to": to, "outbox_key": key }))
-    }
-
-    /// The service's sealed secret as stored (kept by `keep_service_secret`, which the step
-    /// that created the mailbox or database already called, so this returns that value).
-    async fn sealed_service_secret(
-        &self,
-        service: ServiceId,
-        which: ServiceSecret,
-    ) -> Result<String, Failure> {
-        let candidate = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
-        let sealed = self
-            .cipher
-            .seal_str(&candidate)
-            .map_err(|e| Failure::Retryable(e.to_string()))?;
-        Ok(self
-            .store
-            .keep_service_secret(service, which, &sealed)
-            .await?)
     }
 
     async fn lifecycle(
@@ -648,14 +611,20 @@ impl Provisioner {
         }
         let (reply, change) = match kind {
             TaskKind::Suspend => {
+                // The reason code is the service's (`overdue`, `admin`, …); the panel is told
+                // the admin's note, or the code.
                 let reason = params
                     .get("reason")
                     .and_then(Value::as_str)
-                    .unwrap_or("Suspended by mpanel")
+                    .unwrap_or(SuspensionReason::Admin.as_str())
                     .to_owned();
+                let shown = params
+                    .get("note")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| format!("suspended: {reason}"), str::to_owned);
                 let request = SuspendAccount {
                     username,
-                    reason: Some(reason.clone()),
+                    reason: Some(shown),
                 };
                 (
                     self.command(server, request, &key)
@@ -745,10 +714,34 @@ impl Provisioner {
     }
 }
 
-/// What every step of one provisioning run refers to.
-struct ProvisionJob<'a> {
+/// What the steps of one provisioning run share: the rows read once when it started, the
+/// credentials, and the data of every step finished so far (earlier attempts' and this one's).
+struct ProvisionRun<'a> {
     task: &'a Task,
-    server: &'a Server,
-    service: &'a Service,
-    username: &'a str,
+    service: Service,
+    product: Product,
+    server: Server,
+    customer_email: String,
+    domain: DomainName,
+    credentials: PanelCredentials,
+    /// The sealed mailbox and database passwords, once kept.
+    mailbox_sealed: Option<String>,
+    database_sealed: Option<String>,
+    finished: HashMap<String, Value>,
+}
+
+/// The service's panel login: the password plain for the panel, sealed for the welcome email.
+struct PanelCredentials {
+    username: String,
+    password: Secret<String>,
+    sealed: String,
+}
+
+fn server_ip(server: &Server) -> Result<IpAddr, Failure> {
+    server.ip_address.trim().parse::<IpAddr>().map_err(|_| {
+        Failure::Permanent(format!(
+            "server {}: ip_address '{}' is not an IP address",
+            server.hostname, server.ip_address
+        ))
+    })
 }
