@@ -262,6 +262,91 @@ impl ProvisioningStep {
 }
 
 string_enum! {
+    /// How a recorded step of a task ended.
+    pub enum StepStatus: "step status" {
+        Success => "success",
+        Failed => "failed",
+        /// Nothing failed; the step waits for something outside (DNS pointing at the server).
+        Waiting => "waiting",
+    }
+}
+
+/// The name a step is recorded under in a task's result: one of the six provisioning steps, or
+/// a lifecycle task's one command (named after its kind). The two vocabularies share no name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStep {
+    Provisioning(ProvisioningStep),
+    Lifecycle(TaskKind),
+}
+
+impl TaskStep {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TaskStep::Provisioning(step) => step.as_str(),
+            TaskStep::Lifecycle(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for TaskStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TaskStep {
+    type Err = ParseEnumError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<ProvisioningStep>()
+            .map(TaskStep::Provisioning)
+            .or_else(|_| s.parse::<TaskKind>().map(TaskStep::Lifecycle))
+            .map_err(|_| ParseEnumError {
+                what: "task step",
+                input: s.to_owned(),
+                accepted: &[
+                    "account",
+                    "dns",
+                    "ssl",
+                    "email",
+                    "database",
+                    "welcome_email",
+                    "suspend",
+                    "unsuspend",
+                    "terminate",
+                    "change_package",
+                    "change_password",
+                ],
+            })
+    }
+}
+
+impl From<ProvisioningStep> for TaskStep {
+    fn from(step: ProvisioningStep) -> Self {
+        TaskStep::Provisioning(step)
+    }
+}
+
+impl PartialEq<&str> for TaskStep {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for TaskStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TaskStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+string_enum! {
     pub enum BillingCycle: "billing cycle" {
         Monthly => "monthly",
         Quarterly => "quarterly",
@@ -543,5 +628,34 @@ mod tests {
     #[test]
     fn billing_cycle_months() {
         assert_eq!(BillingCycle::ALL.map(BillingCycle::months), [1, 3, 12]);
+    }
+}
+
+#[cfg(test)]
+mod task_step_tests {
+    use super::*;
+
+    #[test]
+    fn every_step_name_reads_back_as_itself_and_the_vocabularies_do_not_overlap() {
+        let mut names = Vec::new();
+        for step in ProvisioningStep::ALL {
+            names.push(TaskStep::Provisioning(step));
+        }
+        for kind in TaskKind::ALL {
+            if kind != TaskKind::Provision {
+                names.push(TaskStep::Lifecycle(kind));
+            }
+        }
+        for name in &names {
+            assert_eq!(name.as_str().parse::<TaskStep>().unwrap(), *name);
+            let json = serde_json::to_string(name).unwrap();
+            assert_eq!(serde_json::from_str::<TaskStep>(&json).unwrap(), *name);
+        }
+        let mut strings: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+        strings.sort_unstable();
+        strings.dedup();
+        assert_eq!(strings.len(), names.len());
+        assert!("reticulate".parse::<TaskStep>().is_err());
+        assert!(serde_json::from_str::<StepStatus>("\"done\"").is_err());
     }
 }

@@ -88,6 +88,13 @@ macro_rules! string_enum {
             }
         }
 
+        /// Compares with a wire name, as JSON and tests spell it.
+        impl ::std::cmp::PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+
         /// Lets storage layers decode the wire name straight into the enum.
         impl ::std::convert::TryFrom<String> for $name {
             type Error = $crate::string_enum::ParseEnumError;

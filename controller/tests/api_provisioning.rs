@@ -13,6 +13,7 @@ use api_support::{
     start_with,
 };
 use fleet_support::Controller;
+use mpanel_common::status::{ProvisioningStep, StepStatus};
 use mpanel_controller::store::StepRecord;
 use mpanel_controller::store::queue::ServiceChange;
 use reqwest::Method;
@@ -58,8 +59,8 @@ async fn a_task_has_the_documented_shape_with_millisecond_times() {
     let (_, _, service, job) = one_order(&c, "shape.example.com").await;
     let task = hand.seize(&job).await.unwrap();
     let step = StepRecord {
-        step: "account".into(),
-        status: "success".into(),
+        step: ProvisioningStep::Account.into(),
+        status: StepStatus::Success,
         data: json!({"username": "shapeexa"}),
         error: None,
         finished_at: Some(1),
@@ -634,8 +635,8 @@ async fn the_welcome_step_says_sent_once_the_outbox_has_delivered_it() {
     let task = hand.seize(&job).await.unwrap();
     let key = format!("welcome:test:{job}");
     let step = StepRecord {
-        step: "welcome_email".into(),
-        status: "success".into(),
+        step: ProvisioningStep::WelcomeEmail.into(),
+        status: StepStatus::Success,
         data: json!({"sent": false, "queued": true, "outbox_key": key}),
         error: None,
         finished_at: Some(1),

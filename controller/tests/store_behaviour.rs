@@ -560,8 +560,8 @@ async fn orders(store: &DynStore, n: usize) -> Vec<mpanel_common::ids::TaskId> {
 
 fn step(name: &str, status: &str) -> StepRecord {
     StepRecord {
-        step: name.to_owned(),
-        status: status.to_owned(),
+        step: name.parse().unwrap(),
+        status: status.parse().unwrap(),
         data: serde_json::json!({ "by": status }),
         error: None,
         finished_at: Some(1),

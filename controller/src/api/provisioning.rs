@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mpanel_common::JobId;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
-use mpanel_common::status::{ProvisioningStep, TaskStatus};
+use mpanel_common::status::{ProvisioningStep, TaskStatus, TaskStep};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -245,7 +245,7 @@ async fn with_welcome_delivery(state: &AppState, tasks: &mut [TaskDto]) -> ApiRe
         t.result
             .steps
             .iter_mut()
-            .find(|s| s.step == ProvisioningStep::WelcomeEmail.as_str())
+            .find(|s| s.step == TaskStep::Provisioning(ProvisioningStep::WelcomeEmail))
             .filter(|s| s.data.get("outbox_key").is_some_and(Value::is_string))
             .map(|s| &mut s.data)
     }

@@ -14,7 +14,8 @@ use mpanel_common::command::{
 };
 use mpanel_common::ids::{ServerId, ServiceId, TaskId};
 use mpanel_common::status::{
-    DnsProvider, ProvisioningStep, ServiceStatus, SslProvider, SuspensionReason, TaskKind,
+    DnsProvider, ProvisioningStep, ServiceStatus, SslProvider, StepStatus, SuspensionReason,
+    TaskKind, TaskStep,
 };
 use mpanel_common::username::{PanelKind, username_for};
 use mpanel_common::{DomainName, Secret};
@@ -160,20 +161,19 @@ impl Provisioner {
     ) -> Result<(), Failure> {
         let record = match outcome {
             Ok(data) => StepRecord {
-                step: step.as_str().to_owned(),
-                status: "success".to_owned(),
+                step: step.into(),
+                status: StepStatus::Success,
                 data: data.clone(),
                 error: None,
                 finished_at: Some(now_ms()),
             },
             Err(failure) => StepRecord {
-                step: step.as_str().to_owned(),
+                step: step.into(),
                 status: if matches!(failure, Failure::Waiting(_)) {
-                    "waiting"
+                    StepStatus::Waiting
                 } else {
-                    "failed"
-                }
-                .to_owned(),
+                    StepStatus::Failed
+                },
                 data: Value::Null,
                 error: Some(failure.message()),
                 finished_at: Some(now_ms()),
@@ -209,8 +209,8 @@ impl Provisioner {
                 .0
                 .steps
                 .iter()
-                .filter(|s| s.status == "success")
-                .map(|s| (s.step.clone(), s.data.clone()))
+                .filter(|s| s.status == StepStatus::Success)
+                .map(|s| (s.step, s.data.clone()))
                 .collect(),
             mailbox_sealed: service.mailbox_password_encrypted.clone(),
             database_sealed: service.database_password_encrypted.clone(),
@@ -222,7 +222,7 @@ impl Provisioner {
             service,
         };
         for step in ProvisioningStep::ALL {
-            if run.finished.contains_key(step.as_str()) {
+            if run.finished.contains_key(&step.into()) {
                 continue;
             }
             if lost.is_cancelled() {
@@ -237,7 +237,7 @@ impl Provisioner {
                 ProvisioningStep::WelcomeEmail => self.welcome_email(&run).await,
             };
             self.record(task.id, holder, step, &outcome).await?;
-            run.finished.insert(step.as_str().to_owned(), outcome?);
+            run.finished.insert(step.into(), outcome?);
         }
         Ok(ServiceChange::Activate)
     }
@@ -536,7 +536,7 @@ impl Provisioner {
     /// to the log without its body). The context is sealed as a whole, and each secret in it is
     /// the service's own sealed value, opened only by the sender to render.
     async fn welcome_email(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
-        let step_data = |step: ProvisioningStep| run.finished.get(step.as_str());
+        let step_data = |step: ProvisioningStep| run.finished.get(&step.into());
         let mailbox = match (step_data(ProvisioningStep::Email), &run.mailbox_sealed) {
             (Some(data), Some(sealed)) => {
                 json!({ "address": data["default_email"], "password_sealed": sealed })
@@ -702,8 +702,12 @@ impl Provisioner {
             .map(|reply| step_data::lifecycle(&reply))
             .map_err(Failure::from);
         let record = StepRecord {
-            step: kind.as_str().to_owned(),
-            status: if data.is_ok() { "success" } else { "failed" }.to_owned(),
+            step: TaskStep::Lifecycle(kind),
+            status: if data.is_ok() {
+                StepStatus::Success
+            } else {
+                StepStatus::Failed
+            },
             data: data.as_ref().cloned().unwrap_or(Value::Null),
             error: data.as_ref().err().map(Failure::message),
             finished_at: Some(now_ms()),
@@ -727,7 +731,7 @@ struct ProvisionRun<'a> {
     /// The sealed mailbox and database passwords, once kept.
     mailbox_sealed: Option<String>,
     database_sealed: Option<String>,
-    finished: HashMap<String, Value>,
+    finished: HashMap<TaskStep, Value>,
 }
 
 /// The service's panel login: the password plain for the panel, sealed for the welcome email.

@@ -3,8 +3,8 @@
 
 use mpanel_common::ids::{CustomerId, ProductId, ServerId, ServiceId, TaskId};
 use mpanel_common::status::{
-    BillingCycle, CustomerStatus, DnsProvider, ServerStatus, ServiceStatus, SslProvider, TaskKind,
-    TaskStatus,
+    BillingCycle, CustomerStatus, DnsProvider, ServerStatus, ServiceStatus, SslProvider,
+    StepStatus, TaskKind, TaskStatus, TaskStep,
 };
 use mpanel_common::username::PanelKind;
 use serde::{Deserialize, Serialize};
@@ -238,8 +238,8 @@ pub struct ServicePatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
-    pub step: String,
-    pub status: String,
+    pub step: TaskStep,
+    pub status: StepStatus,
     #[serde(default)]
     pub data: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
