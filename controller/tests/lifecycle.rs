@@ -20,6 +20,7 @@ on_both_backends!(
     a_payment_lifts_only_an_overdue_suspension,
     a_pending_service_without_an_account_is_cancelled_at_once,
     a_package_change_stays_in_the_server_group,
+    only_a_failed_task_is_retried_and_the_retry_is_recorded,
 );
 
 async fn catalogue(store: &DynStore) -> (CustomerId, ProductId) {
@@ -411,4 +412,39 @@ async fn a_package_change_stays_in_the_server_group(store: DynStore) {
         .await
         .unwrap();
     assert_eq!(task.params.0["productId"], bigger.get());
+}
+
+async fn only_a_failed_task_is_retried_and_the_retry_is_recorded(store: DynStore) {
+    let (customer, product) = catalogue(&store).await;
+    let life = lifecycle(&store);
+    let (service, task) = life
+        .order(&Actor::Admin(1), &order(customer, product, "again.example"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        life.retry(&Actor::Admin(2), task.id).await,
+        Err(LifecycleError::TaskNotFailed { .. })
+    ));
+    let claimed = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    store
+        .fail_task(claimed.id, "w", "panel down")
+        .await
+        .unwrap();
+    let retried = life.retry(&Actor::Admin(2), task.id).await.unwrap();
+    assert_eq!((retried.status.as_str(), retried.attempts), ("pending", 0));
+    let activity = store
+        .list_activity("service", service.id.get())
+        .await
+        .unwrap();
+    assert!(
+        activity
+            .iter()
+            .any(|a| a.actor == "admin:2" && a.action == "task.provision.retried"),
+        "{activity:?}"
+    );
+    assert!(matches!(
+        life.retry(&Actor::Admin(2), mpanel_common::ids::TaskId::new(987_654))
+            .await,
+        Err(LifecycleError::NotFound { entity: "task", .. })
+    ));
 }

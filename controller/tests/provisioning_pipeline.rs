@@ -254,7 +254,7 @@ async fn a_failing_panel_fails_the_task_visibly_and_a_retry_succeeds_once_it_hea
         .await
         .unwrap();
     assert!(cleared.status().is_success());
-    r.store.requeue_failed_task(task.id).await.unwrap();
+    r.store.requeue_failed_task(task.id, "test").await.unwrap();
     let healed = wait_for_task(
         &r.store,
         &task,

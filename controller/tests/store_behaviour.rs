@@ -753,7 +753,7 @@ async fn a_failed_task_is_requeued_with_a_fresh_budget(store: DynStore) {
     let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
     assert!(
         matches!(
-            store.requeue_failed_task(task.id).await,
+            store.requeue_failed_task(task.id, "test").await,
             Err(StoreError::Conflict(_))
         ),
         "only failed tasks"
@@ -768,7 +768,7 @@ async fn a_failed_task_is_requeued_with_a_fresh_budget(store: DynStore) {
         (TaskStatus::Failed, Some("panel said no"))
     );
     assert!(store.claim_next_task("w", 60_000).await.unwrap().is_none());
-    let requeued = store.requeue_failed_task(task.id).await.unwrap();
+    let requeued = store.requeue_failed_task(task.id, "test").await.unwrap();
     assert_eq!(
         (requeued.status, requeued.attempts),
         (TaskStatus::Pending, 0)

@@ -138,6 +138,9 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
                     None => conflict,
                 }
             }
+            L::TaskNotFailed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "task_not_failed", e.to_string())
+            }
             L::Unprocessable {
                 field,
                 code,

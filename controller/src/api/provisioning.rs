@@ -26,7 +26,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathSegment};
 use super::fields::domain;
 use super::listing::{Params, finish};
-use super::queueing::{queued, task_open_conflict};
+use super::queueing::queued;
 use crate::app::AppState;
 use crate::lifecycle::{Actor, LifecycleError};
 use crate::store::{Task, TaskFilter, TaskResult, now_ms};
@@ -280,29 +280,15 @@ async fn get_task(
 }
 
 async fn retry(
-    _admin: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     PathSegment(id): PathSegment,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = job_id(&id)?;
-    let task = state.store.get_task(id).await?;
-    if task.status != TaskStatus::Failed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "task_not_failed",
-            format!(
-                "{} is {}; only failed tasks can be retried",
-                JobId::for_task(task.id),
-                task.status
-            ),
-        ));
-    }
-    if let Some(open) = state.store.open_task_for_service(task.service_id).await? {
-        return Err(task_open_conflict(task.service_id, &open));
-    }
-    let task = state.store.requeue_failed_task(id).await?;
-    state.dispatcher.wake();
-    tracing::info!(task_id = task.id.get(), "failed task re-queued");
+    let task = state
+        .lifecycle()
+        .retry(&Actor::Admin(admin.token_id), id)
+        .await?;
     Ok(queued("Task re-queued", &task))
 }
 

@@ -12,7 +12,7 @@
 use mpanel_common::DomainName;
 use mpanel_common::Secret;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
-use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason, TaskKind};
+use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason, TaskKind, TaskStatus};
 use serde_json::{Value, json};
 
 use crate::crypto::Cipher;
@@ -79,6 +79,9 @@ pub enum LifecycleError {
         service: ServiceId,
         latest_task: Option<TaskId>,
     },
+    /// Only a failed task can be retried.
+    #[error("{} is {status}; only failed tasks can be retried", mpanel_common::JobId::for_task(*task))]
+    TaskNotFailed { task: TaskId, status: TaskStatus },
     /// A valid request the catalogue or the customer's state makes impossible.
     #[error("{message}")]
     Unprocessable {
@@ -449,6 +452,35 @@ impl Lifecycle {
             "only an active or suspended service can change password",
         )
         .await
+    }
+
+    /// Queues a failed task again with a fresh attempt budget, unless its service has another
+    /// task open meanwhile.
+    pub async fn retry(&self, actor: &Actor, task: TaskId) -> LifecycleResult<Task> {
+        let failed = self
+            .store
+            .get_task(task)
+            .await
+            .map_err(|e| not_found(e, "task", task.get(), None))?;
+        if failed.status != TaskStatus::Failed {
+            return Err(LifecycleError::TaskNotFailed {
+                task,
+                status: failed.status,
+            });
+        }
+        if let Some(open) = self.store.open_task_for_service(failed.service_id).await? {
+            return Err(LifecycleError::TaskOpen {
+                service: failed.service_id,
+                task: Box::new(open),
+            });
+        }
+        let requeued = self
+            .store
+            .requeue_failed_task(task, &actor.to_string())
+            .await?;
+        self.dispatcher.wake();
+        tracing::info!(task_id = %task, actor = %actor, "failed task re-queued");
+        Ok(requeued)
     }
 
     /// Ends a `pending` service that has no account yet (its provisioning failed or was never

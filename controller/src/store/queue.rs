@@ -93,8 +93,9 @@ pub trait TaskQueue: Send + Sync {
     /// `processing` → `failed` after the last attempt; the service keeps its status and shows
     /// the error in `provisioning_error`.
     async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()>;
-    /// `failed` → `pending` with a fresh attempt budget (an admin's retry).
-    async fn requeue_failed_task(&self, task: TaskId) -> StoreResult<Task>;
+    /// `failed` → `pending` with a fresh attempt budget (an admin's retry), with its activity
+    /// row.
+    async fn requeue_failed_task(&self, task: TaskId, actor: &str) -> StoreResult<Task>;
 }
 
 macro_rules! impl_task_queue {
@@ -422,9 +423,10 @@ macro_rules! impl_task_queue {
                     Ok(())
                 }
 
-                async fn requeue_failed_task(&self, task: TaskId) -> StoreResult<Task> {
+                async fn requeue_failed_task(&self, task: TaskId, actor: &str) -> StoreResult<Task> {
                     let now = now_ms();
-                    sqlx::query_as::<_, Task>(
+                    let mut tx = self.begin_write().await?;
+                    let requeued = sqlx::query_as::<_, Task>(
                         "UPDATE provisioning_tasks SET status = 'pending', attempts = 0,
                              next_attempt_at = $2, updated_at = $2, completed_at = NULL,
                              cleared_at = NULL, wait_reason = NULL
@@ -433,10 +435,21 @@ macro_rules! impl_task_queue {
                     )
                     .bind(task.get())
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "the service already has an open task"))?
-                    .ok_or_else(|| StoreError::Conflict(format!("task {task} is not failed, or does not exist")))
+                    .ok_or_else(|| StoreError::Conflict(format!("task {task} is not failed, or does not exist")))?;
+                    <$store>::record_activity(
+                        &mut tx,
+                        actor,
+                        &format!("task.{}.retried", requeued.task_type.as_str()),
+                        "service",
+                        requeued.service_id.get(),
+                        serde_json::json!({ "taskId": task.get() }),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(requeued)
                 }
 
             }

@@ -112,7 +112,7 @@ async fn orders_failed_by_a_panel_outage_succeed_once_it_heals_and_they_are_requ
     for t in orders.tasks().await {
         orders
             .store
-            .requeue_failed_task(TaskId::from(t.id))
+            .requeue_failed_task(TaskId::from(t.id), "test")
             .await
             .expect("requeue");
     }
