@@ -15,12 +15,12 @@ use axum::{Json, Router};
 use mpanel_common::ids::{CustomerId, ProductId};
 use mpanel_common::status::{BillingCycle, CustomerStatus};
 use mpanel_common::{Currency, DomainName};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, PathId};
+use super::extract::{JsonBody, PathId, given};
 use super::fields::{package_name, rfc3339, text};
 use super::listing::{Params, finish};
 use crate::app::AppState;
@@ -245,29 +245,20 @@ async fn get_product(
     Ok(Json(state.store.get_product(id).await?.into()))
 }
 
-/// A field that may be left out but not sent as `null`: these columns always hold a value.
-fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateProduct {
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     name: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     group: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     packages: Option<PackagesIn>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     quotas: Option<QuotasIn>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     prices: Option<Vec<PriceIn>>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     active: Option<bool>,
 }
 
@@ -408,11 +399,11 @@ async fn get_customer(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateCustomer {
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     email: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     name: Option<String>,
-    #[serde(default, deserialize_with = "not_null")]
+    #[serde(default, deserialize_with = "given")]
     status: Option<String>,
 }
 

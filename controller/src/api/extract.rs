@@ -152,6 +152,18 @@ pub(super) fn shown(raw: &str) -> String {
     raw.chars().take(40).collect()
 }
 
+/// For `#[serde(default, deserialize_with = "given")]` on an `Option` field of a PATCH body:
+/// left out stays `None`, given becomes `Some`. With `Option<T>` a field the column always holds
+/// refuses `null` (T cannot be read from it); with `Option<Option<T>>` a `null` reads as
+/// `Some(None)`, "clear it", apart from "leave it".
+pub(super) fn given<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

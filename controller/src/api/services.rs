@@ -21,12 +21,12 @@ use mpanel_common::JobId;
 use mpanel_common::Secret;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId};
 use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
-use super::extract::{JsonBody, PathId};
+use super::extract::{JsonBody, PathId, given};
 use super::fields::{domain, domain_warnings, rfc3339, rfc3339_ms, text};
 use super::listing::{Params, finish};
 use super::queueing::queued;
@@ -186,19 +186,10 @@ async fn get_service(
     Ok(Json(load_service(&state, id).await?.into()))
 }
 
-/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateService {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "given")]
     renewal_date: Option<Option<String>>,
 }
 
