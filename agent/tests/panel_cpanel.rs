@@ -6,7 +6,10 @@
 #[path = "panel_support.rs"]
 mod support;
 
-use mpanel_agent::panel::{Amount, DatabaseSpec, ErrorClass, MB, PanelKind};
+use mpanel_agent::panel::{
+    Amount, DatabaseSpec, DnsRecord, DnsRecordKey, ErrorClass, MB, PanelConfig, PanelKind,
+    RecordType, Secret, build_driver_with,
+};
 use mpanel_panelsim::SimConfig;
 use support::*;
 
@@ -225,4 +228,157 @@ async fn uapi_status_zero_is_an_error_with_the_panels_text() {
         .unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
     assert!(err.message().contains("reserved"), "{err}");
+}
+
+#[tokio::test]
+async fn a_cname_and_an_address_at_one_name_replace_each_other_in_the_zone() {
+    a_cname_and_an_address_at_one_name_replace_each_other(KIND).await;
+}
+
+#[tokio::test]
+async fn a_set_of_records_is_one_parse_and_one_mass_edit() {
+    let (sim, driver) = setup(KIND).await;
+    let spec = with_account(KIND, &driver).await;
+    let zone = spec.domain.as_str();
+    let record = |name: &str, record_type, value: &str, priority| DnsRecord {
+        name: name.into(),
+        record_type,
+        value: value.into(),
+        ttl: 14400,
+        priority,
+    };
+    let records = [
+        record("@", RecordType::A, "203.0.113.9", None),
+        record("www", RecordType::A, "203.0.113.9", None),
+        record("mail", RecordType::A, "203.0.113.9", None),
+        record("@", RecordType::Mx, &format!("mail.{zone}"), Some(10)),
+        record("@", RecordType::Txt, "v=spf1 a mx -all", None),
+        record("_dmarc", RecordType::Txt, "v=DMARC1; p=none", None),
+    ];
+    let before = sim.state_json()["callCounts"].clone();
+    driver
+        .upsert_dns_records(&spec.username, zone, &records)
+        .await
+        .unwrap();
+    let after = sim.state_json()["callCounts"].clone();
+    let calls = |counts: &serde_json::Value, key: &str| counts[key].as_u64().unwrap_or(0);
+    assert_eq!(
+        calls(&after, "mass_edit_dns_zone") - calls(&before, "mass_edit_dns_zone"),
+        1
+    );
+    assert_eq!(
+        calls(&after, "parse_dns_zone") - calls(&before, "parse_dns_zone"),
+        1
+    );
+    for (name, rtype, value) in [
+        (zone.to_owned(), "A", "203.0.113.9"),
+        (format!("www.{zone}"), "A", "203.0.113.9"),
+        (format!("mail.{zone}"), "A", "203.0.113.9"),
+        (zone.to_owned(), "TXT", "v=spf1 a mx -all"),
+        (format!("_dmarc.{zone}"), "TXT", "v=DMARC1; p=none"),
+    ] {
+        let found = records_named(&sim, zone, &name, rtype);
+        assert_eq!(found.len(), 1, "{name} {rtype}: {found:?}");
+        assert_eq!(found[0]["value"], value);
+    }
+    // Nothing left to change: no edit at all.
+    driver
+        .upsert_dns_records(&spec.username, zone, &records)
+        .await
+        .unwrap();
+    let again = sim.state_json()["callCounts"].clone();
+    assert_eq!(
+        calls(&again, "mass_edit_dns_zone"),
+        calls(&after, "mass_edit_dns_zone")
+    );
+}
+
+/// A WHM stand-in whose `parse_dns_zone` shows a zone without its SOA line; it records the
+/// functions called.
+async fn whm_without_soa() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&request).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            seen.lock().unwrap().push(path.clone());
+            use base64::Engine as _;
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            let body = if path.contains("parse_dns_zone") {
+                serde_json::json!({
+                    "data": {"payload": [
+                        {"type": "record", "line_index": 1, "record_type": "A", "ttl": 14400,
+                         "dname_b64": b64("broken.example."), "data_b64": [b64("192.0.2.10")]}
+                    ]},
+                    "metadata": {"command": "parse_dns_zone", "reason": "OK", "result": 1, "version": 1}
+                })
+            } else {
+                serde_json::json!({
+                    "metadata": {"command": "x", "reason": "OK", "result": 1, "version": 1}
+                })
+            }
+            .to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    (url, calls)
+}
+
+#[tokio::test]
+async fn a_zone_without_an_soa_serial_fails_clearly_and_is_not_edited() {
+    let (url, calls) = whm_without_soa().await;
+    let config = PanelConfig::new(KIND, &url, "root", Secret::new(TOKEN), true);
+    let driver = build_driver_with(config).unwrap();
+    let record = DnsRecord {
+        name: "www".into(),
+        record_type: RecordType::A,
+        value: "203.0.113.9".into(),
+        ttl: 300,
+        priority: None,
+    };
+    let err = driver
+        .upsert_dns_record("broken", "broken.example", &record)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    assert!(err.to_string().contains("SOA"), "{err}");
+    let key = DnsRecordKey {
+        name: "@".into(),
+        record_type: RecordType::A,
+        value: None,
+    };
+    let err = driver
+        .delete_dns_record("broken", "broken.example", &key)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SOA"), "{err}");
+    let calls = calls.lock().unwrap().clone();
+    assert!(
+        calls.iter().any(|c| c.contains("parse_dns_zone")),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c.contains("mass_edit_dns_zone")),
+        "no edit may be sent without the serial: {calls:?}"
+    );
 }

@@ -218,3 +218,56 @@ async fn url_encoded_answers_are_read_when_json_is_not_used() {
     let err = driver.list_accounts().await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Auth, "{err}");
 }
+
+#[tokio::test]
+async fn a_cname_and_an_address_at_one_name_replace_each_other_in_the_zone() {
+    a_cname_and_an_address_at_one_name_replace_each_other(KIND).await;
+}
+
+#[tokio::test]
+async fn create_sends_the_servers_ip_or_shared_when_none_is_known() {
+    let (sim, driver) = setup(KIND).await;
+    let with_ip = spec(KIND, 61, "known61", "known61.example");
+    driver.ensure_account(&with_ip).await.unwrap();
+    assert_eq!(account(&sim, "known61").unwrap()["ip"], "192.0.2.10");
+
+    let mut without_ip = spec(KIND, 62, "shared62", "shared62.example");
+    without_ip.ip = None;
+    driver.ensure_account(&without_ip).await.unwrap();
+    assert_eq!(account(&sim, "shared62").unwrap()["ip"], "shared");
+}
+
+#[tokio::test]
+async fn dns_runs_as_the_domains_owner_and_a_refusal_keeps_its_cause() {
+    let (sim, driver) = setup(KIND).await;
+    let spec = with_account(KIND, &driver).await;
+    driver
+        .ensure_dns_zone(&spec.username, &spec.domain, None)
+        .await
+        .unwrap();
+    let mut other = support::spec(KIND, 63, "other63", "other63.example");
+    other.contact_email = "other@customer.example".into();
+    driver.ensure_account(&other).await.unwrap();
+
+    // Another user's login-as reaches the panel, which refuses: that is not a missing zone.
+    let err = driver
+        .ensure_dns_zone("other63", &spec.domain, None)
+        .await
+        .unwrap_err();
+    assert_ne!(err.class(), ErrorClass::NotFound, "{err}");
+    assert!(err.to_string().contains("do not own"), "{err}");
+    assert!(!err.to_string().contains("no zone"), "{err}");
+
+    // A login-as for a user the panel does not have is refused at login.
+    let err = driver
+        .ensure_dns_zone("ghost64", &spec.domain, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Auth, "{err}");
+    assert!(
+        sim.state_json()["callCounts"]["CMD_API_DNS_CONTROL"]
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+}

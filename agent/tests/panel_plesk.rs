@@ -266,3 +266,8 @@ async fn random_5xx_failures_with_retries_end_in_exactly_one_account() {
 async fn bad_plan_errors_never_show_the_password() {
     errors_never_carry_the_account_password(KIND).await;
 }
+
+#[tokio::test]
+async fn a_cname_and_an_address_at_one_name_replace_each_other_in_the_zone() {
+    a_cname_and_an_address_at_one_name_replace_each_other(KIND).await;
+}

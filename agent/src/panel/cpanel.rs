@@ -475,25 +475,46 @@ impl ControlPanel for CpanelDriver {
         }
     }
 
-    async fn upsert_dns_record(&self, domain: &str, record: &DnsRecord) -> Result<(), PanelError> {
+    async fn upsert_dns_record(
+        &self,
+        username: &str,
+        domain: &str,
+        record: &DnsRecord,
+    ) -> Result<(), PanelError> {
+        self.upsert_dns_records(username, domain, std::slice::from_ref(record))
+            .await
+    }
+
+    /// One `parse_dns_zone` and one `mass_edit_dns_zone` carrying every `add`, `edit` and
+    /// `remove`: one serial check and one reload for the whole set, and no window in which
+    /// another editor's change makes half of the set fail.
+    async fn upsert_dns_records(
+        &self,
+        _username: &str,
+        domain: &str,
+        records: &[DnsRecord],
+    ) -> Result<(), PanelError> {
         let zone = self.zone_records(domain).await?;
-        if zone.records.iter().any(|(_, r)| record.same_content(r)) {
+        let edits = zone.edits_for(domain, records);
+        if edits.is_empty() {
             return Ok(());
         }
-        let existing = zone.records.iter().find(|(_, r)| record.same_slot(r));
-        let item = mass_edit_item(domain, record, existing.map(|(line, _)| *line));
-        let key = if existing.is_some() { "edit" } else { "add" };
-        let params = vec![
+        let mut params = vec![
             ("zone", domain.to_owned()),
-            ("serial", zone.serial.clone()),
-            (key, item.to_string()),
+            ("serial", zone.serial(domain)?),
         ];
+        params.extend(edits);
         self.whm("mass_edit_dns_zone", CHANGE, &params, &[])
             .await
             .map(drop)
     }
 
-    async fn delete_dns_record(&self, domain: &str, key: &DnsRecordKey) -> Result<(), PanelError> {
+    async fn delete_dns_record(
+        &self,
+        _username: &str,
+        domain: &str,
+        key: &DnsRecordKey,
+    ) -> Result<(), PanelError> {
         let zone = self.zone_records(domain).await?;
         let lines: Vec<usize> = zone
             .records
@@ -506,7 +527,10 @@ impl ControlPanel for CpanelDriver {
         }
         // The `remove` item format is UNCONFIRMED; line indexes (0-based, like `edit`) are what
         // WHM's own zone editor sends.
-        let mut params = vec![("zone", domain.to_owned()), ("serial", zone.serial.clone())];
+        let mut params = vec![
+            ("zone", domain.to_owned()),
+            ("serial", zone.serial(domain)?),
+        ];
         params.extend(lines.iter().map(|l| ("remove", l.to_string())));
         self.whm("mass_edit_dns_zone", CHANGE, &params, &[])
             .await
@@ -714,11 +738,73 @@ impl CpanelDriver {
 /// A zone as `parse_dns_zone` reports it: records with their `line_index`, and the SOA serial
 /// `mass_edit_dns_zone` needs to detect concurrent edits.
 struct Zone {
-    serial: String,
+    serial: Option<String>,
     records: Vec<(usize, DnsRecord)>,
 }
 
 impl Zone {
+    /// The SOA serial `mass_edit_dns_zone` must quote. A zone read without one cannot be
+    /// edited safely: WHM refuses a missing or stale serial, and guessing one would defeat the
+    /// check that protects concurrent edits.
+    fn serial(&self, domain: &str) -> Result<String, PanelError> {
+        self.serial
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                PanelError::permanent(
+                    "parse_dns_zone",
+                    format!(
+                        "the zone of {domain} has no SOA record with a serial, which \
+                     mass_edit_dns_zone needs; the zone file needs repair on the server"
+                    ),
+                )
+            })
+    }
+
+    /// The `mass_edit_dns_zone` items that make the zone hold every record of `records`: a
+    /// record already there is left alone; otherwise the first record of its slot with the same
+    /// type is edited in place, the rest of the slot (a CNAME an address replaces, or what a
+    /// CNAME replaces) is removed, and a record with no slot is added. Line indexes refer to
+    /// the zone as read, which is what WHM checks the serial against.
+    fn edits_for(&self, domain: &str, records: &[DnsRecord]) -> Vec<(&'static str, String)> {
+        let mut claimed: Vec<usize> = Vec::new();
+        let mut edits = Vec::new();
+        let mut removes = Vec::new();
+        let mut adds = Vec::new();
+        for record in records {
+            let present = self
+                .records
+                .iter()
+                .any(|(line, r)| !claimed.contains(line) && record.same_content(r));
+            if present {
+                continue;
+            }
+            let slot: Vec<&(usize, DnsRecord)> = self
+                .records
+                .iter()
+                .filter(|(line, r)| !claimed.contains(line) && record.same_slot(r))
+                .collect();
+            let kept = slot
+                .iter()
+                .find(|(_, r)| r.record_type == record.record_type)
+                .map(|(line, _)| *line);
+            for (line, _) in &slot {
+                claimed.push(*line);
+                if Some(*line) != kept {
+                    removes.push(("remove", line.to_string()));
+                }
+            }
+            match kept {
+                Some(line) => edits.push((
+                    "edit",
+                    mass_edit_item(domain, record, Some(line)).to_string(),
+                )),
+                None => adds.push(("add", mass_edit_item(domain, record, None).to_string())),
+            }
+        }
+        edits.into_iter().chain(removes).chain(adds).collect()
+    }
+
     /// `data.payload[]`: `{type:"record", line_index, record_type, ttl, dname_b64,
     /// data_b64[]}`; names and RDATA are base64 because zone files are not UTF-8 by contract.
     fn from_parse_dns_zone(domain: &str, envelope: &Value) -> Self {
@@ -727,7 +813,7 @@ impl Zone {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let mut serial = String::new();
+        let mut serial = None;
         let mut records = Vec::new();
         for row in &rows {
             if text(row, "type").is_some_and(|t| t != "record") {
@@ -741,7 +827,7 @@ impl Zone {
             let kind = text(row, "record_type").unwrap_or_default();
             if kind.eq_ignore_ascii_case("SOA") {
                 // SOA RDATA: mname rname serial refresh retry expire minimum.
-                serial = data.get(2).cloned().unwrap_or_default();
+                serial = data.get(2).cloned();
                 continue;
             }
             let Ok(record_type) = kind.parse::<RecordType>() else {

@@ -1,7 +1,7 @@
 //! DirectAdmin driver: the legacy `CMD_API_*` commands (accounts still have no call in the new
 //! `/api` JSON API), HTTP Basic auth with the admin login key, `json=yes` on every call, and
 //! impersonation (`admin|user`) for the calls DirectAdmin only runs as the account owner
-//! (mail, databases, SSL).
+//! (DNS, mail, databases, SSL).
 //!
 //! Quirks handled here (panel-apis.md §3): answers are JSON when `json=yes` is honoured and
 //! url-encoded (`error=1&text=…&details=…`, `list[]=…`) when it is not, so both are parsed; a bad
@@ -212,12 +212,18 @@ impl DirectAdminDriver {
         }
     }
 
-    async fn dns_records(&self, domain: &str) -> Result<Vec<DnsRecord>, PanelError> {
+    /// The zone as its owner sees it: `CMD_API_DNS_CONTROL` is a user-level command, which an
+    /// admin reaches through login-as (§3.4).
+    async fn dns_records(
+        &self,
+        username: &str,
+        domain: &str,
+    ) -> Result<Vec<DnsRecord>, PanelError> {
         let reply = self
             .call(
                 "CMD_API_DNS_CONTROL",
                 Method::GET,
-                None,
+                Some(username),
                 &[("domain", domain.to_owned())],
                 &[],
             )
@@ -265,7 +271,12 @@ impl DirectAdminDriver {
         }
     }
 
-    async fn delete_records(&self, domain: &str, records: &[DnsRecord]) -> Result<(), PanelError> {
+    async fn delete_records(
+        &self,
+        username: &str,
+        domain: &str,
+        records: &[DnsRecord],
+    ) -> Result<(), PanelError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -292,7 +303,7 @@ impl DirectAdminDriver {
             .unwrap_or_default();
             params.push((key, item));
         }
-        self.call("CMD_API_DNS_CONTROL", CHANGE, None, &params, &[])
+        self.call("CMD_API_DNS_CONTROL", CHANGE, Some(username), &params, &[])
             .await
             .map(drop)
     }
@@ -339,11 +350,10 @@ impl AccountCreation for DirectAdminDriver {
             // The controller sends the welcome email, not the panel.
             ("notify", "no".to_owned()),
         ];
-        // `ip` is required by the form; `shared` as a value is UNCONFIRMED, so it is sent only
-        // when the caller knows the server's address.
-        if let Some(ip) = &spec.ip {
-            params.push(("ip", ip.clone()));
-        }
+        // Every documented create form sends `ip`, and a panel with no default refuses a create
+        // without one ("You have no available IPs"). Since 1.44 `shared` picks the server's
+        // shared address, which is what an account without an address of its own gets (§3.3).
+        params.push(("ip", spec.ip.clone().unwrap_or_else(|| "shared".to_owned())));
         self.call(
             "CMD_API_ACCOUNT_USER",
             CHANGE,
@@ -482,23 +492,35 @@ impl ControlPanel for DirectAdminDriver {
 
     async fn ensure_dns_zone(
         &self,
-        _username: &str,
+        username: &str,
         domain: &str,
         _ip: Option<&str>,
     ) -> Result<(), PanelError> {
-        // DirectAdmin creates the zone with the domain and has no separate zone-create call.
-        match self.dns_records(domain).await {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(e.class(), ErrorClass::Auth | ErrorClass::Retryable) => Err(e),
-            Err(e) => Err(PanelError::not_found(
-                "CMD_API_DNS_CONTROL",
-                format!("no zone for {domain}: {}", e.message()),
-            )),
-        }
+        // DirectAdmin creates the zone with the domain and has no separate zone-create call, so
+        // reading it as its owner is the check. The panel's answer keeps its own class: a
+        // refused login-as or a domain of another user is not a missing zone.
+        self.dns_records(username, domain)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                PanelError::new(
+                    e.class(),
+                    "CMD_API_DNS_CONTROL",
+                    format!(
+                        "reading the zone of {domain} as {username}: {}",
+                        e.message()
+                    ),
+                )
+            })
     }
 
-    async fn upsert_dns_record(&self, domain: &str, record: &DnsRecord) -> Result<(), PanelError> {
-        let existing = self.dns_records(domain).await?;
+    async fn upsert_dns_record(
+        &self,
+        username: &str,
+        domain: &str,
+        record: &DnsRecord,
+    ) -> Result<(), PanelError> {
+        let existing = self.dns_records(username, domain).await?;
         if existing.iter().any(|r| record.same_content(r)) {
             return Ok(());
         }
@@ -509,7 +531,7 @@ impl ControlPanel for DirectAdminDriver {
             .into_iter()
             .filter(|r| record.same_slot(r))
             .collect();
-        self.delete_records(domain, &replaced).await?;
+        self.delete_records(username, domain, &replaced).await?;
         let mut params: Params<'_> = vec![
             ("domain", domain.to_owned()),
             ("action", "add".to_owned()),
@@ -525,19 +547,24 @@ impl ControlPanel for DirectAdminDriver {
             }
             _ => params.push(("value", record.value.clone())),
         }
-        self.call("CMD_API_DNS_CONTROL", CHANGE, None, &params, &[])
+        self.call("CMD_API_DNS_CONTROL", CHANGE, Some(username), &params, &[])
             .await
             .map(drop)
     }
 
-    async fn delete_dns_record(&self, domain: &str, key: &DnsRecordKey) -> Result<(), PanelError> {
+    async fn delete_dns_record(
+        &self,
+        username: &str,
+        domain: &str,
+        key: &DnsRecordKey,
+    ) -> Result<(), PanelError> {
         let matching: Vec<DnsRecord> = self
-            .dns_records(domain)
+            .dns_records(username, domain)
             .await?
             .into_iter()
             .filter(|r| key.matches(r))
             .collect();
-        self.delete_records(domain, &matching).await
+        self.delete_records(username, domain, &matching).await
     }
 
     async fn install_certificate(

@@ -67,11 +67,35 @@ pub trait ControlPanel: Send + Sync + std::fmt::Debug {
         domain: &str,
         ip: Option<&str>,
     ) -> Result<(), PanelError>;
-    /// Creates or updates one record; see [`DnsRecord::same_slot`] for which existing record it
-    /// replaces.
-    async fn upsert_dns_record(&self, domain: &str, record: &DnsRecord) -> Result<(), PanelError>;
+    /// Creates or updates one record of `username`'s domain; see [`DnsRecord::same_slot`] for
+    /// which existing records it replaces. The owner is named because some panels run zone
+    /// edits as the domain's owner (DirectAdmin's login-as).
+    async fn upsert_dns_record(
+        &self,
+        username: &str,
+        domain: &str,
+        record: &DnsRecord,
+    ) -> Result<(), PanelError>;
+    /// Upserts several records. Panels with a batch edit override this to apply them in one
+    /// change (one serial check, one reload) instead of one per record.
+    async fn upsert_dns_records(
+        &self,
+        username: &str,
+        domain: &str,
+        records: &[DnsRecord],
+    ) -> Result<(), PanelError> {
+        for record in records {
+            self.upsert_dns_record(username, domain, record).await?;
+        }
+        Ok(())
+    }
     /// Deletes every record matching `key`. Nothing to delete is a success.
-    async fn delete_dns_record(&self, domain: &str, key: &DnsRecordKey) -> Result<(), PanelError>;
+    async fn delete_dns_record(
+        &self,
+        username: &str,
+        domain: &str,
+        key: &DnsRecordKey,
+    ) -> Result<(), PanelError>;
 
     // ----- SSL -----
 

@@ -352,6 +352,24 @@ impl PleskDriver {
         .await
     }
 
+    /// Deletes one record; one that is already gone is a success.
+    async fn delete_dns_row(&self, id: i64) -> Result<(), PanelError> {
+        match self
+            .rest(
+                "delete_dns_record",
+                Method::DELETE,
+                &format!("/dns/records/{id}"),
+                None,
+                &[],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.class() == ErrorClass::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn row_record(domain: &str, row: &DnsRow) -> Option<DnsRecord> {
         let record_type: RecordType = row.kind.parse().ok()?;
         let opt = row.opt.clone().unwrap_or_default();
@@ -675,7 +693,12 @@ impl ControlPanel for PleskDriver {
         }
     }
 
-    async fn upsert_dns_record(&self, domain: &str, record: &DnsRecord) -> Result<(), PanelError> {
+    async fn upsert_dns_record(
+        &self,
+        _username: &str,
+        domain: &str,
+        record: &DnsRecord,
+    ) -> Result<(), PanelError> {
         let rows = self.dns_rows(domain).await?;
         let existing: Vec<(i64, DnsRecord)> = rows
             .iter()
@@ -685,8 +708,22 @@ impl ControlPanel for PleskDriver {
             return Ok(());
         }
         let body = Self::record_body(record);
-        match existing.iter().find(|(_, r)| record.same_slot(r)) {
-            Some((id, _)) => self
+        // A record of the same type is updated in place; every other record of the slot (the
+        // CNAME an A replaces, or the records a CNAME replaces) goes first, so the zone never
+        // holds a CNAME beside other data, not even between two calls.
+        let slot: Vec<&(i64, DnsRecord)> = existing
+            .iter()
+            .filter(|(_, r)| record.same_slot(r))
+            .collect();
+        let kept = slot
+            .iter()
+            .find(|(_, r)| r.record_type == record.record_type)
+            .map(|(id, _)| *id);
+        for (id, _) in slot.iter().filter(|(id, _)| Some(*id) != kept) {
+            self.delete_dns_row(*id).await?;
+        }
+        match kept {
+            Some(id) => self
                 .rest(
                     "update_dns_record",
                     Method::PUT,
@@ -709,27 +746,18 @@ impl ControlPanel for PleskDriver {
         }
     }
 
-    async fn delete_dns_record(&self, domain: &str, key: &DnsRecordKey) -> Result<(), PanelError> {
+    async fn delete_dns_record(
+        &self,
+        _username: &str,
+        domain: &str,
+        key: &DnsRecordKey,
+    ) -> Result<(), PanelError> {
         for row in self.dns_rows(domain).await? {
             let Some(record) = Self::row_record(domain, &row) else {
                 continue;
             };
-            if !key.matches(&record) {
-                continue;
-            }
-            match self
-                .rest(
-                    "delete_dns_record",
-                    Method::DELETE,
-                    &format!("/dns/records/{}", row.id),
-                    None,
-                    &[],
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if e.class() == ErrorClass::NotFound => {}
-                Err(e) => return Err(e),
+            if key.matches(&record) {
+                self.delete_dns_row(row.id).await?;
             }
         }
         Ok(())

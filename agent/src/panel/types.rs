@@ -191,9 +191,18 @@ impl DnsRecord {
     /// SPF is the exception among TXT records: a name may hold only one (RFC 7208 §3.2; two
     /// make every check a permerror), so an SPF record replaces the SPF record already there,
     /// such as the one the panel wrote into a fresh zone.
+    ///
+    /// A CNAME owns its name: a name with a CNAME holds no other data (RFC 1034 §3.6.2, RFC 2181
+    /// §10.1; BIND refuses to load a zone that breaks this). So a CNAME is the slot of any record
+    /// at its name, and a CNAME upsert replaces every record there, whatever their types.
     pub fn same_slot(&self, other: &DnsRecord) -> bool {
-        same_name(&self.name, &other.name)
-            && self.record_type == other.record_type
+        if !same_name(&self.name, &other.name) {
+            return false;
+        }
+        if self.record_type == RecordType::Cname || other.record_type == RecordType::Cname {
+            return true;
+        }
+        self.record_type == other.record_type
             && (self.record_type.single_valued()
                 || same_value(&self.value, &other.value)
                 || (self.record_type == RecordType::Txt
@@ -204,6 +213,7 @@ impl DnsRecord {
     /// Whether `other` already says everything this record says.
     pub fn same_content(&self, other: &DnsRecord) -> bool {
         self.same_slot(other)
+            && self.record_type == other.record_type
             && same_value(&self.value, &other.value)
             && self.ttl == other.ttl
             && (self.priority.is_none() || self.priority == other.priority)
@@ -518,5 +528,24 @@ mod tests {
         assert!(txt("v=spf1 a mx ~all").same_slot(&txt("\"v=spf1 +a +mx ~all\"")));
         assert!(!txt("v=spf1 a mx ~all").same_content(&txt("v=spf1 +a +mx ~all")));
         assert!(!txt("v=spf10").same_slot(&txt("v=spf1 -all")));
+    }
+
+    #[test]
+    fn a_cname_is_the_slot_of_every_record_at_its_name() {
+        let record = |name: &str, record_type, value: &str| DnsRecord {
+            name: name.into(),
+            record_type,
+            value: value.into(),
+            ttl: 300,
+            priority: None,
+        };
+        let www_cname = record("www", RecordType::Cname, "example.com");
+        let www_a = record("www", RecordType::A, "192.0.2.10");
+        assert!(www_a.same_slot(&www_cname));
+        assert!(www_cname.same_slot(&www_a));
+        assert!(www_cname.same_slot(&record("www", RecordType::Txt, "x")));
+        assert!(!www_a.same_content(&record("www", RecordType::Cname, "192.0.2.10")));
+        assert!(!www_a.same_slot(&record("mail", RecordType::Cname, "example.com")));
+        assert!(!www_a.same_slot(&record("www", RecordType::Txt, "x")));
     }
 }

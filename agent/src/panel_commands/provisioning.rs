@@ -92,9 +92,9 @@ pub(super) async fn ensure_dns(panel: &dyn ControlPanel, c: EnsureDns) -> Comman
     panel
         .ensure_dns_zone(&c.username, domain, Some(&c.ip.to_string()))
         .await?;
-    for record in &records {
-        panel.upsert_dns_record(domain, record).await?;
-    }
+    panel
+        .upsert_dns_records(&c.username, domain, &records)
+        .await?;
     debug!(%domain, records = records.len(), "DNS records ensured");
     Ok(Reply::DnsEnsured(DnsEnsured {
         zone_id: domain.to_owned(),

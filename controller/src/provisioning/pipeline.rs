@@ -251,7 +251,7 @@ impl Provisioner {
             package: run.product.package_for(run.server.control_panel).to_owned(),
             contact_email: run.customer_email.clone(),
             quota_mb: u64::try_from(run.product.disk_mb).ok(),
-            ip: None,
+            ip: Some(server_ip(&run.server)?),
         };
         let reply = self
             .agent_step(run, ProvisioningStep::Account, request)

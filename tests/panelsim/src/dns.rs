@@ -92,6 +92,28 @@ pub(crate) fn check_type(rtype: &str) -> Result<String, String> {
     }
 }
 
+/// RFC 1034 §3.6.2 (and RFC 2181 §10.1): a name with a CNAME holds no other data, not even a
+/// second CNAME. BIND refuses to load a zone that breaks this, so every panel's editor refuses
+/// the edit that would produce one. Checked on the zone as it would be after the edit. The
+/// wording is the simulator's own (UNCONFIRMED per panel); it names the rule like BIND's
+/// "CNAME and other data" error.
+pub(crate) fn cname_conflict(records: &[Record]) -> Result<(), String> {
+    for cname in records.iter().filter(|r| r.rtype == "CNAME") {
+        let others = records
+            .iter()
+            .filter(|r| r.name == cname.name && !std::ptr::eq(*r, cname))
+            .count();
+        if others > 0 {
+            return Err(format!(
+                "“{}” has a CNAME record and other data: a name with a CNAME record cannot \
+                 hold any other record (RFC 1034 §3.6.2).",
+                cname.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Advance the SOA serial after a change (never below today's first serial).
 pub(crate) fn bump_serial(zone: &mut Zone) {
     zone.serial = (zone.serial + 1).max(clock::initial_serial());
@@ -158,6 +180,26 @@ mod tests {
         );
         assert_eq!(relative_name("example.com", "www.example.com"), "www");
         assert_eq!(relative_name("example.com", "example.com"), "example.com.");
+    }
+
+    #[test]
+    fn a_cname_beside_other_data_is_refused() {
+        let record = |name: &str, rtype: &str, value: &str| Record {
+            id: 0,
+            name: name.to_owned(),
+            rtype: rtype.to_owned(),
+            value: value.to_owned(),
+            ttl: 300,
+            priority: None,
+        };
+        let cname = record("www.example.com", "CNAME", "example.com");
+        let a = record("www.example.com", "A", "192.0.2.10");
+        let apex = record("example.com", "A", "192.0.2.10");
+        assert!(cname_conflict(&[cname.clone(), apex.clone()]).is_ok());
+        assert!(cname_conflict(&[a.clone(), apex]).is_ok());
+        let err = cname_conflict(&[cname.clone(), a]).unwrap_err();
+        assert!(err.contains("www.example.com"), "{err}");
+        assert!(cname_conflict(&[cname.clone(), cname]).is_err());
     }
 
     #[test]

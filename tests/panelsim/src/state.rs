@@ -35,6 +35,8 @@ pub(crate) struct Account {
     pub external_id: String,
     pub description: String,
     pub client_type: String,
+    /// The `ip` a DirectAdmin create named (an address, or `shared`/`server`/`assign`).
+    pub ip: Option<String>,
 }
 
 impl Account {
@@ -57,6 +59,7 @@ impl Account {
             external_id: String::new(),
             description: String::new(),
             client_type: "customer".to_owned(),
+            ip: None,
         }
     }
 }
@@ -507,6 +510,7 @@ impl World {
                     "email": a.email,
                     "password": a.password,
                     "created": a.created,
+                    "ip": a.ip,
                 })
             })
             .collect();

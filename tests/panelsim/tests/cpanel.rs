@@ -640,3 +640,95 @@ async fn acme_file_written_with_fileman_is_served_over_plain_http_on_the_tls_por
         "/.well-known/acme-challenge/tok123"
     );
 }
+
+/// The zone `domain` as the simulator holds it.
+fn zone_of(state: &Value, domain: &str) -> Value {
+    state["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["domain"] == domain)
+        .cloned()
+        .unwrap_or_else(|| panic!("no zone {domain}: {state}"))
+}
+
+#[tokio::test]
+async fn mass_edit_dns_zone_refuses_a_missing_or_empty_serial_and_changes_nothing() {
+    let whm = Whm::start().await;
+    let user = unique("m");
+    let zone = format!("{user}.test");
+    assert_eq!(result(&whm.create(&user, &zone).await), 1);
+    let before = zone_of(&whm.sim.state_json(), &zone);
+    let add = r#"{"dname":"_acme-challenge","ttl":300,"record_type":"TXT","data":["t"]}"#;
+    for params in [
+        vec![("zone", zone.as_str()), ("add", add)],
+        vec![("zone", zone.as_str()), ("serial", ""), ("add", add)],
+    ] {
+        let (_, refused) = whm.call("mass_edit_dns_zone", &params).await;
+        assert_eq!(result(&refused), 0, "{params:?}: {refused}");
+        assert!(
+            refused["metadata"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("serial"),
+            "{refused}"
+        );
+    }
+    assert_eq!(zone_of(&whm.sim.state_json(), &zone), before);
+}
+
+#[tokio::test]
+async fn mass_edit_dns_zone_refuses_a_cname_beside_other_data() {
+    let whm = Whm::start().await;
+    let user = unique("n");
+    let zone = format!("{user}.test");
+    assert_eq!(result(&whm.create(&user, &zone).await), 1);
+    let before = zone_of(&whm.sim.state_json(), &zone);
+    let serial = before["serial"].to_string();
+    let cname = r#"{"dname":"shop","ttl":300,"record_type":"CNAME","data":["elsewhere.example."]}"#;
+    let a = r#"{"dname":"shop","ttl":300,"record_type":"A","data":["192.0.2.7"]}"#;
+    let (_, refused) = whm
+        .call(
+            "mass_edit_dns_zone",
+            &[
+                ("zone", &zone),
+                ("serial", &serial),
+                ("add", cname),
+                ("add", a),
+            ],
+        )
+        .await;
+    assert_eq!(result(&refused), 0, "{refused}");
+    assert!(
+        refused["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("CNAME"),
+        "{refused}"
+    );
+    assert_eq!(zone_of(&whm.sim.state_json(), &zone), before);
+    let (_, added) = whm
+        .call(
+            "addzonerecord",
+            &[
+                ("zone", &zone),
+                ("name", "shop"),
+                ("type", "CNAME"),
+                ("cname", "elsewhere.example."),
+            ],
+        )
+        .await;
+    assert_eq!(result(&added), 1, "{added}");
+    let (_, beside) = whm
+        .call(
+            "addzonerecord",
+            &[
+                ("zone", &zone),
+                ("name", "shop"),
+                ("type", "A"),
+                ("address", "192.0.2.7"),
+            ],
+        )
+        .await;
+    assert_eq!(result(&beside), 0, "{beside}");
+}

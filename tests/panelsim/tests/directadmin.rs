@@ -353,11 +353,7 @@ async fn dns_pop_and_ssl_as_the_user() {
         .await;
     assert_eq!(added.get("text"), "Record Added", "{}", added.body);
     let zone = da
-        .post(
-            "admin",
-            "DNS_CONTROL",
-            &[("domain", &domain), ("json", "yes")],
-        )
+        .post(&me, "DNS_CONTROL", &[("domain", &domain), ("json", "yes")])
         .await;
     let records = zone.json()["records"].as_array().unwrap().clone();
     assert!(
@@ -365,9 +361,7 @@ async fn dns_pop_and_ssl_as_the_user() {
             .iter()
             .any(|r| r["name"] == "_acme-challenge" && r["value"] == "tok")
     );
-    let text_zone = da
-        .post("admin", "DNS_CONTROL", &[("domain", &domain)])
-        .await;
+    let text_zone = da.post(&me, "DNS_CONTROL", &[("domain", &domain)]).await;
     assert!(
         text_zone.body.contains("_acme-challenge\t300\tIN\tTXT"),
         "{}",
@@ -562,4 +556,156 @@ async fn file_upload_feeds_the_acme_responder() {
         .unwrap();
     assert_eq!(served.status(), StatusCode::OK);
     assert_eq!(served.text().await.unwrap(), "tk1.key");
+}
+
+#[tokio::test]
+async fn account_user_without_ip_is_refused_with_no_available_ips() {
+    let da = Da::start().await;
+    let user = unique("i");
+    let domain = format!("{user}.test");
+    let mut form = vec![
+        ("action", "create"),
+        ("add", "Submit"),
+        ("username", user.as_str()),
+        ("email", "owner@example.com"),
+        ("passwd", "Us3r-pass"),
+        ("passwd2", "Us3r-pass"),
+        ("domain", domain.as_str()),
+        ("package", "default"),
+        ("notify", "no"),
+    ];
+    let refused = da.post("admin", "ACCOUNT_USER", &form).await;
+    assert_eq!(refused.get("error"), "1", "{}", refused.body);
+    assert_eq!(refused.get("details"), "You have no available IPs");
+    assert_eq!(common::accounts_named(&da.sim.state_json(), &user), 0);
+
+    form.push(("ip", "not-an-ip"));
+    let invalid = da.post("admin", "ACCOUNT_USER", &form).await;
+    assert_eq!(invalid.get("error"), "1", "{}", invalid.body);
+    assert_eq!(common::accounts_named(&da.sim.state_json(), &user), 0);
+
+    form.pop();
+    form.push(("ip", "192.0.2.10"));
+    let created = da.post("admin", "ACCOUNT_USER", &form).await;
+    assert_eq!(created.get("error"), "0", "{}", created.body);
+    let state = da.sim.state_json();
+    let account = common::accounts(&state)
+        .into_iter()
+        .find(|a| a["username"] == user.as_str())
+        .unwrap();
+    assert_eq!(account["ip"], "192.0.2.10");
+}
+
+#[tokio::test]
+async fn dns_control_is_refused_unless_the_caller_owns_the_domain() {
+    let da = Da::start().await;
+    let owner = unique("o");
+    let other = unique("p");
+    let domain = format!("{owner}.test");
+    da.create_user(&owner, false).await;
+    da.create_user(&other, false).await;
+    let read = [("domain", domain.as_str())];
+
+    // The admin itself, and another user through login-as, are not the owner.
+    for login in ["admin".to_owned(), format!("admin|{other}")] {
+        let refused = da.post(&login, "DNS_CONTROL", &read).await;
+        assert_eq!(refused.get("error"), "1", "{login}: {}", refused.body);
+        assert!(
+            format!("{} {}", refused.get("text"), refused.get("details"))
+                .contains("You do not own that domain"),
+            "{login}: {}",
+            refused.body
+        );
+        let add = da
+            .post(
+                &login,
+                "DNS_CONTROL",
+                &[
+                    ("domain", domain.as_str()),
+                    ("action", "add"),
+                    ("type", "A"),
+                    ("name", "x"),
+                    ("value", "192.0.2.99"),
+                ],
+            )
+            .await;
+        assert_eq!(add.get("error"), "1", "{login}: {}", add.body);
+    }
+    assert!(
+        !da.sim.state_json()["zones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|z| z["records"].as_array().unwrap().clone())
+            .any(|r| r["value"] == "192.0.2.99"),
+        "a refused add changes nothing"
+    );
+
+    // The owner, through login-as or with their own password.
+    let as_owner = da
+        .post(&format!("admin|{owner}"), "DNS_CONTROL", &read)
+        .await;
+    assert!(as_owner.body.contains("IN\tSOA"), "{}", as_owner.body);
+    let response = da
+        .http
+        .post(format!("{}/CMD_API_DNS_CONTROL", da.sim.base_url()))
+        .basic_auth(&owner, Some("Us3r-pass"))
+        .form(&read)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.text().await.unwrap().contains("IN\tSOA"));
+}
+
+#[tokio::test]
+async fn dns_control_refuses_a_cname_beside_other_data() {
+    let da = Da::start().await;
+    let user = unique("c");
+    let domain = format!("{user}.test");
+    da.create_user(&user, false).await;
+    let me = format!("admin|{user}");
+    // The default zone has `www` as an A record: a CNAME beside it is refused.
+    let refused = da
+        .post(
+            &me,
+            "DNS_CONTROL",
+            &[
+                ("domain", domain.as_str()),
+                ("action", "add"),
+                ("type", "CNAME"),
+                ("name", "www"),
+                ("value", "elsewhere.example."),
+            ],
+        )
+        .await;
+    assert_eq!(refused.get("error"), "1", "{}", refused.body);
+    assert!(refused.get("details").contains("CNAME"), "{}", refused.body);
+    let added = da
+        .post(
+            &me,
+            "DNS_CONTROL",
+            &[
+                ("domain", domain.as_str()),
+                ("action", "add"),
+                ("type", "CNAME"),
+                ("name", "shop"),
+                ("value", "elsewhere.example."),
+            ],
+        )
+        .await;
+    assert_eq!(added.get("error"), "0", "{}", added.body);
+    let beside = da
+        .post(
+            &me,
+            "DNS_CONTROL",
+            &[
+                ("domain", domain.as_str()),
+                ("action", "add"),
+                ("type", "TXT"),
+                ("name", "shop"),
+                ("value", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(beside.get("error"), "1", "{}", beside.body);
 }

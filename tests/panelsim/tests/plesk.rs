@@ -533,3 +533,75 @@ async fn filemng_writes_acme_files_that_are_served_by_host() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await.unwrap(), "t0k.key");
 }
+
+#[tokio::test]
+async fn dns_records_refuse_a_cname_beside_other_data() {
+    let plesk = Plesk::start().await;
+    let login = unique("q");
+    let domain = format!("{login}.test");
+    plesk.create_client(&login).await;
+    plesk.create_domain(&domain, &login).await;
+    let records = format!("/dns/records?domain={domain}");
+    let (status, cname) = plesk
+        .call(
+            Method::POST,
+            &records,
+            Some(json!({"type": "CNAME", "host": "shop", "value": "elsewhere.example.", "opt": "", "ttl": 300})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cname}");
+    let (status, refused) = plesk
+        .call(
+            Method::POST,
+            &records,
+            Some(json!({"type": "A", "host": "shop", "value": "192.0.2.7", "opt": "", "ttl": 300})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], 400);
+    assert!(
+        refused["message"].as_str().unwrap().contains("CNAME"),
+        "{refused}"
+    );
+
+    // Turning an existing record into a CNAME beside other data is refused the same way.
+    let (status, a) = plesk
+        .call(
+            Method::POST,
+            &records,
+            Some(json!({"type": "A", "host": "blog", "value": "192.0.2.8", "opt": "", "ttl": 300})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let (status, txt) = plesk
+        .call(
+            Method::POST,
+            &records,
+            Some(json!({"type": "TXT", "host": "blog", "value": "x", "opt": "", "ttl": 300})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{txt}");
+    let id = a["id"].as_u64().unwrap();
+    let (status, refused) = plesk
+        .call(
+            Method::PUT,
+            &format!("/dns/records/{id}"),
+            Some(json!({"type": "CNAME", "value": "elsewhere.example."})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (_, listed) = plesk.call(Method::GET, &records, None).await;
+    let at = |host: &str| -> Vec<String> {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["host"] == format!("{host}.{domain}."))
+            .map(|r| r["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(at("shop"), ["CNAME"]);
+    let mut blog = at("blog");
+    blog.sort();
+    assert_eq!(blog, ["A", "TXT"]);
+}

@@ -273,7 +273,7 @@ pub(super) fn mass_edit_dns_zone(sim: &Sim, req: &ApiRequest) -> Reply {
                 item.ttl.unwrap_or(14400),
             )?);
         }
-        Ok(())
+        dns::cname_conflict(&zone.records)
     })();
     if let Err(reason) = result {
         drop(world);
@@ -327,7 +327,13 @@ pub(super) fn addzonerecord(sim: &Sim, req: &ApiRequest) -> Reply {
             }
         };
     if let Some(zone) = world.zones.get_mut(&name) {
-        zone.records.push(record);
+        let mut records = zone.records.clone();
+        records.push(record);
+        if let Err(reason) = dns::cname_conflict(&records) {
+            drop(world);
+            return whm_fail(sim, CMD, reason, None);
+        }
+        zone.records = records;
         dns::bump_serial(zone);
     }
     drop(world);

@@ -1,9 +1,9 @@
 //! DirectAdmin user-level commands: DNS, mail, databases, SSL, and the file upload that
 //! feeds ACME HTTP-01 (reference §3.4–§3.7).
 //!
-//! Mail, databases, SSL and uploads run "as the user" (§3.6, §3.7: `admin|user` login-as);
-//! called as plain `admin` they fail, because the admin account owns none of the domains.
-//! The simulator does not model admin's own hosting. DNS_CONTROL accepts both.
+//! DNS, mail, databases, SSL and uploads run "as the user" (§3.4, §3.6, §3.7: `admin|user`
+//! login-as, or the user's own login); called as plain `admin` they fail, because the admin
+//! account owns none of the domains. The simulator does not model admin's own hosting.
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -31,13 +31,16 @@ fn acting_user(caller: &Caller) -> Option<&str> {
     }
 }
 
-/// The domain, if it exists and `caller` may touch it (admin: any; user: own).
+/// The domain, if it exists and `caller` owns it. `CMD_API_DNS_CONTROL` is a user-level
+/// command (§3.4): the owner runs it, directly or through the admin's login-as; the admin
+/// account itself owns none of the simulated domains, so its own call is refused like any
+/// other non-owner's.
 fn domain_for(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Result<String, Reply> {
     let domain = req.arg("domain").unwrap_or("").to_ascii_lowercase();
     let world = sim.world();
     match (world.sites.get(&domain), caller) {
-        (Some(_), Caller::Admin) => Ok(domain),
         (Some(site), Caller::User(user)) if &site.owner == user => Ok(domain),
+        (Some(_), Caller::Admin) => Err(login_as_required(req, "CMD_API_DNS_CONTROL")),
         _ => Err(failure(
             req,
             "Cannot find domain",
@@ -191,7 +194,12 @@ pub(super) fn dns_control(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Reply
             }) {
                 return failure(req, "Cannot Add Record", DUPLICATE_RECORD);
             }
-            zone.records.push(record);
+            let mut records = zone.records.clone();
+            records.push(record);
+            if let Err(details) = dns::cname_conflict(&records) {
+                return failure(req, "Cannot Add Record", &details);
+            }
+            zone.records = records;
             dns::bump_serial(zone);
             success(req, "Record Added", "")
         }
@@ -230,10 +238,15 @@ pub(super) fn dns_control(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Reply
             else {
                 return failure(req, "Cannot Edit Record", "Record not found");
             };
-            zone.records[index] = Record {
-                id: zone.records[index].id,
+            let mut records = zone.records.clone();
+            records[index] = Record {
+                id: records[index].id,
                 ..record
             };
+            if let Err(details) = dns::cname_conflict(&records) {
+                return failure(req, "Cannot Edit Record", &details);
+            }
+            zone.records = records;
             dns::bump_serial(zone);
             success(req, "Record Edited", "")
         }

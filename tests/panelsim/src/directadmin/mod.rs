@@ -53,11 +53,16 @@ fn basic_credentials(req: &ApiRequest) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-/// `admin:<token>` → admin; `admin|user:<token>` → acting as `user`, who must exist (§3.1).
+/// `admin:<token>` → admin; `admin|user:<token>` → acting as `user`, who must exist (§3.1);
+/// `user:<user's password>` → the user's own login (§3.1: a login key is "just a different
+/// password for a user", so a user's password works the same way).
 pub(crate) fn authenticate(sim: &Sim, req: &ApiRequest) -> Option<Caller> {
     let (user, password) = basic_credentials(req)?;
     if password != sim.config.token {
-        return None;
+        let world = sim.world();
+        let account = world.accounts.get(&user)?;
+        return (!user.contains('|') && !password.is_empty() && account.password == password)
+            .then(|| Caller::User(user.clone()));
     }
     match user.split_once('|') {
         None if user == "admin" => Some(Caller::Admin),

@@ -13,6 +13,8 @@ use crate::state::{Account, World, clock};
 /// UNCONFIRMED (§3.3); the brief's choice.
 pub(super) const DUPLICATE_USER: &str = "That username already exists on the system";
 const NO_USER: &str = "User does not exist";
+/// §3.2/§3.3: the answer to a create without `ip` on a server with no default.
+pub(super) const NO_IPS: &str = "You have no available IPs";
 
 const RESERVED: [&str; 16] = [
     "root",
@@ -85,6 +87,17 @@ pub(super) fn account_user(sim: &Sim, req: &ApiRequest) -> Reply {
     let Some(package) = req.arg("package") else {
         return failure(req, FAIL, "No package selected");
     };
+    // §3.3: every documented create form sends `ip`; without one DirectAdmin answers
+    // "You have no available IPs" on a server with no default, which is how the simulated
+    // server is set up. Since 1.44 `shared`, `server` and `assign` are accepted too.
+    let ip = req.arg("ip").unwrap_or("").trim();
+    if ip.is_empty() {
+        return failure(req, FAIL, NO_IPS);
+    }
+    if !matches!(ip, "shared" | "server" | "assign") && ip.parse::<std::net::IpAddr>().is_err() {
+        // Text UNCONFIRMED.
+        return failure(req, FAIL, &format!("Invalid IP address: {ip}"));
+    }
     let Some(plan) = catalog::plan(SimKind::Directadmin, package) else {
         return failure(req, FAIL, &format!("Package {package} does not exist"));
     };
@@ -100,6 +113,7 @@ pub(super) fn account_user(sim: &Sim, req: &ApiRequest) -> Reply {
     let id = world.next_id();
     let mut account = Account::new(id, username, password, email, "admin");
     account.package = Some(plan.name.to_owned());
+    account.ip = Some(ip.to_owned());
     world.accounts.insert(username.to_owned(), account);
     world.add_site(SimKind::Directadmin, &domain, username, None);
     drop(world);

@@ -323,7 +323,12 @@ pub(super) fn create_record(sim: &Sim, req: &ApiRequest) -> Reply {
         return error(StatusCode::BAD_REQUEST, DUPLICATE_RECORD);
     }
     let body = record_json(&record);
-    zone.records.push(record);
+    let mut records = zone.records.clone();
+    records.push(record);
+    if let Err(message) = dns::cname_conflict(&records) {
+        return error(StatusCode::BAD_REQUEST, message);
+    }
+    zone.records = records;
     dns::bump_serial(zone);
     drop(world);
     ok(StatusCode::OK, &body)
@@ -362,7 +367,12 @@ pub(super) fn update_record(sim: &Sim, req: &ApiRequest, raw_id: &str) -> Reply 
     }
     match record_from(&zone_name, id, &merged) {
         Ok(record) => {
-            zone.records[index] = record;
+            let mut records = zone.records.clone();
+            records[index] = record;
+            if let Err(message) = dns::cname_conflict(&records) {
+                return error(StatusCode::BAD_REQUEST, message);
+            }
+            zone.records = records;
             dns::bump_serial(zone);
             drop(world);
             success()
