@@ -191,7 +191,15 @@ async fn url_encoded_answers_are_read_when_json_is_not_used() {
         info.contact_email.as_deref(),
         Some(spec.contact_email.as_str())
     );
-    assert_eq!(driver.list_accounts().await.unwrap().len(), 1);
+    let mut listed: Vec<String> = driver
+        .list_accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [mpanel_panelsim::RESIDENT_USER, "legacy60"]);
     let packages = driver.list_packages().await.unwrap();
     assert!(packages.iter().any(|p| p.name == "starter"));
     driver.suspend_account("legacy60", "x").await.unwrap();

@@ -12,7 +12,7 @@ use mpanel_agent::panel::{
     DnsRecordKey, ErrorClass, MailboxSpec, PanelConfig, PanelKind, RecordType, Secret,
     build_driver_with,
 };
-use mpanel_panelsim::{FaultKind, ScriptedFault, SimConfig, SimHandle, SimKind};
+use mpanel_panelsim::{FaultKind, RESIDENT_USER, ScriptedFault, SimConfig, SimHandle, SimKind};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -109,6 +109,28 @@ pub fn accounts(sim: &SimHandle) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// Asserts that the simulator holds exactly `ours` besides the account it starts with, and
+/// that the latter is still there.
+pub fn assert_accounts(sim: &SimHandle, ours: &[&str]) {
+    let mut expected: Vec<String> = ours.iter().map(|u| (*u).to_owned()).collect();
+    expected.push(RESIDENT_USER.to_owned());
+    expected.sort();
+    let mut found: Vec<String> = accounts(sim)
+        .iter()
+        .filter_map(|a| a["username"].as_str().map(str::to_owned))
+        .collect();
+    found.sort();
+    assert_eq!(found, expected);
+}
+
+/// The simulator's sites owned by `owner`.
+pub fn domains_of(sim: &SimHandle, owner: &str) -> Vec<Value> {
+    state_list(sim, "domains")
+        .into_iter()
+        .filter(|d| d["owner"] == owner)
+        .collect()
 }
 
 pub fn account(sim: &SimHandle, username: &str) -> Option<Value> {
@@ -228,7 +250,7 @@ pub async fn retried_ensure_account_returns_the_same_single_account(kind: PanelK
     let second = driver.ensure_account(&spec).await.unwrap();
     assert_eq!(first.username, second.username);
     assert_eq!(second.domain.as_deref(), Some("carol8.example"));
-    assert_eq!(accounts(&sim).len(), 1);
+    assert_accounts(&sim, &["carol8"]);
 }
 
 pub async fn concurrent_ensure_account_for_one_service_makes_one_account(kind: PanelKind) {
@@ -245,7 +267,7 @@ pub async fn concurrent_ensure_account_for_one_service_makes_one_account(kind: P
             "dave9"
         );
     }
-    assert_eq!(accounts(&sim).len(), 1);
+    assert_accounts(&sim, &["dave9"]);
 }
 
 /// The boxbilling#19 trap inside one call: create reports failure, the account exists.
@@ -259,7 +281,7 @@ pub async fn create_error_hiding_a_success_returns_the_account(kind: PanelKind, 
         .expect("the account the failed create made is ours");
     assert_eq!(info.username, "erin10");
     assert_eq!(count_accounts(&sim, "erin10"), 1);
-    assert_eq!(accounts(&sim).len(), 1);
+    assert_accounts(&sim, &["erin10"]);
 }
 
 pub async fn already_exists_error_without_an_account_is_a_conflict(
@@ -271,7 +293,7 @@ pub async fn already_exists_error_without_an_account_is_a_conflict(
     let spec = spec(kind, 11, "frank11", "frank11.example");
     let err = driver.ensure_account(&spec).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Conflict, "{err}");
-    assert!(accounts(&sim).is_empty());
+    assert_accounts(&sim, &[]);
 }
 
 pub async fn account_of_another_service_is_a_conflict(kind: PanelKind) {
@@ -286,7 +308,7 @@ pub async fn account_of_another_service_is_a_conflict(kind: PanelKind) {
     let spec = spec(kind, 12, "grace12", "grace12.example");
     let err = driver.ensure_account(&spec).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Conflict, "{err}");
-    assert_eq!(accounts(&sim).len(), 1);
+    assert_accounts(&sim, &["grace12"]);
     assert_eq!(
         account(&sim, "grace12").unwrap()["domain"],
         "grace-shop.example"
@@ -335,7 +357,7 @@ pub async fn terminate_removes_the_account_and_a_second_terminate_succeeds(kind:
     let (sim, driver) = setup(kind).await;
     let spec = with_account(kind, &driver).await;
     driver.terminate_account(&spec.username).await.unwrap();
-    assert!(accounts(&sim).is_empty());
+    assert_accounts(&sim, &[]);
     driver.terminate_account(&spec.username).await.unwrap();
     assert!(driver.get_account(&spec.username).await.unwrap().is_none());
 }
@@ -375,7 +397,11 @@ pub async fn list_accounts_and_packages_report_what_the_panel_has(kind: PanelKin
     let (_sim, driver) = setup(kind).await;
     let spec = with_account(kind, &driver).await;
     let listed = driver.list_accounts().await.unwrap();
-    assert_eq!(listed.len(), 1);
+    let listed: Vec<_> = listed
+        .into_iter()
+        .filter(|a| a.username != RESIDENT_USER)
+        .collect();
+    assert_eq!(listed.len(), 1, "the resident account and ours: {listed:?}");
     assert_eq!(listed[0].username, spec.username);
     assert_eq!(listed[0].domain.as_deref(), Some(spec.domain.as_str()));
     let packages = driver.list_packages().await.unwrap();
@@ -747,7 +773,7 @@ pub async fn scripted_auth_failure_is_an_auth_error(kind: PanelKind) {
     sim.script(ScriptedFault::once(FaultKind::AuthFailure));
     let err = driver.ensure_account(&spec).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Auth, "{err}");
-    assert!(accounts(&sim).is_empty());
+    assert_accounts(&sim, &[]);
 }
 
 pub async fn server_error_is_retryable_and_changes_nothing(kind: PanelKind) {
@@ -757,7 +783,11 @@ pub async fn server_error_is_retryable_and_changes_nothing(kind: PanelKind) {
     assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
     assert!(err.is_retryable());
     // After the outage the same call works.
-    assert!(driver.list_accounts().await.unwrap().is_empty());
+    let listed = driver.list_accounts().await.unwrap();
+    assert!(
+        listed.iter().all(|a| a.username == RESIDENT_USER),
+        "{listed:?}"
+    );
 }
 
 pub async fn timeout_is_retryable(kind: PanelKind) {
@@ -786,7 +816,7 @@ pub async fn random_panel_failures_never_make_a_second_account(kind: PanelKind) 
         }
     };
     assert_eq!(info.username, "judy30");
-    assert_eq!(accounts(&sim).len(), 1);
+    assert_accounts(&sim, &["judy30"]);
 }
 
 pub async fn errors_never_carry_the_account_password(kind: PanelKind) {

@@ -208,7 +208,8 @@ async fn an_order_becomes_an_active_service_with_six_successful_steps_and_one_ac
         .filter(|a| a["username"] == username.as_str())
         .collect();
     assert_eq!(accounts.len(), 1, "{state}");
-    assert_eq!(state["accounts"].as_array().unwrap().len(), 1);
+    // Ours and the panel's resident account, nothing else.
+    assert_eq!(state["accounts"].as_array().unwrap().len(), 2, "{state}");
     r.agent.stop().await;
     r.sim.shutdown().await;
 }
@@ -267,7 +268,14 @@ async fn a_failing_panel_fails_the_task_visibly_and_a_retry_succeeds_once_it_hea
     let service = r.store.get_service(healed.service_id).await.unwrap();
     assert_eq!(service.status, ServiceStatus::Active);
     assert!(service.provisioning_error.is_none());
-    assert_eq!(r.sim.state_json()["accounts"].as_array().unwrap().len(), 1);
+    let state = r.sim.state_json();
+    let ours: Vec<_> = state["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["username"] != mpanel_panelsim::RESIDENT_USER)
+        .collect();
+    assert_eq!(ours.len(), 1, "{state}");
     r.agent.stop().await;
     r.sim.shutdown().await;
 }
@@ -374,7 +382,13 @@ async fn lifecycle_tasks_suspend_unsuspend_and_terminate_through_the_panel() {
         if expected == ServiceStatus::Suspended {
             assert_eq!(service.suspension_reason.as_deref(), Some("abuse"));
         }
-        let accounts = r.sim.state_json()["accounts"].as_array().unwrap().clone();
+        let accounts: Vec<_> = r.sim.state_json()["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["username"] != mpanel_panelsim::RESIDENT_USER)
+            .cloned()
+            .collect();
         match suspended {
             Some(s) => assert_eq!(accounts[0]["suspended"], s, "{accounts:?}"),
             None => assert!(accounts.is_empty(), "terminated: {accounts:?}"),

@@ -21,6 +21,9 @@ use crate::process::workspace_binary;
 pub const ENCRYPTION_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 /// The API token every simulator accepts.
 pub const PANEL_TOKEN: &str = "sim-token-e2e";
+/// The account every panel simulator holds from the start (`mpanel_panelsim::RESIDENT_USER`;
+/// the simulators run here as binaries, so the crate is not linked).
+pub const RESIDENT_USER: &str = "hostco";
 
 /// Fast fleet and queue timings, so crashes are noticed and leases expire within seconds.
 pub const FAST_TIMINGS: &[(&str, &str)] = &[
@@ -589,16 +592,26 @@ impl SimProcess {
         }
     }
 
-    /// The usernames of every account on this panel, in state order (duplicates kept).
+    /// The usernames of the accounts on this panel besides the hosting company's own one every
+    /// simulator starts with, in state order (duplicates kept). That one must still be there:
+    /// mpanel never touches an account it did not make.
     pub async fn usernames(&self) -> Vec<String> {
-        self.state().await["accounts"]
+        let state = self.state().await;
+        let all: Vec<String> = state["accounts"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|a| a["username"].as_str().map(str::to_owned))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if !all.iter().any(|u| u == RESIDENT_USER) {
+            self.dir.fail(&format!(
+                "{}: the resident account {RESIDENT_USER} is gone: {all:?}",
+                self.kind
+            ));
+        }
+        all.into_iter().filter(|u| u != RESIDENT_USER).collect()
     }
 
     /// `POST /__sim/faults` with one fault or an array of them.

@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use faults::{FaultKind, ScriptedFault};
+pub use state::{RESIDENT_DOMAIN, RESIDENT_USER};
 
 /// Which panel the simulator impersonates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -32,9 +32,10 @@ impl Sim {
     pub(crate) fn new(config: SimConfig, mariadb: Option<MariaDb>) -> Self {
         let faults = FaultPlan::new(config.seed, config.fail_rate);
         let (stop, _) = watch::channel(false);
+        let world = World::with_resident(config.kind);
         Sim {
             config,
-            world: Mutex::new(World::default()),
+            world: Mutex::new(world),
             faults: Mutex::new(faults),
             mariadb,
             db_ops: tokio::sync::Mutex::new(()),

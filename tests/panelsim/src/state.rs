@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::SimKind;
-use crate::catalog::{NAMESERVERS, SERVER_IP};
+use crate::catalog::{HOSTNAME, NAMESERVERS, SERVER_IP};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Account {
@@ -216,7 +216,39 @@ pub(crate) fn docroot(kind: SimKind, owner: &str, domain: &str) -> String {
     }
 }
 
+/// The account every simulator holds from the start: a real server is never empty, and a
+/// driver that picks "the first account" or "the only zone" instead of looking its own up
+/// gets caught by it. Its name shares no prefix with the names tests use.
+pub const RESIDENT_USER: &str = "hostco";
+pub const RESIDENT_DOMAIN: &str = "hostco-site.example";
+
 impl World {
+    /// A world holding only the resident account, its site and its default zone.
+    pub(crate) fn with_resident(kind: SimKind) -> Self {
+        let mut world = World::default();
+        let resident = SeedRequest {
+            accounts: vec![SeedAccount {
+                username: RESIDENT_USER.to_owned(),
+                domain: Some(RESIDENT_DOMAIN.to_owned()),
+                package: Some(
+                    match kind {
+                        SimKind::Plesk => "Unlimited",
+                        SimKind::Cpanel | SimKind::Directadmin => "default",
+                    }
+                    .to_owned(),
+                ),
+                suspended: false,
+                owner: None,
+                password: Some("Res1dent-pass".to_owned()),
+                email: Some(format!("webmaster@{RESIDENT_DOMAIN}")),
+            }],
+        };
+        world
+            .seed(kind, resident)
+            .expect("an empty world takes the resident account");
+        world
+    }
+
     pub(crate) fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -290,34 +322,83 @@ impl World {
             description: String::new(),
         };
         self.sites.insert(name.to_owned(), site);
-        let zone = self.default_zone(name);
+        let zone = self.default_zone(kind, name);
         self.zones.insert(name.to_owned(), zone);
     }
 
-    fn default_zone(&mut self, domain: &str) -> Zone {
-        let record = |world: &mut World, name: String, rtype: &str, value: String| Record {
-            id: world.next_id(),
-            name,
-            rtype: rtype.to_owned(),
-            value,
-            ttl: 14400,
-            priority: None,
-        };
-        let mut records = vec![
-            record(self, domain.to_owned(), "NS", NAMESERVERS[0].to_owned()),
-            record(self, domain.to_owned(), "NS", NAMESERVERS[1].to_owned()),
-            record(self, domain.to_owned(), "A", SERVER_IP.to_owned()),
-            record(self, format!("www.{domain}"), "A", SERVER_IP.to_owned()),
-            record(self, format!("mail.{domain}"), "A", SERVER_IP.to_owned()),
-            record(self, domain.to_owned(), "MX", format!("mail.{domain}")),
-            record(
-                self,
-                domain.to_owned(),
-                "TXT",
-                "v=spf1 +a +mx ~all".to_owned(),
-            ),
+    /// The zone a panel writes for a new site, from its default zone template (README,
+    /// "Default zones"): cPanel's `standard` template points `www`, `mail` and `ftp` at the
+    /// apex with CNAMEs and sends mail to the apex (MX 0); Plesk's server-wide DNS template
+    /// makes `www` and `ftp` CNAMEs of the domain and `mail`/`webmail` A records with MX 10
+    /// `mail`; DirectAdmin's `named.db` template gives `www`, `ftp`, `mail`, `pop` and `smtp`
+    /// A records with MX 10 `mail`. All three add the server's nameservers and an SPF record.
+    fn default_zone(&mut self, kind: SimKind, domain: &str) -> Zone {
+        let apex = domain;
+        let at = |label: &str| format!("{label}.{domain}");
+        let ip = SERVER_IP;
+        let mut rows: Vec<(String, &str, String, Option<u16>)> = vec![
+            (apex.to_owned(), "NS", NAMESERVERS[0].to_owned(), None),
+            (apex.to_owned(), "NS", NAMESERVERS[1].to_owned(), None),
+            (apex.to_owned(), "A", ip.to_owned(), None),
         ];
-        records[5].priority = Some(10);
+        match kind {
+            SimKind::Cpanel => rows.extend([
+                (at("localhost"), "A", "127.0.0.1".to_owned(), None),
+                (apex.to_owned(), "MX", apex.to_owned(), Some(0)),
+                (at("mail"), "CNAME", apex.to_owned(), None),
+                (at("www"), "CNAME", apex.to_owned(), None),
+                (at("ftp"), "CNAME", apex.to_owned(), None),
+                (at("webmail"), "A", ip.to_owned(), None),
+                (at("cpanel"), "A", ip.to_owned(), None),
+                (
+                    apex.to_owned(),
+                    "TXT",
+                    "v=spf1 +a +mx ~all".to_owned(),
+                    None,
+                ),
+            ]),
+            SimKind::Plesk => rows.extend([
+                (at("www"), "CNAME", apex.to_owned(), None),
+                (at("ftp"), "CNAME", apex.to_owned(), None),
+                (at("mail"), "A", ip.to_owned(), None),
+                (at("webmail"), "A", ip.to_owned(), None),
+                (at("ipv4"), "A", ip.to_owned(), None),
+                (apex.to_owned(), "MX", at("mail"), Some(10)),
+                (
+                    apex.to_owned(),
+                    "TXT",
+                    format!("v=spf1 +a +mx +a:{HOSTNAME} -all"),
+                    None,
+                ),
+                (at("_dmarc"), "TXT", "v=DMARC1; p=none".to_owned(), None),
+            ]),
+            SimKind::Directadmin => rows.extend([
+                (at("ftp"), "A", ip.to_owned(), None),
+                (at("localhost"), "A", "127.0.0.1".to_owned(), None),
+                (at("mail"), "A", ip.to_owned(), None),
+                (at("pop"), "A", ip.to_owned(), None),
+                (at("smtp"), "A", ip.to_owned(), None),
+                (at("www"), "A", ip.to_owned(), None),
+                (apex.to_owned(), "MX", at("mail"), Some(10)),
+                (
+                    apex.to_owned(),
+                    "TXT",
+                    format!("v=spf1 a mx ip4:{ip} ~all"),
+                    None,
+                ),
+            ]),
+        }
+        let records = rows
+            .into_iter()
+            .map(|(name, rtype, value, priority)| Record {
+                id: self.next_id(),
+                name,
+                rtype: rtype.to_owned(),
+                value,
+                ttl: 14400,
+                priority,
+            })
+            .collect();
         Zone {
             serial: clock::initial_serial(),
             records,

@@ -43,7 +43,12 @@ async fn seeded_orphan_accounts_are_visible_through_the_panel_api() {
         .json()
         .await
         .unwrap();
-    let acct = &listed["data"]["acct"][0];
+    let acct = listed["data"]["acct"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["user"] == orphan.as_str())
+        .expect("the seeded account is listed beside the resident one");
     assert_eq!(acct["user"], orphan.as_str());
     assert_eq!(acct["plan"], "starter");
     assert_eq!(acct["suspended"], 1);
@@ -73,8 +78,14 @@ async fn seeded_orphan_accounts_are_visible_through_the_panel_api() {
         .unwrap();
     assert_eq!(state, sim.state_json());
     assert_eq!(state["kind"], "cpanel");
-    assert_eq!(state["accounts"][0]["domain"], format!("{orphan}.test"));
-    assert!(state["zones"][0]["records"].as_array().unwrap().len() > 3);
+    assert_eq!(common::ours(&state)[0]["domain"], format!("{orphan}.test"));
+    assert!(
+        common::our_zones(&state)[0]["records"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 3
+    );
     // Control routes are not API calls.
     assert_eq!(state["callCounts"], json!({"listaccts": 1}));
 }
@@ -101,7 +112,7 @@ async fn plesk_and_directadmin_seeds_fill_their_own_views() {
         .await
         .unwrap();
     assert_eq!(domains[0]["name"], "orphan1.test");
-    assert_eq!(plesk.state_json()["accounts"][0]["package"], "Unlimited");
+    assert_eq!(common::ours(&plesk.state_json())[0]["package"], "Unlimited");
 
     let da = common::start_kind(SimKind::Directadmin).await;
     http.post(format!("{}/__sim/seed", da.base_url()))
@@ -118,7 +129,7 @@ async fn plesk_and_directadmin_seeds_fill_their_own_views() {
         .text()
         .await
         .unwrap();
-    assert_eq!(users, "list[]=orphan2");
+    assert_eq!(users, "list[]=hostco&list[]=orphan2");
 }
 
 #[tokio::test]
@@ -217,7 +228,7 @@ async fn timeout_fault_holds_the_call_changes_nothing_and_does_not_block_shutdow
         .await;
     assert!(result.expect_err("the call times out").is_timeout());
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(common::accounts(&sim.state_json()).is_empty());
+    assert!(common::ours(&sim.state_json()).is_empty());
 
     // A held request in flight must not stall shutdown.
     let url = format!("{}/json-api/listaccts?api.version=1", sim.base_url());
@@ -414,4 +425,85 @@ fn binary_bad_usage_exits_2_with_one_line() {
         .output()
         .unwrap();
     assert_eq!(version.status.code(), Some(0));
+}
+
+/// The records of `domain`'s zone as (relative name, type, value).
+fn zone_rows(state: &Value, domain: &str) -> Vec<(String, String, String)> {
+    let zone = state["zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["domain"] == domain)
+        .cloned()
+        .unwrap_or_else(|| panic!("no zone {domain}: {state}"));
+    zone["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["name"].as_str().unwrap();
+            let relative = name
+                .strip_suffix(&format!(".{domain}"))
+                .unwrap_or("@")
+                .to_owned();
+            (
+                relative,
+                r["type"].as_str().unwrap().to_owned(),
+                r["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_simulator_starts_with_a_resident_account_and_its_panels_default_zone() {
+    use mpanel_panelsim::{RESIDENT_DOMAIN, RESIDENT_USER};
+    for kind in [SimKind::Cpanel, SimKind::Plesk, SimKind::Directadmin] {
+        let sim = common::start_kind(kind).await;
+        let state = sim.state_json();
+        let accounts = common::accounts(&state);
+        assert_eq!(accounts.len(), 1, "{kind:?}: {state}");
+        assert_eq!(accounts[0]["username"], RESIDENT_USER);
+        assert_eq!(accounts[0]["domain"], RESIDENT_DOMAIN);
+        assert_eq!(state["domains"][0]["owner"], RESIDENT_USER);
+
+        let rows = zone_rows(&state, RESIDENT_DOMAIN);
+        let at = |name: &str| -> Vec<String> {
+            rows.iter()
+                .filter(|(n, _, _)| n == name)
+                .map(|(_, t, _)| t.clone())
+                .collect()
+        };
+        // What each panel's default template puts at `www` and `mail`.
+        let (www, mail) = match kind {
+            SimKind::Cpanel => ("CNAME", "CNAME"),
+            SimKind::Plesk => ("CNAME", "A"),
+            SimKind::Directadmin => ("A", "A"),
+        };
+        assert_eq!(at("www"), [www], "{kind:?}: {rows:?}");
+        assert_eq!(at("mail"), [mail], "{kind:?}: {rows:?}");
+        assert_eq!(at("ftp").len(), 1, "{kind:?}: {rows:?}");
+        let mx: Vec<&String> = rows
+            .iter()
+            .filter(|(n, t, _)| n == "@" && t == "MX")
+            .map(|(_, _, v)| v)
+            .collect();
+        let expected_mx = match kind {
+            SimKind::Cpanel => RESIDENT_DOMAIN.to_owned(),
+            SimKind::Plesk | SimKind::Directadmin => format!("mail.{RESIDENT_DOMAIN}"),
+        };
+        assert_eq!(mx, [&expected_mx], "{kind:?}");
+        assert!(
+            rows.iter()
+                .any(|(n, t, v)| n == "@" && t == "TXT" && v.starts_with("v=spf1")),
+            "{kind:?}: {rows:?}"
+        );
+        // No name holds a CNAME beside other data.
+        for (name, rtype, _) in &rows {
+            if rtype == "CNAME" {
+                assert_eq!(at(name).len(), 1, "{kind:?}: {name}");
+            }
+        }
+        sim.shutdown().await;
+    }
 }

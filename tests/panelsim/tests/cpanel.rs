@@ -199,9 +199,9 @@ async fn createacct_is_not_idempotent_and_checks_names_domains_and_plans() {
         assert_eq!(result(&body), 0, "{bad} should be refused");
     }
     let state = whm.sim.state_json();
-    assert_eq!(common::accounts(&state).len(), 1, "{state}");
-    assert_eq!(state["accounts"][0]["domain"], format!("{user}.test"));
-    assert_eq!(state["accounts"][0]["owner"], "root");
+    assert_eq!(common::ours(&state).len(), 1, "{state}");
+    assert_eq!(common::ours(&state)[0]["domain"], format!("{user}.test"));
+    assert_eq!(common::ours(&state)[0]["owner"], "root");
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn partial_success_creates_exactly_one_account_and_reports_the_group_error
     assert_eq!(summary["data"]["acct"][0]["user"], user.as_str());
 
     let state = whm.sim.state_json();
-    assert_eq!(common::accounts(&state).len(), 1);
+    assert_eq!(common::ours(&state).len(), 1);
     assert_eq!(common::accounts_named(&state, &user), 1);
     assert_eq!(state["callCounts"]["createacct"], 2);
     assert_eq!(state["pendingFaults"], json!([]));
@@ -262,7 +262,7 @@ async fn already_exists_fault_creates_nothing() {
     let user = unique("a");
     let body = whm.create(&user, &format!("{user}.test")).await;
     assert_eq!(result(&body), 0);
-    assert!(common::accounts(&whm.sim.state_json()).is_empty());
+    assert!(common::ours(&whm.sim.state_json()).is_empty());
     assert_eq!(result(&whm.create(&user, &format!("{user}.test")).await), 1);
 }
 
@@ -281,8 +281,8 @@ async fn fail_rate_failures_are_5xx_and_change_nothing() {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     }
     let state = whm.sim.state_json();
-    assert!(common::accounts(&state).is_empty(), "{state}");
-    assert!(state["zones"].as_array().unwrap().is_empty());
+    assert!(common::ours(&state).is_empty(), "{state}");
+    assert!(common::our_zones(&state).is_empty());
     assert_eq!(state["callCounts"]["createacct"], 3);
 }
 
@@ -304,7 +304,7 @@ async fn lifecycle_suspend_package_password_remove() {
     assert_eq!(listed["data"]["acct"][0]["suspendreason"], "unpaid");
     assert_eq!(listed["data"]["acct"][0]["disklimit"], "unlimited");
     assert!(listed["data"]["acct"][0]["maxpop"].is_string());
-    assert_eq!(whm.sim.state_json()["accounts"][0]["suspended"], true);
+    assert_eq!(common::ours(&whm.sim.state_json())[0]["suspended"], true);
 
     let (_, unsuspended) = whm.call("unsuspendacct", &[("user", &user)]).await;
     assert_eq!(result(&unsuspended), 1);
@@ -333,22 +333,29 @@ async fn lifecycle_suspend_package_password_remove() {
         format!("Password changed for user “{user}”.")
     );
     let state = whm.sim.state_json();
-    assert_eq!(state["accounts"][0]["password"], "N3w-pass");
-    assert_eq!(state["accounts"][0]["package"], "starter");
-    assert_eq!(state["accounts"][0]["suspended"], false);
+    assert_eq!(common::ours(&state)[0]["password"], "N3w-pass");
+    assert_eq!(common::ours(&state)[0]["package"], "starter");
+    assert_eq!(common::ours(&state)[0]["suspended"], false);
 
     let (_, verify) = whm.call("verify_new_username", &[("user", &user)]).await;
     assert_eq!(result(&verify), 0);
     let (_, bw) = whm.call("showbw", &[]).await;
-    assert_eq!(bw["data"]["acct"][0]["user"], user.as_str());
+    assert!(
+        bw["data"]["acct"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["user"] == user.as_str()),
+        "{bw}"
+    );
 
     let (_, removed) = whm.call("removeacct", &[("username", &user)]).await;
     assert_eq!(result(&removed), 1);
     let (_, gone) = whm.call("suspendacct", &[("user", &user)]).await;
     assert_eq!(result(&gone), 0);
     let state = whm.sim.state_json();
-    assert!(common::accounts(&state).is_empty());
-    assert!(state["zones"].as_array().unwrap().is_empty());
+    assert!(common::ours(&state).is_empty());
+    assert!(common::our_zones(&state).is_empty());
 }
 
 #[tokio::test]
@@ -472,7 +479,8 @@ async fn mass_edit_dns_zone_requires_the_current_serial() {
     assert_ne!(new_serial, serial);
 
     let state = whm.sim.state_json();
-    let records = state["zones"][0]["records"].as_array().unwrap();
+    let ours = zone_of(&state, &zone);
+    let records = ours["records"].as_array().unwrap();
     assert!(
         records
             .iter()
@@ -480,7 +488,7 @@ async fn mass_edit_dns_zone_requires_the_current_serial() {
                 && r["type"] == "TXT"
                 && r["value"] == "token-value")
     );
-    assert_eq!(state["zones"][0]["serial"].to_string(), new_serial);
+    assert_eq!(ours["serial"].to_string(), new_serial);
 
     let (_, dumped) = whm.call("dumpzone", &[("domain", &zone)]).await;
     let rows = dumped["data"]["zone"][0]["record"].as_array().unwrap();
@@ -731,4 +739,33 @@ async fn mass_edit_dns_zone_refuses_a_cname_beside_other_data() {
         )
         .await;
     assert_eq!(result(&beside), 0, "{beside}");
+}
+
+#[tokio::test]
+async fn functions_refuse_a_call_without_their_required_arguments() {
+    let whm = Whm::start().await;
+    let user = unique("r");
+    assert_eq!(result(&whm.create(&user, &format!("{user}.test")).await), 1);
+    let before = whm.sim.state_json();
+    for (function, params, missing) in [
+        ("suspendacct", vec![("reason", "x")], "user"),
+        ("unsuspendacct", vec![], "user"),
+        ("removeacct", vec![("keepdns", "0")], "username"),
+        ("changepackage", vec![("user", user.as_str())], "pkg"),
+        ("changepackage", vec![("pkg", "starter")], "user"),
+        ("passwd", vec![("password", "N3w-pass-x")], "user"),
+        ("installssl", vec![("domain", "x.test")], "crt"),
+        ("mass_edit_dns_zone", vec![("serial", "1")], "zone"),
+    ] {
+        let (_, body) = whm.call(function, &params).await;
+        assert_eq!(result(&body), 0, "{function}: {body}");
+        assert_eq!(
+            body["metadata"]["reason"],
+            format!("“{missing}” is a required argument."),
+            "{function}"
+        );
+    }
+    let after = whm.sim.state_json();
+    assert_eq!(after["accounts"], before["accounts"]);
+    assert_eq!(after["zones"], before["zones"]);
 }

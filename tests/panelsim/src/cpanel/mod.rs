@@ -98,6 +98,28 @@ pub(crate) fn already_exists(sim: &Sim, req: &ApiRequest) -> Response {
     }
 }
 
+/// The arguments WHM's API 1 documentation marks required (§1.3–§1.5), as alternatives where
+/// it names two spellings; the first one missing, if any. A call without them fails with
+/// `result:0` and changes nothing.
+fn missing_required(function: &str, req: &ApiRequest) -> Option<&'static str> {
+    let required: &[&[&'static str]] = match function {
+        "suspendacct" | "unsuspendacct" => &[&["user"]],
+        // §1.3: `username` (required; `user` is also accepted).
+        "removeacct" => &[&["username", "user"]],
+        "changepackage" => &[&["user"], &["pkg"]],
+        "passwd" => &[&["user"]],
+        "getpkginfo" => &[&["pkg"]],
+        "mass_edit_dns_zone" | "parse_dns_zone" => &[&["zone"]],
+        "installssl" => &[&["domain"], &["crt"]],
+        "start_autossl_check_for_one_user" => &[&["username"]],
+        _ => &[],
+    };
+    required
+        .iter()
+        .find(|names| names.iter().all(|n| req.arg(n).is_none()))
+        .map(|names| names[0])
+}
+
 pub(crate) async fn handle(sim: &Sim, req: &ApiRequest) -> Reply {
     let Some(function) = function_of(&req.path) else {
         return Reply::fail(not_found());
@@ -112,6 +134,15 @@ pub(crate) async fn handle(sim: &Sim, req: &ApiRequest) -> Reply {
             sim,
             function,
             "panelsim simulates WHM API 1 only: add api.version=1 to the request.",
+            None,
+        );
+    }
+    if let Some(missing) = missing_required(function, req) {
+        // Text UNCONFIRMED (the simulator's own, shaped like its other argument errors).
+        return whm_fail(
+            sim,
+            function,
+            format!("“{missing}” is a required argument."),
             None,
         );
     }

@@ -58,6 +58,29 @@ pub fn accounts(state: &Value) -> Vec<Value> {
     state["accounts"].as_array().cloned().unwrap_or_default()
 }
 
+/// The accounts besides the one every simulator starts with, after checking that one is still
+/// there untouched by the test.
+pub fn ours(state: &Value) -> Vec<Value> {
+    let (resident, ours): (Vec<Value>, Vec<Value>) = accounts(state)
+        .into_iter()
+        .partition(|a| a["username"] == mpanel_panelsim::RESIDENT_USER);
+    assert_eq!(resident.len(), 1, "the resident account is gone: {state}");
+    assert_eq!(resident[0]["domain"], mpanel_panelsim::RESIDENT_DOMAIN);
+    assert_eq!(resident[0]["suspended"], false);
+    ours
+}
+
+/// The zones besides the resident account's.
+pub fn our_zones(state: &Value) -> Vec<Value> {
+    state["zones"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|z| z["domain"] != mpanel_panelsim::RESIDENT_DOMAIN)
+        .collect()
+}
+
 pub fn accounts_named(state: &Value, username: &str) -> usize {
     accounts(state)
         .iter()
