@@ -769,3 +769,54 @@ async fn functions_refuse_a_call_without_their_required_arguments() {
     assert_eq!(after["accounts"], before["accounts"]);
     assert_eq!(after["zones"], before["zones"]);
 }
+
+#[tokio::test]
+async fn listaccts_refuses_unknown_search_kinds_and_temporary_zones_cannot_be_edited() {
+    let whm = Whm::start().await;
+    let (_, bad_type) = whm
+        .call("listaccts", &[("search", "x"), ("searchtype", "email")])
+        .await;
+    assert_eq!(result(&bad_type), 0, "{bad_type}");
+    let (_, bad_method) = whm
+        .call("listaccts", &[("search", "x"), ("searchmethod", "fuzzy")])
+        .await;
+    assert_eq!(result(&bad_method), 0, "{bad_method}");
+    let (_, exact) = whm
+        .call(
+            "listaccts",
+            &[
+                ("search", mpanel_panelsim::RESIDENT_USER),
+                ("searchtype", "user"),
+                ("searchmethod", "exact"),
+            ],
+        )
+        .await;
+    assert_eq!(result(&exact), 1, "{exact}");
+
+    // Without `domain`, createacct makes a temporary domain, whose zone is not editable.
+    let user = unique("t");
+    let (_, created) = whm.call("createacct", &[("username", &user)]).await;
+    assert_eq!(result(&created), 1, "{created}");
+    let temporary = format!("{user}.temp.panelsim.test");
+    let before = zone_of(&whm.sim.state_json(), &temporary);
+    let add = r#"{"dname":"x","ttl":300,"record_type":"A","data":["192.0.2.7"]}"#;
+    let (_, refused) = whm
+        .call(
+            "mass_edit_dns_zone",
+            &[
+                ("zone", &temporary),
+                ("serial", &before["serial"].to_string()),
+                ("add", add),
+            ],
+        )
+        .await;
+    assert_eq!(result(&refused), 0, "{refused}");
+    assert!(
+        refused["metadata"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("temporary"),
+        "{refused}"
+    );
+    assert_eq!(zone_of(&whm.sim.state_json(), &temporary), before);
+}

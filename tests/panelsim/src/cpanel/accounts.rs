@@ -345,6 +345,29 @@ fn selected<'w>(world: &'w World, req: &ApiRequest) -> Vec<&'w Account> {
 
 /// `listaccts` (§1.3): `data.acct[]`, optional `search`/`searchtype`/`searchmethod`/`want`.
 pub(super) fn listaccts(sim: &Sim, req: &ApiRequest) -> Reply {
+    // §1.3 enumerates both: `searchtype` `domain|owner|user|ip|package`, `searchmethod`
+    // `exact|regex`. Another value would search something else than the caller meant, so it
+    // is refused (text UNCONFIRMED) instead of silently matching on user and domain.
+    if let Some(kind) = req.arg("searchtype")
+        && !matches!(kind, "domain" | "owner" | "user" | "ip" | "package")
+    {
+        return whm_fail(
+            sim,
+            "listaccts",
+            format!("Invalid “searchtype” value: “{kind}”."),
+            None,
+        );
+    }
+    if let Some(method) = req.arg("searchmethod")
+        && !matches!(method, "exact" | "regex")
+    {
+        return whm_fail(
+            sim,
+            "listaccts",
+            format!("Invalid “searchmethod” value: “{method}”."),
+            None,
+        );
+    }
     let want: Option<Vec<&str>> = req
         .arg("want")
         .map(|w| w.split(',').map(str::trim).collect());

@@ -203,6 +203,16 @@ pub(super) fn mass_edit_dns_zone(sim: &Sim, req: &ApiRequest) -> Reply {
     let Some(serial) = req.arg("serial") else {
         return whm_fail(sim, CMD, "“serial” is a required argument.", None);
     };
+    // §1.4: "Temporary domains cannot be edited" (the `<user>.temp.<hostname>` domain
+    // createacct makes without `domain`). Text UNCONFIRMED.
+    if name.ends_with(&format!(".temp.{HOSTNAME}")) {
+        return whm_fail(
+            sim,
+            CMD,
+            format!("You cannot edit the DNS zone of the temporary domain “{name}”."),
+            None,
+        );
+    }
     let mut world = sim.world();
     let Some(current) = world.zones.get(&name).cloned() else {
         drop(world);
