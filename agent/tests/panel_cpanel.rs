@@ -382,3 +382,8 @@ async fn a_zone_without_an_soa_serial_fails_clearly_and_is_not_edited() {
         "no edit may be sent without the serial: {calls:?}"
     );
 }
+
+#[tokio::test]
+async fn lookups_never_take_the_panels_own_account_for_ours() {
+    lookups_never_take_the_resident_account_for_ours(KIND).await;
+}

@@ -279,3 +279,8 @@ async fn dns_runs_as_the_domains_owner_and_a_refusal_keeps_its_cause() {
             >= 3
     );
 }
+
+#[tokio::test]
+async fn lookups_never_take_the_panels_own_account_for_ours() {
+    lookups_never_take_the_resident_account_for_ours(KIND).await;
+}

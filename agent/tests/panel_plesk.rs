@@ -281,3 +281,8 @@ async fn bad_plan_errors_never_show_the_password() {
 async fn a_cname_and_an_address_at_one_name_replace_each_other_in_the_zone() {
     a_cname_and_an_address_at_one_name_replace_each_other(KIND).await;
 }
+
+#[tokio::test]
+async fn lookups_never_take_the_panels_own_account_for_ours() {
+    lookups_never_take_the_resident_account_for_ours(KIND).await;
+}

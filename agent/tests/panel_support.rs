@@ -12,7 +12,9 @@ use mpanel_agent::panel::{
     DnsRecordKey, ErrorClass, MailboxSpec, PanelConfig, PanelKind, RecordType, Secret,
     build_driver_with,
 };
-use mpanel_panelsim::{FaultKind, RESIDENT_USER, ScriptedFault, SimConfig, SimHandle, SimKind};
+use mpanel_panelsim::{
+    FaultKind, RESIDENT_DOMAIN, RESIDENT_USER, ScriptedFault, SimConfig, SimHandle, SimKind,
+};
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -571,6 +573,31 @@ pub async fn a_cname_and_an_address_at_one_name_replace_each_other(kind: PanelKi
     assert_eq!(types_at(&sim, zone, &shop), ["A"]);
     let a = records_named(&sim, zone, &shop, "A");
     assert_eq!(a[0]["value"], "203.0.113.7");
+}
+
+/// The panel's own account (`hostco`) is never taken for ours: not by a name it starts
+/// with, not as "the" account, and creating ours leaves it as it was.
+pub async fn lookups_never_take_the_resident_account_for_ours(kind: PanelKind) {
+    let (sim, driver) = setup(kind).await;
+    let before = account(&sim, RESIDENT_USER).expect("the simulator's resident account");
+    let prefix = &RESIDENT_USER[..4];
+    assert!(driver.get_account(prefix).await.unwrap().is_none());
+    let resident = driver.get_account(RESIDENT_USER).await.unwrap().unwrap();
+    assert_eq!(resident.domain.as_deref(), Some(RESIDENT_DOMAIN));
+
+    let ours = spec(kind, 70, prefix, &format!("{prefix}70.example"));
+    let info = driver.ensure_account(&ours).await.unwrap();
+    assert_eq!(info.username, prefix);
+    assert_eq!(info.domain.as_deref(), Some(ours.domain.as_str()));
+    assert_accounts(&sim, &[prefix]);
+    assert_eq!(account(&sim, RESIDENT_USER).unwrap(), before);
+
+    // Our username with the resident's domain is someone else's site, not ours to adopt.
+    let clash = spec(kind, 71, "clash71", RESIDENT_DOMAIN);
+    assert!(driver.ensure_account(&clash).await.is_err());
+    driver.terminate_account(prefix).await.unwrap();
+    assert_accounts(&sim, &[]);
+    assert_eq!(account(&sim, RESIDENT_USER).unwrap(), before);
 }
 
 pub async fn certificate_install_stores_key_certificate_and_chain(kind: PanelKind) {

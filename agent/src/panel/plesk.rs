@@ -443,6 +443,15 @@ impl AccountCreation for PleskDriver {
     }
 
     async fn create_account_once(&self, spec: &AccountSpec) -> Result<(), PanelError> {
+        // The customer and its subscription are two calls. Our customer does not exist yet, so
+        // a subscription domain already on the panel is someone else's: refuse before
+        // creating a customer that could never get its site.
+        if self.find_domain(&spec.domain).await?.is_some() {
+            return Err(PanelError::conflict(
+                "create_client",
+                format!("domain {} belongs to another customer", spec.domain),
+            ));
+        }
         let body = json!({
             "name": spec.username,
             "login": spec.username,
