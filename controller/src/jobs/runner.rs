@@ -78,7 +78,11 @@ impl<J: Job> Runner<J> {
     async fn work(self, holder: String, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             match self.job.claim(&holder, self.lease_ms()).await {
-                Ok(Some(row)) => self.run_claimed(row, &holder).await,
+                Ok(Some(row)) => {
+                    // Where there was one due row there may be more: an idle sibling looks.
+                    self.dispatcher.pass_on(J::QUEUE);
+                    self.run_claimed(row, &holder).await;
+                }
                 Ok(None) => self.idle(&shutdown).await,
                 Err(e) => {
                     tracing::warn!(queue = J::QUEUE.name, error = %e, "cannot claim; retrying shortly");

@@ -84,15 +84,22 @@ impl Dispatcher {
         }
     }
 
+    /// Wakes one more local worker of `queue`: what a worker does after it claimed a row, since
+    /// where there was one row there may be more.
+    pub fn pass_on(&self, queue: &'static QueueTable) {
+        wake(&self.notify[index_of(queue)]);
+    }
+
     /// Resolves at the next wake-up of `queue` (or at once if one is stored).
     pub async fn woken(&self, queue: &QueueTable) {
         self.notify[index_of(queue)].notified().await;
     }
 }
 
+/// Wakes one idle worker, or leaves a permit for the next one to go idle. Only one: waking
+/// every worker for one new row sends all but one of them to claim nothing. A worker that claims
+/// a row passes the wake-up on (`Dispatcher::pass_on`), so a burst still reaches every worker.
 fn wake(notify: &Notify) {
-    notify.notify_waiters();
-    // A worker between its checks would miss `notify_waiters`; one stored permit covers it.
     notify.notify_one();
 }
 
@@ -187,6 +194,28 @@ fn wake_named(notify: &Notifiers, name: &[u8]) {
 mod tests {
     use super::*;
     use crate::store::lease_queue::EMAIL;
+
+    #[tokio::test]
+    async fn a_wake_up_wakes_one_idle_worker_and_passing_it_on_wakes_the_next() {
+        let d = Dispatcher::new();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let d = d.clone();
+                tokio::spawn(async move { d.woken(&PROVISIONING).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        d.wake();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let woken = waiters.iter().filter(|w| w.is_finished()).count();
+        assert_eq!(woken, 1, "one row, one worker");
+        d.pass_on(&PROVISIONING);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(waiters.iter().filter(|w| w.is_finished()).count(), 2);
+        for w in waiters {
+            w.abort();
+        }
+    }
 
     #[tokio::test]
     async fn a_wake_up_reaches_only_its_own_queue() {
