@@ -421,14 +421,10 @@ impl Provisioner {
 
     /// Picks and reserves a server; `Waiting` when none is eligible.
     async fn place(&self, service: &Service, product: &Product) -> Result<Server, Failure> {
-        let mut candidates = Vec::new();
-        for kind in PanelKind::ALL {
-            candidates.extend(
-                self.store
-                    .placement_candidates(&product.server_group, kind)
-                    .await?,
-            );
-        }
+        let candidates = self
+            .store
+            .placement_candidates(&product.server_group)
+            .await?;
         let ranked = placement::rank(&candidates, |c| {
             self.fleet
                 .latest_load(c.server.id)

@@ -40,11 +40,11 @@ pub trait ServiceStore: Send + Sync {
         which: ServiceSecret,
         sealed_candidate: &str,
     ) -> StoreResult<String>;
-    /// Active servers of this group and panel kind, each with its count of live services.
+    /// Active servers of this group (every panel kind), each with its count of live services:
+    /// one statement per placement.
     async fn placement_candidates(
         &self,
         server_group: &str,
-        kind: mpanel_common::username::PanelKind,
     ) -> StoreResult<Vec<PlacementCandidate>>;
     async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>>;
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
@@ -212,18 +212,16 @@ macro_rules! impl_service_store {
                 async fn placement_candidates(
                     &self,
                     server_group: &str,
-                    kind: mpanel_common::username::PanelKind,
                 ) -> StoreResult<Vec<$crate::store::PlacementCandidate>> {
                     Ok(sqlx::query_as::<_, $crate::store::PlacementCandidate>(
                         "SELECT s.*, (SELECT COUNT(*) FROM services v
                                       WHERE v.server_id = s.id
                                         AND v.status IN ('pending', 'active', 'suspended')) AS live_services
                          FROM servers s
-                         WHERE s.status = 'active' AND s.server_group = $1 AND s.control_panel = $2
+                         WHERE s.status = 'active' AND s.server_group = $1
                          ORDER BY s.id",
                     )
                     .bind(server_group)
-                    .bind(kind.as_str())
                     .fetch_all(&self.pool)
                     .await?)
                 }
