@@ -18,9 +18,7 @@ use serde_json::{Value, json};
 use crate::crypto::Cipher;
 use crate::jobs::Dispatcher;
 use crate::store::queue::{CheckedEnqueue, EnqueueRefusal};
-use crate::store::{
-    DynStore, NewService, Page, Service, ServiceFilter, StoreError, Task, TaskFilter,
-};
+use crate::store::{DynStore, NewService, Page, Service, StoreError, Task, TaskFilter};
 
 /// Attempts a lifecycle task gets before it is `failed` and shown to an admin.
 pub const DEFAULT_MAX_RETRIES: i32 = 3;
@@ -197,6 +195,7 @@ impl Lifecycle {
             }
             Err(StoreError::Conflict(message)) => {
                 match self
+                    .store
                     .live_service_of(customer.id, order.domain.as_str())
                     .await?
                 {
@@ -224,36 +223,6 @@ impl Lifecycle {
                 }
             }
             Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The customer's live (not terminated or cancelled) service for `domain`.
-    async fn live_service_of(
-        &self,
-        customer: CustomerId,
-        domain: &str,
-    ) -> LifecycleResult<Option<Service>> {
-        let mut page = Page {
-            limit: 500,
-            after_id: None,
-        };
-        loop {
-            let filter = ServiceFilter {
-                customer_id: Some(customer),
-                page,
-                ..ServiceFilter::default()
-            };
-            let batch = self.store.list_services(&filter).await?;
-            if let Some(s) = batch
-                .iter()
-                .find(|s| s.domain == domain && !s.status.is_final())
-            {
-                return Ok(Some(s.clone()));
-            }
-            match batch.last() {
-                Some(last) if batch.len() == 500 => page.after_id = Some(last.id.get()),
-                _ => return Ok(None),
-            }
         }
     }
 

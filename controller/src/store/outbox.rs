@@ -66,7 +66,7 @@ pub trait OutboxStore: Send + Sync {
 }
 
 macro_rules! impl_outbox_store {
-    ($store:ty) => {
+    ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
             use $crate::store::lease_queue::EMAIL;
@@ -125,15 +125,20 @@ macro_rules! impl_outbox_store {
                     &self,
                     dedupe_keys: &[String],
                 ) -> StoreResult<std::collections::HashMap<String, String>> {
-                    let mut out = std::collections::HashMap::new();
-                    // One statement per key keeps the SQL portable; a page holds few welcome
-                    // emails (one per provisioned service).
-                    for key in dedupe_keys {
-                        if let Some(status) = self.email_status(key).await? {
-                            out.insert(key.clone(), status);
-                        }
+                    if dedupe_keys.is_empty() {
+                        return Ok(std::collections::HashMap::new());
                     }
-                    Ok(out)
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT dedupe_key, status FROM email_outbox WHERE dedupe_key IN (",
+                    );
+                    let mut keys = query.separated(", ");
+                    for key in dedupe_keys {
+                        keys.push_bind(key);
+                    }
+                    query.push(")");
+                    let rows: Vec<(String, String)> =
+                        query.build_query_as().fetch_all(&self.pool).await?;
+                    Ok(rows.into_iter().collect())
                 }
 
                 async fn get_email(&self, dedupe_key: &str) -> StoreResult<Option<OutboxEmail>> {

@@ -63,7 +63,7 @@ impl_product_store!(PostgresStore, Postgres);
 impl_service_store!(PostgresStore, Postgres);
 impl_admin_token_store!(PostgresStore, Postgres);
 impl_task_queue!(PostgresStore, Postgres);
-impl_outbox_store!(PostgresStore);
+impl_outbox_store!(PostgresStore, Postgres);
 impl_lease_queue_store!(PostgresStore);
 impl_agent_store!(PostgresStore, Postgres);
 impl_reporting_store!(PostgresStore, Postgres);

@@ -3,7 +3,7 @@
 //! and the admin's changes that need no panel. Queue writes are `queue`'s.
 
 use async_trait::async_trait;
-use mpanel_common::ids::{ServerId, ServiceId, TaskId};
+use mpanel_common::ids::{CustomerId, ServerId, ServiceId, TaskId};
 
 use super::{
     NewService, PlacementCandidate, Service, ServiceFilter, ServicePatch, ServiceSecret,
@@ -20,6 +20,12 @@ pub trait ServiceStore: Send + Sync {
         actor: &str,
     ) -> StoreResult<(Service, Task)>;
     async fn get_service(&self, id: ServiceId) -> StoreResult<Service>;
+    /// The customer's live (pending, active or suspended) service for `domain`, if any.
+    async fn live_service_of(
+        &self,
+        customer: CustomerId,
+        domain: &str,
+    ) -> StoreResult<Option<Service>>;
     /// Places a service on a server, holding the server's row while it counts, so concurrent
     /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
     async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
@@ -64,7 +70,7 @@ macro_rules! impl_service_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
-            use mpanel_common::ids::{ServerId, ServiceId, TaskId};
+            use mpanel_common::ids::{CustomerId, ServerId, ServiceId, TaskId};
             use sqlx::types::Json;
             use $crate::store::{NewService, Service, ServiceFilter, ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms};
 
@@ -232,6 +238,23 @@ macro_rules! impl_service_store {
                         .fetch_optional(&self.pool)
                         .await?
                         .ok_or_else(|| StoreError::not_found("service", id))
+                }
+
+                async fn live_service_of(
+                    &self,
+                    customer: CustomerId,
+                    domain: &str,
+                ) -> StoreResult<Option<Service>> {
+                    Ok(sqlx::query_as::<_, Service>(
+                        "SELECT * FROM services
+                         WHERE customer_id = $1 AND domain = $2
+                           AND status IN ('pending', 'active', 'suspended')
+                         LIMIT 1",
+                    )
+                    .bind(customer.get())
+                    .bind(domain)
+                    .fetch_optional(&self.pool)
+                    .await?)
                 }
 
                 async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>> {

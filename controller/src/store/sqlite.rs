@@ -73,7 +73,7 @@ impl_product_store!(SqliteStore, Sqlite);
 impl_service_store!(SqliteStore, Sqlite);
 impl_admin_token_store!(SqliteStore, Sqlite);
 impl_task_queue!(SqliteStore, Sqlite);
-impl_outbox_store!(SqliteStore);
+impl_outbox_store!(SqliteStore, Sqlite);
 impl_lease_queue_store!(SqliteStore);
 impl_agent_store!(SqliteStore, Sqlite);
 impl_reporting_store!(SqliteStore, Sqlite);
