@@ -3,6 +3,7 @@
 //! [`Secret`]. No I/O lives here: no files, network, environment, clocks or randomness, so
 //! everything is deterministic and testable without setup.
 
+pub mod billing;
 pub mod command;
 pub mod dns;
 pub mod domain;
@@ -22,7 +23,7 @@ pub use ids::{
 pub use money::{Currency, Money, MoneyError};
 pub use secret::Secret;
 pub use status::{
-    AgentStatus, BillingCycle, InvoiceStatus, ProvisioningStep, ServerStatus, ServiceStatus,
+    AgentStatus, BillingCycle, InvoiceStatus, OrderStatus, ProvisioningStep, ServerStatus, ServiceStatus,
     TaskKind, TaskStatus, TransitionError,
 };
 pub use string_enum::ParseEnumError;

@@ -140,6 +140,23 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// A checkout order: written before the customer pays, fulfilled once.
+    pub enum OrderStatus: "order status" {
+        /// Waiting for the customer to pay.
+        Open => "open",
+        /// Paid, but could not be fulfilled (the domain was taken meanwhile, say): an admin
+        /// refunds or fulfils it by hand.
+        Paid => "paid",
+        /// Paid, and the customer, service, invoice and provisioning task exist.
+        Fulfilled => "fulfilled",
+        /// The checkout session expired unpaid.
+        Expired => "expired",
+        /// A delayed payment failed; nothing was created.
+        Failed => "failed",
+    }
+}
+
 impl InvoiceStatus {
     pub fn can_transition_to(self, next: Self) -> bool {
         use InvoiceStatus::*;

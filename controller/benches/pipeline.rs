@@ -172,6 +172,7 @@ async fn start(database_url: &str) -> Rig {
                 disk_mb: 1024,
                 email_quota_mb: 128,
                 databases: 1,
+                tax_rate_bp: 0,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 100,

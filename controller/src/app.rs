@@ -25,6 +25,8 @@ pub struct AppState {
     pub fleet: Fleet,
     /// Wakes the job runner's workers after a row is queued.
     pub dispatcher: crate::jobs::Dispatcher,
+    /// Checkout, Stripe events, invoices and payments.
+    pub billing: crate::billing::Billing,
 }
 
 impl AppState {
@@ -91,13 +93,20 @@ pub async fn run(
         }
         None => crate::jobs::Dispatcher::new(),
     };
+    let config = Arc::new(config);
+    let stripe = crate::billing::StripeClient::from_config(&config.stripe)
+        .context("STRIPE_API_BASE")?
+        .map(Arc::new);
+    let billing =
+        crate::billing::Billing::new(store.clone(), dispatcher.clone(), stripe, config.clone());
     let state = AppState {
         store: store.clone(),
-        config: Arc::new(config),
+        config,
         cipher,
         shutdown: token.clone(),
         fleet: fleet.clone(),
         dispatcher,
+        billing,
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),
@@ -111,7 +120,17 @@ pub async fn run(
         dispatcher: state.dispatcher.clone(),
         node,
     };
-    let workers = crate::jobs::spawn_all(&deps, provisioner, mail_sender, &token).await;
+    let billing_worker = crate::jobs::billing::BillingWorker {
+        billing: state.billing.clone(),
+        notices: crate::billing::notices::Notices {
+            store: store.clone(),
+            cipher: state.cipher.clone(),
+            config: state.config.clone(),
+            dispatcher: state.dispatcher.clone(),
+        },
+    };
+    let workers =
+        crate::jobs::spawn_all(&deps, provisioner, mail_sender, billing_worker, &token).await;
     let grpc_names = state.config.grpc_server_names.clone();
     let stop_on_failure = token.clone();
     let grpc_server = tokio::spawn(async move {
@@ -131,7 +150,11 @@ pub async fn run(
     let addr = http.local_addr()?;
     tracing::info!(%addr, database = store.backend().as_str(), "controller listening");
     let drained = token.clone();
-    axum::serve(http, crate::api::router(state))
+    // The client's address feeds the checkout rate limit.
+    axum::serve(
+        http,
+        crate::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(async move { drained.cancelled().await })
         .await
         .context("HTTP server failed")?;

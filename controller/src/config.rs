@@ -62,6 +62,12 @@ pub struct StripeConfig {
     pub secret_key: Option<Secret<String>>,
     pub webhook_secret: Option<Secret<String>>,
     pub api_base: String,
+    /// `PAYMENT_RETRY_DAYS` (`1,3,5`): after a declined renewal charge, the next attempts are
+    /// made this many days after the due date; after the last, the invoice waits for the
+    /// customer (and the suspension job).
+    pub payment_retry_days: Vec<u32>,
+    /// `SUSPEND_ON_DISPUTE` (false): a chargeback suspends the service with reason `dispute`.
+    pub suspend_on_dispute: bool,
 }
 
 /// PowerDNS Authoritative's HTTP API, for servers whose `dns_provider` is `powerdns`.
@@ -140,6 +146,9 @@ pub struct Config {
     /// (with jitter), capped at 10 min.
     pub email_retry_base_ms: u64,
     pub stripe: StripeConfig,
+    /// `PUBLIC_URL`: the address customers and Stripe reach (default `http://` + `HTTP_LISTEN`),
+    /// without a trailing slash.
+    pub public_url: String,
     /// Unset when `POWERDNS_API_URL` is: servers with `dns_provider = 'powerdns'` then fail
     /// their DNS step, saying so.
     pub powerdns: Option<PowerDnsConfig>,
@@ -286,6 +295,12 @@ impl Config {
                 })
             }
         };
+        let http_listen: SocketAddr = src.parse_or(
+            "HTTP_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "a socket address like 127.0.0.1:8080",
+        )?;
+        let public_url = public_url(src.get("PUBLIC_URL"), http_listen)?;
         let dns_default_ttl: u32 = src.parse_or("DNS_DEFAULT_TTL", 3600, "a number of seconds")?;
         if dns_default_ttl == 0 {
             return Err(ConfigError::new(
@@ -309,11 +324,7 @@ impl Config {
             redis_url: redis_url.map(Secret::from),
             redis_prefix: src.get("REDIS_PREFIX").unwrap_or_else(|| "mpanel".into()),
             node_id: src.get("NODE_ID").filter(|id| !id.trim().is_empty()),
-            http_listen: src.parse_or(
-                "HTTP_LISTEN",
-                SocketAddr::from(([127, 0, 0, 1], 8080)),
-                "a socket address like 127.0.0.1:8080",
-            )?,
+            http_listen,
             grpc_listen: src.parse_or(
                 "GRPC_LISTEN",
                 SocketAddr::from(([0, 0, 0, 0], 7443)),
@@ -392,7 +403,10 @@ impl Config {
                 api_base: src
                     .get("STRIPE_API_BASE")
                     .unwrap_or_else(|| "https://api.stripe.com".into()),
+                payment_retry_days: payment_retry_days(src.get("PAYMENT_RETRY_DAYS"))?,
+                suspend_on_dispute: src.parse_bool_or("SUSPEND_ON_DISPUTE", false)?,
             },
+            public_url,
             powerdns,
             dns_default_ttl,
             log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
@@ -666,4 +680,41 @@ mod tests {
         let err = Config::from_sources(&env(&[]), &env(&[]), Some("http_listen = [")).unwrap_err();
         assert_eq!(err.key, "--config");
     }
+}
+
+/// `PAYMENT_RETRY_DAYS`: comma-separated, increasing day offsets.
+fn payment_retry_days(raw: Option<String>) -> Result<Vec<u32>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(vec![1, 3, 5]);
+    };
+    let mut days = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let d: u32 = part.parse().map_err(|_| {
+            ConfigError::new("PAYMENT_RETRY_DAYS", format!("'{part}' is not a number of days"))
+        })?;
+        if days.last().is_some_and(|last| *last >= d) {
+            return Err(ConfigError::new(
+                "PAYMENT_RETRY_DAYS",
+                "the days must increase, such as 1,3,5",
+            ));
+        }
+        days.push(d);
+    }
+    Ok(days)
+}
+
+/// `PUBLIC_URL`, or `http://` + `HTTP_LISTEN`; an http(s) URL without a trailing slash.
+fn public_url(raw: Option<String>, http_listen: SocketAddr) -> Result<String, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(format!("http://{http_listen}"));
+    };
+    let url = reqwest::Url::parse(&raw)
+        .map_err(|e| ConfigError::new("PUBLIC_URL", format!("'{raw}' is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(
+            "PUBLIC_URL",
+            format!("'{raw}' must be an http:// or https:// address"),
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
 }

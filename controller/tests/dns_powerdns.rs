@@ -237,6 +237,7 @@ async fn order(store: &DynStore, domain: &str) -> store::Task {
                 disk_mb: 1024,
                 email_quota_mb: 256,
                 databases: 0,
+                tax_rate_bp: 0,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,
@@ -253,6 +254,8 @@ async fn order(store: &DynStore, domain: &str) -> store::Task {
         domain: domain.to_owned(),
         billing_cycle: BillingCycle::Monthly,
         max_retries: 3,
+        next_due_at: None,
+        billing_day: None,
     };
     store
         .create_service_with_task(&new, "test")

@@ -49,6 +49,7 @@ async fn product(store: &DynStore, name: &str, group: &str) -> ProductId {
                 disk_mb: 1024,
                 email_quota_mb: 256,
                 databases: 1,
+                tax_rate_bp: 0,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 999,

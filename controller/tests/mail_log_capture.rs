@@ -99,6 +99,7 @@ async fn a_provisioning_run_with_its_welcome_email_logs_no_password() {
                 disk_mb: 1024,
                 email_quota_mb: 256,
                 databases: 1,
+                tax_rate_bp: 0,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,
@@ -117,6 +118,8 @@ async fn a_provisioning_run_with_its_welcome_email_logs_no_password() {
                 domain: "shop.example".into(),
                 billing_cycle: BillingCycle::Monthly,
                 max_retries: 3,
+                next_due_at: None,
+                billing_day: None,
             },
             "test",
         )

@@ -65,6 +65,7 @@ async fn order(store: &DynStore, domain: &str) -> Task {
                     disk_mb: 1024,
                     email_quota_mb: 256,
                     databases: 1,
+                    tax_rate_bp: 0,
                     prices: vec![Price {
                         billing_cycle: BillingCycle::Monthly,
                         amount_minor: 500,
@@ -82,6 +83,8 @@ async fn order(store: &DynStore, domain: &str) -> Task {
         domain: domain.to_owned(),
         billing_cycle: BillingCycle::Monthly,
         max_retries: 3,
+        next_due_at: None,
+        billing_day: None,
     };
     store
         .create_service_with_task(&new, "test")

@@ -93,6 +93,7 @@ async fn product(store: &DynStore, name: &str) -> ProductId {
                 disk_mb: 10_240,
                 email_quota_mb: 1024,
                 databases: 2,
+                tax_rate_bp: 0,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 999,
@@ -113,6 +114,8 @@ fn order(customer_id: CustomerId, product_id: ProductId, domain: &str) -> NewSer
         domain: domain.to_owned(),
         billing_cycle: BillingCycle::Monthly,
         max_retries: 3,
+        next_due_at: None,
+        billing_day: None,
     }
 }
 
@@ -261,6 +264,7 @@ async fn products_keep_their_prices_per_cycle(store: DynStore) {
         disk_mb: 20_000,
         email_quota_mb: 2048,
         databases: 5,
+        tax_rate_bp: 0,
         prices: vec![
             Price {
                 billing_cycle: BillingCycle::Monthly,
@@ -297,6 +301,7 @@ async fn a_product_priced_twice_for_one_cycle_writes_nothing(store: DynStore) {
         disk_mb: 1,
         email_quota_mb: 1,
         databases: 1,
+        tax_rate_bp: 0,
         prices: vec![price.clone(), price],
     };
     assert!(matches!(

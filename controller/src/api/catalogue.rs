@@ -14,14 +14,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mpanel_common::ids::{CustomerId, ProductId};
 use mpanel_common::status::{BillingCycle, CustomerStatus};
-use mpanel_common::{Currency, DomainName};
+use mpanel_common::Currency;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId, given};
-use super::fields::{package_name, rfc3339, text};
+use super::fields::{email, package_name, rfc3339, text};
 use super::listing::{Params, finish};
 use crate::app::AppState;
 use crate::store::{
@@ -49,6 +49,7 @@ pub struct ProductDto {
     quotas: Quotas,
     prices: Vec<PriceDto>,
     active: bool,
+    tax_rate_bp: i32,
     created_at: String,
     updated_at: String,
 }
@@ -101,6 +102,7 @@ impl From<Product> for ProductDto {
                 })
                 .collect(),
             active: p.active,
+            tax_rate_bp: p.tax_rate_bp,
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
         }
@@ -118,6 +120,9 @@ struct CreateProduct {
     #[serde(default)]
     quotas: QuotasIn,
     prices: Vec<PriceIn>,
+    /// Tax on the prices in basis points (2000 = 20 %); 0 when absent.
+    #[serde(default)]
+    tax_rate_bp: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +159,20 @@ fn quota(field: &str, value: Option<i32>, default: i32) -> ApiResult<i32> {
         ));
     }
     Ok(value)
+}
+
+/// A tax rate in basis points: 0 (none) to 10000 (100 %).
+fn tax_rate(bp: i64) -> ApiResult<i32> {
+    i32::try_from(bp)
+        .ok()
+        .filter(|bp| (0..=10_000).contains(bp))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "taxRateBp",
+                "invalid_tax_rate",
+                "must be basis points from 0 to 10000 (2000 = 20 %)",
+            )
+        })
 }
 
 fn prices(raw: &[PriceIn]) -> ApiResult<Vec<Price>> {
@@ -220,6 +239,7 @@ async fn create_product(
         disk_mb: quota("quotas.diskMb", body.quotas.disk_mb, 0)?,
         email_quota_mb: quota("quotas.emailQuotaMb", body.quotas.email_quota_mb, 0)?,
         databases: quota("quotas.databases", body.quotas.databases, 1)?,
+        tax_rate_bp: tax_rate(body.tax_rate_bp.unwrap_or(0))?,
         prices: prices(&body.prices)?,
     };
     let product = state.store.create_product(&new, &admin.actor()).await?;
@@ -260,6 +280,8 @@ struct UpdateProduct {
     prices: Option<Vec<PriceIn>>,
     #[serde(default, deserialize_with = "given")]
     active: Option<bool>,
+    #[serde(default, deserialize_with = "given")]
+    tax_rate_bp: Option<i64>,
 }
 
 async fn update_product(
@@ -284,6 +306,7 @@ async fn update_product(
         email_quota_mb: some_quota("quotas.emailQuotaMb", quotas.email_quota_mb)?,
         databases: some_quota("quotas.databases", quotas.databases)?,
         active: body.active,
+        tax_rate_bp: body.tax_rate_bp.map(tax_rate).transpose()?,
         prices: body.prices.map(|p| prices(&p)).transpose()?,
     };
     if patch.is_empty() {
@@ -330,37 +353,6 @@ struct CreateCustomer {
     name: String,
 }
 
-/// A deliverable-looking address: one `@`, a plain local part, a valid domain with a dot.
-/// Lower-cased, so the unique index catches the same address typed twice.
-fn email(raw: &str) -> ApiResult<String> {
-    let value = raw.trim().to_lowercase();
-    let bad = |why: &str| ApiError::invalid("email", "invalid_email", why);
-    if value.is_empty() || value.len() > 254 {
-        return Err(bad("must be an email address of at most 254 characters"));
-    }
-    let Some((local, domain)) = value.split_once('@') else {
-        return Err(bad("must contain @"));
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-    if !local_ok {
-        return Err(bad(&format!(
-            "'{}' is not a valid address",
-            value.chars().take(60).collect::<String>()
-        )));
-    }
-    match DomainName::parse(domain) {
-        Ok(d) if d.as_str().contains('.') => Ok(format!("{local}@{}", d.as_str())),
-        Ok(_) => Err(bad("the domain after @ must contain a dot")),
-        Err(e) => Err(bad(&format!("the domain after @ {e}"))),
-    }
-}
 
 async fn create_customer(
     admin: Admin,

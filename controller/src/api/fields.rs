@@ -90,21 +90,57 @@ pub(crate) fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// An RFC 3339 time from a request, as Unix milliseconds.
-pub(super) fn rfc3339_ms(field: &str, raw: &str) -> ApiResult<i64> {
-    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| {
+/// A calendar date (`YYYY-MM-DD`) from a request, as the Unix milliseconds of its UTC midnight.
+pub(super) fn date_ms(field: &str, raw: &str) -> ApiResult<i64> {
+    mpanel_common::billing::parse_date(raw)
+        .map(mpanel_common::billing::date_to_ms)
+        .ok_or_else(|| {
             ApiError::invalid(
                 field,
-                "invalid_time",
+                "invalid_date",
                 format!(
-                    "'{}' is not an RFC 3339 time such as 2026-01-31T00:00:00Z",
+                    "'{}' is not a date such as 2027-01-31",
                     raw.chars().take(40).collect::<String>()
                 ),
             )
-        })?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| ApiError::invalid(field, "invalid_time", "is out of range"))
+        })
+}
+
+/// A calendar date as `YYYY-MM-DD` from the Unix milliseconds of its UTC midnight.
+pub(crate) fn date(ms: i64) -> String {
+    mpanel_common::billing::format_date(mpanel_common::billing::ms_to_date(ms))
+}
+
+/// A deliverable-looking address: one `@`, a plain local part, a valid domain with a dot.
+/// Lower-cased, so the unique index catches the same address typed twice.
+pub(super) fn email(raw: &str) -> ApiResult<String> {
+    let value = raw.trim().to_lowercase();
+    let bad = |why: &str| ApiError::invalid("email", "invalid_email", why);
+    if value.is_empty() || value.len() > 254 {
+        return Err(bad("must be an email address of at most 254 characters"));
+    }
+    let Some((local, domain)) = value.split_once('@') else {
+        return Err(bad("must contain @"));
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    if !local_ok {
+        return Err(bad(&format!(
+            "'{}' is not a valid address",
+            value.chars().take(60).collect::<String>()
+        )));
+    }
+    match DomainName::parse(domain) {
+        Ok(d) if d.as_str().contains('.') => Ok(format!("{local}@{}", d.as_str())),
+        Ok(_) => Err(bad("the domain after @ must contain a dot")),
+        Err(e) => Err(bad(&format!("the domain after @ {e}"))),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! and admin authentication.
 //!
 //! Route modules (`servers`, `agents`, `drift`, `catalogue`, `services`, `provisioning`,
-//! `health`) never import each other. What they share lives beside them: `error` (the one error
+//! `billing`, `health`) never import each other. What they share lives beside them: `error` (the one error
 //! type), `auth` (the admin extractor), `extract` (JSON bodies and path ids), `listing` (query
 //! parameters and pages), `fields` (text, domains, package names, times) and `queueing` (the
 //! answers of routes that queue tasks). A new route goes in the module of its resource, added to
@@ -10,6 +10,7 @@
 
 mod agents;
 pub mod auth;
+mod billing;
 mod catalogue;
 mod drift;
 pub mod error;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(catalogue::routes())
         .merge(services::routes())
         .merge(provisioning::routes())
+        .merge(billing::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -50,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         ))
         // Merged after the timeout on purpose: these wait for a task for up to two minutes.
         .merge(provisioning::waiting_routes())
+        .merge(billing::waiting_routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -7,7 +7,7 @@
 //! service's state forbids, or one for a service that already has an open task, is refused with
 //! 409 before anything is written.
 //!
-//! `PATCH` changes only what needs no panel: `renewalDate` (RFC 3339, or null to clear). Any
+//! `PATCH` changes only what needs no panel: `nextDueDate` (`YYYY-MM-DD`, or null to stop billing). Any
 //! other field is refused by name.
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId, given};
-use super::fields::{domain, domain_warnings, rfc3339, rfc3339_ms, text};
+use super::fields::{date, date_ms, domain, domain_warnings, rfc3339, text};
 use super::listing::{Params, finish};
 use super::queueing::queued;
 use crate::app::AppState;
@@ -59,7 +59,7 @@ pub struct ServiceDto {
     billing_cycle: &'static str,
     provisioning_error: Option<String>,
     provisioned_at: Option<String>,
-    renewal_date: Option<String>,
+    next_due_date: Option<String>,
     suspended_at: Option<String>,
     suspension_reason: Option<String>,
     terminated_at: Option<String>,
@@ -80,7 +80,7 @@ impl From<Service> for ServiceDto {
             billing_cycle: s.billing_cycle.as_str(),
             provisioning_error: s.provisioning_error,
             provisioned_at: s.provisioned_at.map(rfc3339),
-            renewal_date: s.renewal_date.map(rfc3339),
+            next_due_date: s.next_due_at.map(date),
             suspended_at: s.suspended_at.map(rfc3339),
             suspension_reason: s.suspension_reason,
             terminated_at: s.terminated_at.map(rfc3339),
@@ -190,7 +190,7 @@ async fn get_service(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateService {
     #[serde(default, deserialize_with = "given")]
-    renewal_date: Option<Option<String>>,
+    next_due_date: Option<Option<String>>,
 }
 
 async fn update_service(
@@ -200,16 +200,16 @@ async fn update_service(
     JsonBody(body): JsonBody<UpdateService>,
 ) -> ApiResult<Json<ServiceDto>> {
     let patch = ServicePatch {
-        renewal_date: body
-            .renewal_date
+        next_due_at: body
+            .next_due_date
             .map(|d| {
                 d.as_deref()
-                    .map(|d| rfc3339_ms("renewalDate", d))
+                    .map(|d| date_ms("nextDueDate", d))
                     .transpose()
             })
             .transpose()?,
     };
-    if patch.renewal_date.is_none() {
+    if patch.next_due_at.is_none() {
         // Nothing to change: answer with the service as it is, writing nothing.
         return Ok(Json(state.store.get_service(id).await?.into()));
     }

@@ -132,6 +132,11 @@ impl StripeError {
         }
     }
 
+    /// Stripe or the network failed in a way the same request (same key) may get past later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::RateLimited | Self::Api { .. } | Self::Network(_))
+    }
+
     /// The card could not be charged for a reason the customer must fix (another card,
     /// authentication); retrying the same call will not help.
     pub fn is_decline(&self) -> bool {
@@ -1284,6 +1289,8 @@ mod tests {
             secret_key: None,
             webhook_secret: None,
             api_base: "https://api.stripe.com".into(),
+            payment_retry_days: vec![1, 3, 5],
+            suspend_on_dispute: false,
         };
         assert!(StripeClient::from_config(&config).unwrap().is_none());
         config.secret_key = Some(Secret::new(KEY.to_owned()));

@@ -1,5 +1,5 @@
-//! One job runner for every queue the controller works: provisioning tasks and the email
-//! outbox today; billing and scheduled jobs plug in the same way.
+//! One job runner for every queue the controller works: provisioning tasks, the email outbox
+//! and billing jobs; scheduled jobs plug in the same way.
 //!
 //! The runner ([`runner`]) owns what every queue needs: claiming a due row under a lease,
 //! renewing the lease while the job runs, fencing (a worker whose lease was taken over writes
@@ -12,6 +12,7 @@
 //! A new kind of job is one file implementing [`Job`], and one line in [`spawn_all`].
 
 pub mod backoff;
+pub mod billing;
 mod email;
 pub mod node;
 mod provision;
@@ -134,6 +135,7 @@ pub async fn spawn_all(
     deps: &JobDeps,
     provisioner: crate::provisioning::Provisioner,
     mail: crate::mail::OutboxSender,
+    billing: billing::BillingWorker,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     deps.node
@@ -141,5 +143,6 @@ pub async fn spawn_all(
         .await;
     let mut workers = Runner::new(provisioner, deps).spawn(shutdown);
     workers.extend(Runner::new(mail, deps).spawn(shutdown));
+    workers.extend(Runner::new(billing, deps).spawn(shutdown));
     workers
 }

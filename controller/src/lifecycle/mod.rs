@@ -176,12 +176,18 @@ impl Lifecycle {
                 ),
             });
         }
+        // An admin's order is not paid through checkout: its first period runs from today and
+        // the renewal invoice comes before it ends.
+        let (_, next_due_at, billing_day) =
+            crate::billing::first_period(crate::store::now_ms(), order.billing_cycle);
         let new = NewService {
             customer_id: customer.id,
             product_id: product.id,
             domain: order.domain.as_str().to_owned(),
             billing_cycle: order.billing_cycle,
             max_retries: DEFAULT_MAX_RETRIES,
+            next_due_at: Some(next_due_at),
+            billing_day: Some(billing_day),
         };
         match self
             .store

@@ -58,8 +58,21 @@ pub const EMAIL: QueueTable = QueueTable {
     updated_column: None,
 };
 
+/// Billing work: charges, saving a card, billing emails, lifecycle moves a payment or a
+/// dispute asks for (`billing_jobs`).
+pub const BILLING: QueueTable = QueueTable {
+    name: "billing",
+    table: "billing_jobs",
+    ready: "pending",
+    running: "processing",
+    failed: "failed",
+    error_column: "last_error",
+    wait_column: None,
+    updated_column: Some("updated_at"),
+};
+
 /// Every queue table; wake-up messages name one of these.
-pub const QUEUES: [&QueueTable; 2] = [&PROVISIONING, &EMAIL];
+pub const QUEUES: [&QueueTable; 3] = [&PROVISIONING, &EMAIL, &BILLING];
 
 /// A claimed row: which queue, which row, and who holds it.
 #[derive(Debug, Clone, Copy)]

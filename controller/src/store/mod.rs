@@ -11,6 +11,7 @@
 mod activity;
 mod admin_tokens;
 mod agents;
+pub mod billing;
 pub mod certificates;
 mod customers;
 pub mod lease_queue;
@@ -161,6 +162,7 @@ pub trait Store:
     + AgentStore
     + reporting::ReportingStore
     + certificates::CertificateStore
+    + billing::BillingStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

@@ -119,6 +119,8 @@ pub struct Product {
     pub email_quota_mb: i32,
     pub databases: i32,
     pub active: bool,
+    /// Tax on the prices, in basis points (2000 = 20 %).
+    pub tax_rate_bp: i32,
     pub created_at: i64,
     pub updated_at: i64,
     #[sqlx(skip)]
@@ -146,6 +148,7 @@ pub struct NewProduct {
     pub disk_mb: i32,
     pub email_quota_mb: i32,
     pub databases: i32,
+    pub tax_rate_bp: i32,
     pub prices: Vec<Price>,
 }
 
@@ -162,6 +165,7 @@ pub struct ProductPatch {
     pub email_quota_mb: Option<i32>,
     pub databases: Option<i32>,
     pub active: Option<bool>,
+    pub tax_rate_bp: Option<i32>,
     pub prices: Option<Vec<Price>>,
 }
 
@@ -190,7 +194,12 @@ pub struct Service {
     pub billing_cycle: BillingCycle,
     pub provisioning_error: Option<String>,
     pub provisioned_at: Option<i64>,
-    pub renewal_date: Option<i64>,
+    /// The start of the next period to bill (UTC midnight, Unix ms).
+    pub next_due_at: Option<i64>,
+    /// The day of the month billing periods start on (see `mpanel_common::billing`).
+    pub billing_day: Option<i32>,
+    /// The Stripe dispute that flagged this service, if any.
+    pub dispute_ref: Option<String>,
     pub suspended_at: Option<i64>,
     pub suspension_reason: Option<String>,
     pub terminated_at: Option<i64>,
@@ -217,6 +226,9 @@ pub struct NewService {
     pub domain: String,
     pub billing_cycle: BillingCycle,
     pub max_retries: i32,
+    /// The first renewal (UTC midnight, Unix ms) and the day of the month periods start on.
+    pub next_due_at: Option<i64>,
+    pub billing_day: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -231,7 +243,7 @@ pub struct ServiceFilter {
 /// `Some(None)` clears it.
 #[derive(Debug, Clone, Default)]
 pub struct ServicePatch {
-    pub renewal_date: Option<Option<i64>>,
+    pub next_due_at: Option<Option<i64>>,
 }
 
 /// One step's outcome as recorded on the task (`result.steps[]`).

@@ -9,6 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::activity::impl_activity_store;
 use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
+use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
 use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
@@ -44,6 +45,10 @@ impl PostgresStore {
     pub(crate) const LOCK_SERVICE_SQL: &'static str =
         "SELECT status, suspension_reason FROM services WHERE id = $1 FOR UPDATE";
 
+    /// Appended to a read that the transaction goes on to change (row lock on PostgreSQL;
+    /// SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+    pub(crate) const FOR_UPDATE: &'static str = " FOR UPDATE";
+
     pub(crate) const BACKEND: Backend = Backend::Postgres;
 
     /// Holds the server's row until the placing transaction ends.
@@ -68,6 +73,7 @@ impl_lease_queue_store!(PostgresStore);
 impl_agent_store!(PostgresStore, Postgres);
 impl_reporting_store!(PostgresStore, Postgres);
 impl_certificate_store!(PostgresStore);
+impl_billing_store!(PostgresStore, Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {

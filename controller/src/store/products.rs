@@ -50,8 +50,8 @@ macro_rules! impl_product_store {
                     let mut product = sqlx::query_as::<_, Product>(
                         "INSERT INTO products (name, server_group, package_cpanel, package_plesk,
                              package_directadmin, disk_mb, email_quota_mb, databases, active,
-                             created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $9, $9) RETURNING *",
+                             tax_rate_bp, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $10, $9, $9) RETURNING *",
                     )
                     .bind(&new.name)
                     .bind(&new.server_group)
@@ -62,6 +62,7 @@ macro_rules! impl_product_store {
                     .bind(new.email_quota_mb)
                     .bind(new.databases)
                     .bind(now)
+                    .bind(new.tax_rate_bp)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", new.name)))?;
@@ -109,7 +110,8 @@ macro_rules! impl_product_store {
                              email_quota_mb = COALESCE($8, email_quota_mb),
                              databases = COALESCE($9, databases),
                              active = COALESCE($10, active),
-                             updated_at = $11
+                             updated_at = $11,
+                             tax_rate_bp = COALESCE($12, tax_rate_bp)
                          WHERE id = $1
                          RETURNING *",
                     )
@@ -124,6 +126,7 @@ macro_rules! impl_product_store {
                     .bind(patch.databases)
                     .bind(patch.active)
                     .bind(now_ms())
+                    .bind(patch.tax_rate_bp)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", name.unwrap_or_default())))?

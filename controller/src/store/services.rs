@@ -85,13 +85,15 @@ macro_rules! impl_service_store {
                     let mut tx = self.begin_write().await?;
                     let service = sqlx::query_as::<_, Service>(
                         "INSERT INTO services (customer_id, product_id, domain, status, billing_cycle,
-                             created_at, updated_at)
-                         VALUES ($1, $2, $3, 'pending', $4, $5, $5) RETURNING *",
+                             next_due_at, billing_day, created_at, updated_at)
+                         VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7) RETURNING *",
                     )
                     .bind(new.customer_id.get())
                     .bind(new.product_id.get())
                     .bind(&new.domain)
                     .bind(new.billing_cycle.as_str())
+                    .bind(new.next_due_at)
+                    .bind(new.billing_day)
                     .bind(now)
                     .fetch_one(&mut *tx)
                     .await
@@ -320,15 +322,17 @@ macro_rules! impl_service_store {
                     let mut tx = self.begin_write().await?;
                     let service = sqlx::query_as::<_, Service>(
                         "UPDATE services SET
-                             renewal_date = CASE WHEN $2 THEN $3 ELSE renewal_date END,
+                             next_due_at = CASE WHEN $2 THEN $3 ELSE next_due_at END,
+                             billing_day = CASE WHEN $2 AND $3 IS NOT NULL THEN $5 ELSE billing_day END,
                              updated_at = $4
                          WHERE id = $1
                          RETURNING *",
                     )
                     .bind(id.get())
-                    .bind(patch.renewal_date.is_some())
-                    .bind(patch.renewal_date.flatten())
+                    .bind(patch.next_due_at.is_some())
+                    .bind(patch.next_due_at.flatten())
                     .bind(now_ms())
+                    .bind(patch.next_due_at.flatten().map(|d| i32::from(mpanel_common::billing::ms_to_date(d).day())))
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| StoreError::not_found("service", id))?;
@@ -338,7 +342,7 @@ macro_rules! impl_service_store {
                         "service.updated",
                         "service",
                         id.get(),
-                        serde_json::json!({ "renewalDate": service.renewal_date }),
+                        serde_json::json!({ "nextDueAt": service.next_due_at }),
                     )
                     .await?;
                     tx.commit().await?;

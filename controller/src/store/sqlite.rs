@@ -14,6 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::activity::impl_activity_store;
 use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
+use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
 use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
@@ -55,6 +56,10 @@ impl SqliteStore {
     pub(crate) const LOCK_SERVICE_SQL: &'static str =
         "SELECT status, suspension_reason FROM services WHERE id = $1";
 
+    /// Appended to a read that the transaction goes on to change (row lock on PostgreSQL;
+    /// SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+    pub(crate) const FOR_UPDATE: &'static str = "";
+
     pub(crate) const BACKEND: Backend = Backend::Sqlite;
 
     /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
@@ -78,6 +83,7 @@ impl_lease_queue_store!(SqliteStore);
 impl_agent_store!(SqliteStore, Sqlite);
 impl_reporting_store!(SqliteStore, Sqlite);
 impl_certificate_store!(SqliteStore);
+impl_billing_store!(SqliteStore, Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -113,6 +113,7 @@ pub async fn order(store: &DynStore, domain: &str, databases: i32) -> Task {
                 disk_mb: 1024,
                 email_quota_mb: 256,
                 databases,
+                tax_rate_bp: 0,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,
@@ -129,6 +130,8 @@ pub async fn order(store: &DynStore, domain: &str, databases: i32) -> Task {
         domain: domain.to_owned(),
         billing_cycle: BillingCycle::Monthly,
         max_retries: 3,
+        next_due_at: None,
+        billing_day: None,
     };
     store
         .create_service_with_task(&new, "test")

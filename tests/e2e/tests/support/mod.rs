@@ -82,6 +82,7 @@ impl Orders {
                     disk_mb: 1024,
                     email_quota_mb: 256,
                     databases: 1,
+                    tax_rate_bp: 0,
                     prices: vec![Price {
                         billing_cycle: BillingCycle::Monthly,
                         amount_minor: 500,
@@ -119,6 +120,8 @@ impl Orders {
                         domain: format!("q{tag}{i:05}.example"),
                         billing_cycle: BillingCycle::Monthly,
                         max_retries: 3,
+                        next_due_at: None,
+                        billing_day: None,
                     };
                     store
                         .create_service_with_task(&new, "e2e")
