@@ -1,9 +1,11 @@
 //! The mpanel controller: the admin API, the durable provisioning queue, the agents'
-//! certificate authority and sessions, and the email outbox. Billing and cron are not built yet.
+//! certificate authority and sessions, the email outbox, and billing's invoice documents. Cron is
+//! not built yet.
 //! The binary in `main.rs` only parses the command line and calls into `commands`.
 
 pub mod api;
 pub mod app;
+pub mod billing;
 pub mod commands;
 pub mod config;
 pub mod crypto;
