@@ -1,6 +1,6 @@
 //! The mpanel controller: the admin API, the durable provisioning queue, the agents'
-//! certificate authority and sessions, the email outbox, and the first parts of billing (the
-//! Stripe client and webhook signatures). Cron is not built yet.
+//! certificate authority and sessions, the email outbox, and billing (Stripe Checkout, signed
+//! events, invoices and their PDFs, payments, renewal charges). Cron is not built yet.
 //! The binary in `main.rs` only parses the command line and calls into `commands`.
 
 pub mod api;

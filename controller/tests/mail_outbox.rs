@@ -1,5 +1,6 @@
 //! The email outbox against a real SMTP server (aiosmtpd): what is queued arrives, once, with
-//! its credentials in both alternative parts, and an SMTP outage only delays mail.
+//! its credentials in both alternative parts, an invoice arrives with its PDF attached, and an
+//! SMTP outage only delays mail.
 
 mod backends;
 mod mail_support;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mail_support::{SmtpServer, free_port, parse};
+use mpanel_controller::billing::pdf::{InvoiceDocument, InvoiceLine};
 use mpanel_controller::config::Config;
 use mpanel_controller::crypto::Cipher;
 use mpanel_controller::jobs::{Dispatcher, JobDeps, Node, Runner};
@@ -179,6 +181,94 @@ async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts
     shutdown.cancel();
 }
 
+async fn a_queued_invoice_arrives_with_both_parts_and_its_pdf_attached(store: DynStore) {
+    let smtp = SmtpServer::start(free_port());
+    let config = config(smtp.port);
+    let cipher = Cipher::new(config.require_encryption_keys().unwrap());
+    let document = InvoiceDocument {
+        number: "INV-2026-000123".into(),
+        status: "unpaid".into(),
+        issued_on: "2026-03-01".into(),
+        due_on: "2026-03-15".into(),
+        period_start: Some("2026-03-01".into()),
+        period_end: Some("2026-03-31".into()),
+        currency: "EUR".into(),
+        company_name: "Acme Hosting".into(),
+        company_address: Some("Hauptstraße 5\n10115 Berlin".into()),
+        company_email: Some("billing@acme.example".into()),
+        customer_name: "Zoë Łukasik-Müller".into(),
+        customer_email: "zoe@site7.example".into(),
+        lines: vec![InvoiceLine {
+            description: "Business hosting, site7.example, March 2026".into(),
+            amount: 1500,
+        }],
+        subtotal: 1500,
+        tax: 300,
+        tax_label: Some("VAT 20%".into()),
+        total: 1800,
+        amount_paid: 0,
+        amount_due: 1800,
+    };
+    let body = json!({
+        "customer_name": document.customer_name,
+        "invoice_number": document.number,
+        "currency": document.currency,
+        "period_start": document.period_start,
+        "period_end": document.period_end,
+        "lines": document.lines,
+        "tax": document.tax,
+        "tax_label": document.tax_label,
+        "total": document.total,
+        "due_on": document.due_on,
+        "pay_url": "https://pay.acme.example/i/123",
+        "invoice_document": document,
+    });
+    let sealed = cipher.seal_str(&body.to_string()).unwrap();
+    let key = "invoice:INV-2026-000123".to_owned();
+    store
+        .queue_email(&key, "zoe@site7.example", "invoice", "Invoice", &sealed)
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    start_sender(&store, &config, &shutdown).wake_queue(&EMAIL);
+    wait_until_sent(&store, std::slice::from_ref(&key), Duration::from_secs(20)).await;
+    let received = smtp.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 1);
+    let mail = parse(&received[0]);
+    assert_eq!(mail.content_type, "multipart/mixed");
+    assert_eq!(
+        mail.subject,
+        "Invoice INV-2026-000123 from Acme Hosting: 18.00 EUR due 2026-03-15"
+    );
+    let html = mail.html.replace("&#x2f;", "/");
+    for (name, part) in [("text", &mail.text), ("html", &html)] {
+        for needle in [
+            "INV-2026-000123",
+            "Zoë Łukasik-Müller",
+            "Business hosting, site7.example, March 2026",
+            "15.00 EUR",
+            "18.00 EUR",
+            "2026-03-15",
+            "https://pay.acme.example/i/123",
+            "attached as a PDF",
+        ] {
+            assert!(part.contains(needle), "{name} part lacks {needle}:\n{part}");
+        }
+    }
+    assert_eq!(mail.attachments.len(), 1, "{:?}", mail.attachments);
+    let pdf = &mail.attachments[0];
+    assert_eq!(pdf.filename.as_deref(), Some("INV-2026-000123.pdf"));
+    assert_eq!(pdf.content_type, "application/pdf");
+    assert!(pdf.body.starts_with(b"%PDF-"));
+    let parsed = lopdf::Document::load_mem(&pdf.body).expect("the attachment parses as a PDF");
+    let pages: Vec<u32> = parsed.get_pages().keys().copied().collect();
+    let text = parsed.extract_text(&pages).unwrap();
+    for needle in ["INV-2026-000123", "Zoë Łukasik-Müller", "18.00 EUR"] {
+        assert!(text.contains(needle), "the PDF lacks {needle}:\n{text}");
+    }
+    shutdown.cancel();
+}
+
 async fn an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice(store: DynStore) {
     let port = free_port();
     let config = config(port);
@@ -240,6 +330,14 @@ async fn an_smtp_outage_during_a_burst_delays_every_email_and_none_arrives_twice
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_queued_invoice_arrives_with_both_parts_and_its_pdf_attached() {
+        crate::backends::with_postgres(
+            super::a_queued_invoice_arrives_with_both_parts_and_its_pdf_attached,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts() {
         crate::backends::with_postgres(
             super::a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts,
@@ -257,6 +355,14 @@ mod postgres {
 }
 
 mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_queued_invoice_arrives_with_both_parts_and_its_pdf_attached() {
+        crate::backends::with_sqlite(
+            super::a_queued_invoice_arrives_with_both_parts_and_its_pdf_attached,
+        )
+        .await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_queued_welcome_email_arrives_once_with_every_credential_in_both_parts() {
         crate::backends::with_sqlite(

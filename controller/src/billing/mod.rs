@@ -9,12 +9,16 @@
 //! charge instead of making a second one. Work that calls Stripe or the lifecycle layer runs
 //! in the job runner (`jobs::billing`), queued in the transaction that needs it.
 //!
+//! Billing emails are templates in `crate::mail` queued through the outbox (`notices`); the
+//! sender draws the invoice PDF (`pdf`) at send time from the `invoice_document` they carry.
+//!
 //! Billing never calls the HTTP layer; it moves services only through `lifecycle`. It does not
 //! own the storage of orders, invoices or payments (`store::billing`).
 
 pub mod checkout;
 pub mod events;
 pub mod notices;
+pub mod pdf;
 pub mod recurring;
 pub mod signature;
 pub mod stripe;

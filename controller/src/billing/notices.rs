@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::pdf::{InvoiceDocument, InvoiceDocumentLine};
+use super::pdf::InvoiceDocument;
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::jobs::Dispatcher;
@@ -75,15 +75,7 @@ impl Notices {
             company_email: self.config.support_email.clone(),
             customer_name: customer.name.clone(),
             customer_email: customer.email.clone(),
-            lines: invoice
-                .lines
-                .0
-                .iter()
-                .map(|l| InvoiceDocumentLine {
-                    description: l.description.clone(),
-                    amount: l.amount,
-                })
-                .collect(),
+            lines: invoice.lines.0.clone(),
             subtotal: invoice.subtotal_minor,
             tax: invoice.tax_minor,
             tax_label,
@@ -117,16 +109,26 @@ impl Notices {
                     Some(id) => self.store.get_invoice(id).await?,
                     None => None,
                 };
+                let customer = match job.customer_id {
+                    Some(id) => Some(self.store.get_customer(id.into()).await?),
+                    None => None,
+                };
+                let service = match job.service_id {
+                    Some(id) => Some(self.store.get_service(id.into()).await?),
+                    None => None,
+                };
                 (
                     to,
                     format!("Payment disputed: {}", money(amount, currency)),
                     json!({
                         "dispute_id": params.get("dispute"),
-                        "amount": money(amount, currency),
-                        "reason": params.get("reason"),
-                        "invoice_number": invoice.as_ref().map(|i| i.number.clone()),
-                        "service_id": job.service_id,
-                        "customer_id": job.customer_id,
+                        "invoice_number": invoice.as_ref().map_or("-".to_owned(), |i| i.number.clone()),
+                        "amount": amount,
+                        "currency": currency,
+                        "reason": params.get("reason").and_then(Value::as_str).unwrap_or("unknown"),
+                        "customer_email": customer.as_ref().map_or(String::new(), |c| c.email.clone()),
+                        "customer_name": customer.as_ref().map(|c| c.name.clone()),
+                        "service_name": service.as_ref().map(|s| s.domain.clone()),
                     }),
                 )
             }
@@ -141,7 +143,9 @@ impl Notices {
                     json!({
                         "customer_name": order.name,
                         "domain": order.domain,
-                        "amount": money(order.total_minor, &order.currency),
+                        "product_name": self.store.get_product(order.product_id.into()).await.map_or_else(|_| "hosting".to_owned(), |p| p.name),
+                        "amount": order.total_minor,
+                        "currency": order.currency,
                     }),
                 )
             }
@@ -163,31 +167,58 @@ impl Notices {
                     _ => format!("Invoice {}", invoice.number),
                 };
                 let doc = self.document(&invoice, &customer);
-                let context = json!({
+                let service = match invoice.service_id {
+                    Some(id) => Some(self.store.get_service(id.into()).await?),
+                    None => None,
+                };
+                let pay_url = params
+                    .get("payUrl")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or(invoice.pay_url.clone());
+                let mut context = json!({
                     "customer_name": customer.name,
-                    "invoice": {
-                        "number": invoice.number,
-                        "status": invoice.status,
-                        "total": money(invoice.amount_minor, &invoice.currency),
-                        "amount_due": money(invoice.amount_due(), &invoice.currency),
-                        "due_on": day(invoice.due_at),
-                        "period_start": invoice.period_start.map(day),
-                        "period_end": invoice.period_end.map(day),
-                        "lines": invoice.lines.0.iter().map(|l| json!({
-                            "description": l.description,
-                            "amount": money(l.amount, &invoice.currency),
-                        })).collect::<Vec<_>>(),
-                    },
-                    "amount": money(invoice.amount_paid_minor.max(invoice.amount_minor), &invoice.currency),
-                    "method": "card",
-                    "pay_url": params.get("payUrl").and_then(Value::as_str).map(str::to_owned).or(invoice.pay_url.clone()),
-                    "card_brand": card.as_ref().map(|c| c.0.clone()),
+                    "invoice_number": invoice.number,
+                    "currency": invoice.currency,
+                    "lines": invoice.lines.0,
+                    "tax": invoice.tax_minor,
+                    "tax_label": doc.tax_label,
+                    "total": invoice.amount_minor,
+                    "due_on": day(invoice.due_at),
+                    "period_start": invoice.period_start.map(day),
+                    "period_end": invoice.period_end.map(day),
                     "card_last4": card.as_ref().map(|c| c.1.clone()),
+                    "charge_on": invoice.next_charge_at.map(day),
+                    "service_name": service.as_ref().map(|s| s.domain.clone()),
                     "attempt": params.get("attempt"),
-                    "reason": params.get("reason").and_then(Value::as_str).map(decline_words),
-                    "next_attempt_on": params.get("nextChargeAt").and_then(Value::as_i64).map(day),
-                    "invoice_document": serde_json::to_value(&doc).unwrap_or(Value::Null),
+                    "decline_code": params.get("reason"),
+                    "next_retry_on": params.get("nextChargeAt").and_then(Value::as_i64).map(day),
                 });
+                let extra = match template.as_str() {
+                    "payment_receipt" => json!({
+                        "amount": invoice.amount_paid_minor,
+                        "method": card.as_ref().map(|(brand, last4)| format!("{} ending {last4}", capitalised(brand))),
+                        "paid_on": invoice.paid_at.map(day),
+                        "invoice_document": doc,
+                    }),
+                    "payment_failed" => json!({
+                        "amount": invoice.amount_due(),
+                        "pay_url": pay_url,
+                    }),
+                    "payment_action_required" => json!({
+                        "amount": invoice.amount_due(),
+                        // The bank wants the customer on a page of ours: the payment link, or
+                        // the portal when Stripe could not make one.
+                        "pay_url": pay_url.unwrap_or_else(|| format!("{}/", self.config.public_url)),
+                    }),
+                    _ => json!({
+                        "pay_url": pay_url,
+                        "invoice_document": doc,
+                    }),
+                };
+                if let (Value::Object(c), Value::Object(e)) = (&mut context, extra) {
+                    c.extend(e);
+                }
                 (customer.email, subject, context)
             }
         };
@@ -212,12 +243,10 @@ impl Notices {
     }
 }
 
-/// A decline code in words a customer understands.
-fn decline_words(code: &str) -> String {
-    match code {
-        "card_declined" => "your bank declined the payment".into(),
-        "expired_card" => "the card has expired".into(),
-        "authentication_required" => "your bank asks you to confirm the payment".into(),
-        other => format!("the payment failed ({other})"),
-    }
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }

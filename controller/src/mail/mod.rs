@@ -1,6 +1,7 @@
 //! Outgoing email: templates (built in, overridable from `EMAIL_TEMPLATES_DIR`), MIME building
 //! and the SMTP or log transport, and the outbox sender that delivers what the store's outbox
-//! holds.
+//! holds, with the invoice PDF attached when the message's context carries an
+//! `invoice_document`.
 //!
 //! Callers never send mail themselves: they commit a message to the outbox
 //! (`OutboxStore::queue_email`, with secrets sealed in its context) and wake the sender with
@@ -13,4 +14,4 @@ pub mod transport;
 
 pub use sender::OutboxSender;
 pub use templates::{Rendered, TemplateError, Templates};
-pub use transport::{Envelope, MailError, Transport};
+pub use transport::{Attachment, Envelope, MailError, Transport};

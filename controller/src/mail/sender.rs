@@ -1,6 +1,6 @@
 //! The outbox sender: what one attempt at a claimed message does (open its sealed context,
-//! render, send). The job runner (`crate::jobs`, the `email` job) claims due messages, retries
-//! and records the outcome.
+//! render, draw the attachments it asks for, send). The job runner (`crate::jobs`, the `email`
+//! job) claims due messages, retries and records the outcome.
 //!
 //! Delivery is exactly once in normal operation and at least once across a crash:
 //! * a row is claimed with a lease (`sending`, `lease_expires_at`), so two senders (two
@@ -21,10 +21,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize as _;
 use serde_json::{Map, Value};
 
 use super::templates::Templates;
-use super::transport::{Envelope, MailError, SMTP_TIMEOUT, Transport};
+use super::transport::{Attachment, Envelope, MailError, SMTP_TIMEOUT, Transport};
+use crate::billing::pdf::{InvoiceDocument, PdfError, render_invoice_pdf};
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::store::DynStore;
@@ -116,14 +118,43 @@ impl OutboxSender {
             .templates
             .render(&email.template, &context)
             .map_err(|e| MailError::Transient(e.to_string()))?;
-        let message = self
-            .envelope
-            .build(&email.to_address, &email.dedupe_key, &rendered)?;
+        let attachments = attachments_for(&context)?;
+        let message = self.envelope.build(
+            &email.to_address,
+            &email.dedupe_key,
+            &rendered,
+            &attachments,
+        )?;
         tracing::debug!(email_id = email.id, to = %email.to_address, "sending email");
         self.transport
             .deliver(message, email.id, &email.template)
             .await
     }
+}
+
+/// Key of the context that asks for the invoice PDF to be attached.
+pub const INVOICE_DOCUMENT: &str = "invoice_document";
+
+/// The files a message's context asks for: the invoice PDF when it holds an `invoice_document`
+/// (an [`InvoiceDocument`] as JSON), drawn now so the outbox stores data, not documents.
+///
+/// A document that does not parse, or names no valid currency, can never be drawn: the message
+/// fails for good. A font failure is this build's defect, so the message waits for a fixed one.
+pub fn attachments_for(context: &Value) -> Result<Vec<Attachment>, MailError> {
+    let Some(raw) = context.get(INVOICE_DOCUMENT).filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let document = InvoiceDocument::deserialize(raw)
+        .map_err(|e| MailError::Permanent(format!("{INVOICE_DOCUMENT}: {e}")))?;
+    let body = render_invoice_pdf(&document).map_err(|e| match e {
+        PdfError::Currency { .. } => MailError::Permanent(format!("{INVOICE_DOCUMENT}: {e}")),
+        PdfError::Font(_) => MailError::Transient(format!("{INVOICE_DOCUMENT}: {e}")),
+    })?;
+    Ok(vec![Attachment {
+        filename: document.file_name(),
+        content_type: "application/pdf".to_owned(),
+        body,
+    }])
 }
 
 fn company_name(config: &Config) -> String {
@@ -199,5 +230,98 @@ mod tests {
                 "list": [{"x": null}],
             })
         );
+    }
+
+    fn invoice_document() -> Value {
+        json!({
+            "number": "INV-2026-000042",
+            "status": "unpaid",
+            "issuedOn": "2026-03-01",
+            "dueOn": "2026-03-15",
+            "periodStart": null,
+            "periodEnd": null,
+            "currency": "EUR",
+            "companyName": "Acme Hosting",
+            "companyAddress": null,
+            "companyEmail": null,
+            "customerName": "Zoë Müller",
+            "customerEmail": "zoe@example.org",
+            "lines": [{"description": "Hosting", "amount": 1000}],
+            "subtotal": 1000,
+            "tax": 0,
+            "taxLabel": null,
+            "total": 1000,
+            "amountPaid": 0,
+            "amountDue": 1000,
+        })
+    }
+
+    #[test]
+    fn a_context_without_a_document_has_no_attachments() {
+        assert!(attachments_for(&json!({"x": 1})).unwrap().is_empty());
+        assert!(
+            attachments_for(&json!({"invoice_document": null}))
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_invoice_document_becomes_a_pdf_named_after_its_number() {
+        let files = attachments_for(&json!({"invoice_document": invoice_document()})).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].filename, "INV-2026-000042.pdf");
+        assert_eq!(files[0].content_type, "application/pdf");
+        assert!(files[0].body.starts_with(b"%PDF-"));
+        let debug = format!("{:?}", files[0]);
+        assert!(
+            debug.contains("INV-2026-000042.pdf") && !debug.contains("PDF-"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_document_that_cannot_be_drawn_fails_the_message_for_good() {
+        let mut missing = invoice_document();
+        missing.as_object_mut().unwrap().remove("total");
+        let mut currency = invoice_document();
+        currency["currency"] = json!("EURO");
+        for doc in [missing, currency, json!("INV-1")] {
+            let err = attachments_for(&json!({"invoice_document": doc})).unwrap_err();
+            assert!(matches!(err, MailError::Permanent(_)), "{err}");
+            assert!(err.to_string().contains("invoice_document"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_message_with_an_attachment_is_mixed_around_the_alternative_parts() {
+        let envelope = Envelope {
+            from: "Acme <no-reply@acme.example>".parse().unwrap(),
+            reply_to: None,
+            domain: "acme.example".into(),
+        };
+        let rendered = super::super::templates::Rendered {
+            subject: "Invoice".into(),
+            text: "plain".into(),
+            html: "<p>html</p>".into(),
+        };
+        let files = attachments_for(&json!({"invoice_document": invoice_document()})).unwrap();
+        let raw = envelope
+            .build("zoe@example.org", "invoice:42", &rendered, &files)
+            .unwrap()
+            .formatted();
+        let mail = mailparse::parse_mail(&raw).unwrap();
+        assert_eq!(mail.ctype.mimetype, "multipart/mixed");
+        assert_eq!(mail.subparts.len(), 2);
+        assert_eq!(mail.subparts[0].ctype.mimetype, "multipart/alternative");
+        let pdf = &mail.subparts[1];
+        assert_eq!(pdf.ctype.mimetype, "application/pdf");
+        assert_eq!(pdf.get_body_raw().unwrap(), files[0].body);
+        let plain = envelope
+            .build("zoe@example.org", "invoice:42", &rendered, &[])
+            .unwrap()
+            .formatted();
+        let mail = mailparse::parse_mail(&plain).unwrap();
+        assert_eq!(mail.ctype.mimetype, "multipart/alternative");
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::{Attachment as MimeAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
@@ -141,14 +141,16 @@ impl Envelope {
         })
     }
 
-    /// A multipart/alternative message (text first, HTML preferred). The `Message-ID` is
-    /// derived from the outbox key, so should a crash make us send a message twice, mail
-    /// clients can recognise the copy.
+    /// A multipart/alternative message (text first, HTML preferred), wrapped in
+    /// multipart/mixed with the attachments when there are any. The `Message-ID` is derived
+    /// from the outbox key, so should a crash make us send a message twice, mail clients can
+    /// recognise the copy.
     pub fn build(
         &self,
         to: &str,
         dedupe_key: &str,
         rendered: &Rendered,
+        attachments: &[Attachment],
     ) -> Result<Message, MailError> {
         let to: Mailbox = to
             .parse()
@@ -175,20 +177,58 @@ impl Envelope {
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
-        builder
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(rendered.text.clone()),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(rendered.html.clone()),
-                    ),
+        let alternative = MultiPart::alternative()
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(rendered.text.clone()),
             )
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(rendered.html.clone()),
+            );
+        let body = if attachments.is_empty() {
+            alternative
+        } else {
+            let mut mixed = MultiPart::mixed().multipart(alternative);
+            for attachment in attachments {
+                let content_type = ContentType::parse(&attachment.content_type).map_err(|e| {
+                    MailError::Permanent(format!(
+                        "attachment '{}': content type '{}': {e}",
+                        attachment.filename, attachment.content_type
+                    ))
+                })?;
+                mixed = mixed.singlepart(
+                    MimeAttachment::new(attachment.filename.clone())
+                        .body(attachment.body.clone(), content_type),
+                );
+            }
+            mixed
+        };
+        builder
+            .multipart(body)
             .map_err(|e| MailError::Permanent(format!("building the message: {e}")))
+    }
+}
+
+/// A file sent with a message, such as an invoice PDF.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The name mail clients offer to save it under.
+    pub filename: String,
+    /// `application/pdf`
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+// The body is a customer's document: name it, never print it.
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("len", &self.body.len())
+            .finish()
     }
 }

@@ -117,7 +117,8 @@ impl Drop for SmtpServer {
     }
 }
 
-/// A received message, decoded: headers we check and the two alternative parts.
+/// A received message, decoded: headers we check, the two alternative parts and the
+/// attachments.
 #[derive(Debug)]
 pub struct Received {
     pub subject: String,
@@ -128,20 +129,55 @@ pub struct Received {
     pub content_type: String,
     pub text: String,
     pub html: String,
+    pub attachments: Vec<ReceivedAttachment>,
+}
+
+#[derive(Debug)]
+pub struct ReceivedAttachment {
+    pub filename: Option<String>,
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 pub fn parse(raw: &[u8]) -> Received {
     use mailparse::MailHeaderMap as _;
     let mail = mailparse::parse_mail(raw).expect("a parseable message");
     let header = |name: &str| mail.headers.get_first_value(name).unwrap_or_default();
+    // The leaves of the MIME tree, depth first: the alternative parts sit one level down
+    // when the message also carries attachments (multipart/mixed).
+    fn leaves<'a>(
+        part: &'a mailparse::ParsedMail<'a>,
+        out: &mut Vec<&'a mailparse::ParsedMail<'a>>,
+    ) {
+        if part.subparts.is_empty() {
+            out.push(part);
+        }
+        for sub in &part.subparts {
+            leaves(sub, out);
+        }
+    }
+    let mut parts = Vec::new();
+    leaves(&mail, &mut parts);
+    let is_attachment = |p: &mailparse::ParsedMail| {
+        p.get_content_disposition().disposition == mailparse::DispositionType::Attachment
+    };
     let part = |mime: &str| {
-        mail.subparts
+        parts
             .iter()
-            .find(|p| p.ctype.mimetype == mime)
+            .find(|p| p.ctype.mimetype == mime && !is_attachment(p))
             .unwrap_or_else(|| panic!("no {mime} part"))
             .get_body()
             .unwrap()
     };
+    let attachments = parts
+        .iter()
+        .filter(|p| is_attachment(p))
+        .map(|p| ReceivedAttachment {
+            filename: p.get_content_disposition().params.get("filename").cloned(),
+            content_type: p.ctype.mimetype.clone(),
+            body: p.get_body_raw().unwrap(),
+        })
+        .collect();
     Received {
         subject: header("Subject"),
         from: header("From"),
@@ -151,5 +187,6 @@ pub fn parse(raw: &[u8]) -> Received {
         content_type: mail.ctype.mimetype.clone(),
         text: part("text/plain"),
         html: part("text/html"),
+        attachments,
     }
 }
