@@ -277,6 +277,9 @@ pub(crate) struct CheckoutSession {
     pub customer_email: Option<String>,
     /// `always` | `if_required` (Stripe's default for payment mode since 2022-08-01).
     pub customer_creation: &'static str,
+    /// The Customer Checkout made for a declined attempt, reused when the customer tries
+    /// again (shown as `customer` only once the session completes).
+    pub created_customer: Option<String>,
     /// `(email, name)` once the customer has gone through the page.
     pub customer_details: Option<(Option<String>, Option<String>)>,
     pub metadata: Map<String, Value>,

@@ -477,7 +477,11 @@ impl Store {
             .unwrap_or_else(|| "Test Customer".to_owned());
 
         // Checkout creates a Customer for a one-off payment only when asked to.
-        let customer = match &session.customer {
+        let customer = match session
+            .customer
+            .as_ref()
+            .or(session.created_customer.as_ref())
+        {
             Some(c) => Some(c.clone()),
             None if session.customer_creation == "always" => {
                 let created = self
@@ -494,7 +498,9 @@ impl Store {
                         &origin,
                     )
                     .map_err(|e| ControlError::BadRequest(e.message))?;
-                created["id"].as_str().map(str::to_owned)
+                let id = created["id"].as_str().map(str::to_owned);
+                self.sessions[si].created_customer.clone_from(&id);
+                id
             }
             None => None,
         };

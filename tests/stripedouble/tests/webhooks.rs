@@ -214,6 +214,59 @@ async fn checkout_without_a_customer_creates_one_only_when_asked() {
 }
 
 #[tokio::test]
+async fn a_declined_card_on_the_page_leaves_the_session_open_for_another_try() {
+    let (h, r) = with_receiver().await;
+    let s = h
+        .session(
+            800,
+            &[
+                ("customer_email", "retry@example.com"),
+                ("customer_creation", "always"),
+            ],
+        )
+        .await;
+    let id = s["id"].as_str().expect("id");
+    let declined = h
+        .control(
+            &format!("/__double/checkout/sessions/{id}/complete"),
+            json!({"paymentMethod": "pm_card_chargeDeclinedInsufficientFunds"}),
+        )
+        .await;
+    assert_eq!(declined.status, 200, "{}", declined.body);
+    assert_eq!(
+        declined.body["declined"]["decline_code"],
+        "insufficient_funds"
+    );
+    assert_eq!(declined.body["session"]["status"], "open");
+    let paid = h
+        .control(
+            &format!("/__double/checkout/sessions/{id}/complete"),
+            json!({"paymentMethod": "pm_card_visa"}),
+        )
+        .await;
+    assert_eq!(paid.body["session"]["payment_status"], "paid");
+    let received = r.wait_for(8).await;
+    assert_eq!(
+        types(&received),
+        [
+            "customer.created",
+            "payment_intent.created",
+            "charge.failed",
+            "payment_intent.payment_failed",
+            "payment_intent.created",
+            "charge.succeeded",
+            "payment_intent.succeeded",
+            "checkout.session.completed",
+        ]
+    );
+    assert_eq!(
+        h.state().await["counts"]["customers"],
+        1,
+        "one customer for both tries"
+    );
+}
+
+#[tokio::test]
 async fn a_delayed_payment_completes_unpaid_then_settles_or_fails() {
     let (h, r) = with_receiver().await;
     let good = h.session(3000, &[]).await;

@@ -232,6 +232,7 @@ pub(super) async fn create(
             Some("always") => "always",
             _ => "if_required",
         },
+        created_customer: None,
         customer_details: None,
         metadata,
         client_reference_id,
