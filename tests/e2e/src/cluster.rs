@@ -81,7 +81,7 @@ impl TestDir {
     }
 
     /// A log file for a process, opened for appending (a restarted process continues it).
-    fn log(&self, name: &str) -> (PathBuf, File) {
+    pub(crate) fn log(&self, name: &str) -> (PathBuf, File) {
         let path = self.inner.path.join(format!("{name}.log"));
         let file = File::options()
             .create(true)
@@ -199,30 +199,30 @@ pub fn http_client() -> reqwest::Client {
 
 /// A child process that is SIGKILLed when dropped.
 #[derive(Debug)]
-struct Running {
+pub(crate) struct Running {
     child: Option<Child>,
 }
 
 impl Running {
-    fn spawn(mut cmd: Command, what: &str) -> Running {
+    pub(crate) fn spawn(mut cmd: Command, what: &str) -> Running {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         Running { child: Some(child) }
     }
 
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// `Some(status)` once the process has exited.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -256,7 +256,7 @@ impl Drop for Running {
 
 /// A command for a workspace binary: empty environment (plus `PATH`), run in the test
 /// directory (so no `.env` of the developer's is read), stdout and stderr to `log`.
-fn command(binary: &str, dir: &Path, log: &File) -> Command {
+pub(crate) fn command(binary: &str, dir: &Path, log: &File) -> Command {
     let mut cmd = Command::new(workspace_binary(binary));
     cmd.current_dir(dir)
         .env_clear()

@@ -16,8 +16,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{} is not built: cargo does not build other packages' binaries for this crate's tests. \
-         Run `cargo build --workspace` first, or the tests through the workspace \
-         (`cargo nextest run --workspace`).",
+         Run `cargo build --workspace` (or just this one: `cargo build -p {name}`) first, or \
+         the tests through the workspace (`cargo nextest run --workspace`).",
         path.display()
     );
     path
