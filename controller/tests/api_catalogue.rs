@@ -47,6 +47,7 @@ async fn a_product_round_trips_with_its_packages_quotas_and_prices() {
             "packages",
             "prices",
             "quotas",
+            "taxRateBp",
             "updatedAt"
         ]
     );
@@ -71,6 +72,7 @@ async fn a_product_round_trips_with_its_packages_quotas_and_prices() {
         ]
     );
     assert_eq!(created["active"], true);
+    assert_eq!(created["taxRateBp"], 0);
     assert!(is_rfc3339(&created["createdAt"]), "{created}");
 
     let id = created["id"].as_i64().unwrap();
@@ -412,10 +414,10 @@ async fn ordering_a_service_writes_the_service_and_its_task_together() {
             "customerId",
             "domain",
             "id",
+            "nextDueDate",
             "productId",
             "provisionedAt",
             "provisioningError",
-            "renewalDate",
             "serverId",
             "status",
             "suspendedAt",
@@ -626,7 +628,7 @@ async fn services_are_filtered_by_customer_and_status_and_paged() {
 }
 
 #[tokio::test]
-async fn patch_sets_and_clears_the_renewal_date_and_refuses_other_fields() {
+async fn patch_sets_and_clears_the_next_due_date_and_refuses_other_fields() {
     let c = start().await;
     let (_, _, id, _) = one_order(&c, "patch.example.com").await;
     let path = format!("/api/services/{id}");
@@ -634,11 +636,11 @@ async fn patch_sets_and_clears_the_renewal_date_and_refuses_other_fields() {
         .request(
             Method::PATCH,
             &path,
-            Some(json!({"renewalDate": "2030-01-31T00:00:00Z"})),
+            Some(json!({"nextDueDate": "2030-01-31"})),
         )
         .await;
     assert_eq!(status, 200, "{s}");
-    assert_eq!(s["renewalDate"], "2030-01-31T00:00:00Z");
+    assert_eq!(s["nextDueDate"], "2030-01-31");
     for (body, code, field) in [
         (
             json!({"domain": "other.example.com"}),
@@ -647,27 +649,27 @@ async fn patch_sets_and_clears_the_renewal_date_and_refuses_other_fields() {
         ),
         (json!({"status": "active"}), "invalid_body", "status"),
         (
-            json!({"renewalDate": "next tuesday"}),
-            "invalid_time",
-            "renewalDate",
+            json!({"nextDueDate": "next tuesday"}),
+            "invalid_date",
+            "nextDueDate",
         ),
-        (json!({"renewalDate": 5}), "invalid_body", "renewalDate"),
+        (json!({"nextDueDate": 5}), "invalid_body", "nextDueDate"),
     ] {
         let got = send(&c, Method::PATCH, &path, Body::Json(body), Auth::Admin).await;
         assert_error(&got, 400, code, Some(field));
     }
-    assert_eq!(get(&c, &path).await["renewalDate"], "2030-01-31T00:00:00Z");
+    assert_eq!(get(&c, &path).await["nextDueDate"], "2030-01-31");
     let (status, s) = c
-        .request(Method::PATCH, &path, Some(json!({"renewalDate": null})))
+        .request(Method::PATCH, &path, Some(json!({"nextDueDate": null})))
         .await;
     assert_eq!(status, 200, "{s}");
-    assert!(s["renewalDate"].is_null());
+    assert!(s["nextDueDate"].is_null());
     assert_eq!(s["domain"], "patch.example.com");
     let got = send(
         &c,
         Method::PATCH,
         "/api/services/999",
-        Body::Json(json!({"renewalDate": null})),
+        Body::Json(json!({"nextDueDate": null})),
         Auth::Admin,
     )
     .await;
@@ -957,7 +959,7 @@ async fn every_catalogue_route_needs_an_admin_token() {
     for (method, path) in routes {
         for auth in [Auth::Missing, Auth::Wrong] {
             let body = Body::Json(
-                json!({"name": "x", "email": "x@example.com", "prices": [], "renewalDate": null, "productId": 1}),
+                json!({"name": "x", "email": "x@example.com", "prices": [], "nextDueDate": null, "productId": 1}),
             );
             let got = send(&c, method.clone(), &path, body, auth).await;
             assert_error(&got, 401, "unauthorized", None);
