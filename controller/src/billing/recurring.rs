@@ -109,9 +109,7 @@ impl Billing {
             }
         }
         for invoice in self.store.invoices_to_charge(now, BATCH * 5).await? {
-            if let Ok(job) = self.store.enqueue_charge(invoice.id, &actor).await?
-                && job.attempts == 0
-            {
+            if let Ok((_, true)) = self.store.enqueue_charge(invoice.id, &actor).await? {
                 summary.charges_queued += 1;
             }
         }
@@ -133,10 +131,10 @@ impl Billing {
             .store
             .enqueue_charge(invoice_id, &actor.to_string())
             .await?;
-        if queued.is_ok() {
+        if let Ok((_, true)) = &queued {
             self.wake_jobs();
         }
-        Ok(queued)
+        Ok(queued.map(|(job, _)| job))
     }
 
     /// One charge attempt: the job's dedupe key is the Stripe Idempotency-Key, so running it

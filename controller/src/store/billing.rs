@@ -367,12 +367,12 @@ pub trait BillingStore: Send + Sync {
     /// which have no charge in flight.
     async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>>;
     /// Queues the invoice's next charge attempt (its Stripe idempotency key is the job's
-    /// dedupe key), or answers with the charge already in flight.
+    /// dedupe key), or answers with the charge already in flight (`false`).
     async fn enqueue_charge(
         &self,
         invoice_id: i64,
         actor: &str,
-    ) -> StoreResult<Result<BillingJob, ChargeRefusal>>;
+    ) -> StoreResult<Result<(BillingJob, bool), ChargeRefusal>>;
     async fn record_charge_declined(&self, d: &ChargeDeclined, actor: &str) -> StoreResult<()>;
 
     async fn enqueue_billing_job(&self, job: &NewBillingJob) -> StoreResult<bool>;
@@ -1155,7 +1155,7 @@ macro_rules! impl_billing_store {
                     .bind(now).bind(limit).fetch_all(&self.pool).await?)
                 }
 
-                async fn enqueue_charge(&self, invoice_id: i64, actor: &str) -> StoreResult<Result<BillingJob, ChargeRefusal>> {
+                async fn enqueue_charge(&self, invoice_id: i64, actor: &str) -> StoreResult<Result<(BillingJob, bool), ChargeRefusal>> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
                     let Some(invoice) = lock_invoice(&mut tx, invoice_id).await? else {
@@ -1166,7 +1166,7 @@ macro_rules! impl_billing_store {
                     )
                     .bind(invoice_id).fetch_optional(&mut *tx).await?;
                     if let Some(job) = open {
-                        return Ok(Ok(job));
+                        return Ok(Ok((job, false)));
                     }
                     if invoice.status != "unpaid" || invoice.amount_due() == 0 {
                         return Ok(Err(ChargeRefusal::NotPayable(invoice)));
@@ -1198,7 +1198,7 @@ macro_rules! impl_billing_store {
                     <$store>::record_activity(&mut tx, actor, "invoice.charge_queued", "invoice", invoice_id,
                         serde_json::json!({ "attempt": attempt, "jobId": job.id })).await?;
                     tx.commit().await?;
-                    Ok(Ok(job))
+                    Ok(Ok((job, true)))
                 }
 
                 async fn record_charge_declined(&self, d: &ChargeDeclined, actor: &str) -> StoreResult<()> {

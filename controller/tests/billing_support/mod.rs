@@ -207,6 +207,20 @@ impl Env {
         }
     }
 
+    /// Runs one statement on the database (test set-up the API has no route for).
+    pub async fn exec(&self, sql: &str) {
+        let url = &self.c.env["DATABASE_URL"];
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+
     /// Customers, services, invoices, payments, provisioning tasks.
     pub async fn counts(&self) -> [i64; 5] {
         [
