@@ -107,7 +107,11 @@ mod tests {
     fn a_leap_year_february_ends_on_the_29th() {
         assert_eq!(
             chain(date!(2028 - 01 - 30), BillingCycle::Monthly, 2),
-            vec![date!(2028 - 01 - 30), date!(2028 - 02 - 29), date!(2028 - 03 - 30)]
+            vec![
+                date!(2028 - 01 - 30),
+                date!(2028 - 02 - 29),
+                date!(2028 - 03 - 30)
+            ]
         );
         // Annual from a leap day: Feb 28 in common years, Feb 29 again in the next leap year.
         assert_eq!(
@@ -126,7 +130,11 @@ mod tests {
     fn quarters_cross_the_year_end() {
         assert_eq!(
             chain(date!(2026 - 11 - 30), BillingCycle::Quarterly, 2),
-            vec![date!(2026 - 11 - 30), date!(2027 - 02 - 28), date!(2027 - 05 - 30)]
+            vec![
+                date!(2026 - 11 - 30),
+                date!(2027 - 02 - 28),
+                date!(2027 - 05 - 30)
+            ]
         );
     }
 

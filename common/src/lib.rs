@@ -23,8 +23,8 @@ pub use ids::{
 pub use money::{Currency, Money, MoneyError};
 pub use secret::Secret;
 pub use status::{
-    AgentStatus, BillingCycle, InvoiceStatus, OrderStatus, ProvisioningStep, ServerStatus, ServiceStatus,
-    TaskKind, TaskStatus, TransitionError,
+    AgentStatus, BillingCycle, InvoiceStatus, OrderStatus, ProvisioningStep, ServerStatus,
+    ServiceStatus, TaskKind, TaskStatus, TransitionError,
 };
 pub use string_enum::ParseEnumError;
 pub use username::{

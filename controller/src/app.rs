@@ -155,9 +155,9 @@ pub async fn run(
         http,
         crate::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(async move { drained.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+    .with_graceful_shutdown(async move { drained.cancelled().await })
+    .await
+    .context("HTTP server failed")?;
     // Workers finish the step in hand; one stuck on a slow panel is abandoned to its lease,
     // which another worker (or the next start) picks up.
     for worker in workers {

@@ -520,6 +520,46 @@ impl Sources<'_> {
     }
 }
 
+/// `PAYMENT_RETRY_DAYS`: comma-separated, increasing day offsets.
+fn payment_retry_days(raw: Option<String>) -> Result<Vec<u32>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(vec![1, 3, 5]);
+    };
+    let mut days = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let d: u32 = part.parse().map_err(|_| {
+            ConfigError::new(
+                "PAYMENT_RETRY_DAYS",
+                format!("'{part}' is not a number of days"),
+            )
+        })?;
+        if days.last().is_some_and(|last| *last >= d) {
+            return Err(ConfigError::new(
+                "PAYMENT_RETRY_DAYS",
+                "the days must increase, such as 1,3,5",
+            ));
+        }
+        days.push(d);
+    }
+    Ok(days)
+}
+
+/// `PUBLIC_URL`, or `http://` + `HTTP_LISTEN`; an http(s) URL without a trailing slash.
+fn public_url(raw: Option<String>, http_listen: SocketAddr) -> Result<String, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(format!("http://{http_listen}"));
+    };
+    let url = reqwest::Url::parse(&raw)
+        .map_err(|e| ConfigError::new("PUBLIC_URL", format!("'{raw}' is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new(
+            "PUBLIC_URL",
+            format!("'{raw}' must be an http:// or https:// address"),
+        ));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,41 +720,4 @@ mod tests {
         let err = Config::from_sources(&env(&[]), &env(&[]), Some("http_listen = [")).unwrap_err();
         assert_eq!(err.key, "--config");
     }
-}
-
-/// `PAYMENT_RETRY_DAYS`: comma-separated, increasing day offsets.
-fn payment_retry_days(raw: Option<String>) -> Result<Vec<u32>, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(vec![1, 3, 5]);
-    };
-    let mut days = Vec::new();
-    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let d: u32 = part.parse().map_err(|_| {
-            ConfigError::new("PAYMENT_RETRY_DAYS", format!("'{part}' is not a number of days"))
-        })?;
-        if days.last().is_some_and(|last| *last >= d) {
-            return Err(ConfigError::new(
-                "PAYMENT_RETRY_DAYS",
-                "the days must increase, such as 1,3,5",
-            ));
-        }
-        days.push(d);
-    }
-    Ok(days)
-}
-
-/// `PUBLIC_URL`, or `http://` + `HTTP_LISTEN`; an http(s) URL without a trailing slash.
-fn public_url(raw: Option<String>, http_listen: SocketAddr) -> Result<String, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(format!("http://{http_listen}"));
-    };
-    let url = reqwest::Url::parse(&raw)
-        .map_err(|e| ConfigError::new("PUBLIC_URL", format!("'{raw}' is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(ConfigError::new(
-            "PUBLIC_URL",
-            format!("'{raw}' must be an http:// or https:// address"),
-        ));
-    }
-    Ok(raw.trim_end_matches('/').to_owned())
 }

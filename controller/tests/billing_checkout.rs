@@ -34,15 +34,29 @@ async fn event_id(env: &Env, event_type: &str, after: usize) -> String {
 async fn exactly_once(postgres: bool) {
     let env = start("billing-exactly-once", postgres, &[]).await;
     let product = env.product("Basic", 2000).await;
-    let started = env.checkout(product, "once.example.com", "Ann@Example.com").await;
+    let started = env
+        .checkout(product, "once.example.com", "Ann@Example.com")
+        .await;
     let session = started["sessionId"].as_str().unwrap().to_owned();
-    assert!(started["url"].as_str().unwrap().starts_with(&env.stripe.url), "{started}");
+    assert!(
+        started["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&env.stripe.url),
+        "{started}"
+    );
 
     // Hold Stripe's own deliveries, pay, then send the completed event five times at once
     // while the success page is loaded three times, and let the held deliveries go too.
     env.stripe.control("webhook/pause", json!({})).await;
-    let paid = env.stripe.complete_checkout(&session, "paid", "pm_card_visa").await;
-    assert!(paid["events"].as_array().is_some_and(|e| !e.is_empty()), "{paid}");
+    let paid = env
+        .stripe
+        .complete_checkout(&session, "paid", "pm_card_visa")
+        .await;
+    assert!(
+        paid["events"].as_array().is_some_and(|e| !e.is_empty()),
+        "{paid}"
+    );
     let completed = event_id(&env, "checkout.session.completed", 0).await;
     let success = format!("/api/checkout/success?session_id={session}");
     let deliver = format!("events/{completed}/deliver");
@@ -51,7 +65,11 @@ async fn exactly_once(postgres: bool) {
             .control(&deliver, json!({"times": 5, "concurrent": true})),
         futures::future::join_all((0..3).map(|_| env.customer_get(&success))),
     );
-    assert_eq!(deliveries["statuses"], json!([200, 200, 200, 200, 200]), "{deliveries}");
+    assert_eq!(
+        deliveries["statuses"],
+        json!([200, 200, 200, 200, 200]),
+        "{deliveries}"
+    );
     for (status, page) in &pages {
         assert_eq!(*status, 200, "{page}");
         assert_eq!(page["order"]["status"], "fulfilled", "{page}");
@@ -71,7 +89,11 @@ async fn exactly_once(postgres: bool) {
     let invoice = &env.request(Method::GET, "/api/invoices", None).await.1["invoices"][0];
     assert_eq!(invoice["status"], "paid", "{invoice}");
     assert_eq!(
-        (invoice["subtotal"].as_i64(), invoice["tax"].as_i64(), invoice["total"].as_i64()),
+        (
+            invoice["subtotal"].as_i64(),
+            invoice["tax"].as_i64(),
+            invoice["total"].as_i64()
+        ),
         (Some(999), Some(200), Some(1199)),
         "{invoice}"
     );
@@ -87,7 +109,12 @@ async fn exactly_once(postgres: bool) {
         1
     );
     // The card the customer paid with is kept for renewals (brand and last four only).
-    let customer = env.store().customer_by_email("ann@example.com").await.unwrap().unwrap();
+    let customer = env
+        .store()
+        .customer_by_email("ann@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         env.store().customer_card(customer.id.get()).await.unwrap(),
         Some((Some("visa".into()), Some("4242".into())))
@@ -117,7 +144,10 @@ async fn bad_signatures_are_refused_with_nothing_written_and_rotations_are_accep
     let env = start(
         "billing-signatures",
         false,
-        &[("STRIPE_WEBHOOK_SECRET", "whsec_old_secret, whsec_mpanel_e2e")],
+        &[(
+            "STRIPE_WEBHOOK_SECRET",
+            "whsec_old_secret, whsec_mpanel_e2e",
+        )],
     )
     .await;
     let event = json!({
@@ -132,14 +162,24 @@ async fn bad_signatures_are_refused_with_nothing_written_and_rotations_are_accep
     changed[last] ^= 0x01;
     let cases: Vec<(&str, Vec<u8>, Option<String>, &str)> = vec![
         ("no header", body.clone(), None, "signature_missing"),
-        ("malformed header", body.clone(), Some("v1=abc,nonsense".into()), "signature_invalid"),
+        (
+            "malformed header",
+            body.clone(),
+            Some("v1=abc,nonsense".into()),
+            "signature_invalid",
+        ),
         (
             "wrong secret",
             body.clone(),
             Some(sign_stripe_payload(&body, "whsec_wrong", now)),
             "signature_mismatch",
         ),
-        ("one byte changed", changed, Some(good.clone()), "signature_mismatch"),
+        (
+            "one byte changed",
+            changed,
+            Some(good.clone()),
+            "signature_mismatch",
+        ),
         (
             "301 s old",
             body.clone(),
@@ -186,11 +226,15 @@ async fn bad_signatures_are_refused_with_nothing_written_and_rotations_are_accep
 async fn events_out_of_order_or_about_unknown_sessions_end_in_the_same_state() {
     let env = start("billing-out-of-order", false, &[]).await;
     let product = env.product("Basic", 0).await;
-    let started = env.checkout(product, "late.example.com", "late@example.com").await;
+    let started = env
+        .checkout(product, "late.example.com", "late@example.com")
+        .await;
     let session = started["sessionId"].as_str().unwrap().to_owned();
     env.stripe.control("webhook/pause", json!({})).await;
     let before = env.stripe.state().await["events"].as_array().unwrap().len();
-    env.stripe.complete_checkout(&session, "paid", "pm_card_visa").await;
+    env.stripe
+        .complete_checkout(&session, "paid", "pm_card_visa")
+        .await;
     // The PaymentIntent's success first, then everything else newest first.
     let pi_event = event_id(&env, "payment_intent.succeeded", before).await;
     let d = env
@@ -204,7 +248,9 @@ async fn events_out_of_order_or_about_unknown_sessions_end_in_the_same_state() {
         "fulfilled",
         "the PaymentIntent's own event fulfils the order it names"
     );
-    env.stripe.control("webhook/resume", json!({"reverse": true})).await;
+    env.stripe
+        .control("webhook/resume", json!({"reverse": true}))
+        .await;
     env.wait_for("the held deliveries", || async {
         let d = env.stripe.deliveries().await;
         d.as_array()?
@@ -237,11 +283,18 @@ async fn events_out_of_order_or_about_unknown_sessions_end_in_the_same_state() {
 async fn a_failed_delayed_payment_fails_the_order_and_an_expired_session_closes_it() {
     let env = start("billing-async-failed", false, &[]).await;
     let product = env.product("Basic", 0).await;
-    let started = env.checkout(product, "slow.example.com", "slow@example.com").await;
+    let started = env
+        .checkout(product, "slow.example.com", "slow@example.com")
+        .await;
     let session = started["sessionId"].as_str().unwrap().to_owned();
-    env.stripe.complete_checkout(&session, "unpaid", "pm_card_visa").await;
     env.stripe
-        .control(&format!("checkout/sessions/{session}/async"), json!({"succeeded": false}))
+        .complete_checkout(&session, "unpaid", "pm_card_visa")
+        .await;
+    env.stripe
+        .control(
+            &format!("checkout/sessions/{session}/async"),
+            json!({"succeeded": false}),
+        )
         .await;
     let order = started["orderId"].as_i64().unwrap();
     env.wait_for("the order to fail", || async {
@@ -252,7 +305,8 @@ async fn a_failed_delayed_payment_fails_the_order_and_an_expired_session_closes_
     env.drain_billing().await;
     assert_eq!(env.counts().await, [0, 0, 0, 0, 0]);
     assert_eq!(
-        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'order_failed'").await,
+        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'order_failed'")
+            .await,
         1
     );
     let (status, page) = env
@@ -262,10 +316,15 @@ async fn a_failed_delayed_payment_fails_the_order_and_an_expired_session_closes_
     assert_eq!(page["order"]["status"], "failed");
     assert!(page["service"].is_null());
 
-    let second = env.checkout(product, "gone.example.com", "gone@example.com").await;
+    let second = env
+        .checkout(product, "gone.example.com", "gone@example.com")
+        .await;
     let second_session = second["sessionId"].as_str().unwrap();
     env.stripe
-        .control(&format!("checkout/sessions/{second_session}/expire"), json!({}))
+        .control(
+            &format!("checkout/sessions/{second_session}/expire"),
+            json!({}),
+        )
         .await;
     let second_order = second["orderId"].as_i64().unwrap();
     env.wait_for("the order to expire", || async {
@@ -282,16 +341,34 @@ async fn refunds_mark_the_invoice_and_a_full_refund_cancels_an_order_without_an_
     let env = start("billing-refunds", false, &[]).await;
     let product = env.product("Basic", 0).await;
     let (_, _, service, _) = env
-        .paid_order(product, "refund.example.com", "refund@example.com", "pm_card_visa")
+        .paid_order(
+            product,
+            "refund.example.com",
+            "refund@example.com",
+            "pm_card_visa",
+        )
         .await;
-    let invoice = env.store().list_invoices(&Default::default()).await.unwrap()[0].clone();
-    let pi = env.store().invoice_payments(invoice.id).await.unwrap()[0].provider_ref.clone();
+    let invoice = env
+        .store()
+        .list_invoices(&Default::default())
+        .await
+        .unwrap()[0]
+        .clone();
+    let pi = env.store().invoice_payments(invoice.id).await.unwrap()[0]
+        .provider_ref
+        .clone();
     // The provisioning task is still open (no agent serves it here): finish it as failed so
     // the service is pending without an account, as after a failed provisioning.
     let job = env.job_of_open_task(service).await.unwrap();
     env.hand.fail(&job, "no server").await;
 
-    let partial = env.stripe_post("/v1/refunds", &[("payment_intent", &pi), ("amount", "300")], "refund-partial").await;
+    let partial = env
+        .stripe_post(
+            "/v1/refunds",
+            &[("payment_intent", &pi), ("amount", "300")],
+            "refund-partial",
+        )
+        .await;
     assert_eq!(partial["status"], "succeeded", "{partial}");
     let path = format!("/api/invoices/{}", invoice.id);
     let shown = env
@@ -302,7 +379,8 @@ async fn refunds_mark_the_invoice_and_a_full_refund_cancels_an_order_without_an_
         .await;
     assert_eq!(shown["status"], "partially_refunded", "{shown}");
 
-    env.stripe_post("/v1/refunds", &[("payment_intent", &pi)], "refund-rest").await;
+    env.stripe_post("/v1/refunds", &[("payment_intent", &pi)], "refund-rest")
+        .await;
     let shown = env
         .wait_for("the full refund", || async {
             let v = env.request(Method::GET, &path, None).await.1;
@@ -311,7 +389,10 @@ async fn refunds_mark_the_invoice_and_a_full_refund_cancels_an_order_without_an_
         .await;
     assert_eq!(shown["amountRefunded"], 999);
     env.drain_billing().await;
-    let s = env.request(Method::GET, &format!("/api/services/{service}"), None).await.1;
+    let s = env
+        .request(Method::GET, &format!("/api/services/{service}"), None)
+        .await
+        .1;
     assert_eq!(s["status"], "cancelled", "{s}");
     finish(env).await;
 }
@@ -323,16 +404,30 @@ async fn a_dispute_flags_the_service_and_emails_the_admins_and_suspends_only_whe
         let env = start("billing-dispute", false, &[("SUSPEND_ON_DISPUTE", flag)]).await;
         let product = env.product("Basic", 0).await;
         let (_, _, service, _) = env
-            .paid_order(product, "dispute.example.com", "dispute@example.com", "pm_card_visa")
+            .paid_order(
+                product,
+                "dispute.example.com",
+                "dispute@example.com",
+                "pm_card_visa",
+            )
             .await;
         let job = env.job_of_open_task(service).await.unwrap();
         env.hand
-            .complete(&job, mpanel_controller::store::queue::ServiceChange::Activate)
+            .complete(
+                &job,
+                mpanel_controller::store::queue::ServiceChange::Activate,
+            )
             .await;
         let state = env.stripe.state().await;
-        let charge = state["charges"].as_array().unwrap()[0]["id"].as_str().unwrap().to_owned();
+        let charge = state["charges"].as_array().unwrap()[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         env.stripe
-            .control(&format!("charges/{charge}/dispute"), json!({"reason": "fraudulent"}))
+            .control(
+                &format!("charges/{charge}/dispute"),
+                json!({"reason": "fraudulent"}),
+            )
             .await;
         env.wait_for("the dispute", || async {
             let s = env.store().get_service(service.into()).await.ok()?;
@@ -370,29 +465,82 @@ async fn bad_input_on_the_billing_routes_is_refused_naming_the_field() {
     for (body, status, code, field) in [
         (with("productId", json!(0)), 400, "invalid_id", "productId"),
         (with("productId", json!(999)), 404, "not_found", "productId"),
-        (with("billingCycle", json!("weekly")), 400, "invalid_billing_cycle", "billingCycle"),
-        (with("billingCycle", json!("annually")), 422, "no_price", "billingCycle"),
-        (with("domain", json!("exa mple.com")), 400, "invalid_domain", "domain"),
-        (with("email", json!("nobody")), 400, "invalid_email", "email"),
-        (with("currency", json!("dollars")), 400, "invalid_currency", "currency"),
+        (
+            with("billingCycle", json!("weekly")),
+            400,
+            "invalid_billing_cycle",
+            "billingCycle",
+        ),
+        (
+            with("billingCycle", json!("annually")),
+            422,
+            "no_price",
+            "billingCycle",
+        ),
+        (
+            with("domain", json!("exa mple.com")),
+            400,
+            "invalid_domain",
+            "domain",
+        ),
+        (
+            with("email", json!("nobody")),
+            400,
+            "invalid_email",
+            "email",
+        ),
+        (
+            with("currency", json!("dollars")),
+            400,
+            "invalid_currency",
+            "currency",
+        ),
         (with("extra", json!(1)), 400, "invalid_body", "extra"),
     ] {
-        let got = env.customer_post("/api/checkout/sessions", body.clone()).await;
+        let got = env
+            .customer_post("/api/checkout/sessions", body.clone())
+            .await;
         api_support::assert_error(&got, status, code, Some(field));
     }
-    for (query, code) in [("", "missing_parameter"), ("?session_id=nope", "invalid_session_id")] {
-        let got = env.customer_get(&format!("/api/checkout/success{query}")).await;
+    for (query, code) in [
+        ("", "missing_parameter"),
+        ("?session_id=nope", "invalid_session_id"),
+    ] {
+        let got = env
+            .customer_get(&format!("/api/checkout/success{query}"))
+            .await;
         api_support::assert_error(&got, 400, code, Some("session_id"));
     }
-    let got = env.customer_get("/api/checkout/success?session_id=cs_test_unknown").await;
+    let got = env
+        .customer_get("/api/checkout/success?session_id=cs_test_unknown")
+        .await;
     assert_eq!(got.0, 404, "{}", got.1);
-    let got = env.request(Method::GET, "/api/invoices?status=late", None).await;
+    let got = env
+        .request(Method::GET, "/api/invoices?status=late", None)
+        .await;
     api_support::assert_error(&got, 400, "invalid_status", Some("status"));
-    let got = env.request(Method::POST, "/api/invoices/1/payments", Some(json!({"amount": -5, "currency": "USD", "method": "cash"}))).await;
+    let got = env
+        .request(
+            Method::POST,
+            "/api/invoices/1/payments",
+            Some(json!({"amount": -5, "currency": "USD", "method": "cash"})),
+        )
+        .await;
     api_support::assert_error(&got, 400, "invalid_amount", Some("amount"));
-    let got = env.request(Method::POST, "/api/invoices/1/payments", Some(json!({"amount": 5, "currency": "USD", "method": "barter"}))).await;
+    let got = env
+        .request(
+            Method::POST,
+            "/api/invoices/1/payments",
+            Some(json!({"amount": 5, "currency": "USD", "method": "barter"})),
+        )
+        .await;
     api_support::assert_error(&got, 400, "invalid_method", Some("method"));
-    assert_eq!(env.request(Method::POST, "/api/invoices/77/void", None).await.0, 404);
+    assert_eq!(
+        env.request(Method::POST, "/api/invoices/77/void", None)
+            .await
+            .0,
+        404
+    );
     // Invoices are admin-only.
     assert_eq!(env.customer_get("/api/invoices").await.0, 401);
     assert_eq!(env.counts().await, [0, 0, 0, 0, 0]);

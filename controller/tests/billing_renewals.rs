@@ -31,12 +31,18 @@ async fn active_service(env: &Env, domain: &str, email: &str, first_due: &str) -
     (service, customer)
 }
 
-async fn service_invoices(env: &Env, service: i64) -> Vec<mpanel_controller::store::billing::Invoice> {
+async fn service_invoices(
+    env: &Env,
+    service: i64,
+) -> Vec<mpanel_controller::store::billing::Invoice> {
     let mut all = env
         .store()
         .list_invoices(&InvoiceFilter {
             service_id: Some(service),
-            page: mpanel_controller::store::Page { limit: 1000, after_id: None },
+            page: mpanel_controller::store::Page {
+                limit: 1000,
+                after_id: None,
+            },
             ..InvoiceFilter::default()
         })
         .await
@@ -57,45 +63,91 @@ async fn next_due(env: &Env, service: i64) -> i64 {
 async fn a_year(postgres: bool) {
     let env = start("billing-year", postgres, &[]).await;
     // Billed on the 31st: April has 30 days, February 2028 29.
-    let (service, customer) = active_service(&env, "year.example.com", "year@example.com", "2027-03-31").await;
+    let (service, customer) =
+        active_service(&env, "year.example.com", "year@example.com", "2027-03-31").await;
     let mut expected = Vec::new();
     for _ in 0..12 {
         let due = next_due(&env, service).await;
         expected.push(format_date(ms_to_date(due)));
         // Seven days before: the invoice. Twice the same day and on two "replicas" at once.
         let before = due - 7 * DAY_MS + 3_600_000;
-        let (a, b) = tokio::join!(env.billing.run_recurring(before), env.billing.run_recurring(before));
+        let (a, b) = tokio::join!(
+            env.billing.run_recurring(before),
+            env.billing.run_recurring(before)
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
         let created = a.invoices_created + b.invoices_created;
-        assert_eq!(created, 1, "one invoice for the period starting {}", format_date(ms_to_date(due)));
-        assert_eq!(env.billing.run_recurring(before).await.unwrap().invoices_created, 0);
+        assert_eq!(
+            created,
+            1,
+            "one invoice for the period starting {}",
+            format_date(ms_to_date(due))
+        );
+        assert_eq!(
+            env.billing
+                .run_recurring(before)
+                .await
+                .unwrap()
+                .invoices_created,
+            0
+        );
         env.drain_billing().await;
         // On the due date: the charge, raced too.
         let on_due = due + 3_600_000;
-        let (a, b) = tokio::join!(env.billing.run_recurring(on_due), env.billing.run_recurring(on_due));
+        let (a, b) = tokio::join!(
+            env.billing.run_recurring(on_due),
+            env.billing.run_recurring(on_due)
+        );
         assert_eq!(a.unwrap().charges_queued + b.unwrap().charges_queued, 1);
         env.drain_billing().await;
-        assert_eq!(env.billing.run_recurring(on_due).await.unwrap().charges_queued, 0);
+        assert_eq!(
+            env.billing
+                .run_recurring(on_due)
+                .await
+                .unwrap()
+                .charges_queued,
+            0
+        );
         let moved = next_due(&env, service).await;
         assert!(moved > due, "paying moved the due date on");
     }
     assert_eq!(
         expected,
         [
-            "2027-03-31", "2027-04-30", "2027-05-31", "2027-06-30", "2027-07-31", "2027-08-31",
-            "2027-09-30", "2027-10-31", "2027-11-30", "2027-12-31", "2028-01-31", "2028-02-29",
+            "2027-03-31",
+            "2027-04-30",
+            "2027-05-31",
+            "2027-06-30",
+            "2027-07-31",
+            "2027-08-31",
+            "2027-09-30",
+            "2027-10-31",
+            "2027-11-30",
+            "2027-12-31",
+            "2028-01-31",
+            "2028-02-29",
         ]
     );
-    assert_eq!(format_date(ms_to_date(next_due(&env, service).await)), "2028-03-31");
+    assert_eq!(
+        format_date(ms_to_date(next_due(&env, service).await)),
+        "2028-03-31"
+    );
 
     let invoices = service_invoices(&env, service).await;
     // The checkout's paid invoice, then the twelve renewals, all paid once.
     assert_eq!(invoices.len(), 13);
     for (i, invoice) in invoices.iter().enumerate() {
         assert_eq!(invoice.status, "paid", "{}", invoice.number);
-        assert_eq!(invoice.amount_paid_minor, invoice.amount_minor, "{}", invoice.number);
+        assert_eq!(
+            invoice.amount_paid_minor, invoice.amount_minor,
+            "{}",
+            invoice.number
+        );
         if i > 0 {
-            assert_eq!(format_date(ms_to_date(invoice.period_start.unwrap())), expected[i - 1]);
+            assert_eq!(
+                format_date(ms_to_date(invoice.period_start.unwrap())),
+                expected[i - 1]
+            );
             let payments = env.store().invoice_payments(invoice.id).await.unwrap();
             assert_eq!(payments.len(), 1, "{}", invoice.number);
         }
@@ -105,7 +157,10 @@ async fn a_year(postgres: bool) {
     let mut by_year: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
     for i in &invoices {
         let mut parts = i.number.split('-').skip(1);
-        let (year, n) = (parts.next().unwrap().to_owned(), parts.next().unwrap().parse().unwrap());
+        let (year, n) = (
+            parts.next().unwrap().to_owned(),
+            parts.next().unwrap().parse().unwrap(),
+        );
         by_year.entry(year).or_default().push(n);
     }
     let this_year = time::OffsetDateTime::now_utc().year().to_string();
@@ -125,7 +180,9 @@ async fn a_year(postgres: bool) {
         .unwrap();
     let renewals: Vec<_> = intents
         .iter()
-        .filter(|pi| pi["customer"] == stripe_customer.as_str() && pi["metadata"]["invoice_id"].is_string())
+        .filter(|pi| {
+            pi["customer"] == stripe_customer.as_str() && pi["metadata"]["invoice_id"].is_string()
+        })
         .collect();
     assert_eq!(renewals.len(), 12, "{state}");
     for invoice in &invoices[1..] {
@@ -173,7 +230,8 @@ async fn suspend(env: &Env, service: i64, reason: &str) {
 }
 
 #[tokio::test]
-async fn declines_are_retried_on_schedule_with_notices_and_payment_lifts_only_an_overdue_suspension() {
+async fn declines_are_retried_on_schedule_with_notices_and_payment_lifts_only_an_overdue_suspension()
+ {
     let owned = start("billing-dunning", false, &[("PAYMENT_RETRY_DAYS", "1,3")]).await;
     dunning(&owned).await;
     finish(owned).await;
@@ -183,21 +241,38 @@ async fn dunning(env: &Env) {
     // Due tomorrow: today is the checkout's own first period.
     let first_due = format_date(ms_to_date(mpanel_controller::store::now_ms() + DAY_MS));
     let (overdue, customer) =
-        active_service(&env, "overdue.example.com", "owner@example.com", &first_due).await;
+        active_service(env, "overdue.example.com", "owner@example.com", &first_due).await;
     let due = date_to_ms(parse_date(&first_due).unwrap());
     // A second service of the same customer, suspended by an admin.
     let product = env.product("Second plan", 0).await;
-    let (_, _, held, _) = env.paid_order(product, "held.example.com", "owner@example.com", "pm_card_visa").await;
+    let (_, _, held, _) = env
+        .paid_order(
+            product,
+            "held.example.com",
+            "owner@example.com",
+            "pm_card_visa",
+        )
+        .await;
     let job = env.job_of_open_task(held).await.unwrap();
     env.hand.complete(&job, ServiceChange::Activate).await;
-    env.request(Method::PATCH, &format!("/api/services/{held}"), Some(json!({ "nextDueDate": first_due })))
-        .await;
-    suspend(&env, overdue, "overdue").await;
-    suspend(&env, held, "admin").await;
+    env.request(
+        Method::PATCH,
+        &format!("/api/services/{held}"),
+        Some(json!({ "nextDueDate": first_due })),
+    )
+    .await;
+    suspend(env, overdue, "overdue").await;
+    suspend(env, held, "admin").await;
 
     // The card on file now declines.
     env.store()
-        .save_card(customer, "pm_card_chargeDeclined", Some("visa"), Some("0002"), "test")
+        .save_card(
+            customer,
+            "pm_card_chargeDeclined",
+            Some("visa"),
+            Some("0002"),
+            "test",
+        )
         .await
         .unwrap();
     let run = |at: i64| async move {
@@ -206,25 +281,48 @@ async fn dunning(env: &Env) {
         s
     };
     let first = run(due + 3_600_000).await;
-    assert_eq!((first.invoices_created, first.charges_queued), (2, 2), "{first:?}");
+    assert_eq!(
+        (first.invoices_created, first.charges_queued),
+        (2, 2),
+        "{first:?}"
+    );
     let invoices = [
-        service_invoices(&env, overdue).await.pop().unwrap(),
-        service_invoices(&env, held).await.pop().unwrap(),
+        service_invoices(env, overdue).await.pop().unwrap(),
+        service_invoices(env, held).await.pop().unwrap(),
     ];
     for invoice in &invoices {
         assert_eq!(invoice.status, "unpaid");
         assert_eq!(invoice.charge_attempts, 1);
-        assert_eq!(invoice.next_charge_at, Some(due + DAY_MS), "first retry one day after the due date");
-        assert!(invoice.last_charge_error.as_deref().unwrap().starts_with("card_declined"));
+        assert_eq!(
+            invoice.next_charge_at,
+            Some(due + DAY_MS),
+            "first retry one day after the due date"
+        );
+        assert!(
+            invoice
+                .last_charge_error
+                .as_deref()
+                .unwrap()
+                .starts_with("card_declined")
+        );
     }
     // Not again before the retry day; then the second attempt, declined, retried on day 3.
     assert_eq!(run(due + DAY_MS - 1).await.charges_queued, 0);
     assert_eq!(run(due + DAY_MS + 1).await.charges_queued, 2);
-    let again = env.store().get_invoice(invoices[0].id).await.unwrap().unwrap();
-    assert_eq!((again.charge_attempts, again.next_charge_at), (2, Some(due + 3 * DAY_MS)));
+    let again = env
+        .store()
+        .get_invoice(invoices[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.charge_attempts, again.next_charge_at),
+        (2, Some(due + 3 * DAY_MS))
+    );
     // One dunning notice per attempt and invoice.
     assert_eq!(
-        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'payment_failed'").await,
+        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'payment_failed'")
+            .await,
         4
     );
 
@@ -241,33 +339,72 @@ async fn dunning(env: &Env) {
     }
     // The overdue suspension is being lifted through the lifecycle layer (an unsuspend task
     // for the agent); the admin's stays.
-    let lifting = env.store().open_task_for_service(overdue.into()).await.unwrap().unwrap();
+    let lifting = env
+        .store()
+        .open_task_for_service(overdue.into())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(lifting.task_type.as_str(), "unsuspend");
-    assert!(env.store().open_task_for_service(held.into()).await.unwrap().is_none());
+    assert!(
+        env.store()
+            .open_task_for_service(held.into())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let job = mpanel_common::JobId::for_task(lifting.id).to_string();
     env.hand.complete(&job, ServiceChange::Unsuspend).await;
-    let s = env.request(Method::GET, &format!("/api/services/{overdue}"), None).await.1;
+    let s = env
+        .request(Method::GET, &format!("/api/services/{overdue}"), None)
+        .await
+        .1;
     assert_eq!(s["status"], "active", "{s}");
-    let s = env.request(Method::GET, &format!("/api/services/{held}"), None).await.1;
-    assert_eq!((s["status"].as_str(), s["suspensionReason"].as_str()), (Some("suspended"), Some("admin")));
+    let s = env
+        .request(Method::GET, &format!("/api/services/{held}"), None)
+        .await
+        .1;
+    assert_eq!(
+        (s["status"].as_str(), s["suspensionReason"].as_str()),
+        (Some("suspended"), Some("admin"))
+    );
 }
 
 #[tokio::test]
 async fn a_bank_asking_for_authentication_gets_the_customer_a_payment_link() {
     let env = start("billing-sca", false, &[]).await;
     let tomorrow = mpanel_controller::store::now_ms() + DAY_MS;
-    let (service, customer) = active_service(&env, "sca.example.com", "sca@example.com", &format_date(ms_to_date(tomorrow))).await;
+    let (service, customer) = active_service(
+        &env,
+        "sca.example.com",
+        "sca@example.com",
+        &format_date(ms_to_date(tomorrow)),
+    )
+    .await;
     env.store()
-        .save_card(customer, "pm_card_authenticationRequired", Some("visa"), Some("3184"), "test")
+        .save_card(
+            customer,
+            "pm_card_authenticationRequired",
+            Some("visa"),
+            Some("3184"),
+            "test",
+        )
         .await
         .unwrap();
     let invoice_id = {
-        env.billing.run_recurring(mpanel_controller::store::now_ms()).await.unwrap();
+        env.billing
+            .run_recurring(mpanel_controller::store::now_ms())
+            .await
+            .unwrap();
         service_invoices(&env, service).await.pop().unwrap().id
     };
     // The admin's "charge now" waits for the attempt and answers 402 with the link.
     let (status, body) = env
-        .request(Method::POST, &format!("/api/invoices/{invoice_id}/pay"), None)
+        .request(
+            Method::POST,
+            &format!("/api/invoices/{invoice_id}/pay"),
+            None,
+        )
         .await;
     if status == 200 {
         panic!("the charge should need authentication: {body}");
@@ -277,7 +414,10 @@ async fn a_bank_asking_for_authentication_gets_the_customer_a_payment_link() {
     assert_eq!(invoice.status, "unpaid");
     let pay_url = invoice.pay_url.clone().expect("a payment link");
     assert!(pay_url.starts_with(&env.stripe.url), "{pay_url}");
-    assert_eq!(invoice.next_charge_at, None, "no blind retry: the customer must act");
+    assert_eq!(
+        invoice.next_charge_at, None,
+        "no blind retry: the customer must act"
+    );
     assert_eq!(
         env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'payment_action_required'")
             .await,
@@ -285,13 +425,22 @@ async fn a_bank_asking_for_authentication_gets_the_customer_a_payment_link() {
     );
     // Paying through the link settles the invoice once.
     let session = pay_url.rsplit('/').next().unwrap().to_owned();
-    env.stripe.complete_checkout(&session, "paid", "pm_card_visa").await;
+    env.stripe
+        .complete_checkout(&session, "paid", "pm_card_visa")
+        .await;
     env.wait_for("the link's payment", || async {
         let i = env.store().get_invoice(invoice_id).await.unwrap()?;
         (i.status == "paid").then_some(())
     })
     .await;
-    assert_eq!(env.store().invoice_payments(invoice_id).await.unwrap().len(), 1);
+    assert_eq!(
+        env.store()
+            .invoice_payments(invoice_id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     finish(env).await;
 }
 
@@ -301,7 +450,10 @@ async fn offline_payments_and_voids_follow_the_invoice_rules() {
     let today = format_date(ms_to_date(mpanel_controller::store::now_ms() + DAY_MS));
     let (service, _) = active_service(&env, "cash.example.com", "cash@example.com", &today).await;
     // No card on file for this one: the invoice waits for an offline payment.
-    env.billing.run_recurring(mpanel_controller::store::now_ms()).await.unwrap();
+    env.billing
+        .run_recurring(mpanel_controller::store::now_ms())
+        .await
+        .unwrap();
     let invoice = service_invoices(&env, service).await.pop().unwrap();
     let path = format!("/api/invoices/{}", invoice.id);
     let (status, body) = env
@@ -311,24 +463,44 @@ async fn offline_payments_and_voids_follow_the_invoice_rules() {
     assert_eq!(body["invoice"]["status"], "unpaid");
     assert_eq!(body["invoice"]["amountDue"], 599);
     let got = env
-        .request(Method::POST, &format!("{path}/payments"), Some(json!({"amount": 600, "currency": "USD", "method": "cash"})))
+        .request(
+            Method::POST,
+            &format!("{path}/payments"),
+            Some(json!({"amount": 600, "currency": "USD", "method": "cash"})),
+        )
         .await;
     api_support::assert_error(&got, 422, "overpayment", Some("amount"));
     let got = env
-        .request(Method::POST, &format!("{path}/payments"), Some(json!({"amount": 5, "currency": "EUR", "method": "cash"})))
+        .request(
+            Method::POST,
+            &format!("{path}/payments"),
+            Some(json!({"amount": 5, "currency": "EUR", "method": "cash"})),
+        )
         .await;
     api_support::assert_error(&got, 422, "currency_mismatch", Some("currency"));
     // Part-paid: not voidable.
-    assert_eq!(env.request(Method::POST, &format!("{path}/void"), None).await.0, 409);
+    assert_eq!(
+        env.request(Method::POST, &format!("{path}/void"), None)
+            .await
+            .0,
+        409
+    );
     let (status, body) = env
-        .request(Method::POST, &format!("{path}/payments"), Some(json!({"amount": 599, "currency": "USD", "method": "cash"})))
+        .request(
+            Method::POST,
+            &format!("{path}/payments"),
+            Some(json!({"amount": 599, "currency": "USD", "method": "cash"})),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["invoice"]["status"], "paid");
     let shown = env.request(Method::GET, &path, None).await.1;
     assert_eq!(shown["payments"].as_array().unwrap().len(), 2, "{shown}");
     // The paid period moved the due date on by one cycle.
-    let s = env.request(Method::GET, &format!("/api/services/{service}"), None).await.1;
+    let s = env
+        .request(Method::GET, &format!("/api/services/{service}"), None)
+        .await
+        .1;
     assert_ne!(s["nextDueDate"], today.as_str());
     finish(env).await;
 }

@@ -71,9 +71,11 @@ impl From<BillingError> for ApiError {
             BillingError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
-            BillingError::NotConfigured => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "payments_unavailable", e.to_string())
-            }
+            BillingError::NotConfigured => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payments_unavailable",
+                e.to_string(),
+            ),
             BillingError::Stripe(s) => stripe_error(&s),
             BillingError::Store(s) => s.into(),
         }
@@ -587,13 +589,11 @@ async fn record_offline_payment(
                 })),
             ))
         }
-        EventEffect::Applied(PaymentOutcome::NotPayable { invoice, reason }) => {
-            Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "invoice_not_payable",
-                format!("invoice {}: {reason}", invoice.number),
-            ))
-        }
+        EventEffect::Applied(PaymentOutcome::NotPayable { invoice, reason }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invoice_not_payable",
+            format!("invoice {}: {reason}", invoice.number),
+        )),
         EventEffect::Applied(PaymentOutcome::NoSuchInvoice) => {
             Err(ApiError::not_found(format!("invoice {id} not found")))
         }
@@ -619,10 +619,7 @@ async fn void_invoice(
             "invoice_not_voidable",
             format!(
                 "invoice {} is {} with {} paid{}; only an unpaid invoice with nothing paid and no charge in flight can be voided",
-                invoice.number,
-                invoice.status,
-                invoice.amount_paid_minor,
-                ""
+                invoice.number, invoice.status, invoice.amount_paid_minor, ""
             ),
         )),
     }

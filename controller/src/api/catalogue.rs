@@ -12,9 +12,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use mpanel_common::Currency;
 use mpanel_common::ids::{CustomerId, ProductId};
 use mpanel_common::status::{BillingCycle, CustomerStatus};
-use mpanel_common::Currency;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -352,7 +352,6 @@ struct CreateCustomer {
     email: String,
     name: String,
 }
-
 
 async fn create_customer(
     admin: Admin,

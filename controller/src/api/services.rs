@@ -202,11 +202,7 @@ async fn update_service(
     let patch = ServicePatch {
         next_due_at: body
             .next_due_date
-            .map(|d| {
-                d.as_deref()
-                    .map(|d| date_ms("nextDueDate", d))
-                    .transpose()
-            })
+            .map(|d| d.as_deref().map(|d| date_ms("nextDueDate", d)).transpose())
             .transpose()?,
     };
     if patch.next_due_at.is_none() {

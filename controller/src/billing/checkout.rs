@@ -102,7 +102,7 @@ impl Billing {
             return Err(BillingError::unprocessable(
                 "productId",
                 "free_product",
-                "a free product needs no checkout; an admin orders it".into(),
+                "a free product needs no checkout; an admin orders it",
             ));
         }
         if self
@@ -124,7 +124,7 @@ impl Billing {
             return Err(BillingError::unprocessable(
                 "email",
                 "customer_closed",
-                "this customer account is closed".into(),
+                "this customer account is closed",
             ));
         }
         let order = self
@@ -215,14 +215,14 @@ impl Billing {
                     .await?;
             }
         }
-        let order = self
-            .store
-            .get_order(order.id)
-            .await?
-            .ok_or_else(|| BillingError::NotFound {
-                entity: "order",
-                id: order.id.to_string(),
-            })?;
+        let order =
+            self.store
+                .get_order(order.id)
+                .await?
+                .ok_or_else(|| BillingError::NotFound {
+                    entity: "order",
+                    id: order.id.to_string(),
+                })?;
         let service = match order.service_id {
             Some(id) => Some(self.store.get_service(id.into()).await?),
             None => None,
@@ -278,7 +278,11 @@ impl Billing {
                 tracing::info!(order_id = order.id, service_id, task_id, "order fulfilled");
             }
             EventEffect::Applied(FulfilOutcome::Held(o)) => {
-                tracing::warn!(order_id = o.id, reason = o.failure.as_deref().unwrap_or(""), "paid order held for an admin");
+                tracing::warn!(
+                    order_id = o.id,
+                    reason = o.failure.as_deref().unwrap_or(""),
+                    "paid order held for an admin"
+                );
             }
             _ => {}
         }
@@ -290,15 +294,12 @@ impl Billing {
     pub async fn invoice_checkout(&self, invoice: &Invoice, key: &str) -> BillingResult<String> {
         let stripe = self.stripe()?;
         let customer = self.store.get_customer(invoice.customer_id.into()).await?;
-        let stripe_customer = match customer.stripe_customer_id {
-            Some(id) => id,
-            None => {
-                return Err(BillingError::unprocessable(
-                    "customerId",
-                    "no_stripe_customer",
-                    format!("customer {} has never paid by card", customer.id),
-                ));
-            }
+        let Some(stripe_customer) = customer.stripe_customer_id else {
+            return Err(BillingError::unprocessable(
+                "customerId",
+                "no_stripe_customer",
+                format!("customer {} has never paid by card", customer.id),
+            ));
         };
         let metadata = BTreeMap::from([("invoice_id".to_owned(), invoice.id.to_string())]);
         let session = stripe

@@ -61,7 +61,11 @@ pub enum BillingError {
 }
 
 impl BillingError {
-    pub(crate) fn invalid(field: &'static str, code: &'static str, message: String) -> Self {
+    pub(crate) fn invalid(
+        field: &'static str,
+        code: &'static str,
+        message: impl std::fmt::Display,
+    ) -> Self {
         BillingError::Invalid {
             status: 400,
             field,
@@ -70,7 +74,11 @@ impl BillingError {
         }
     }
 
-    pub(crate) fn unprocessable(field: &'static str, code: &'static str, message: String) -> Self {
+    pub(crate) fn unprocessable(
+        field: &'static str,
+        code: &'static str,
+        message: impl std::fmt::Display,
+    ) -> Self {
         BillingError::Invalid {
             status: 422,
             field,
@@ -230,7 +238,10 @@ mod tests {
         assert_eq!((q.subtotal, q.tax, q.total()), (999, 200, 1199));
         assert_eq!(q.currency, "USD");
         let eur = Quote::for_product(&product(0), BillingCycle::Monthly, Some("eur")).unwrap();
-        assert_eq!((eur.subtotal, eur.tax, eur.currency.as_str()), (899, 0, "EUR"));
+        assert_eq!(
+            (eur.subtotal, eur.tax, eur.currency.as_str()),
+            (899, 0, "EUR")
+        );
         assert!(Quote::for_product(&product(0), BillingCycle::Annually, None).is_none());
     }
 

@@ -104,7 +104,10 @@ impl Notices {
                     return Ok(json!({ "skipped": "SUPPORT_EMAIL is unset" }));
                 };
                 let amount = params.get("amount").and_then(Value::as_i64).unwrap_or(0);
-                let currency = params.get("currency").and_then(Value::as_str).unwrap_or("USD");
+                let currency = params
+                    .get("currency")
+                    .and_then(Value::as_str)
+                    .unwrap_or("USD");
                 let invoice = match job.invoice_id {
                     Some(id) => self.store.get_invoice(id).await?,
                     None => None,
@@ -234,7 +237,10 @@ impl Notices {
         Ok(json!({ "template": template, "queued": queued }))
     }
 
-    async fn saved_card(&self, customer: &Customer) -> Result<Option<(String, String)>, StoreError> {
+    async fn saved_card(
+        &self,
+        customer: &Customer,
+    ) -> Result<Option<(String, String)>, StoreError> {
         Ok(self
             .store
             .customer_card(customer.id.get())

@@ -33,11 +33,18 @@ pub struct RecurringSummary {
 /// How a charge attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeResult {
-    Paid { payment_intent: String },
+    Paid {
+        payment_intent: String,
+    },
     /// Nothing to charge any more (paid or voided meanwhile).
     Skipped(String),
-    Declined { code: &'static str, next_charge_at: Option<i64> },
-    AuthenticationRequired { pay_url: Option<String> },
+    Declined {
+        code: &'static str,
+        next_charge_at: Option<i64>,
+    },
+    AuthenticationRequired {
+        pay_url: Option<String>,
+    },
     /// Stripe or the network failed; the same attempt (same key) runs again.
     Retry(String),
 }
@@ -100,7 +107,12 @@ impl Billing {
                     service_id: Some(service.id.get()),
                     params: serde_json::json!({ "template": "invoice" }),
                 };
-                if self.store.create_invoice(&new, &[email], &actor).await?.is_some() {
+                if self
+                    .store
+                    .create_invoice(&new, &[email], &actor)
+                    .await?
+                    .is_some()
+                {
                     summary.invoices_created += 1;
                 } else {
                     // Written meanwhile by another run: nothing more to do for it here.
@@ -148,11 +160,22 @@ impl Billing {
             return Ok(ChargeResult::Skipped("the invoice is gone".into()));
         };
         if invoice.status != "unpaid" {
-            return Ok(ChargeResult::Skipped(format!("the invoice is {}", invoice.status)));
+            return Ok(ChargeResult::Skipped(format!(
+                "the invoice is {}",
+                invoice.status
+            )));
         }
         let p = &job.params.0;
-        let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let attempt = p.get("attempt").and_then(serde_json::Value::as_i64).unwrap_or(1);
+        let text = |k: &str| {
+            p.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let attempt = p
+            .get("attempt")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(1);
         let amount = p
             .get("amount")
             .and_then(serde_json::Value::as_i64)
@@ -181,12 +204,12 @@ impl Billing {
                     reference: None,
                     now: now_ms(),
                 };
-                if let EventEffect::Applied(PaymentOutcome::Recorded { unsuspends, .. }) =
-                    self.store.record_payment(&payment, &actor, None).await?
+                if let EventEffect::Applied(PaymentOutcome::Recorded {
+                    unsuspends: Some(_),
+                    ..
+                }) = self.store.record_payment(&payment, &actor, None).await?
                 {
-                    if unsuspends.is_some() {
-                        self.wake_jobs();
-                    }
+                    self.wake_jobs();
                 }
                 Ok(ChargeResult::Paid {
                     payment_intent: pi.id,

@@ -134,7 +134,10 @@ impl StripeError {
 
     /// Stripe or the network failed in a way the same request (same key) may get past later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited | Self::Api { .. } | Self::Network(_))
+        matches!(
+            self,
+            Self::RateLimited | Self::Api { .. } | Self::Network(_)
+        )
     }
 
     /// The card could not be charged for a reason the customer must fix (another card,

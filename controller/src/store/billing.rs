@@ -226,7 +226,10 @@ pub enum PaymentOutcome {
     /// This provider reference was recorded before.
     AlreadyRecorded(Invoice),
     /// Void, already paid in full, or another currency.
-    NotPayable { invoice: Invoice, reason: String },
+    NotPayable {
+        invoice: Invoice,
+        reason: String,
+    },
     NoSuchInvoice,
 }
 
@@ -358,11 +361,8 @@ pub trait BillingStore: Send + Sync {
         actor: &str,
     ) -> StoreResult<Option<Result<Invoice, Invoice>>>;
     /// Live services whose next period starts by `until` and has no invoice yet.
-    async fn services_to_invoice(
-        &self,
-        until: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<super::Service>>;
+    async fn services_to_invoice(&self, until: i64, limit: i64)
+    -> StoreResult<Vec<super::Service>>;
     /// Unpaid invoices whose auto-charge is due by `now`, whose customer has a saved card and
     /// which have no charge in flight.
     async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>>;

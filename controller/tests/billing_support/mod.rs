@@ -62,9 +62,12 @@ pub async fn start(name: &str, postgres: bool, extra: &[(&str, &str)]) -> Env {
     let config = Arc::new(
         Config::from_sources(&c.env, &std::collections::HashMap::new(), None).expect("config"),
     );
-    let client = StripeClient::new(&stripe.url, mpanel_common::Secret::new(STRIPE_TEST_KEY.into()))
-        .unwrap()
-        .with_retry_base_delay(Duration::from_millis(20));
+    let client = StripeClient::new(
+        &stripe.url,
+        mpanel_common::Secret::new(STRIPE_TEST_KEY.into()),
+    )
+    .unwrap()
+    .with_retry_base_delay(Duration::from_millis(20));
     let dispatcher = mpanel_controller::jobs::Dispatcher::new();
     let billing = Billing::new(
         hand.store.clone(),
@@ -121,12 +124,13 @@ impl Env {
 
     /// Starts a checkout as a customer would; answers `{url, sessionId, orderId}`.
     pub async fn checkout(&self, product: i64, domain: &str, email: &str) -> Value {
-        let (status, body) = self.customer_post(
-            "/api/checkout/sessions",
-            json!({"productId": product, "billingCycle": "monthly", "domain": domain,
+        let (status, body) = self
+            .customer_post(
+                "/api/checkout/sessions",
+                json!({"productId": product, "billingCycle": "monthly", "domain": domain,
                    "email": email, "name": "Zoë Customer"}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         body
     }
@@ -141,7 +145,10 @@ impl Env {
             .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn customer_get(&self, path: &str) -> (u16, Value) {
@@ -152,7 +159,10 @@ impl Env {
             .unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Posts `payload` to the webhook with `signature` as the `Stripe-Signature` header.
@@ -167,7 +177,10 @@ impl Env {
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// A Stripe API call on the double, as the dashboard or another client would make it.
@@ -212,11 +225,17 @@ impl Env {
         let url = &self.c.env["DATABASE_URL"];
         if url.starts_with("sqlite:") {
             let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&pool)
+                .await
+                .unwrap();
             pool.close().await;
         } else {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&pool)
+                .await
+                .unwrap();
             pool.close().await;
         }
     }
@@ -244,13 +263,21 @@ impl Env {
                 };
                 match self.worker.run(&job, &ctx).await {
                     Outcome::Done(done) => {
-                        self.worker.complete(&job, "test-billing", done).await.unwrap();
+                        self.worker
+                            .complete(&job, "test-billing", done)
+                            .await
+                            .unwrap();
                     }
-                    other => panic!("billing job {} ({}) did not finish: {other:?}", job.id, job.kind),
+                    other => panic!(
+                        "billing job {} ({}) did not finish: {other:?}",
+                        job.id, job.kind
+                    ),
                 }
             }
             let open = self
-                .scalar("SELECT COUNT(*) FROM billing_jobs WHERE status IN ('pending', 'processing')")
+                .scalar(
+                    "SELECT COUNT(*) FROM billing_jobs WHERE status IN ('pending', 'processing')",
+                )
                 .await;
             if open == 0 {
                 return;
@@ -278,7 +305,13 @@ impl Env {
 
     /// Checkout and payment with `card`; waits until the order is fulfilled and the card kept.
     /// Answers (order id, session id, service id, customer id).
-    pub async fn paid_order(&self, product: i64, domain: &str, email: &str, card: &str) -> (i64, String, i64, i64) {
+    pub async fn paid_order(
+        &self,
+        product: i64,
+        domain: &str,
+        email: &str,
+        card: &str,
+    ) -> (i64, String, i64, i64) {
         let started = self.checkout(product, domain, email).await;
         let session = started["sessionId"].as_str().unwrap().to_owned();
         self.stripe.complete_checkout(&session, "paid", card).await;
