@@ -446,10 +446,10 @@ async fn stats_count_queues_and_the_last_seven_days_of_tasks() {
     }
     hand.fail(&jobs[0], "boom").await;
     hand.complete(&jobs[1], ServiceChange::Activate).await;
-    // One invoice awaiting payment and one overdue, both waiting on the customer.
+    // One invoice awaiting payment (due in 3000) and one overdue, both waiting on the customer.
     c.sql(
         "INSERT INTO invoices (number, customer_id, status, amount_minor, currency, due_at, created_at, updated_at)
-         VALUES ('INV-1', 1, 'unpaid', 999, 'USD', 0, 0, 0), ('INV-2', 1, 'overdue', 999, 'USD', 0, 0, 0)",
+         VALUES ('INV-1', 1, 'unpaid', 999, 'USD', 32503680000000, 0, 0), ('INV-2', 1, 'unpaid', 999, 'USD', 0, 0, 0)",
     )
     .await;
     let s = get(&c, "/api/provisioning/stats").await;
@@ -466,7 +466,12 @@ async fn stats_count_queues_and_the_last_seven_days_of_tasks() {
     );
     assert_eq!(
         q["invoices"],
-        json!({"pending": 2, "processing": 0, "unpaid": 1, "overdue": 1}),
+        json!({"pending": 2, "processing": 0, "unpaid": 2, "overdue": 1}),
+        "{s}"
+    );
+    assert_eq!(
+        q["billing"],
+        json!({"pending": 0, "processing": 0, "failed": 0}),
         "{s}"
     );
     assert_eq!(q["failed"], 1);
@@ -483,6 +488,7 @@ async fn stats_count_queues_and_the_last_seven_days_of_tasks() {
     assert_eq!(
         keys,
         [
+            "billing",
             "emails",
             "failed",
             "invoices",

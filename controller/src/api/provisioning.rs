@@ -294,10 +294,12 @@ async fn retry(
 
 /// Queue depths and the last seven days of tasks. Each queue carries `pending` (waiting for a
 /// worker) and `processing` (in a worker's hands now), as the contract spells out; the emails
-/// queue adds `failed`, the invoices queue `unpaid` and `overdue`. An invoice waits on a
-/// payment, so unpaid and overdue invoices are its `pending`; none is `processing` until a
-/// billing job charges one. `failed` counts the failed list (failed tasks not cleared);
-/// `processing_total` counts work in hand right now (tasks processing and emails sending).
+/// queue adds `failed`, the invoices queue `unpaid` and `overdue` (awaiting payment past the due date).
+/// An invoice waits on a payment, so unpaid invoices are its `pending`, and those whose charge
+/// a billing worker holds now its `processing`. `billing` is the billing jobs (charges, cards,
+/// billing emails, moves payments ask for). `failed` counts the failed list (failed tasks not
+/// cleared); `processing_total` counts work in hand right now (tasks processing, emails
+/// sending, billing jobs running).
 async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let s = state.store.queue_stats(now_ms() - 7 * DAY_MS).await?;
     let recent = s.recent();
@@ -310,13 +312,18 @@ async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<V
                 "failed": s.emails_failed,
             },
             "invoices": {
-                "pending": s.invoices_unpaid + s.invoices_overdue,
-                "processing": 0,
+                "pending": s.invoices_unpaid,
+                "processing": s.charges_processing,
                 "unpaid": s.invoices_unpaid,
                 "overdue": s.invoices_overdue,
             },
+            "billing": {
+                "pending": s.billing_pending,
+                "processing": s.billing_processing,
+                "failed": s.billing_failed,
+            },
             "failed": s.tasks_failed_uncleared,
-            "processing_total": s.tasks_processing + s.emails_sending,
+            "processing_total": s.tasks_processing + s.emails_sending + s.billing_processing,
         },
         "tasks": {
             "last_7_days": {

@@ -26,8 +26,14 @@ pub struct QueueStats {
     pub emails_queued: i64,
     pub emails_sending: i64,
     pub emails_failed: i64,
+    /// Invoices awaiting payment, and those of them past their due date.
     pub invoices_unpaid: i64,
     pub invoices_overdue: i64,
+    /// Charges in a billing worker's hands now.
+    pub charges_processing: i64,
+    pub billing_pending: i64,
+    pub billing_processing: i64,
+    pub billing_failed: i64,
     pub recent_pending: i64,
     pub recent_processing: i64,
     pub recent_completed: i64,
@@ -75,8 +81,14 @@ macro_rules! impl_reporting_store {
                              (SELECT COUNT(*) FROM email_outbox WHERE status = 'queued') AS emails_queued,
                              (SELECT COUNT(*) FROM email_outbox WHERE status = 'sending') AS emails_sending,
                              (SELECT COUNT(*) FROM email_outbox WHERE status = 'failed') AS emails_failed,
-                             (SELECT COUNT(*) FROM invoices WHERE status = 'unpaid') AS invoices_unpaid,
-                             (SELECT COUNT(*) FROM invoices WHERE status = 'overdue') AS invoices_overdue,
+                             (SELECT COUNT(*) FROM invoices WHERE status IN ('unpaid', 'overdue')) AS invoices_unpaid,
+                             (SELECT COUNT(*) FROM invoices
+                              WHERE status IN ('unpaid', 'overdue') AND due_at < $2) AS invoices_overdue,
+                             (SELECT COUNT(*) FROM billing_jobs
+                              WHERE kind = 'charge' AND status = 'processing') AS charges_processing,
+                             (SELECT COUNT(*) FROM billing_jobs WHERE status = 'pending') AS billing_pending,
+                             (SELECT COUNT(*) FROM billing_jobs WHERE status = 'processing') AS billing_processing,
+                             (SELECT COUNT(*) FROM billing_jobs WHERE status = 'failed') AS billing_failed,
                              (SELECT COUNT(*) FROM provisioning_tasks
                               WHERE status = 'pending' AND created_at >= $1) AS recent_pending,
                              (SELECT COUNT(*) FROM provisioning_tasks
@@ -87,6 +99,7 @@ macro_rules! impl_reporting_store {
                               WHERE status = 'failed' AND created_at >= $1) AS recent_failed",
                     )
                     .bind(since_ms)
+                    .bind(now_ms())
                     .fetch_one(&self.pool)
                     .await?)
                 }
