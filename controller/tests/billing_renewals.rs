@@ -504,3 +504,106 @@ async fn offline_payments_and_voids_follow_the_invoice_rules() {
     assert_ne!(s["nextDueDate"], today.as_str());
     finish(env).await;
 }
+
+#[tokio::test]
+async fn an_admin_writes_a_one_off_invoice_and_moves_its_due_date() {
+    let env = start("billing-manual", false, &[]).await;
+    let customer = api_support::customer(&env.c, "manual@example.com").await;
+    for (body, code, field) in [
+        (
+            json!({"customerId": customer, "currency": "USD", "lines": []}),
+            "invalid_lines",
+            "lines",
+        ),
+        (
+            json!({"customerId": customer, "currency": "USD", "lines": [{"description": "Setup", "amount": 0}]}),
+            "invalid_amount",
+            "lines[0].amount",
+        ),
+        (
+            json!({"customerId": customer, "currency": "US", "lines": [{"description": "Setup", "amount": 5}]}),
+            "invalid_currency",
+            "currency",
+        ),
+        (
+            json!({"customerId": customer, "currency": "USD", "taxRateBp": 20000, "lines": [{"description": "Setup", "amount": 5}]}),
+            "invalid_tax_rate",
+            "taxRateBp",
+        ),
+        (
+            json!({"customerId": customer, "currency": "USD", "dueDate": "soon", "lines": [{"description": "Setup", "amount": 5}]}),
+            "invalid_date",
+            "dueDate",
+        ),
+    ] {
+        let got = env.request(Method::POST, "/api/invoices", Some(body)).await;
+        api_support::assert_error(&got, 400, code, Some(field));
+    }
+    let got = env
+        .request(
+            Method::POST,
+            "/api/invoices",
+            Some(json!({"customerId": 999, "currency": "USD", "lines": [{"description": "Setup", "amount": 5}]})),
+        )
+        .await;
+    api_support::assert_error(&got, 404, "not_found", Some("customerId"));
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM invoices").await, 0);
+
+    let (status, invoice) = env
+        .request(
+            Method::POST,
+            "/api/invoices",
+            Some(json!({"customerId": customer, "currency": "EUR", "taxRateBp": 1950, "dueDate": "2030-01-15",
+                        "lines": [{"description": "Migration of 3 sites", "amount": 4500},
+                                  {"description": "Setup", "amount": 1001}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{invoice}");
+    // 5501 at 19.5 % is 1072.695: 1073 cents, half away from zero.
+    assert_eq!(
+        (
+            invoice["subtotal"].as_i64(),
+            invoice["tax"].as_i64(),
+            invoice["total"].as_i64()
+        ),
+        (Some(5501), Some(1073), Some(6574))
+    );
+    assert_eq!(invoice["status"], "unpaid");
+    let path = format!("/api/invoices/{}", invoice["id"]);
+    let (status, moved) = env
+        .request(Method::PATCH, &path, Some(json!({"dueDate": "2030-02-01"})))
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["dueAt"], "2030-02-01T00:00:00Z");
+    let got = env
+        .request(Method::PATCH, &path, Some(json!({"total": 1})))
+        .await;
+    api_support::assert_error(&got, 400, "invalid_body", Some("total"));
+    env.drain_billing().await;
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'invoice'")
+            .await,
+        1
+    );
+    // Voided, it can be neither paid nor moved.
+    assert_eq!(
+        env.request(Method::POST, &format!("{path}/void"), None)
+            .await
+            .0,
+        200
+    );
+    let got = env
+        .request(Method::PATCH, &path, Some(json!({"dueDate": "2030-03-01"})))
+        .await;
+    assert_eq!(got.0, 409, "{}", got.1);
+    let got = env
+        .request(
+            Method::POST,
+            &format!("{path}/payments"),
+            Some(json!({"amount": 100, "currency": "EUR", "method": "cash"})),
+        )
+        .await;
+    api_support::assert_error(&got, 409, "invoice_not_payable", None);
+    assert_eq!(env.scalar("SELECT COUNT(*) FROM payments").await, 0);
+    finish(env).await;
+}

@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
+use super::extract::given;
 use super::extract::{JsonBody, PathId};
-use super::fields::{date, domain, email, rfc3339, text};
+use super::fields::{date, date_ms, domain, email, rfc3339, text};
 use super::listing::{Params, finish};
 use crate::app::AppState;
 use crate::billing::checkout::CheckoutRequest;
@@ -32,7 +33,8 @@ use crate::billing::signature::{self, WebhookSecrets};
 use crate::billing::{BillingError, StripeError};
 use crate::lifecycle::Actor;
 use crate::store::billing::{
-    ChargeRefusal, EventEffect, Invoice, InvoiceFilter, NewPayment, PaymentOutcome,
+    ChargeRefusal, EventEffect, Invoice, InvoiceFilter, InvoiceLine, NewBillingJob, NewInvoice,
+    NewPayment, PaymentOutcome,
 };
 use crate::store::now_ms;
 
@@ -41,8 +43,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/checkout/sessions", post(create_checkout_session))
         .route("/api/checkout/success", get(checkout_success))
         .route("/api/webhooks/stripe", post(stripe_webhook))
-        .route("/api/invoices", get(list_invoices))
-        .route("/api/invoices/{id}", get(get_invoice))
+        .route("/api/invoices", get(list_invoices).post(create_invoice))
+        .route("/api/invoices/{id}", get(get_invoice).patch(update_invoice))
         .route("/api/invoices/{id}/payments", post(record_offline_payment))
         .route("/api/invoices/{id}/void", post(void_invoice))
 }
@@ -409,6 +411,192 @@ async fn get_invoice(
         .map_err(|e| ApiError::internal(format!("invoice: {e}")))?;
     body["payments"] = Value::Array(payments);
     Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LineIn {
+    description: String,
+    amount: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateInvoiceBody {
+    customer_id: i64,
+    #[serde(default)]
+    service_id: Option<i64>,
+    currency: String,
+    lines: Vec<LineIn>,
+    #[serde(default)]
+    tax_rate_bp: Option<i64>,
+    /// `YYYY-MM-DD`; today when absent.
+    #[serde(default)]
+    due_date: Option<String>,
+}
+
+/// A one-off invoice an admin writes (a setup fee, extra work): numbered, emailed with its
+/// PDF, and charged to the saved card on its due date like a renewal.
+async fn create_invoice(
+    admin: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateInvoiceBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.customer_id <= 0 {
+        return Err(ApiError::invalid(
+            "customerId",
+            "invalid_id",
+            "must be a positive id",
+        ));
+    }
+    let currency = mpanel_common::Currency::parse(&body.currency)
+        .map_err(|e| ApiError::invalid("currency", "invalid_currency", e))?;
+    if body.lines.is_empty() || body.lines.len() > 100 {
+        return Err(ApiError::invalid(
+            "lines",
+            "invalid_lines",
+            "must hold 1 to 100 lines",
+        ));
+    }
+    let mut lines = Vec::with_capacity(body.lines.len());
+    for (i, line) in body.lines.iter().enumerate() {
+        let description = text(&format!("lines[{i}].description"), &line.description, 500)?;
+        if line.amount <= 0 {
+            return Err(ApiError::invalid(
+                &format!("lines[{i}].amount"),
+                "invalid_amount",
+                "must be a positive amount in minor units",
+            ));
+        }
+        lines.push(InvoiceLine {
+            description,
+            amount: line.amount,
+        });
+    }
+    let subtotal = lines
+        .iter()
+        .try_fold(0i64, |sum, l| sum.checked_add(l.amount))
+        .filter(|s| *s <= 1_000_000_000_000)
+        .ok_or_else(|| ApiError::invalid("lines", "invalid_amount", "the total is too large"))?;
+    let tax_rate_bp = match body.tax_rate_bp {
+        None => 0,
+        Some(bp) => i32::try_from(bp)
+            .ok()
+            .filter(|bp| (0..=10_000).contains(bp))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "taxRateBp",
+                    "invalid_tax_rate",
+                    "must be basis points from 0 to 10000",
+                )
+            })?,
+    };
+    let now = now_ms();
+    let due_at = match body.due_date.as_deref() {
+        Some(d) => date_ms("dueDate", d)?,
+        None => mpanel_common::billing::date_to_ms(mpanel_common::billing::ms_to_date(now)),
+    };
+    let customer = state
+        .store
+        .get_customer(body.customer_id.into())
+        .await
+        .map_err(|e| ApiError::not_found_as(e, "customerId", "customer", body.customer_id))?;
+    if let Some(service) = body.service_id {
+        let s = state
+            .store
+            .get_service(service.into())
+            .await
+            .map_err(|e| ApiError::not_found_as(e, "serviceId", "service", service))?;
+        if s.customer_id != customer.id {
+            return Err(ApiError::unprocessable(
+                "serviceId",
+                "service_of_another_customer",
+                format!("service {service} belongs to another customer"),
+            ));
+        }
+    }
+    let tax = mpanel_common::billing::tax_minor(subtotal, u32::try_from(tax_rate_bp).unwrap_or(0));
+    let new = NewInvoice {
+        customer_id: customer.id.get(),
+        service_id: body.service_id,
+        period_start: None,
+        period_end: None,
+        subtotal_minor: subtotal,
+        tax_minor: tax,
+        tax_rate_bp,
+        currency: currency.as_str().to_owned(),
+        lines,
+        issued_at: now,
+        due_at,
+        next_charge_at: Some(due_at),
+    };
+    let email = NewBillingJob {
+        kind: "invoice_email",
+        dedupe_key: "invoice-{invoice}-invoice".into(),
+        invoice_id: None,
+        customer_id: Some(customer.id.get()),
+        service_id: body.service_id,
+        params: json!({ "template": "invoice" }),
+    };
+    let invoice = state
+        .store
+        .create_invoice(&new, &[email], &admin.actor())
+        .await?
+        .ok_or_else(|| ApiError::conflict("an invoice for this period exists"))?;
+    state
+        .dispatcher
+        .wake_queue(&crate::store::lease_queue::BILLING);
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            serde_json::to_value(InvoiceDto::from(invoice))
+                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
+        ),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateInvoiceBody {
+    #[serde(default, deserialize_with = "given")]
+    due_date: Option<String>,
+}
+
+/// Moves an unpaid invoice's due date (a one-off grace period); nothing else changes on an
+/// issued invoice.
+async fn update_invoice(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathId(id): PathId<InvoiceId>,
+    JsonBody(body): JsonBody<UpdateInvoiceBody>,
+) -> ApiResult<Json<Value>> {
+    let Some(due) = body.due_date.as_deref() else {
+        let invoice = load_invoice(&state, id).await?;
+        return Ok(Json(
+            serde_json::to_value(InvoiceDto::from(invoice))
+                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
+        ));
+    };
+    let due_at = date_ms("dueDate", due)?;
+    match state
+        .store
+        .set_invoice_due(id.get(), due_at, &admin.actor())
+        .await?
+    {
+        None => Err(ApiError::not_found(format!("invoice {id} not found"))),
+        Some(Ok(invoice)) => Ok(Json(
+            serde_json::to_value(InvoiceDto::from(invoice))
+                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
+        )),
+        Some(Err(invoice)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invoice_not_unpaid",
+            format!(
+                "invoice {} is {}; only an unpaid invoice's due date moves",
+                invoice.number, invoice.status
+            ),
+        )),
+    }
 }
 
 /// How long the pay route waits for the charge it queued.

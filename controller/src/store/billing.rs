@@ -360,6 +360,14 @@ pub trait BillingStore: Send + Sync {
         id: i64,
         actor: &str,
     ) -> StoreResult<Option<Result<Invoice, Invoice>>>;
+    /// Moves an unpaid invoice's due date (and a planned auto-charge with it); `None` when
+    /// there is no such invoice, `Err(invoice)` when it is not unpaid.
+    async fn set_invoice_due(
+        &self,
+        id: i64,
+        due_at: i64,
+        actor: &str,
+    ) -> StoreResult<Option<Result<Invoice, Invoice>>>;
     /// Live services whose next period starts by `until` and has no invoice yet.
     async fn services_to_invoice(&self, until: i64, limit: i64)
     -> StoreResult<Vec<super::Service>>;
@@ -1131,6 +1139,28 @@ macro_rules! impl_billing_store {
                     <$store>::record_activity(&mut tx, actor, "invoice.voided", "invoice", id, serde_json::json!({ "number": invoice.number })).await?;
                     tx.commit().await?;
                     Ok(Some(Ok(invoice)))
+                }
+
+                async fn set_invoice_due(&self, id: i64, due_at: i64, actor: &str) -> StoreResult<Option<Result<Invoice, Invoice>>> {
+                    let now = now_ms();
+                    let mut tx = self.begin_write().await?;
+                    let Some(invoice) = lock_invoice(&mut tx, id).await? else {
+                        return Ok(None);
+                    };
+                    if invoice.status != "unpaid" {
+                        return Ok(Some(Err(invoice)));
+                    }
+                    let moved = sqlx::query_as::<_, Invoice>(
+                        "UPDATE invoices SET due_at = $2,
+                             next_charge_at = CASE WHEN next_charge_at IS NULL THEN NULL ELSE $2 END,
+                             updated_at = $3
+                         WHERE id = $1 RETURNING *",
+                    )
+                    .bind(id).bind(due_at).bind(now).fetch_one(&mut *tx).await?;
+                    <$store>::record_activity(&mut tx, actor, "invoice.due_changed", "invoice", id,
+                        serde_json::json!({ "from": invoice.due_at, "to": due_at })).await?;
+                    tx.commit().await?;
+                    Ok(Some(Ok(moved)))
                 }
 
                 async fn services_to_invoice(&self, until: i64, limit: i64) -> StoreResult<Vec<Service>> {

@@ -475,7 +475,10 @@ async fn renewal_charge_cut_off_by_sigkill(postgres: bool) {
     let log = dir.read_log("controller");
     assert!(log.contains(" TRACE "), "the controller ran at TRACE");
     for secret in [STRIPE_TEST_KEY, STRIPE_WEBHOOK_SECRET, "sk_test_", "whsec_"] {
-        assert!(!log.contains(secret), "the controller logged a secret ({secret})");
+        assert!(
+            !log.contains(secret),
+            "the controller logged a secret ({secret})"
+        );
     }
     eprintln!("done after {:.1}s", secs(start));
 
