@@ -934,6 +934,8 @@ macro_rules! impl_billing_store {
                             sqlx::query("UPDATE services SET next_due_at = $3, updated_at = $4 WHERE id = $1 AND next_due_at = $2")
                                 .bind(service).bind(start).bind(end).bind(now)
                                 .execute(&mut *tx).await?;
+                        }
+                        if let Some(service) = invoice.service_id {
                             let row: Option<(String, Option<String>)> = sqlx::query_as(
                                 "SELECT status, suspension_reason FROM services WHERE id = $1",
                             )
