@@ -209,6 +209,16 @@ async fn a_year_of_monthly_renewals_invoices_and_charges_each_period_once_on_pos
 /// on a server whose agent is not connected (so the controller's worker leaves its tasks
 /// waiting for the test to finish). Set directly: no agent serves these tests.
 async fn suspend(env: &Env, service: i64, reason: &str) {
+    give_account(env, service).await;
+    env.exec(&format!(
+        "UPDATE services SET status = 'suspended', suspension_reason = '{reason}', suspended_at = 1 WHERE id = {service}"
+    ))
+    .await;
+}
+
+/// An account on a server whose agent is not connected: the controller's worker leaves the
+/// service's tasks waiting, for the test to finish them.
+async fn give_account(env: &Env, service: i64) {
     let (status, server) = env
         .request(
             Method::POST,
@@ -222,8 +232,7 @@ async fn suspend(env: &Env, service: i64, reason: &str) {
         .await;
     assert_eq!(status, 201, "{server}");
     env.exec(&format!(
-        "UPDATE services SET status = 'suspended', suspension_reason = '{reason}', suspended_at = 1,
-             server_id = {}, username = 'user{service}' WHERE id = {service}",
+        "UPDATE services SET server_id = {}, username = 'user{service}' WHERE id = {service}",
         server["id"]
     ))
     .await;
@@ -606,4 +615,136 @@ async fn an_admin_writes_a_one_off_invoice_and_moves_its_due_date() {
     api_support::assert_error(&got, 409, "invoice_not_payable", None);
     assert_eq!(env.scalar("SELECT COUNT(*) FROM payments").await, 0);
     finish(env).await;
+}
+
+async fn overdue_story(postgres: bool) {
+    let env = start(
+        "billing-overdue",
+        postgres,
+        &[("SUSPENSION_GRACE_DAYS", "3")],
+    )
+    .await;
+    let due = date_to_ms(ms_to_date(mpanel_controller::store::now_ms())) + 2 * DAY_MS;
+    let (service, customer) = active_service(
+        &env,
+        "grace.example.com",
+        "grace@example.com",
+        &format_date(ms_to_date(due)),
+    )
+    .await;
+    give_account(&env, service).await;
+    // This customer pays by bank transfer: no card to charge.
+    env.exec(&format!(
+        "UPDATE customers SET payment_method_id = NULL WHERE id = {customer}"
+    ))
+    .await;
+    assert_eq!(
+        env.billing
+            .run_recurring(due - DAY_MS)
+            .await
+            .unwrap()
+            .invoices_created,
+        1
+    );
+    env.drain_billing().await;
+
+    // Due on D with three days of grace: nothing on D + 2 (even late in the day) ...
+    let before = env
+        .billing
+        .suspend_overdue(due + 2 * DAY_MS + 23 * 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(before.suspended, 0, "{before:?}");
+    assert!(
+        env.store()
+            .open_task_for_service(service.into())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // ... suspended on D + 3, with one notice, however often the job runs that day.
+    let on_day = due + 3 * DAY_MS + 3 * 3_600_000;
+    assert_eq!(
+        env.billing.suspend_overdue(on_day).await.unwrap().suspended,
+        1
+    );
+    let again = env.billing.suspend_overdue(on_day).await.unwrap();
+    assert_eq!(again.suspended, 0, "{again:?}");
+    env.drain_billing().await;
+    let task = env
+        .store()
+        .open_task_for_service(service.into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(task.task_type.as_str(), "suspend");
+    assert_eq!(task.params["reason"], "overdue");
+    let job = mpanel_common::JobId::for_task(task.id).to_string();
+    env.hand
+        .complete(
+            &job,
+            ServiceChange::Suspend {
+                reason: "overdue".into(),
+            },
+        )
+        .await;
+    assert_eq!(
+        env.billing
+            .suspend_overdue(on_day + DAY_MS)
+            .await
+            .unwrap()
+            .suspended,
+        0
+    );
+    env.drain_billing().await;
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'service_suspended'")
+            .await,
+        1
+    );
+
+    // A service whose overdue invoice is being charged right now is left alone.
+    let (other, other_customer) = active_service(
+        &env,
+        "charging.example.com",
+        "charging@example.com",
+        &format_date(ms_to_date(due)),
+    )
+    .await;
+    env.billing.run_recurring(due - DAY_MS).await.unwrap();
+    let invoice = service_invoices(&env, other).await.pop().unwrap();
+    assert!(
+        env.store()
+            .customer_card(other_customer)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    env.exec(&format!(
+        "UPDATE invoices SET next_charge_at = NULL WHERE id = {}",
+        invoice.id
+    ))
+    .await;
+    let (_, queued) = env
+        .store()
+        .enqueue_charge(invoice.id, "test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(queued);
+    assert_eq!(
+        env.billing.suspend_overdue(on_day).await.unwrap().suspended,
+        0
+    );
+    finish(env).await;
+}
+
+#[tokio::test]
+async fn an_unpaid_invoice_suspends_its_service_when_the_grace_ends_with_one_notice() {
+    overdue_story(false).await;
+}
+
+#[tokio::test]
+async fn an_unpaid_invoice_suspends_its_service_when_the_grace_ends_with_one_notice_on_postgres() {
+    overdue_story(true).await;
 }

@@ -18,6 +18,7 @@
 pub mod checkout;
 pub mod events;
 pub mod notices;
+pub mod overdue;
 pub mod pdf;
 pub mod recurring;
 pub mod signature;

@@ -46,6 +46,7 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "payment_action_required",
     "order_failed",
     "dispute_opened",
+    "service_suspended",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -371,6 +371,15 @@ pub trait BillingStore: Send + Sync {
     /// Live services whose next period starts by `until` and has no invoice yet.
     async fn services_to_invoice(&self, until: i64, limit: i64)
     -> StoreResult<Vec<super::Service>>;
+    /// Active services with an invoice unpaid since `due_by` or earlier, and the oldest such
+    /// invoice of each; services whose invoice is being charged, or due a charge of a saved
+    /// card by `now`, are left out (the charge may still settle it).
+    async fn overdue_services(
+        &self,
+        due_by: i64,
+        now: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, i64)>>;
     /// Unpaid invoices whose auto-charge is due by `now`, whose customer has a saved card and
     /// which have no charge in flight.
     async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>>;
@@ -1173,6 +1182,20 @@ macro_rules! impl_billing_store {
                          ORDER BY s.next_due_at, s.id LIMIT $2",
                     )
                     .bind(until).bind(limit).fetch_all(&self.pool).await?)
+                }
+
+                async fn overdue_services(&self, due_by: i64, now: i64, limit: i64) -> StoreResult<Vec<(i64, i64)>> {
+                    Ok(sqlx::query_as::<_, (i64, i64)>(
+                        "SELECT s.id, MIN(i.id) FROM services s JOIN invoices i ON i.service_id = s.id
+                             JOIN customers c ON c.id = i.customer_id
+                         WHERE s.status = 'active' AND i.status IN ('unpaid', 'overdue') AND i.due_at <= $1
+                           AND NOT (i.next_charge_at IS NOT NULL AND i.next_charge_at <= $2
+                                    AND c.payment_method_id IS NOT NULL)
+                           AND NOT EXISTS (SELECT 1 FROM billing_jobs j WHERE j.invoice_id = i.id AND j.kind = 'charge'
+                                           AND j.status IN ('pending', 'processing'))
+                         GROUP BY s.id ORDER BY s.id LIMIT $3",
+                    )
+                    .bind(due_by).bind(now).bind(limit).fetch_all(&self.pool).await?)
                 }
 
                 async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>> {
