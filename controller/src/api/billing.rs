@@ -341,6 +341,11 @@ impl From<Invoice> for InvoiceDto {
     }
 }
 
+/// An invoice as the API shows it.
+fn invoice_body(invoice: Invoice) -> Json<Value> {
+    Json(json!(InvoiceDto::from(invoice)))
+}
+
 const INVOICE_STATUSES: [&str; 4] = ["unpaid", "paid", "void", "refunded"];
 
 async fn list_invoices(
@@ -407,8 +412,7 @@ async fn get_invoice(
             })
         })
         .collect();
-    let mut body = serde_json::to_value(InvoiceDto::from(invoice))
-        .map_err(|e| ApiError::internal(format!("invoice: {e}")))?;
+    let Json(mut body) = invoice_body(invoice);
     body["payments"] = Value::Array(payments);
     Ok(Json(body))
 }
@@ -546,13 +550,7 @@ async fn create_invoice(
     state
         .dispatcher
         .wake_queue(&crate::store::lease_queue::BILLING);
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            serde_json::to_value(InvoiceDto::from(invoice))
-                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
-        ),
-    ))
+    Ok((StatusCode::CREATED, invoice_body(invoice)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -572,10 +570,7 @@ async fn update_invoice(
 ) -> ApiResult<Json<Value>> {
     let Some(due) = body.due_date.as_deref() else {
         let invoice = load_invoice(&state, id).await?;
-        return Ok(Json(
-            serde_json::to_value(InvoiceDto::from(invoice))
-                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
-        ));
+        return Ok(invoice_body(invoice));
     };
     let due_at = date_ms("dueDate", due)?;
     match state
@@ -584,10 +579,7 @@ async fn update_invoice(
         .await?
     {
         None => Err(ApiError::not_found(format!("invoice {id} not found"))),
-        Some(Ok(invoice)) => Ok(Json(
-            serde_json::to_value(InvoiceDto::from(invoice))
-                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
-        )),
+        Some(Ok(invoice)) => Ok(invoice_body(invoice)),
         Some(Err(invoice)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "invoice_not_unpaid",
@@ -658,10 +650,7 @@ async fn pay_invoice(
                     return Err(e);
                 }
                 let invoice = load_invoice(&state, id).await?;
-                return Ok(Json(
-                    serde_json::to_value(InvoiceDto::from(invoice))
-                        .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
-                ));
+                return Ok(invoice_body(invoice));
             }
             "failed" => {
                 return Err(ApiError::new(
@@ -798,10 +787,7 @@ async fn void_invoice(
 ) -> ApiResult<Json<Value>> {
     match state.store.void_invoice(id.get(), &admin.actor()).await? {
         None => Err(ApiError::not_found(format!("invoice {id} not found"))),
-        Some(Ok(invoice)) => Ok(Json(
-            serde_json::to_value(InvoiceDto::from(invoice))
-                .map_err(|e| ApiError::internal(format!("invoice: {e}")))?,
-        )),
+        Some(Ok(invoice)) => Ok(invoice_body(invoice)),
         Some(Err(invoice)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "invoice_not_voidable",
