@@ -412,6 +412,7 @@ async fn ordering_a_service_writes_the_service_and_its_task_together() {
             "billingCycle",
             "createdAt",
             "customerId",
+            "disputeRef",
             "domain",
             "id",
             "nextDueDate",

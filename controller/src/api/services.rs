@@ -60,6 +60,8 @@ pub struct ServiceDto {
     provisioning_error: Option<String>,
     provisioned_at: Option<String>,
     next_due_date: Option<String>,
+    /// The Stripe dispute (chargeback) that flagged this service, if any.
+    dispute_ref: Option<String>,
     suspended_at: Option<String>,
     suspension_reason: Option<String>,
     terminated_at: Option<String>,
@@ -81,6 +83,7 @@ impl From<Service> for ServiceDto {
             provisioning_error: s.provisioning_error,
             provisioned_at: s.provisioned_at.map(rfc3339),
             next_due_date: s.next_due_at.map(date),
+            dispute_ref: s.dispute_ref,
             suspended_at: s.suspended_at.map(rfc3339),
             suspension_reason: s.suspension_reason,
             terminated_at: s.terminated_at.map(rfc3339),
