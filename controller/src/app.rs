@@ -27,6 +27,8 @@ pub struct AppState {
     pub dispatcher: crate::jobs::Dispatcher,
     /// Checkout, Stripe events, invoices and payments.
     pub billing: crate::billing::Billing,
+    /// Scheduled jobs: their status, runs and manual runs.
+    pub cron: crate::cron::Cron,
 }
 
 impl AppState {
@@ -99,6 +101,8 @@ pub async fn run(
         .map(Arc::new);
     let billing =
         crate::billing::Billing::new(store.clone(), dispatcher.clone(), stripe, config.clone());
+    let registry = Arc::new(crate::cron::Registry::standard(&config.cron, &billing));
+    let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone());
     let state = AppState {
         store: store.clone(),
         config,
@@ -107,6 +111,7 @@ pub async fn run(
         fleet: fleet.clone(),
         dispatcher,
         billing,
+        cron,
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),
@@ -118,7 +123,7 @@ pub async fn run(
     let deps = crate::jobs::JobDeps {
         store: store.clone(),
         dispatcher: state.dispatcher.clone(),
-        node,
+        node: node.clone(),
     };
     let billing_worker = crate::jobs::billing::BillingWorker {
         billing: state.billing.clone(),
@@ -129,8 +134,32 @@ pub async fn run(
             dispatcher: state.dispatcher.clone(),
         },
     };
-    let workers =
-        crate::jobs::spawn_all(&deps, provisioner, mail_sender, billing_worker, &token).await;
+    let cron_worker = crate::jobs::cron::CronWorker {
+        store: store.clone(),
+        registry: registry.clone(),
+    };
+    let mut workers = crate::jobs::spawn_all(
+        &deps,
+        provisioner,
+        mail_sender,
+        billing_worker,
+        cron_worker,
+        &token,
+    )
+    .await;
+    // ENABLE_CRON=false: this replica never leads, but its workers above still run the runs
+    // the leader queues.
+    if state.config.enable_cron {
+        let scheduler = crate::cron::Scheduler::new(
+            store.clone(),
+            registry,
+            state.dispatcher.clone(),
+            node.lease_holder("scheduler"),
+            crate::cron::wall_clock(),
+            crate::cron::SchedulerSettings::for_lease_secs(state.config.cron.lease_secs),
+        );
+        workers.push(tokio::spawn(scheduler.run(token.clone())));
+    }
     let grpc_names = state.config.grpc_server_names.clone();
     let stop_on_failure = token.clone();
     let grpc_server = tokio::spawn(async move {

@@ -12,6 +12,8 @@ use std::path::Path;
 use base64::Engine as _;
 use mpanel_common::secret::Secret;
 
+use crate::cron::{JOBS, Schedule, Zone};
+
 /// A configuration problem, always naming the variable it is about.
 #[derive(Debug, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -82,6 +84,29 @@ pub struct PowerDnsConfig {
     pub server_id: String,
 }
 
+/// Scheduled jobs (see `crate::cron`).
+#[derive(Debug, Clone)]
+pub struct CronConfig {
+    /// `CRON_TIMEZONE` (UTC): the zone schedules are read in.
+    pub zone: Zone,
+    /// `CRON_LEASE_SECS` (30): how long the leader's lease lasts without renewal; it is renewed
+    /// every third of that, and a replica takes over within about one lease of the leader's
+    /// death.
+    pub lease_secs: u32,
+    /// Each job of `cron::JOBS` with its schedule (`CRON_<JOB>`; `None` when `off`).
+    pub schedules: Vec<(&'static str, Option<Schedule>)>,
+}
+
+impl CronConfig {
+    /// The schedule of job `name`; `None` when it is `off` (or unknown).
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, s)| s.as_ref())
+    }
+}
+
 /// 32-byte AES-256-GCM keys: the current one and any previous ones kept for decrypting old data.
 #[derive(Clone)]
 pub struct EncryptionKeys {
@@ -128,7 +153,10 @@ pub struct Config {
     /// How long one step waits for the agent's answer.
     pub provisioning_command_timeout_secs: u32,
     pub encryption_keys: Option<EncryptionKeys>,
+    /// `ENABLE_CRON` (true): this replica may lead the scheduler. Off, it never queues
+    /// scheduled runs but still works the runs others queue.
     pub enable_cron: bool,
+    pub cron: CronConfig,
     pub suspension_grace_days: u32,
     pub termination_days: u32,
     pub backup_retention_days: u32,
@@ -308,6 +336,7 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
+        let cron = cron_config(&src)?;
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -371,6 +400,7 @@ impl Config {
             )?,
             encryption_keys,
             enable_cron: src.parse_bool_or("ENABLE_CRON", true)?,
+            cron,
             suspension_grace_days: src.parse_or("SUSPENSION_GRACE_DAYS", 3, "a number of days")?,
             termination_days: src.parse_or("TERMINATION_DAYS", 30, "a number of days")?,
             backup_retention_days: src.parse_or("BACKUP_RETENTION_DAYS", 30, "a number of days")?,
@@ -520,6 +550,41 @@ impl Sources<'_> {
     }
 }
 
+/// `CRON_TIMEZONE`, `CRON_LEASE_SECS` and every job's `CRON_<JOB>`: a cron expression, or
+/// `off`.
+fn cron_config(src: &Sources<'_>) -> Result<CronConfig, ConfigError> {
+    let zone = match src.get("CRON_TIMEZONE") {
+        None => Zone::utc(),
+        Some(raw) => Zone::parse(&raw).map_err(|m| ConfigError::new("CRON_TIMEZONE", m))?,
+    };
+    let lease_secs: u32 = src.parse_or("CRON_LEASE_SECS", 30, "a number of seconds")?;
+    if lease_secs == 0 {
+        return Err(ConfigError::new(
+            "CRON_LEASE_SECS",
+            "must be at least 1 second",
+        ));
+    }
+    let mut schedules = Vec::with_capacity(JOBS.len());
+    for job in JOBS {
+        let schedule = match src.get(job.config_key) {
+            Some(raw) if raw.eq_ignore_ascii_case("off") => None,
+            raw => {
+                let expression = raw.as_deref().unwrap_or(job.default_schedule);
+                Some(
+                    Schedule::parse(expression, &zone)
+                        .map_err(|m| ConfigError::new(job.config_key, m))?,
+                )
+            }
+        };
+        schedules.push((job.name, schedule));
+    }
+    Ok(CronConfig {
+        zone,
+        lease_secs,
+        schedules,
+    })
+}
+
 /// `PAYMENT_RETRY_DAYS`: comma-separated, increasing day offsets.
 fn payment_retry_days(raw: Option<String>) -> Result<Vec<u32>, ConfigError> {
     let Some(raw) = raw else {
@@ -652,6 +717,10 @@ mod tests {
             ("ENCRYPTION_KEY", "too-short"),
             ("POWERDNS_API_URL", "127.0.0.1:8081"),
             ("DNS_DEFAULT_TTL", "0"),
+            ("CRON_RECURRING_BILLING", "0 25 * * *"),
+            ("CRON_SERVICE_SUSPENSION", "every night"),
+            ("CRON_TIMEZONE", "Mars/Olympus_Mons"),
+            ("CRON_LEASE_SECS", "0"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(&env(&[(key, value)]), &env(&[]), None).unwrap_err();
@@ -713,6 +782,27 @@ mod tests {
         assert_eq!(pdns.server_id, "localhost");
         assert_eq!(c.dns_default_ttl, 300);
         assert!(!format!("{c:?}").contains("pdns-secret-key"));
+    }
+
+    #[test]
+    fn cron_schedules_default_can_be_overridden_or_switched_off() {
+        let c = Config::from_sources(&env(&[]), &env(&[]), None).unwrap();
+        assert_eq!(c.cron.zone.name(), "UTC");
+        assert_eq!(c.cron.lease_secs, 30);
+        let expr = |c: &Config, job: &str| c.cron.schedule(job).map(|s| s.expression().to_owned());
+        assert_eq!(expr(&c, "recurring-billing").as_deref(), Some("0 2 * * *"));
+        assert_eq!(expr(&c, "service-suspension").as_deref(), Some("0 3 * * *"));
+        let toml = "cron_recurring_billing = \"30 4 * * *\"\ncron_timezone = \"+02:00\"";
+        let c = Config::from_sources(
+            &env(&[("CRON_SERVICE_SUSPENSION", "OFF"), ("CRON_LEASE_SECS", "2")]),
+            &env(&[]),
+            Some(toml),
+        )
+        .unwrap();
+        assert_eq!(expr(&c, "recurring-billing").as_deref(), Some("30 4 * * *"));
+        assert_eq!(expr(&c, "service-suspension"), None);
+        assert_eq!(c.cron.zone.name(), "+02:00");
+        assert_eq!(c.cron.lease_secs, 2);
     }
 
     #[test]

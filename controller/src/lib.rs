@@ -1,6 +1,6 @@
 //! The mpanel controller: the admin API, the durable provisioning queue, the agents'
-//! certificate authority and sessions, the email outbox, and billing (Stripe Checkout, signed
-//! events, invoices and their PDFs, payments, renewal charges). Cron is not built yet.
+//! certificate authority and sessions, the email outbox, billing (Stripe Checkout, signed
+//! events, invoices and their PDFs, payments, renewal charges) and scheduled jobs (`cron`).
 //! The binary in `main.rs` only parses the command line and calls into `commands`.
 
 pub mod api;
@@ -8,6 +8,7 @@ pub mod app;
 pub mod billing;
 pub mod commands;
 pub mod config;
+pub mod cron;
 pub mod crypto;
 pub mod dns;
 pub mod drift;

@@ -2,7 +2,7 @@
 //! and admin authentication.
 //!
 //! Route modules (`servers`, `agents`, `drift`, `catalogue`, `services`, `provisioning`,
-//! `billing`, `health`) never import each other. What they share lives beside them: `error` (the one error
+//! `billing`, `cron`, `health`) never import each other. What they share lives beside them: `error` (the one error
 //! type), `auth` (the admin extractor), `extract` (JSON bodies and path ids), `listing` (query
 //! parameters and pages), `fields` (text, domains, package names, times) and `queueing` (the
 //! answers of routes that queue tasks). A new route goes in the module of its resource, added to
@@ -12,6 +12,7 @@ mod agents;
 pub mod auth;
 mod billing;
 mod catalogue;
+mod cron;
 mod drift;
 pub mod error;
 mod extract;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(services::routes())
         .merge(provisioning::routes())
         .merge(billing::routes())
+        .merge(cron::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -1,5 +1,5 @@
-//! One job runner for every queue the controller works: provisioning tasks, the email outbox
-//! and billing jobs; scheduled jobs plug in the same way.
+//! One job runner for every queue the controller works: provisioning tasks, the email outbox,
+//! billing jobs and the runs of scheduled jobs (which the scheduler, `crate::cron`, only queues).
 //!
 //! The runner ([`runner`]) owns what every queue needs: claiming a due row under a lease,
 //! renewing the lease while the job runs, fencing (a worker whose lease was taken over writes
@@ -13,6 +13,7 @@
 
 pub mod backoff;
 pub mod billing;
+pub mod cron;
 mod email;
 pub mod node;
 mod provision;
@@ -120,9 +121,6 @@ pub struct JobDeps {
     pub node: Arc<Node>,
 }
 
-/// Starts the workers of every job kind; they stop when `shutdown` is cancelled, finishing the
-/// row in hand. Before any claims, the rows this node's previous process left in flight are
-/// taken back (see [`node`]).
 impl std::fmt::Debug for JobDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobDeps")
@@ -131,11 +129,15 @@ impl std::fmt::Debug for JobDeps {
     }
 }
 
+/// Starts the workers of every job kind; they stop when `shutdown` is cancelled, finishing the
+/// row in hand. Before any claims, the rows this node's previous process left in flight are
+/// taken back (see [`node`]).
 pub async fn spawn_all(
     deps: &JobDeps,
     provisioner: crate::provisioning::Provisioner,
     mail: crate::mail::OutboxSender,
     billing: billing::BillingWorker,
+    cron: cron::CronWorker,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     deps.node
@@ -144,5 +146,6 @@ pub async fn spawn_all(
     let mut workers = Runner::new(provisioner, deps).spawn(shutdown);
     workers.extend(Runner::new(mail, deps).spawn(shutdown));
     workers.extend(Runner::new(billing, deps).spawn(shutdown));
+    workers.extend(Runner::new(cron, deps).spawn(shutdown));
     workers
 }

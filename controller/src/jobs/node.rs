@@ -86,6 +86,12 @@ impl Node {
         format!("{}#{}#{}-{n}", self.id, self.boot, queue.name)
     }
 
+    /// The name this process holds a named lease under (`role`: what the lease is for, such as
+    /// `scheduler`).
+    pub fn lease_holder(&self, role: &str) -> String {
+        format!("{}#{}#{role}", self.id, self.boot)
+    }
+
     /// Whether this process holds the node's lock, and so may take back earlier boots' rows.
     pub fn owns_identity(&self) -> bool {
         self.lock.is_some()

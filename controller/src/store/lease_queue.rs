@@ -71,8 +71,20 @@ pub const BILLING: QueueTable = QueueTable {
     updated_column: Some("updated_at"),
 };
 
+/// Runs of scheduled jobs (`cron_runs`), queued by the scheduler's leader or an admin.
+pub const CRON: QueueTable = QueueTable {
+    name: "cron",
+    table: "cron_runs",
+    ready: "queued",
+    running: "running",
+    failed: "failed",
+    error_column: "error",
+    wait_column: None,
+    updated_column: None,
+};
+
 /// Every queue table; wake-up messages name one of these.
-pub const QUEUES: [&QueueTable; 3] = [&PROVISIONING, &EMAIL, &BILLING];
+pub const QUEUES: [&QueueTable; 4] = [&PROVISIONING, &EMAIL, &BILLING, &CRON];
 
 /// A claimed row: which queue, which row, and who holds it.
 #[derive(Debug, Clone, Copy)]

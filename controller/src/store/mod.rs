@@ -1,7 +1,7 @@
 //! Persistence. One trait per aggregate group, implemented for PostgreSQL and for SQLite side by
 //! side; `DATABASE_URL` picks the backend at start-up. The SQL both backends share is written once
 //! (one module per aggregate: `servers`, `customers`, `products`, `services`, `queue`, `outbox`,
-//! `agents`, …) and instantiated for each pool type; what differs (connecting, opening a write
+//! `agents`, `cron`, …) and instantiated for each pool type; what differs (connecting, opening a write
 //! transaction) lives in `postgres.rs` and `sqlite.rs`.
 //!
 //! This module owns rows and transactions. It does not validate requests (the API does) and it
@@ -13,6 +13,7 @@ mod admin_tokens;
 mod agents;
 pub mod billing;
 pub mod certificates;
+pub mod cron;
 mod customers;
 pub mod lease_queue;
 mod models;
@@ -163,6 +164,7 @@ pub trait Store:
     + reporting::ReportingStore
     + certificates::CertificateStore
     + billing::BillingStore
+    + cron::CronStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

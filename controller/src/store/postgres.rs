@@ -11,6 +11,7 @@ use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
 use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
+use super::cron::impl_cron_store;
 use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
@@ -74,6 +75,7 @@ impl_agent_store!(PostgresStore, Postgres);
 impl_reporting_store!(PostgresStore, Postgres);
 impl_certificate_store!(PostgresStore);
 impl_billing_store!(PostgresStore, Postgres);
+impl_cron_store!(PostgresStore, Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -16,6 +16,7 @@ use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
 use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
+use super::cron::impl_cron_store;
 use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
@@ -84,6 +85,7 @@ impl_agent_store!(SqliteStore, Sqlite);
 impl_reporting_store!(SqliteStore, Sqlite);
 impl_certificate_store!(SqliteStore);
 impl_billing_store!(SqliteStore, Sqlite);
+impl_cron_store!(SqliteStore, Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {

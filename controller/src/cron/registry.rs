@@ -1,0 +1,166 @@
+//! The named scheduled jobs: what each is called, its default schedule, the setting that
+//! overrides it, and its body.
+//!
+//! A new scheduled job is one entry in [`JOBS`] and one line in [`Registry::standard`]. Its body
+//! must be safe to run twice and must not need the run before it: a slot is run at most once,
+//! but a manual run can follow it, and after an outage only the latest missed slot is run.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::schedule::{Schedule, Zone};
+use crate::billing::Billing;
+
+/// A scheduled job as the configuration knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct JobSpec {
+    pub name: &'static str,
+    /// croner syntax, five fields, in `CRON_TIMEZONE`.
+    pub default_schedule: &'static str,
+    /// The setting that overrides the schedule (`off` disables it).
+    pub config_key: &'static str,
+}
+
+/// Every scheduled job there is.
+pub const JOBS: &[JobSpec] = &[
+    JobSpec {
+        name: "recurring-billing",
+        default_schedule: "0 2 * * *",
+        config_key: "CRON_RECURRING_BILLING",
+    },
+    JobSpec {
+        name: "service-suspension",
+        default_schedule: "0 3 * * *",
+        config_key: "CRON_SERVICE_SUSPENSION",
+    },
+];
+
+/// The body of a scheduled job.
+#[async_trait]
+pub trait CronJob: Send + Sync + 'static {
+    /// Does the job's work as of `scheduled_for` (the slot, Unix ms; for a manual run, when it
+    /// was asked for) and returns its summary.
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value>;
+}
+
+/// One job in the registry.
+#[derive(Clone)]
+pub struct RegisteredJob {
+    pub name: String,
+    /// `None`: the schedule is `off`; the job still runs when an admin asks.
+    pub schedule: Option<Schedule>,
+    pub body: Arc<dyn CronJob>,
+}
+
+impl std::fmt::Debug for RegisteredJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredJob")
+            .field("name", &self.name)
+            .field(
+                "schedule",
+                &self.schedule.as_ref().map(Schedule::expression),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The jobs this controller schedules and runs, in one zone.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    zone: Zone,
+    jobs: Vec<RegisteredJob>,
+}
+
+impl Registry {
+    pub fn new(zone: Zone) -> Self {
+        Registry {
+            zone,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Adds a job; `schedule` is `None` for one that only runs when asked.
+    #[must_use]
+    pub fn with(
+        mut self,
+        name: impl Into<String>,
+        schedule: Option<Schedule>,
+        body: impl CronJob,
+    ) -> Self {
+        self.jobs.push(RegisteredJob {
+            name: name.into(),
+            schedule,
+            body: Arc::new(body),
+        });
+        self
+    }
+
+    /// The jobs that exist, with the schedules the configuration gives them.
+    pub fn standard(config: &crate::config::CronConfig, billing: &Billing) -> Self {
+        let schedule = |name: &str| config.schedule(name).cloned();
+        Registry::new(config.zone.clone())
+            .with(
+                "recurring-billing",
+                schedule("recurring-billing"),
+                RecurringBilling(billing.clone()),
+            )
+            .with(
+                "service-suspension",
+                schedule("service-suspension"),
+                ServiceSuspension(billing.clone()),
+            )
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+
+    pub fn jobs(&self) -> &[RegisteredJob] {
+        &self.jobs
+    }
+
+    pub fn get(&self, name: &str) -> Option<&RegisteredJob> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// `recurring-billing`: invoices the periods coming due and queues the charges due.
+struct RecurringBilling(Billing);
+
+#[async_trait]
+impl CronJob for RecurringBilling {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.run_recurring(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `service-suspension`: suspends the services whose invoices are overdue past the grace days.
+struct ServiceSuspension(Billing);
+
+#[async_trait]
+impl CronJob for ServiceSuspension {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.suspend_overdue(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_and_settings_are_distinct_and_defaults_parse() {
+        for (i, a) in JOBS.iter().enumerate() {
+            assert!(Schedule::parse(a.default_schedule, &Zone::utc()).is_ok());
+            let expected = format!("CRON_{}", a.name.to_ascii_uppercase().replace('-', "_"));
+            assert_eq!(a.config_key, expected);
+            for b in &JOBS[i + 1..] {
+                assert_ne!(a.name, b.name);
+            }
+        }
+    }
+}
