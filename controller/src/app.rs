@@ -101,7 +101,18 @@ pub async fn run(
         .map(Arc::new);
     let billing =
         crate::billing::Billing::new(store.clone(), dispatcher.clone(), stripe, config.clone());
-    let registry = Arc::new(crate::cron::Registry::standard(&config.cron, &billing));
+    let ssl = crate::ssl::SslRenewals::new(
+        store.clone(),
+        fleet.clone(),
+        cipher.clone(),
+        config.clone(),
+        dispatcher.clone(),
+    );
+    let registry = Arc::new(crate::cron::Registry::standard(
+        &config.cron,
+        &billing,
+        &ssl,
+    ));
     let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone());
     let state = AppState {
         store: store.clone(),

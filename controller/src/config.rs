@@ -792,6 +792,11 @@ mod tests {
         let expr = |c: &Config, job: &str| c.cron.schedule(job).map(|s| s.expression().to_owned());
         assert_eq!(expr(&c, "recurring-billing").as_deref(), Some("0 2 * * *"));
         assert_eq!(expr(&c, "service-suspension").as_deref(), Some("0 3 * * *"));
+        assert_eq!(expr(&c, "ssl-renewals").as_deref(), Some("30 * * * *"));
+        assert_eq!(
+            expr(&c, "ssl-renewal-reminders").as_deref(),
+            Some("0 4 * * *")
+        );
         let toml = "cron_recurring_billing = \"30 4 * * *\"\ncron_timezone = \"+02:00\"";
         let c = Config::from_sources(
             &env(&[("CRON_SERVICE_SUSPENSION", "OFF"), ("CRON_LEASE_SECS", "2")]),

@@ -17,5 +17,6 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod mail;
 pub mod provisioning;
+pub mod ssl;
 pub mod store;
 pub mod telemetry;

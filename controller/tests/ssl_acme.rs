@@ -6,11 +6,13 @@ mod backends;
 mod fleet_support;
 mod real_servers;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mpanel_common::status::{ServiceStatus, TaskStatus};
-use mpanel_controller::store::{DynStore, IssuedSslCertificate};
+use mpanel_controller::store::{DynStore, IssuedSslCertificate, SslCertificate, now_ms};
 use real_servers::{Rig, acme_rig, finished, set_server, wait_for_task};
+use reqwest::Method;
+use serde_json::Value;
 
 /// A controller with one cPanel server set to ACME at `ip`, its agent issuing from pebble.
 async fn rig(ip: &str) -> Rig {
@@ -130,6 +132,206 @@ async fn a_domain_not_pointing_at_the_server_waits_for_dns_and_then_completes() 
         .unwrap();
     assert_eq!(cert.status, "issued");
     assert!(cert.last_error.is_none());
+    r.agent.stop().await;
+    r.sim.shutdown().await;
+}
+
+/// Orders `domain` and waits until it is provisioned with an ACME certificate: its row.
+async fn provisioned(r: &Rig, domain: &str) -> SslCertificate {
+    let task = order(&r.store, domain).await;
+    let done = wait_for_task(&r.store, &task, "completion", finished).await;
+    assert_eq!(
+        done.status,
+        TaskStatus::Completed,
+        "{:?}\n{}",
+        done.error,
+        r.pebble.log_tail()
+    );
+    r.store
+        .get_certificate(done.service_id, domain)
+        .await
+        .unwrap()
+        .expect("a certificate row")
+}
+
+/// Records `cert` again with its `renew_after` moved into the past: due now.
+async fn make_due(store: &DynStore, cert: &SslCertificate) {
+    store
+        .record_certificate_issued(&IssuedSslCertificate {
+            service_id: cert.service_id,
+            domain: cert.domain.clone(),
+            provider: cert.provider.clone(),
+            issuer: cert.issuer.clone().unwrap(),
+            serial: cert.serial.clone().unwrap(),
+            not_before: cert.not_before.unwrap(),
+            not_after: cert.not_after.unwrap(),
+            renew_after: now_ms() - 1_000,
+        })
+        .await
+        .unwrap();
+}
+
+/// Runs the scheduled job `job` by hand and waits for the run to finish: its row.
+async fn run_job(r: &Rig, job: &str) -> Value {
+    let (status, body) =
+        r.c.request(Method::POST, &format!("/api/cron/jobs/{job}/run"), None)
+            .await;
+    assert!(status == 202 || status == 200, "{status} {body}");
+    let id = body["runId"].clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, body) =
+            r.c.request(
+                Method::GET,
+                &format!("/api/cron/runs?job={job}&limit=5"),
+                None,
+            )
+            .await;
+        let run = body["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|run| run["id"] == id).cloned());
+        if let Some(run) = run
+            && matches!(run["status"].as_str(), Some("succeeded" | "failed"))
+        {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{job} never finished: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_certificates_are_renewed_by_their_agent_and_a_failing_one_backs_off_alone() {
+    let r = rig("127.0.0.1").await;
+    let renew = provisioned(&r, "renew.example").await;
+    let broken = provisioned(&r, "broken.example").await;
+    make_due(&r.store, &renew).await;
+    make_due(&r.store, &broken).await;
+    // broken.example no longer points at the server: its renewal cannot validate.
+    r.pebble
+        .add_a("broken.example", &["192.0.2.99"])
+        .await
+        .unwrap();
+
+    let started = now_ms();
+    let run = run_job(&r, "ssl-renewals").await;
+    assert_eq!(run["status"], "succeeded", "{run}\n{}", r.pebble.log_tail());
+    let summary = &run["summary"];
+    assert_eq!(summary["due"], 2, "{summary}");
+    assert_eq!(summary["renewed"], 1, "{summary}");
+    assert_eq!(
+        summary["failed"][0]["certificate_id"], broken.id,
+        "{summary}"
+    );
+
+    // The renewed certificate is a new one from pebble, recorded with its new dates.
+    let renewed = r
+        .store
+        .get_certificate(renew.service_id, "renew.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.id, renew.id);
+    assert_eq!(renewed.status, "issued");
+    assert_ne!(renewed.serial, renew.serial, "a new serial is recorded");
+    assert!(renewed.issuer.as_deref().unwrap().contains("Pebble"));
+    assert!(renewed.not_before.unwrap() >= renew.not_before.unwrap());
+    assert!(renewed.not_after.unwrap() >= renew.not_after.unwrap());
+    let (nb, na) = (renewed.not_before.unwrap(), renewed.not_after.unwrap());
+    assert_eq!(renewed.renew_after, Some(nb + (na - nb) / 3 * 2));
+    assert!(renewed.renew_after.unwrap() > now_ms());
+    assert_eq!(
+        (renewed.renewal_attempts, renewed.last_error.as_deref()),
+        (0, None)
+    );
+
+    // The failing one keeps its certificate, says why, and waits an hour before trying again.
+    let failed = r
+        .store
+        .get_certificate(broken.service_id, "broken.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.serial, broken.serial);
+    assert_eq!(failed.renewal_attempts, 1);
+    assert!(
+        failed.last_error.as_deref().unwrap().contains("192.0.2.99")
+            || failed.last_error.as_deref().unwrap().contains("DNS"),
+        "{:?}",
+        failed.last_error
+    );
+    let next = failed.next_renewal_at.unwrap();
+    assert!(next >= started + 3_600_000 - 1_000, "{next}");
+    assert!(next <= now_ms() + 3_600_000, "{next}");
+
+    // A second run finds nothing due: one renewed, the other backing off.
+    let again = run_job(&r, "ssl-renewals").await;
+    assert_eq!(again["summary"]["due"], 0, "{again}");
+    r.agent.stop().await;
+    r.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_ssl_step_keeps_a_valid_certificate_instead_of_ordering_one() {
+    // The server says it is 192.0.2.10 while every name resolves to 127.0.0.1: the ssl step
+    // waits for DNS and is retried.
+    let r = rig("192.0.2.10").await;
+    let task = order(&r.store, "kept.example").await;
+    let waiting = wait_for_task(&r.store, &task, "waiting for DNS", |t| {
+        t.wait_reason
+            .as_deref()
+            .is_some_and(|w| w.contains("waiting for DNS:"))
+    })
+    .await;
+    // Meanwhile a valid certificate for the service and domain is on record (an earlier
+    // attempt that issued and installed, say).
+    let now = now_ms();
+    let day = 86_400_000;
+    r.store
+        .record_certificate_issued(&IssuedSslCertificate {
+            service_id: waiting.service_id,
+            domain: "kept.example".into(),
+            provider: "acme".into(),
+            issuer: "CN=Pebble Intermediate CA earlier".into(),
+            serial: "0badc0de".into(),
+            not_before: now - day,
+            not_after: now + 89 * day,
+            renew_after: now + 59 * day,
+        })
+        .await
+        .unwrap();
+    set_server(&r.store, r.server_id, "127.0.0.1").await;
+    let done = wait_for_task(&r.store, &task, "completion", finished).await;
+    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
+    let ssl = done
+        .result
+        .0
+        .steps
+        .iter()
+        .find(|s| s.step == "ssl")
+        .expect("an ssl step");
+    assert_eq!(ssl.status, "success");
+    assert_eq!(ssl.data["reused"], true, "{}", ssl.data);
+    assert_eq!(ssl.data["serial"], "0badc0de");
+    let cert = r
+        .store
+        .get_certificate(done.service_id, "kept.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cert.serial.as_deref(),
+        Some("0badc0de"),
+        "nothing new ordered"
+    );
+    // Nothing was installed on the panel by this attempt either.
+    let state = r.sim.state_json();
+    assert!(
+        !state["certificates"]
+            .as_array()
+            .is_some_and(|certs| certs.iter().any(|c| c["domain"] == "kept.example")),
+        "{state}"
+    );
     r.agent.stop().await;
     r.sim.shutdown().await;
 }

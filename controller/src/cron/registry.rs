@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::schedule::{Schedule, Zone};
 use crate::billing::Billing;
+use crate::ssl::SslRenewals;
 
 /// A scheduled job as the configuration knows it.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,17 @@ pub const JOBS: &[JobSpec] = &[
         name: "service-suspension",
         default_schedule: "0 3 * * *",
         config_key: "CRON_SERVICE_SUSPENSION",
+    },
+    JobSpec {
+        name: "ssl-renewals",
+        // Hourly, so a failed renewal is retried when its backoff (an hour at first) is over.
+        default_schedule: "30 * * * *",
+        config_key: "CRON_SSL_RENEWALS",
+    },
+    JobSpec {
+        name: "ssl-renewal-reminders",
+        default_schedule: "0 4 * * *",
+        config_key: "CRON_SSL_RENEWAL_REMINDERS",
     },
 ];
 
@@ -98,7 +110,11 @@ impl Registry {
     }
 
     /// The jobs that exist, with the schedules the configuration gives them.
-    pub fn standard(config: &crate::config::CronConfig, billing: &Billing) -> Self {
+    pub fn standard(
+        config: &crate::config::CronConfig,
+        billing: &Billing,
+        ssl: &SslRenewals,
+    ) -> Self {
         let schedule = |name: &str| config.schedule(name).cloned();
         Registry::new(config.zone.clone())
             .with(
@@ -110,6 +126,16 @@ impl Registry {
                 "service-suspension",
                 schedule("service-suspension"),
                 ServiceSuspension(billing.clone()),
+            )
+            .with(
+                "ssl-renewals",
+                schedule("ssl-renewals"),
+                RenewCertificates(ssl.clone()),
+            )
+            .with(
+                "ssl-renewal-reminders",
+                schedule("ssl-renewal-reminders"),
+                RemindExpiringCertificates(ssl.clone()),
             )
     }
 
@@ -144,6 +170,30 @@ struct ServiceSuspension(Billing);
 impl CronJob for ServiceSuspension {
     async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
         let summary = self.0.suspend_overdue(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `ssl-renewals`: renews the ACME certificates past their `renew_after` through their
+/// servers' agents; a failed one is retried after a backoff.
+struct RenewCertificates(SslRenewals);
+
+#[async_trait]
+impl CronJob for RenewCertificates {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.renew_due(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `ssl-renewal-reminders`: tells customers, once per certificate, about one expiring within 30
+/// days that will not be renewed automatically.
+struct RemindExpiringCertificates(SslRenewals);
+
+#[async_trait]
+impl CronJob for RemindExpiringCertificates {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.remind_expiring(scheduled_for).await?;
         Ok(serde_json::to_value(summary)?)
     }
 }

@@ -47,6 +47,7 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "order_failed",
     "dispute_opened",
     "service_suspended",
+    "ssl_expiring",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -673,6 +674,36 @@ mod tests {
         assert!(err.to_string().contains("EURO"), "{err}");
     }
 
+    fn ssl_context(auto_renew: bool, renewal_failed: bool) -> serde_json::Value {
+        json!({
+            "company_name": "Acme Hosting",
+            "support_email": "help@acme.example",
+            "customer_name": "Zoë",
+            "domain": "shop.example",
+            "expires_on": "2026-12-24",
+            "days_left": 21,
+            "auto_renew": auto_renew,
+            "renewal_failed": renewal_failed,
+        })
+    }
+
+    #[test]
+    fn an_expiring_certificate_says_when_and_why_it_is_not_renewed() {
+        let off = render_with(
+            "ssl_expiring",
+            &ssl_context(false, false),
+            &["shop.example", "2026-12-24", "in 21 days", "switched off"],
+        );
+        assert!(off.subject.contains("shop.example"), "{}", off.subject);
+        assert!(!off.text.contains("could not"), "{}", off.text);
+        let failing = render_with(
+            "ssl_expiring",
+            &ssl_context(true, true),
+            &["shop.example", "could not", "DNS"],
+        );
+        assert!(!failing.text.contains("switched off"), "{}", failing.text);
+    }
+
     #[test]
     fn every_built_in_message_has_its_three_files() {
         for (name, _) in BUILT_IN {
@@ -686,6 +717,6 @@ mod tests {
                 assert!(BUILT_IN.iter().any(|(n, _)| *n == file), "{file}");
             }
         }
-        assert_eq!(BUILT_IN.len(), 7 * 3);
+        assert_eq!(BUILT_IN.len(), 9 * 3);
     }
 }

@@ -296,9 +296,10 @@ impl Provisioner {
     }
 
     /// `ssl_provider` 'acme': the agent issues from its ACME CA and installs, and the
-    /// certificate is recorded with its renewal time (two thirds of its life); a domain not
-    /// pointing at the server yet waits (no failed attempt is counted). Otherwise, or when the
-    /// agent has no `[acme]` section, the panel's own AutoSSL is asked to run.
+    /// certificate is recorded with its renewal time (two thirds of its life); one recorded
+    /// already and not yet due for renewal is reused; a domain not pointing at the server yet
+    /// waits (no failed attempt is counted). Otherwise, or when the agent has no `[acme]`
+    /// section, the panel's own AutoSSL is asked to run.
     async fn ssl_step(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
         let server = &run.server;
         let autossl = Certificate {
@@ -309,6 +310,19 @@ impl Provisioner {
         if server.ssl_provider != SslProvider::Acme {
             let done = self.agent_step(run, ProvisioningStep::Ssl, autossl).await?;
             return Ok(step_data::ssl(&done, None));
+        }
+        let service = &run.service;
+        // A retried step (or a task run again) finds the certificate an earlier attempt
+        // installed: while it is valid and not yet due for renewal it is kept, and no new one
+        // is ordered.
+        if let Some(cert) = self
+            .store
+            .get_certificate(service.id, &service.domain)
+            .await?
+            .filter(|c| crate::ssl::is_reusable(c, now_ms()))
+        {
+            tracing::info!(service_id = %service.id, serial = cert.serial.as_deref().unwrap_or_default(), "reusing the certificate already issued");
+            return Ok(step_data::reused_ssl(&cert));
         }
         // A disconnected agent advertises nothing; its request fails as Offline.
         if self.fleet.is_connected(server.id)
@@ -330,23 +344,12 @@ impl Provisioner {
             }),
             ..autossl
         };
-        let service = &run.service;
         match self.agent_step(run, ProvisioningStep::Ssl, request).await {
             Ok(done @ CertificateDone::AcmeIssued(_)) => {
                 let CertificateDone::AcmeIssued(c) = &done else {
                     unreachable!("matched above")
                 };
-                let cert = crate::store::IssuedSslCertificate {
-                    service_id: service.id,
-                    domain: service.domain.clone(),
-                    provider: "acme".to_owned(),
-                    issuer: c.issuer.clone(),
-                    serial: c.serial.clone(),
-                    not_before: c.not_before_ms,
-                    not_after: c.not_after_ms,
-                    renew_after: c.not_before_ms
-                        + (c.not_after_ms - c.not_before_ms).max(0) / 3 * 2,
-                };
+                let cert = crate::ssl::issued_record(service.id, &service.domain, c);
                 self.store.record_certificate_issued(&cert).await?;
                 Ok(step_data::ssl(&done, None))
             }

@@ -10,7 +10,7 @@ use mpanel_common::command::{
 };
 use serde_json::{Value, json};
 
-use crate::store::Server;
+use crate::store::{Server, SslCertificate};
 
 pub fn account(reply: &AccountCreated, server: &Server) -> Value {
     json!({
@@ -59,6 +59,18 @@ pub fn ssl(done: &CertificateDone, fallback: Option<&str>) -> Value {
         data["fallback"] = json!(why);
     }
     data
+}
+
+/// A certificate an earlier attempt issued and recorded, kept instead of ordering another.
+pub fn reused_ssl(cert: &SslCertificate) -> Value {
+    json!({
+        "provider": cert.provider,
+        "status": cert.status,
+        "issuer": cert.issuer,
+        "serial": cert.serial,
+        "expires_at": cert.not_after,
+        "reused": true,
+    })
 }
 
 pub fn email(reply: &MailboxCreated) -> Value {

@@ -1,12 +1,13 @@
 //! Rows of `ssl_certificates`: what each service's site certificate is, as the agent last
-//! reported it, and which ACME certificates are due for renewal. `impl_certificate_store!`
-//! instantiates the SQL for both backends like every store module: portable SQL, `$n`
-//! placeholders, times as BIGINT milliseconds.
+//! reported it, which ACME certificates are due for renewal, and which expiring ones the
+//! customer must be told about. `impl_certificate_store!` instantiates the SQL for both
+//! backends like every store module: portable SQL, `$n` placeholders, times as BIGINT
+//! milliseconds.
 //!
-//! Renewal is scheduled from `renew_after` (two thirds of the lifetime, set by the provisioning
-//! step). Enqueuing renewal work needs a task kind that re-runs the `ssl` command for one
-//! service; there is none yet, so [`CertificateStore::due_renewals`] is the query that job will
-//! poll.
+//! Renewal is scheduled from `renew_after` (two thirds of the lifetime, set when a certificate
+//! is recorded); the `ssl-renewals` job (`crate::ssl`) polls [`CertificateStore::due_renewals`]
+//! and records each outcome here. A failed renewal keeps the installed certificate and its
+//! `renew_after`, and is not retried before `next_renewal_at`.
 
 use async_trait::async_trait;
 use mpanel_common::ids::ServiceId;
@@ -32,6 +33,15 @@ pub struct SslCertificate {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `false`: the controller does not renew it; the customer is reminded before it expires.
+    pub auto_renew: bool,
+    /// Failed renewals in a row since it was last issued.
+    pub renewal_attempts: i32,
+    /// After a failed renewal, the earliest time of the next attempt.
+    pub next_renewal_at: Option<i64>,
+    /// The `not_after` the customer was reminded about (one reminder per certificate).
+    pub reminder_sent_for: Option<i64>,
+    pub reminder_sent_at: Option<i64>,
 }
 
 /// A certificate the agent issued and installed.
@@ -67,8 +77,44 @@ pub trait CertificateStore: Send + Sync {
         service_id: ServiceId,
         domain: &str,
     ) -> StoreResult<Option<SslCertificate>>;
-    /// Issued ACME certificates whose `renew_after` is at or before `now`, soonest first.
+    /// Issued ACME certificates renewed automatically whose `renew_after` is at or before
+    /// `now` and whose backoff after a failed renewal (if any) is over, soonest first.
     async fn due_renewals(&self, now: i64, limit: i64) -> StoreResult<Vec<SslCertificate>>;
+    /// Records a failed renewal of certificate `id`: its error, one more attempt, and the
+    /// earliest time of the next one. The installed certificate stays as recorded.
+    async fn record_certificate_renewal_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_renewal_at: i64,
+    ) -> StoreResult<SslCertificate>;
+    /// Stops renewing certificate `id` (its service is gone), saying why.
+    async fn stop_certificate_renewal(&self, id: i64, reason: &str) -> StoreResult<()>;
+    /// Whether the controller renews (service, domain)'s certificate; `false` when there is
+    /// no such row.
+    async fn set_certificate_auto_renew(
+        &self,
+        service_id: ServiceId,
+        domain: &str,
+        auto_renew: bool,
+    ) -> StoreResult<bool>;
+    /// Issued certificates still valid at `now` that expire by `until`, are not renewed
+    /// automatically or whose latest renewal failed, and whose customer has not been reminded
+    /// about this certificate (this `not_after`) yet; soonest expiry first.
+    async fn certificates_to_remind(
+        &self,
+        now: i64,
+        until: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SslCertificate>>;
+    /// Notes that the customer was reminded about certificate `id` expiring at `not_after`;
+    /// `false` when that was noted already (or the certificate has changed since).
+    async fn mark_certificate_reminded(
+        &self,
+        id: i64,
+        not_after: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
 }
 
 macro_rules! impl_certificate_store {
@@ -85,7 +131,8 @@ macro_rules! impl_certificate_store {
             macro_rules! columns {
                 () => {
                     "id, service_id, domain, provider, status, issuer, serial, not_before,
-                     not_after, renew_after, last_error, created_at, updated_at"
+                     not_after, renew_after, last_error, created_at, updated_at, auto_renew,
+                     renewal_attempts, next_renewal_at, reminder_sent_for, reminder_sent_at"
                 };
             }
 
@@ -106,6 +153,7 @@ macro_rules! impl_certificate_store {
                              issuer = excluded.issuer, serial = excluded.serial,
                              not_before = excluded.not_before, not_after = excluded.not_after,
                              renew_after = excluded.renew_after, last_error = NULL,
+                             renewal_attempts = 0, next_renewal_at = NULL,
                              updated_at = excluded.updated_at
                          RETURNING ",
                         columns!(),
@@ -178,8 +226,9 @@ macro_rules! impl_certificate_store {
                         "SELECT ",
                         columns!(),
                         " FROM ssl_certificates
-                         WHERE provider = 'acme' AND status = 'issued'
+                         WHERE provider = 'acme' AND status = 'issued' AND auto_renew = TRUE
                            AND renew_after IS NOT NULL AND renew_after <= $1
+                           AND (next_renewal_at IS NULL OR next_renewal_at <= $1)
                          ORDER BY renew_after, id
                          LIMIT $2"
                     ))
@@ -187,6 +236,105 @@ macro_rules! impl_certificate_store {
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?)
+                }
+
+                async fn record_certificate_renewal_failed(
+                    &self,
+                    id: i64,
+                    error: &str,
+                    next_renewal_at: i64,
+                ) -> StoreResult<SslCertificate> {
+                    Ok(sqlx::query_as::<_, SslCertificate>(concat!(
+                        "UPDATE ssl_certificates SET last_error = $2,
+                             renewal_attempts = renewal_attempts + 1, next_renewal_at = $3,
+                             updated_at = $4
+                         WHERE id = $1
+                         RETURNING ",
+                        columns!(),
+                        ""
+                    ))
+                    .bind(id)
+                    .bind(error)
+                    .bind(next_renewal_at)
+                    .bind(now_ms())
+                    .fetch_one(&self.pool)
+                    .await?)
+                }
+
+                async fn stop_certificate_renewal(&self, id: i64, reason: &str) -> StoreResult<()> {
+                    sqlx::query(
+                        "UPDATE ssl_certificates SET renew_after = NULL, next_renewal_at = NULL,
+                             last_error = $2, updated_at = $3
+                         WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(reason)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn set_certificate_auto_renew(
+                    &self,
+                    service_id: ServiceId,
+                    domain: &str,
+                    auto_renew: bool,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE ssl_certificates SET auto_renew = $3, updated_at = $4
+                         WHERE service_id = $1 AND domain = $2",
+                    )
+                    .bind(service_id.get())
+                    .bind(domain)
+                    .bind(auto_renew)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn certificates_to_remind(
+                    &self,
+                    now: i64,
+                    until: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<SslCertificate>> {
+                    Ok(sqlx::query_as::<_, SslCertificate>(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM ssl_certificates
+                         WHERE status = 'issued' AND not_after IS NOT NULL
+                           AND not_after > $1 AND not_after <= $2
+                           AND (auto_renew = FALSE OR renewal_attempts > 0)
+                           AND (reminder_sent_for IS NULL OR reminder_sent_for <> not_after)
+                         ORDER BY not_after, id
+                         LIMIT $3"
+                    ))
+                    .bind(now)
+                    .bind(until)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn mark_certificate_reminded(
+                    &self,
+                    id: i64,
+                    not_after: i64,
+                    now: i64,
+                ) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE ssl_certificates SET reminder_sent_for = $2, reminder_sent_at = $3
+                         WHERE id = $1 AND not_after = $2
+                           AND (reminder_sent_for IS NULL OR reminder_sent_for <> $2)",
+                    )
+                    .bind(id)
+                    .bind(not_after)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
                 }
             }
         };

@@ -90,7 +90,7 @@ pub async fn set_server(store: &DynStore, id: ServerId, ip: &str) {
     store.update_server(id, &patch, "test").await.unwrap();
 }
 
-/// Orders `domain` for `owner@<domain>` on a product with `databases` databases.
+/// Orders `domain` for `owner@<domain>` on a product of its own with `databases` databases.
 pub async fn order(store: &DynStore, domain: &str, databases: i32) -> Task {
     let customer = store
         .create_customer(
@@ -105,7 +105,7 @@ pub async fn order(store: &DynStore, domain: &str, databases: i32) -> Task {
     let product = store
         .create_product(
             &NewProduct {
-                name: "Basic".into(),
+                name: format!("Basic for {domain}"),
                 server_group: "default".into(),
                 package_cpanel: "default".into(),
                 package_plesk: "Unlimited".into(),
