@@ -336,12 +336,12 @@ impl SslRenewals {
                 continue;
             }
             let customer = self.store.get_customer(service.customer_id).await?;
+            let expires_on =
+                mpanel_common::billing::format_date(mpanel_common::billing::ms_to_date(not_after));
             let context = json!({
                 "domain": cert.domain,
                 "customer_name": customer.name,
-                "expires_on": mpanel_common::billing::format_date(
-                    mpanel_common::billing::ms_to_date(not_after)
-                ),
+                "expires_on": expires_on,
                 "days_left": (not_after - now) / DAY_MS,
                 "auto_renew": cert.auto_renew,
                 "renewal_failed": cert.renewal_attempts > 0,
@@ -351,7 +351,10 @@ impl SslRenewals {
                 .seal_str(&context.to_string())
                 .map_err(|e| StoreError::Corrupt(format!("cannot seal an email: {e}")))?;
             let key = format!("ssl-expiring:certificate:{}:{not_after}", cert.id);
-            let subject = format!("The SSL certificate of {} expires soon", cert.domain);
+            let subject = format!(
+                "The SSL certificate of {} expires on {expires_on}",
+                cert.domain
+            );
             let queued = self
                 .store
                 .queue_email(&key, &customer.email, "ssl_expiring", &subject, &sealed)
