@@ -29,6 +29,8 @@ pub struct AppState {
     pub billing: crate::billing::Billing,
     /// Scheduled jobs: their status, runs and manual runs.
     pub cron: crate::cron::Cron,
+    /// Checkouts per client address, for the checkout route's rate limit.
+    pub checkout_limiter: Arc<crate::api::billing::CheckoutLimiter>,
 }
 
 impl AppState {
@@ -123,6 +125,7 @@ pub async fn run(
         dispatcher,
         billing,
         cron,
+        checkout_limiter: Arc::default(),
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),

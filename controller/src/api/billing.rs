@@ -103,33 +103,35 @@ fn stripe_error(e: &StripeError) -> ApiError {
 /// Checkout attempts per client address per minute.
 const CHECKOUTS_PER_MINUTE: u32 = 10;
 
-/// A fixed-window count of checkouts per client address: enough to stop a script from
-/// opening thousands of orders, cheap enough to sit in front of every checkout.
-static CHECKOUT_WINDOWS: Mutex<Option<HashMap<IpAddr, (Instant, u32)>>> = Mutex::new(None);
+/// A fixed-window count of checkouts per client address: enough to stop a script from opening
+/// thousands of orders, cheap enough to sit in front of every checkout. One per controller.
+#[derive(Debug, Default)]
+pub struct CheckoutLimiter(Mutex<HashMap<IpAddr, (Instant, u32)>>);
+
+impl CheckoutLimiter {
+    fn allow(&self, ip: Option<IpAddr>) -> bool {
+        let Some(ip) = ip else {
+            return true;
+        };
+        let mut windows = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= CHECKOUTS_PER_MINUTE
+    }
+}
 
 fn client_ip(parts: &Parts) -> Option<IpAddr> {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
-}
-
-fn checkout_allowed(ip: Option<IpAddr>) -> bool {
-    let Some(ip) = ip else {
-        return true;
-    };
-    let mut guard = CHECKOUT_WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
-    let windows = guard.get_or_insert_with(HashMap::new);
-    let now = Instant::now();
-    if windows.len() > 10_000 {
-        windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
-    }
-    let entry = windows.entry(ip).or_insert((now, 0));
-    if now.duration_since(entry.0) >= Duration::from_secs(60) {
-        *entry = (now, 0);
-    }
-    entry.1 += 1;
-    entry.1 <= CHECKOUTS_PER_MINUTE
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,7 +151,7 @@ async fn create_checkout_session(
     parts: Parts,
     JsonBody(body): JsonBody<CheckoutBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if !checkout_allowed(client_ip(&parts)) {
+    if !state.checkout_limiter.allow(client_ip(&parts)) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

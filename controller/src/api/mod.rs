@@ -10,7 +10,7 @@
 
 mod agents;
 pub mod auth;
-mod billing;
+pub mod billing;
 mod catalogue;
 mod cron;
 mod drift;
