@@ -57,13 +57,19 @@ async fn seed(url: &str, n: usize, due: i64) {
     if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         for sql in seed_sql(n, due) {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         pool.close().await;
     } else {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
         for sql in seed_sql(n, due) {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         pool.close().await;
     }
@@ -78,7 +84,8 @@ async fn run(label: &str, url: &str, n: usize) {
     let store: DynStore = store::connect(url).await.unwrap();
     store.migrate().await.unwrap();
     let now = now_ms();
-    let due = mpanel_common::billing::date_to_ms(mpanel_common::billing::ms_to_date(now)) - 10 * DAY_MS;
+    let due =
+        mpanel_common::billing::date_to_ms(mpanel_common::billing::ms_to_date(now)) - 10 * DAY_MS;
     seed(url, n, due).await;
     let billing = Billing::new(store.clone(), Dispatcher::new(), None, config);
     let started = Instant::now();
@@ -96,14 +103,20 @@ async fn run(label: &str, url: &str, n: usize) {
         second.skipped.len(),
         again.elapsed().as_secs_f64(),
     );
-    assert_eq!(summary.suspended as usize, n, "every overdue service suspended");
+    assert_eq!(
+        summary.suspended as usize, n,
+        "every overdue service suspended"
+    );
     assert_eq!(second.suspended, 0, "a second run suspends nothing twice");
     store.close().await;
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let which = args.get(1).map_or("both", String::as_str);
     println!("service-suspension over {n} overdue services");

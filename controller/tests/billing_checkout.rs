@@ -437,8 +437,16 @@ async fn a_dispute_flags_the_service_and_emails_the_admins_and_suspends_only_whe
         })
         .await;
         env.drain_billing().await;
-        let shown = env.request(Method::GET, &format!("/api/services/{service}"), None).await.1;
-        assert!(shown["disputeRef"].as_str().is_some_and(|d| d.starts_with("dp_")), "{shown}");
+        let shown = env
+            .request(Method::GET, &format!("/api/services/{service}"), None)
+            .await
+            .1;
+        assert!(
+            shown["disputeRef"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("dp_")),
+            "{shown}"
+        );
         let to_support: i64 = env
             .scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'dispute_opened' AND to_address = 'support@hostco.example'")
             .await;
