@@ -101,7 +101,17 @@ pub async fn run(
         .map(Arc::new);
     let billing =
         crate::billing::Billing::new(store.clone(), dispatcher.clone(), stripe, config.clone());
-    let registry = Arc::new(crate::cron::Registry::standard(&config.cron, &billing));
+    let backups = crate::backups::Backups::new(
+        store.clone(),
+        fleet.clone(),
+        config.backup_retention_days,
+        std::time::Duration::from_secs(u64::from(config.provisioning_command_timeout_secs)),
+    );
+    let registry = Arc::new(crate::cron::Registry::standard(
+        &config.cron,
+        &billing,
+        &backups,
+    ));
     let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone());
     let state = AppState {
         store: store.clone(),

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::schedule::{Schedule, Zone};
+use crate::backups::Backups;
 use crate::billing::Billing;
 
 /// A scheduled job as the configuration knows it.
@@ -34,6 +35,11 @@ pub const JOBS: &[JobSpec] = &[
         name: "service-suspension",
         default_schedule: "0 3 * * *",
         config_key: "CRON_SERVICE_SUSPENSION",
+    },
+    JobSpec {
+        name: "backup-cleanup",
+        default_schedule: "0 5 * * *",
+        config_key: "CRON_BACKUP_CLEANUP",
     },
 ];
 
@@ -98,7 +104,11 @@ impl Registry {
     }
 
     /// The jobs that exist, with the schedules the configuration gives them.
-    pub fn standard(config: &crate::config::CronConfig, billing: &Billing) -> Self {
+    pub fn standard(
+        config: &crate::config::CronConfig,
+        billing: &Billing,
+        backups: &Backups,
+    ) -> Self {
         let schedule = |name: &str| config.schedule(name).cloned();
         Registry::new(config.zone.clone())
             .with(
@@ -110,6 +120,11 @@ impl Registry {
                 "service-suspension",
                 schedule("service-suspension"),
                 ServiceSuspension(billing.clone()),
+            )
+            .with(
+                "backup-cleanup",
+                schedule("backup-cleanup"),
+                BackupCleanup(backups.clone()),
             )
     }
 
@@ -144,6 +159,18 @@ struct ServiceSuspension(Billing);
 impl CronJob for ServiceSuspension {
     async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
         let summary = self.0.suspend_overdue(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `backup-cleanup`: deletes the backups older than `BACKUP_RETENTION_DAYS`, on the panel
+/// first, then their rows.
+struct BackupCleanup(Backups);
+
+#[async_trait]
+impl CronJob for BackupCleanup {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.cleanup(scheduled_for).await?;
         Ok(serde_json::to_value(summary)?)
     }
 }
