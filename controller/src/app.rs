@@ -29,6 +29,8 @@ pub struct AppState {
     pub billing: crate::billing::Billing,
     /// Scheduled jobs: their status, runs and manual runs.
     pub cron: crate::cron::Cron,
+    /// Taking account backups through the agents, and their retention.
+    pub backups: crate::backups::Backups,
 }
 
 impl AppState {
@@ -122,6 +124,7 @@ pub async fn run(
         dispatcher,
         billing,
         cron,
+        backups,
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),

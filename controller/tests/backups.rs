@@ -398,3 +398,73 @@ async fn cleanup_deletes_exactly_the_expired_backups_and_a_second_run_changes_no
     assert_eq!(sim_backups(&sim.state_json(), "keeper").len(), 2);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_backup_is_taken_through_the_agent_and_recorded() {
+    let c = Controller::start(&[]).await;
+    let (server_id, _dir, state) = enrolled_agent(&c, "takes.example.net").await;
+    let sim = start_cpanel_sim(|_| {}).await;
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    http.post(format!("{}/__sim/seed", sim.base_url()))
+        .json(&json!({"accounts": [{"username": "taker", "domain": "taker.example"}]}))
+        .send()
+        .await
+        .unwrap();
+    c.sql(
+        "INSERT INTO customers (id, email, name, status, created_at, updated_at)
+           VALUES (1, 't@example.com', 'T', 'active', 0, 0)",
+    )
+    .await;
+    c.sql("INSERT INTO products (id, name, created_at, updated_at) VALUES (1, 'P', 0, 0)")
+        .await;
+    c.sql("INSERT INTO services (id, customer_id, product_id, server_id, domain, username, status, billing_cycle, created_at, updated_at) VALUES
+           (1, 1, 1, (SELECT MIN(id) FROM servers), 'taker.example', 'taker', 'active', 'monthly', 0, 0),
+           (2, 1, 1, NULL, 'unplaced.example', NULL, 'pending', 'monthly', 0, 0)").await;
+    let agent = run_panel_agent(&c, server_id, &state, cpanel_driver(&sim)).await;
+
+    let (status, taken) = c
+        .request(Method::POST, "/api/services/1/backups", None)
+        .await;
+    assert_eq!(status, 201, "{taken}");
+    assert_eq!(taken["status"], "completed");
+    let location = taken["location"].as_str().unwrap().to_owned();
+    assert_eq!(sim_backups(&sim.state_json(), "taker"), [location.as_str()]);
+    assert!(taken["sizeBytes"].as_i64().unwrap() > 0, "{taken}");
+
+    let (status, listed) = c
+        .request(Method::GET, "/api/services/1/backups", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["backups"][0]["id"], taken["id"]);
+    assert_eq!(listed["backups"][0]["location"], location.as_str());
+
+    let (status, body) = c
+        .request(Method::POST, "/api/services/2/backups", None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "service_not_placed");
+    let (status, _) = c
+        .request(Method::GET, "/api/services/99/backups", None)
+        .await;
+    assert_eq!(status, 404);
+
+    // An offline agent: 503, and the attempt is recorded as failed.
+    agent.stop().await;
+    c.wait_for_agent(server_id, Duration::from_secs(15), "offline", |a| {
+        a["status"] != "online"
+    })
+    .await;
+    let (status, body) = c
+        .request(Method::POST, "/api/services/1/backups", None)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (_, listed) = c
+        .request(Method::GET, "/api/services/1/backups", None)
+        .await;
+    assert_eq!(listed["backups"][0]["status"], "failed", "{listed}");
+    assert_eq!(listed["backups"].as_array().unwrap().len(), 2);
+    sim.shutdown().await;
+}
