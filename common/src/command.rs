@@ -65,6 +65,9 @@ pub enum Command {
     ChangePassword(ChangePassword),
     ListAccounts,
     Usage(UsageQuery),
+    CreateBackup(CreateBackup),
+    ListBackups(ListBackups),
+    DeleteBackup(DeleteBackup),
 }
 
 impl Command {
@@ -85,6 +88,9 @@ impl Command {
             Command::ChangePassword(_) => "change_password",
             Command::ListAccounts => "list_accounts",
             Command::Usage(_) => "usage",
+            Command::CreateBackup(_) => "create_backup",
+            Command::ListBackups(_) => "list_backups",
+            Command::DeleteBackup(_) => "delete_backup",
         }
     }
 
@@ -103,6 +109,9 @@ impl Command {
         "terminate_account",
         "change_package",
         "change_password",
+        "create_backup",
+        "list_backups",
+        "delete_backup",
     ];
 }
 
@@ -232,6 +241,28 @@ pub struct UsageQuery {
     pub username: String,
 }
 
+/// Takes a full backup of an account into the panel's own backup storage and answers once the
+/// archive exists. A backup still running from an earlier attempt is waited for, not doubled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateBackup {
+    pub username: String,
+}
+
+/// The finished backups of an account, as the panel lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListBackups {
+    pub username: String,
+}
+
+/// Removes one backup archive of an account. An archive that is not there is
+/// [`BackupDeletion::NotFound`], not a failure, so a repeated delete converges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteBackup {
+    pub username: String,
+    /// The archive as [`BackupCreated::location`] or [`BackupEntry::location`] named it.
+    pub location: String,
+}
+
 /// A successful command's answer; one variant per command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -249,6 +280,9 @@ pub enum Reply {
     PasswordChanged(PasswordChanged),
     Accounts(AccountList),
     Usage(AccountUsage),
+    BackupCreated(BackupCreated),
+    Backups(BackupList),
+    BackupDeleted(BackupDeletion),
 }
 
 impl Reply {
@@ -269,6 +303,9 @@ impl Reply {
             Reply::PasswordChanged(_) => "change_password",
             Reply::Accounts(_) => "list_accounts",
             Reply::Usage(_) => "usage",
+            Reply::BackupCreated(_) => "create_backup",
+            Reply::Backups(_) => "list_backups",
+            Reply::BackupDeleted(_) => "delete_backup",
         }
     }
 }
@@ -410,6 +447,34 @@ pub struct AccountUsage {
     pub inodes_limit: Option<Amount>,
 }
 
+/// A finished backup archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupCreated {
+    /// The panel's name for the archive (a file name or path); what [`DeleteBackup`] takes.
+    pub location: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackupList {
+    pub backups: Vec<BackupEntry>,
+}
+
+/// One finished archive. `created_at` is Unix seconds; `None` where the panel does not say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupEntry {
+    pub location: String,
+    pub size_bytes: u64,
+    pub created_at: Option<i64>,
+}
+
+/// How a delete ended: the archive was removed, or the panel had no such archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupDeletion {
+    Deleted,
+    NotFound,
+}
+
 /// Nothing is wrong with the command, but the agent cannot finish it yet; asking again later
 /// with the same request will. The controller waits without counting a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -502,6 +567,9 @@ request! {
     ChangePassword => ChangePassword(r), PasswordChanged(PasswordChanged);
     ListAccounts => ListAccounts(), Accounts(AccountList);
     UsageQuery => Usage(r), Usage(AccountUsage);
+    CreateBackup => CreateBackup(r), BackupCreated(BackupCreated);
+    ListBackups => ListBackups(r), Backups(BackupList);
+    DeleteBackup => DeleteBackup(r), BackupDeleted(BackupDeletion);
 }
 
 #[cfg(test)]

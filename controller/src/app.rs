@@ -31,6 +31,8 @@ pub struct AppState {
     pub cron: crate::cron::Cron,
     /// Checkouts per client address, for the checkout route's rate limit.
     pub checkout_limiter: Arc<crate::api::billing::CheckoutLimiter>,
+    /// Taking account backups through the agents, and their retention.
+    pub backups: crate::backups::Backups,
 }
 
 impl AppState {
@@ -110,10 +112,17 @@ pub async fn run(
         config.clone(),
         dispatcher.clone(),
     );
+    let backups = crate::backups::Backups::new(
+        store.clone(),
+        fleet.clone(),
+        config.backup_retention_days,
+        std::time::Duration::from_secs(u64::from(config.provisioning_command_timeout_secs)),
+    );
     let registry = Arc::new(crate::cron::Registry::standard(
         &config.cron,
         &billing,
         &ssl,
+        &backups,
     ));
     let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone());
     let state = AppState {
@@ -126,6 +135,7 @@ pub async fn run(
         billing,
         cron,
         checkout_limiter: Arc::default(),
+        backups,
     };
     let provisioner = crate::provisioning::Provisioner::new(
         store.clone(),

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backups;
 pub mod billing;
 pub mod commands;
 pub mod config;

@@ -9,11 +9,12 @@ use std::net::IpAddr;
 
 use mpanel_common::command::{
     AccountCreated, AccountList, AccountSuspended, AccountTerminated, AccountUnsuspended,
-    AccountUsage, AcmeOrder, Amount, Certificate, CertificateDone, CertificateProvider,
-    ChangePackage, ChangePassword, Command, CreateAccount, CreateDatabase, CreateMailbox,
-    DatabaseCreated, DnsEnsured, DnsRecordSummary, Echo, EnsureDns, ErrorClass, Failure,
-    IssuedCertificate, MailboxCreated, Outcome, PackageChanged, PanelAccount, PasswordChanged,
-    Pong, Reply, SuspendAccount, TerminateAccount, UnsuspendAccount, UsageQuery, Waiting,
+    AccountUsage, AcmeOrder, Amount, BackupCreated, BackupDeletion, BackupEntry, BackupList,
+    Certificate, CertificateDone, CertificateProvider, ChangePackage, ChangePassword, Command,
+    CreateAccount, CreateBackup, CreateDatabase, CreateMailbox, DatabaseCreated, DeleteBackup,
+    DnsEnsured, DnsRecordSummary, Echo, EnsureDns, ErrorClass, Failure, IssuedCertificate,
+    ListBackups, MailboxCreated, Outcome, PackageChanged, PanelAccount, PasswordChanged, Pong,
+    Reply, SuspendAccount, TerminateAccount, UnsuspendAccount, UsageQuery, Waiting,
 };
 use mpanel_common::load::LoadReport;
 use mpanel_common::{DomainName, PanelKind, Secret, ServiceId};
@@ -194,6 +195,16 @@ impl From<Command> for WireRequest {
             Command::ListAccounts => WireRequest::ListAccounts(v1::ListAccounts {}),
             Command::Usage(c) => WireRequest::Usage(v1::Usage {
                 username: c.username,
+            }),
+            Command::CreateBackup(c) => WireRequest::CreateBackup(v1::CreateBackup {
+                username: c.username,
+            }),
+            Command::ListBackups(c) => WireRequest::ListBackups(v1::ListBackups {
+                username: c.username,
+            }),
+            Command::DeleteBackup(c) => WireRequest::DeleteBackup(v1::DeleteBackup {
+                username: c.username,
+                location: c.location,
             }),
         }
     }
@@ -382,6 +393,19 @@ pub fn command_from_wire(request: Option<WireRequest>) -> Result<Command, WireEr
         WireRequest::Usage(c) => Command::Usage(UsageQuery {
             username: Fields("usage").text("username", &c.username)?,
         }),
+        WireRequest::CreateBackup(c) => Command::CreateBackup(CreateBackup {
+            username: Fields("create_backup").text("username", &c.username)?,
+        }),
+        WireRequest::ListBackups(c) => Command::ListBackups(ListBackups {
+            username: Fields("list_backups").text("username", &c.username)?,
+        }),
+        WireRequest::DeleteBackup(c) => {
+            let f = Fields("delete_backup");
+            Command::DeleteBackup(DeleteBackup {
+                username: f.text("username", &c.username)?,
+                location: f.text("location", &c.location)?,
+            })
+        }
     })
 }
 
@@ -498,6 +522,24 @@ impl From<Reply> for WireOutcome {
                 bandwidth_limit_bytes: amount_to_wire(u.bandwidth_limit),
                 inodes_used: u.inodes_used,
                 inodes_limit: amount_to_wire(u.inodes_limit),
+            }),
+            Reply::BackupCreated(b) => WireOutcome::BackupCreated(v1::BackupCreated {
+                location: b.location,
+                size_bytes: b.size_bytes,
+            }),
+            Reply::Backups(list) => WireOutcome::Backups(v1::BackupList {
+                backups: list
+                    .backups
+                    .into_iter()
+                    .map(|b| v1::BackupEntry {
+                        location: b.location,
+                        size_bytes: b.size_bytes,
+                        created_at_unix: b.created_at,
+                    })
+                    .collect(),
+            }),
+            Reply::BackupDeleted(d) => WireOutcome::BackupDeleted(v1::BackupDeleted {
+                deleted: d == BackupDeletion::Deleted,
             }),
         }
     }
@@ -628,6 +670,26 @@ pub fn outcome_from_wire(outcome: Option<WireOutcome>) -> Result<Outcome, WireEr
             inodes_used: u.inodes_used,
             inodes_limit: amount_from_wire(u.inodes_limit),
         }),
+        WireOutcome::BackupCreated(b) => Reply::BackupCreated(BackupCreated {
+            location: b.location,
+            size_bytes: b.size_bytes,
+        }),
+        WireOutcome::Backups(list) => Reply::Backups(BackupList {
+            backups: list
+                .backups
+                .into_iter()
+                .map(|b| BackupEntry {
+                    location: b.location,
+                    size_bytes: b.size_bytes,
+                    created_at: b.created_at_unix,
+                })
+                .collect(),
+        }),
+        WireOutcome::BackupDeleted(d) => Reply::BackupDeleted(if d.deleted {
+            BackupDeletion::Deleted
+        } else {
+            BackupDeletion::NotFound
+        }),
     };
     Ok(Outcome::Done(reply))
 }
@@ -755,6 +817,16 @@ mod tests {
             Command::Usage(UsageQuery {
                 username: "shopexam".into(),
             }),
+            Command::CreateBackup(CreateBackup {
+                username: "shopexam".into(),
+            }),
+            Command::ListBackups(ListBackups {
+                username: "shopexam".into(),
+            }),
+            Command::DeleteBackup(DeleteBackup {
+                username: "shopexam".into(),
+                location: "backup-12.1.2026_05-00-00_shopexam.tar.gz".into(),
+            }),
         ]
     }
 
@@ -848,6 +920,26 @@ mod tests {
                 inodes_used: Some(3),
                 inodes_limit: None,
             })),
+            done(Reply::BackupCreated(BackupCreated {
+                location: "backup-12.1.2026_05-00-00_a.tar.gz".into(),
+                size_bytes: 4096,
+            })),
+            done(Reply::Backups(BackupList {
+                backups: vec![
+                    BackupEntry {
+                        location: "a.tar.gz".into(),
+                        size_bytes: 1,
+                        created_at: Some(1_764_565_200),
+                    },
+                    BackupEntry {
+                        location: "b.tar.gz".into(),
+                        size_bytes: 0,
+                        created_at: None,
+                    },
+                ],
+            })),
+            done(Reply::BackupDeleted(BackupDeletion::Deleted)),
+            done(Reply::BackupDeleted(BackupDeletion::NotFound)),
             Outcome::Waiting(Waiting::Dns {
                 reason: "shop.example resolves to 192.0.2.99".into(),
             }),

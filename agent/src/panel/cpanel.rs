@@ -17,7 +17,7 @@ use tracing::{debug, info};
 use super::account::{self, AccountCreation};
 use super::http::{self, CHANGE, PanelEndpoint, Reply};
 use super::types::*;
-use super::{ControlPanel, check_acme_token};
+use super::{ControlPanel, check_acme_token, check_backup_name};
 
 /// A WHM call: function name and parameters.
 type Params<'a> = Vec<(&'a str, String)>;
@@ -649,6 +649,68 @@ impl ControlPanel for CpanelDriver {
         self.uapi(username, "Mysql", "set_privileges_on_database", &grant, &[])
             .await?;
         Ok(DatabaseInfo { database, user })
+    }
+
+    /// UAPI `Backup::fullbackup_to_homedir` (official UAPI page): answers at once with a pid;
+    /// the archive `backup-MM.DD.YYYY_HH-mm-ss_<user>.tar.gz` appears in the home later.
+    async fn start_backup(&self, username: &str) -> Result<(), PanelError> {
+        self.require_account("fullbackup_to_homedir", username)
+            .await?;
+        let params = vec![("homedir", "include".to_owned())];
+        let data = self
+            .uapi(username, "Backup", "fullbackup_to_homedir", &params, &[])
+            .await?;
+        debug!(pid = ?data.get("pid"), "full backup started");
+        Ok(())
+    }
+
+    /// UAPI `BackupInfo::list` (official UAPI page): `{name, sizeBytes, mtime, status}` per
+    /// archive in the home; `status` is `ready` once no run is writing it. `Backup::list_backups`
+    /// only gives dates, so it cannot name the file to delete.
+    async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
+        let data = self
+            .uapi(username, "BackupInfo", "list", &Vec::new(), &[])
+            .await?;
+        Ok(data
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| {
+                        Some(BackupInfo {
+                            name: text(e, "name")?,
+                            size_bytes: e.get("sizeBytes").and_then(number),
+                            created_at: e.get("mtime").and_then(number).map(|t| t as i64),
+                            ready: text(e, "status").as_deref() == Some("ready"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// UAPI `Fileman::trash_file` then `Trash::remove` (official UAPI pages): UAPI has no
+    /// delete for home-directory backups, so the archive goes to `~/.trash` and is removed
+    /// from there for good. The list is read first, so a name the account does not have is
+    /// `false` without any change.
+    async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
+        check_backup_name(name)?;
+        // The archives live in the home directory: a removed account took them with it.
+        if self.get_account(username).await?.is_none() {
+            return Ok(false);
+        }
+        let listed = self.list_backups(username).await?;
+        if !listed.iter().any(|b| b.name == name) {
+            return Ok(false);
+        }
+        let trash = vec![("path", name.to_owned())];
+        let moved = self
+            .uapi(username, "Fileman", "trash_file", &trash, &[])
+            .await?;
+        let leaf = text(&moved, "trash_leaf").unwrap_or_else(|| name.to_owned());
+        let remove = vec![("path", format!("/.trash/{leaf}"))];
+        self.uapi(username, "Trash", "remove", &remove, &[]).await?;
+        Ok(true)
     }
 
     async fn web_root(&self, username: &str, domain: &str) -> Result<PathBuf, PanelError> {

@@ -20,10 +20,26 @@ use tracing::info;
 use super::account::{self, AccountCreation};
 use super::http::{self, CHANGE, PanelEndpoint, Reply};
 use super::types::*;
-use super::{ControlPanel, check_acme_token};
+use super::{ControlPanel, check_acme_token, check_backup_name};
 
 type Params<'a> = Vec<(&'a str, String)>;
 const NO_PARAMS: [(&str, String); 0] = [];
+
+/// What a full user backup includes, as `select0…` of `CMD_API_SITE_BACKUP` (the fields public
+/// DirectAdmin client libraries send).
+const BACKUP_PARTS: [&str; 11] = [
+    "domain",
+    "subdomain",
+    "email",
+    "forwarder",
+    "autoresponder",
+    "vacation",
+    "list",
+    "emailsettings",
+    "ftp",
+    "ftpsettings",
+    "database",
+];
 
 #[derive(Debug)]
 pub struct DirectAdminDriver {
@@ -723,6 +739,71 @@ impl ControlPanel for DirectAdminDriver {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// `CMD_API_SITE_BACKUP` `action=backup` with `select0…` naming every part of the account
+    /// (the fields public client libraries send), run as the account. DirectAdmin queues it;
+    /// the archive appears in `~/backups` once written.
+    async fn start_backup(&self, username: &str) -> Result<(), PanelError> {
+        let mut all: Vec<(String, String)> = vec![("action".to_owned(), "backup".to_owned())];
+        all.extend(
+            BACKUP_PARTS
+                .iter()
+                .enumerate()
+                .map(|(i, part)| (format!("select{i}"), (*part).to_owned())),
+        );
+        self.call("CMD_API_SITE_BACKUP", CHANGE, Some(username), &all, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// `CMD_API_SITE_BACKUP` (GET, as the account): the archive names in `~/backups`. The list
+    /// carries no size or date, and DirectAdmin lists an archive once written, so every entry
+    /// is finished.
+    async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
+        let reply = self
+            .call(
+                "CMD_API_SITE_BACKUP",
+                Method::GET,
+                Some(username),
+                &NO_PARAMS,
+                &[],
+            )
+            .await?;
+        Ok(reply
+            .list
+            .into_iter()
+            .map(|name| BackupInfo {
+                name,
+                size_bytes: None,
+                created_at: None,
+                ready: true,
+            })
+            .collect())
+    }
+
+    /// The file manager's delete (`CMD_API_FILE_MANAGER` `action=multiple&button=delete`,
+    /// UNCONFIRMED fields) on `/backups/<name>`, as the account. The list is read first, so a
+    /// name the account does not have is `false`; so is an account that no longer exists (its
+    /// home went with it).
+    async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
+        check_backup_name(name)?;
+        if self.get_account(username).await?.is_none() {
+            return Ok(false);
+        }
+        let listed = self.list_backups(username).await?;
+        if !listed.iter().any(|b| b.name == name) {
+            return Ok(false);
+        }
+        let params = vec![
+            ("action", "multiple".to_owned()),
+            ("button", "delete".to_owned()),
+            ("path", "/backups".to_owned()),
+            ("select0", format!("/backups/{name}")),
+        ];
+        self.call("CMD_API_FILE_MANAGER", CHANGE, Some(username), &params, &[])
+            .await?;
+        Ok(true)
     }
 
     async fn web_root(&self, username: &str, domain: &str) -> Result<PathBuf, PanelError> {

@@ -123,6 +123,17 @@ pub trait ControlPanel: Send + Sync + std::fmt::Debug {
         spec: &DatabaseSpec,
     ) -> Result<DatabaseInfo, PanelError>;
 
+    // ----- backups -----
+
+    /// Starts a full backup of the account into the panel's own backup storage. Asynchronous
+    /// on every panel: the archive shows up in [`ControlPanel::list_backups`] once written.
+    async fn start_backup(&self, username: &str) -> Result<(), PanelError>;
+    /// The account's archives, the ones still being written included (`ready: false`).
+    async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError>;
+    /// Deletes one archive named as [`ControlPanel::list_backups`] names it. `Ok(false)`: the
+    /// panel has no such archive.
+    async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError>;
+
     // ----- ACME HTTP-01 -----
 
     /// The directory served as `http://<domain>/`, where the agent writes
@@ -157,6 +168,24 @@ pub(crate) fn check_acme_token(token: &str) -> Result<(), PanelError> {
         Err(PanelError::permanent(
             "write_acme_challenge",
             "the ACME token is not base64url",
+        ))
+    }
+}
+
+/// A backup name as the panels list them: one file name, so it cannot point outside the
+/// account's backup directory once it becomes part of a path.
+pub(crate) fn check_backup_name(name: &str) -> Result<(), PanelError> {
+    if !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+    {
+        Ok(())
+    } else {
+        Err(PanelError::permanent(
+            "delete_backup",
+            "a backup location is one file name",
         ))
     }
 }

@@ -24,7 +24,7 @@ use tracing::info;
 use super::account::{self, AccountCreation};
 use super::http::{self, PanelEndpoint, Reply};
 use super::types::*;
-use super::{ControlPanel, check_acme_token};
+use super::{ControlPanel, check_acme_token, check_backup_name};
 
 #[derive(Debug)]
 pub struct PleskDriver {
@@ -297,6 +297,46 @@ impl PleskDriver {
             &format!("/clients/{client_id}/domains"),
         )
         .await
+    }
+
+    /// The names of the customer's subscriptions (its domains that are not subdomains).
+    async fn webspaces(
+        &self,
+        operation: &'static str,
+        username: &str,
+    ) -> Result<Vec<String>, PanelError> {
+        let client = self.require_client(operation, username).await?;
+        Ok(self
+            .client_domains(client.id)
+            .await?
+            .into_iter()
+            .filter(|d| d.base_domain_id.is_none_or(|id| id == 0))
+            .map(|d| d.name)
+            .collect())
+    }
+
+    /// One subscription's local backups, each with the subscription's name.
+    async fn local_backups(&self, webspace: &str) -> Result<Vec<(String, BackupInfo)>, PanelError> {
+        let packet = format!(
+            "<packet><backup-manager><get-local-backup-list><webspace-name>{}</webspace-name>\
+             </get-local-backup-list></backup-manager></packet>",
+            quick_xml::escape::escape(webspace)
+        );
+        let body = self.xml("get_local_backup_list", &packet, &[]).await?;
+        Ok(xml_elements(&body, "file")
+            .into_iter()
+            .filter_map(|file| {
+                Some((
+                    webspace.to_owned(),
+                    BackupInfo {
+                        name: xml_text(file, "name").filter(|n| !n.is_empty())?,
+                        size_bytes: xml_text(file, "size").and_then(|s| s.parse().ok()),
+                        created_at: xml_text(file, "creation-date").and_then(|s| s.parse().ok()),
+                        ready: true,
+                    },
+                ))
+            })
+            .collect())
     }
 
     async fn find_domain(&self, name: &str) -> Result<Option<Domain>, PanelError> {
@@ -962,6 +1002,73 @@ impl ControlPanel for PleskDriver {
         })
     }
 
+    /// XML API `<backup-manager><backup-webspace>` with `<local/>` (official "Creating a
+    /// subscription-level backup task"): queues the backup of the customer's subscription;
+    /// the archive is listed once written.
+    async fn start_backup(&self, username: &str) -> Result<(), PanelError> {
+        let webspaces = self.webspaces("backup_webspace", username).await?;
+        let Some(webspace) = webspaces.first() else {
+            return Err(PanelError::not_found(
+                "backup_webspace",
+                format!("customer {username:?} has no subscription to back up"),
+            ));
+        };
+        let packet = format!(
+            "<packet><backup-manager><backup-webspace><webspace-name>{}</webspace-name><local/>\
+             <description>mpanel</description></backup-webspace></backup-manager></packet>",
+            quick_xml::escape::escape(webspace.as_str())
+        );
+        self.xml("backup_webspace", &packet, &[]).await?;
+        Ok(())
+    }
+
+    /// XML API `<get-local-backup-list><webspace-name/>` (official "Retrieving a List of Local
+    /// Backups") for each of the customer's subscriptions. The response layout is
+    /// UNCONFIRMED: read as `<file><name/><size/><creation-date/></file>` entries; Plesk lists
+    /// finished backups only.
+    async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
+        let mut backups = Vec::new();
+        for webspace in self.webspaces("get_local_backup_list", username).await? {
+            backups.extend(
+                self.local_backups(&webspace)
+                    .await?
+                    .into_iter()
+                    .map(|(_, backup)| backup),
+            );
+        }
+        Ok(backups)
+    }
+
+    /// XML API `<remove-file><webspace-name/><filename/>` (official "Removing Backup") on the
+    /// subscription whose list holds the name; a name no subscription lists, or a customer
+    /// that is gone, is `false`.
+    async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
+        check_backup_name(name)?;
+        if self.find_client(username).await?.is_none() {
+            return Ok(false);
+        }
+        for webspace in self.webspaces("remove_file", username).await? {
+            if !self
+                .local_backups(&webspace)
+                .await?
+                .iter()
+                .any(|(_, b)| b.name == name)
+            {
+                continue;
+            }
+            let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
+            let packet = format!(
+                "<packet><backup-manager><remove-file><webspace-name>{}</webspace-name>\
+                 <filename>{}</filename></remove-file></backup-manager></packet>",
+                esc(&webspace),
+                esc(name)
+            );
+            self.xml("remove_file", &packet, &[]).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     async fn web_root(&self, _username: &str, domain: &str) -> Result<PathBuf, PanelError> {
         let root = self.www_root(domain).await?;
         Ok(self.fs_root.join(root.trim_start_matches('/')))
@@ -1025,6 +1132,21 @@ fn xml_element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let start = xml.find(&open)? + open.len();
     let end = start + xml[start..].find(&close)?;
     Some(&xml[start..end])
+}
+
+/// The inner text of every `<tag>…</tag>` element, in order.
+fn xml_elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let inner = &rest[start + open.len()..];
+        let Some(end) = inner.find(&close) else { break };
+        found.push(&inner[..end]);
+        rest = &inner[end + close.len()..];
+    }
+    found
 }
 
 fn xml_text(xml: &str, tag: &str) -> Option<String> {

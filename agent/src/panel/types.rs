@@ -329,6 +329,19 @@ pub struct DatabaseInfo {
     pub user: String,
 }
 
+/// One backup archive of an account, as the panel lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// The panel's name for the archive; what [`super::ControlPanel::delete_backup`] takes.
+    pub name: String,
+    /// `None` where the panel's list does not say.
+    pub size_bytes: Option<u64>,
+    /// Unix seconds; `None` where the panel's list does not say.
+    pub created_at: Option<i64>,
+    /// False while the panel is still writing it.
+    pub ready: bool,
+}
+
 /// A failed panel call. Messages come from the panel with every secret of the request scrubbed
 /// out; they never carry a password or token.
 #[derive(Debug, Clone, thiserror::Error)]

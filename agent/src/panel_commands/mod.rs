@@ -12,6 +12,7 @@
 //! This module owns the panel's side of each command and the shape of its answer. It does not
 //! own talking to the panel (`crate::panel`) or deciding what to provision (the controller).
 
+mod backups;
 mod lifecycle;
 mod provisioning;
 
@@ -25,12 +26,15 @@ use crate::acme::{AcmeError, AcmeIssuer};
 use crate::handler::{CommandHandler, not_handled};
 use crate::panel::{ControlPanel, PanelError};
 
+pub use backups::BackupWait;
+
 /// Answers the panel commands ([`PanelCommandHandler::COMMANDS`]) with the configured driver.
 #[derive(Debug, Clone)]
 pub struct PanelCommandHandler {
     panel: Arc<dyn ControlPanel>,
     /// An ACME certificate needs it; `None` when the agent has no `[acme]` section.
     acme: Option<Arc<AcmeIssuer>>,
+    backup_wait: BackupWait,
 }
 
 /// Why a command failed: the request does not suit this panel, the panel, or the ACME CA.
@@ -90,7 +94,18 @@ impl PanelCommandHandler {
     pub const COMMANDS: &'static [&'static str] = Command::PANEL_COMMANDS;
 
     pub fn new(panel: Arc<dyn ControlPanel>) -> Self {
-        Self { panel, acme: None }
+        Self {
+            panel,
+            acme: None,
+            backup_wait: BackupWait::default(),
+        }
+    }
+
+    /// How long taking a backup waits for the panel to finish the archive.
+    #[must_use]
+    pub fn with_backup_wait(mut self, wait: BackupWait) -> Self {
+        self.backup_wait = wait;
+        self
     }
 
     /// Lets certificates be issued from the ACME CA through `issuer`.
@@ -122,6 +137,9 @@ impl PanelCommandHandler {
             Command::Terminate(c) => lifecycle::terminate_account(panel, c).await,
             Command::ChangePackage(c) => lifecycle::change_package(panel, c).await,
             Command::ChangePassword(c) => lifecycle::change_password(panel, c).await,
+            Command::CreateBackup(c) => backups::create_backup(panel, self.backup_wait, c).await,
+            Command::ListBackups(c) => backups::list_backups(panel, c).await,
+            Command::DeleteBackup(c) => backups::delete_backup(panel, c).await,
             other @ (Command::Ping | Command::Echo(_)) => return Err(other),
         })
     }

@@ -87,7 +87,8 @@ async fn server_drift(
     })))
 }
 
-fn agent_error(error: &CommandError) -> ApiError {
+/// How an agent's failure reads to an admin: offline 503, no answer 504, a panel failure 502.
+pub(super) fn agent_error(error: &CommandError) -> ApiError {
     match error {
         CommandError::Offline(_) | CommandError::Disconnected(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

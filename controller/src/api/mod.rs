@@ -10,6 +10,7 @@
 
 mod agents;
 pub mod auth;
+mod backups;
 pub mod billing;
 mod catalogue;
 mod cron;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(drift::routes())
         .merge(catalogue::routes())
         .merge(services::routes())
+        .merge(backups::routes())
         .merge(provisioning::routes())
         .merge(billing::routes())
         .merge(cron::routes())

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::schedule::{Schedule, Zone};
+use crate::backups::Backups;
 use crate::billing::Billing;
 use crate::ssl::SslRenewals;
 
@@ -46,6 +47,11 @@ pub const JOBS: &[JobSpec] = &[
         name: "ssl-renewal-reminders",
         default_schedule: "0 4 * * *",
         config_key: "CRON_SSL_RENEWAL_REMINDERS",
+    },
+    JobSpec {
+        name: "backup-cleanup",
+        default_schedule: "0 5 * * *",
+        config_key: "CRON_BACKUP_CLEANUP",
     },
 ];
 
@@ -114,6 +120,7 @@ impl Registry {
         config: &crate::config::CronConfig,
         billing: &Billing,
         ssl: &SslRenewals,
+        backups: &Backups,
     ) -> Self {
         let schedule = |name: &str| config.schedule(name).cloned();
         Registry::new(config.zone.clone())
@@ -136,6 +143,11 @@ impl Registry {
                 "ssl-renewal-reminders",
                 schedule("ssl-renewal-reminders"),
                 RemindExpiringCertificates(ssl.clone()),
+            )
+            .with(
+                "backup-cleanup",
+                schedule("backup-cleanup"),
+                BackupCleanup(backups.clone()),
             )
     }
 
@@ -194,6 +206,18 @@ struct RemindExpiringCertificates(SslRenewals);
 impl CronJob for RemindExpiringCertificates {
     async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
         let summary = self.0.remind_expiring(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `backup-cleanup`: deletes the backups older than `BACKUP_RETENTION_DAYS`, on the panel
+/// first, then their rows.
+struct BackupCleanup(Backups);
+
+#[async_trait]
+impl CronJob for BackupCleanup {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.cleanup(scheduled_for).await?;
         Ok(serde_json::to_value(summary)?)
     }
 }

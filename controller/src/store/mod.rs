@@ -11,6 +11,7 @@
 mod activity;
 mod admin_tokens;
 mod agents;
+pub mod backups;
 pub mod billing;
 pub mod certificates;
 pub mod cron;
@@ -36,6 +37,7 @@ pub use admin_tokens::AdminTokenStore;
 pub use agents::{
     AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,
 };
+pub use backups::{BackupRow, BackupStore};
 pub use certificates::{CertificateStore, IssuedSslCertificate, SslCertificate};
 pub use customers::CustomerStore;
 pub use models::*;
@@ -163,6 +165,7 @@ pub trait Store:
     + AgentStore
     + reporting::ReportingStore
     + certificates::CertificateStore
+    + backups::BackupStore
     + billing::BillingStore
     + cron::CronStore
 {

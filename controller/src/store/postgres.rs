@@ -9,6 +9,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use super::activity::impl_activity_store;
 use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
+use super::backups::impl_backup_store;
 use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
 use super::cron::impl_cron_store;
@@ -74,6 +75,7 @@ impl_lease_queue_store!(PostgresStore);
 impl_agent_store!(PostgresStore, Postgres);
 impl_reporting_store!(PostgresStore, Postgres);
 impl_certificate_store!(PostgresStore);
+impl_backup_store!(PostgresStore);
 impl_billing_store!(PostgresStore, Postgres);
 impl_cron_store!(PostgresStore, Postgres);
 

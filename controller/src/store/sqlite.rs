@@ -14,6 +14,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use super::activity::impl_activity_store;
 use super::admin_tokens::impl_admin_token_store;
 use super::agents::impl_agent_store;
+use super::backups::impl_backup_store;
 use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
 use super::cron::impl_cron_store;
@@ -84,6 +85,7 @@ impl_lease_queue_store!(SqliteStore);
 impl_agent_store!(SqliteStore, Sqlite);
 impl_reporting_store!(SqliteStore, Sqlite);
 impl_certificate_store!(SqliteStore);
+impl_backup_store!(SqliteStore);
 impl_billing_store!(SqliteStore, Sqlite);
 impl_cron_store!(SqliteStore, Sqlite);
 

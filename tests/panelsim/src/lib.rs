@@ -11,6 +11,7 @@
 //! Optional extras: a self-signed HTTPS listener, real MariaDB databases and users, and an
 //! ACME HTTP-01 responder fed by the panels' own file-writing calls.
 
+mod backups;
 mod catalog;
 mod control;
 mod cpanel;

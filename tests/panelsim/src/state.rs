@@ -203,6 +203,9 @@ pub(crate) struct World {
     /// Absolute path → file.
     pub files: BTreeMap<String, WebFile>,
     pub autossl_checks: Vec<String>,
+    pub backups: Vec<crate::backups::Backup>,
+    /// cPanel's `~/.trash`: (owner, leaf, what was moved there).
+    pub trash: Vec<(String, String, crate::backups::Backup)>,
     pub call_counts: BTreeMap<String, u64>,
     next_id: u64,
 }
@@ -470,6 +473,9 @@ impl World {
     /// Terminate an account: everything it owns goes too.
     pub(crate) fn remove_account(&mut self, username: &str, keep_dns: bool) -> Option<Dropped> {
         self.accounts.remove(username)?;
+        // The archives live in the account's home (cPanel, DirectAdmin) or its subscription's
+        // backup storage (Plesk): they go with it.
+        self.backups.retain(|b| b.owner != username);
         let mut dropped = Dropped::default();
         let sites: Vec<String> = self
             .sites
@@ -670,8 +676,17 @@ impl World {
                 })
             })
             .collect();
+        let backups: Vec<Value> = self
+            .backups
+            .iter()
+            .map(|b| {
+                json!({"owner": b.owner, "name": b.name, "sizeBytes": b.size_bytes,
+                       "created": b.created, "ready": b.ready()})
+            })
+            .collect();
         json!({
             "kind": kind.as_str(),
+            "backups": backups,
             "accounts": accounts,
             "domains": sites,
             "zones": zones,
@@ -756,6 +771,33 @@ pub(crate) mod clock {
         at(unix)
             .format(format_description!(
                 "[weekday repr:short] [month repr:short] [day] [hour]:[minute]:[second] [year]"
+            ))
+            .unwrap_or_default()
+    }
+
+    /// `12.01.2026_05-00-00` (cPanel `backup-MM.DD.YYYY_HH-mm-ss_user.tar.gz`).
+    pub(crate) fn cpanel_backup_stamp(unix: i64) -> String {
+        at(unix)
+            .format(format_description!(
+                "[month].[day].[year]_[hour]-[minute]-[second]"
+            ))
+            .unwrap_or_default()
+    }
+
+    /// `Dec-1-2026` (DirectAdmin user backups, `backup-Dec-1-2026-1.tar.gz`).
+    pub(crate) fn directadmin_backup_stamp(unix: i64) -> String {
+        at(unix)
+            .format(format_description!(
+                "[month repr:short]-[day padding:none]-[year]"
+            ))
+            .unwrap_or_default()
+    }
+
+    /// `2512010500` (Plesk local backups, `backup_2512010500.tar`: YYMMDDhhmm).
+    pub(crate) fn plesk_backup_stamp(unix: i64) -> String {
+        at(unix)
+            .format(format_description!(
+                "[year repr:last_two][month][day][hour][minute]"
             ))
             .unwrap_or_default()
     }

@@ -199,9 +199,16 @@ async fn call(sim: &Sim, req: &ApiRequest, user: &str, module: &str, function: &
         }
         ("SSL", "is_autossl_check_in_progress") => Outcome::ok(json!(0)),
         ("Fileman", "save_file_content") => save_file_content(sim, req, user),
-        ("Email" | "Mysql" | "SSL" | "Fileman", _) => Outcome::err(format!(
-            "Could not find the function “{function}” in module “{module}”."
-        )),
+        ("Backup", "fullbackup_to_homedir") => fullbackup_to_homedir(sim, req, user),
+        ("Backup", "list_backups") => list_backups(sim, user),
+        ("BackupInfo", "list") => backupinfo_list(sim, user),
+        ("Fileman", "trash_file") => trash_file(sim, req, user),
+        ("Trash", "remove") => trash_remove(sim, req, user),
+        ("Email" | "Mysql" | "SSL" | "Fileman" | "Backup" | "BackupInfo" | "Trash", _) => {
+            Outcome::err(format!(
+                "Could not find the function “{function}” in module “{module}”."
+            ))
+        }
         _ => Outcome::err(format!("Failed to load module “{module}”.")),
     }
 }
@@ -578,6 +585,105 @@ fn save_file_content(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
     let content = req.param("content").unwrap_or("").as_bytes().to_vec();
     webroot::write(&mut sim.world(), user, path.clone(), content);
     Outcome::ok(json!({"path": path, "from_charset": "UTF-8", "to_charset": "UTF-8"}))
+}
+
+/// `Backup::fullbackup_to_homedir` (official UAPI page): starts a full backup into the home
+/// directory as `backup-MM.DD.YYYY_HH-mm-ss_username.tar.gz` and answers at once with the
+/// process id (`data.pid`, a string); the archive is written in the background.
+fn fullbackup_to_homedir(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
+    if let Some(homedir) = req.arg("homedir")
+        && !matches!(homedir, "include" | "skip")
+    {
+        return Outcome::err(format!(
+            "“{homedir}” is not a valid value for “homedir”: use “include” or “skip”."
+        ));
+    }
+    let mut world = sim.world();
+    let backup = world.start_backup(user, |created, _| {
+        format!(
+            "backup-{}_{user}.tar.gz",
+            clock::cpanel_backup_stamp(created)
+        )
+    });
+    // Any number does as a pid; this one is stable per archive.
+    Outcome::ok(json!({ "pid": (backup.created % 30_000 + 1_000).to_string() }))
+}
+
+/// `Backup::list_backups` (official UAPI page): only the dates of the backups, as
+/// `["2014-12-02T00:00:00.000Z"]`, with `metadata.cnt`; kept for clients that only need to know
+/// whether there are any. The driver lists with `BackupInfo::list`, which names the files.
+fn list_backups(sim: &Sim, user: &str) -> Outcome {
+    let dates: Vec<String> = sim
+        .world()
+        .backups_of(user)
+        .iter()
+        .filter(|b| b.ready())
+        .map(|b| format!("{}T00:00:00.000Z", clock::date(b.created)))
+        .collect();
+    Outcome::ok(json!(dates))
+}
+
+/// `BackupInfo::list` (official UAPI page): one entry per archive in the home directory,
+/// `{name, fullpath, mtime, sizeBytes, startedAtEpoch, status}`; `status` is `ready` once no
+/// marker file says a run is active. The value while running is UNCONFIRMED (`running`
+/// here), so the driver treats everything but `ready` as unfinished.
+fn backupinfo_list(sim: &Sim, user: &str) -> Outcome {
+    let entries: Vec<Value> = sim
+        .world()
+        .backups_of(user)
+        .iter()
+        .map(|b| {
+            let ready = b.ready();
+            json!({
+                "name": b.name,
+                "fullpath": b.name,
+                "mtime": b.created,
+                "sizeBytes": if ready { b.size_bytes } else { 0 },
+                "startedAtEpoch": if ready { Value::Null } else { json!(b.created) },
+                "status": if ready { "ready" } else { "running" },
+            })
+        })
+        .collect();
+    Outcome::ok(json!(entries))
+}
+
+/// `Fileman::trash_file?path=P` (official UAPI page): moves a file of the home directory to
+/// `~/.trash` and answers `{path, trash_leaf}`. Only backup archives are simulated. The text
+/// for a missing file is UNCONFIRMED.
+fn trash_file(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
+    let home = format!("/home/{user}/");
+    let path = req.arg("path").unwrap_or("");
+    let name = path
+        .strip_prefix(&home)
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let mut world = sim.world();
+    let Some(backup) = world.backups_of(user).into_iter().find(|b| b.name == name) else {
+        return Outcome::err(format!("The file “{path}” does not exist."));
+    };
+    world.delete_backup(user, name);
+    let leaf = backup.name.clone();
+    world.trash.push((user.to_owned(), leaf.clone(), backup));
+    Outcome::ok(json!({"path": format!("{home}{name}"), "trash_leaf": leaf}))
+}
+
+/// `Trash::remove?path=/.trash/<leaf>` (official UAPI page): deletes one item of `~/.trash`
+/// for good; an item already absent is an idempotent success; a path outside the trash is
+/// refused.
+fn trash_remove(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
+    let path = req.arg("path").unwrap_or("");
+    let Some(leaf) = path
+        .strip_prefix("/.trash/")
+        .filter(|l| !l.is_empty() && !l.contains('/') && *l != "..")
+    else {
+        return Outcome::err(format!(
+            "The path “{path}” is not inside the “.trash” directory."
+        ));
+    };
+    sim.world()
+        .trash
+        .retain(|(owner, item, _)| !(owner == user && item == leaf));
+    Outcome::ok(Value::Null)
 }
 
 #[cfg(test)]

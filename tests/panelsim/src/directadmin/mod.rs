@@ -11,6 +11,7 @@
 //! alternate deterministically, starting from the seed's parity: even → the HTML login page,
 //! odd → `401 {"error":"Not logged in","success":"no"}`. Clients must handle both.
 
+mod backups;
 mod hosting;
 mod users;
 
@@ -173,6 +174,8 @@ pub(crate) async fn handle(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Repl
         "POP" | "EMAIL_POP" => hosting::pop(sim, req, caller),
         "DATABASES" => hosting::databases(sim, req, caller).await,
         "SSL" => hosting::ssl(sim, req, caller),
+        "SITE_BACKUP" => backups::site_backup(sim, req, caller),
+        "FILE_MANAGER" => backups::file_manager(sim, req, caller),
         _ => Reply::fail(reply::html_error(StatusCode::NOT_FOUND)),
     }
 }

@@ -193,6 +193,9 @@ pub(super) fn handle(sim: &Sim, req: &ApiRequest) -> Reply {
     match (operator.name.as_str(), operation.name.as_str()) {
         ("certificate", "install") => install_certificate(sim, operation),
         ("service-plan", "get") => service_plans(operation),
+        ("backup-manager", "backup-webspace") => backup_webspace(sim, operation),
+        ("backup-manager", "get-local-backup-list") => local_backup_list(sim, operation),
+        ("backup-manager", "remove-file") => remove_file(sim, operation),
         (op, _) => Reply::fail(system_error(
             1014,
             &format!(
@@ -288,6 +291,101 @@ fn service_plans(get: &Element) -> Reply {
         "<{OPERATOR}><{OPERATION}>{}</{OPERATION}></{OPERATOR}>",
         results.concat()
     )))
+}
+
+/// The owner of the subscription a backup-manager operation names by `<webspace-name>`
+/// (the official pages also allow ids, customers, resellers and the server; only the
+/// subscription level is simulated).
+fn webspace_owner(sim: &Sim, operation: &Element) -> Result<String, String> {
+    let name = operation
+        .text_of("webspace-name")
+        .ok_or_else(|| "webspace-name is required".to_owned())?;
+    sim.world()
+        .sites
+        .get(&name.to_ascii_lowercase())
+        .map(|site| site.owner.clone())
+        .ok_or_else(|| "Object not found.".to_owned())
+}
+
+/// `<backup-manager><backup-webspace><webspace-name/><local/><description/></backup-webspace>`
+/// (official "Creating a subscription-level backup task"): queues the backup and answers with
+/// its task id (`<task-id>`, UNCONFIRMED); the archive is listed once written, named
+/// `backup_<YYMMDDhhmm>_<n>.tar` (UNCONFIRMED).
+fn backup_webspace(sim: &Sim, operation: &Element) -> Reply {
+    const OPERATION: &str = "backup-webspace";
+    let owner = match webspace_owner(sim, operation) {
+        Ok(owner) => owner,
+        Err(text) => return operation_failure("backup-manager", OPERATION, 1013, &text),
+    };
+    if operation.child("local").is_none() {
+        return operation_failure(
+            "backup-manager",
+            OPERATION,
+            1019,
+            "Only local storage is simulated: pass <local/>",
+        );
+    }
+    let mut world = sim.world();
+    let task = world.next_id();
+    world.start_backup(&owner, |created, _| {
+        format!("backup_{}_{task}.tar", clock::plesk_backup_stamp(created))
+    });
+    Reply::ok(operation_result(
+        "backup-manager",
+        OPERATION,
+        &format!("<status>ok</status><task-id>{task}</task-id>"),
+    ))
+}
+
+/// `<get-local-backup-list><webspace-name/></get-local-backup-list>` (official "Retrieving a
+/// List of Local Backups"). The response layout is UNCONFIRMED; simulated as one
+/// `<file><name/><size/><creation-date/></file>` per finished archive (size in bytes, date
+/// in Unix seconds).
+fn local_backup_list(sim: &Sim, operation: &Element) -> Reply {
+    const OPERATION: &str = "get-local-backup-list";
+    let owner = match webspace_owner(sim, operation) {
+        Ok(owner) => owner,
+        Err(text) => return operation_failure("backup-manager", OPERATION, 1013, &text),
+    };
+    let files: String = sim
+        .world()
+        .backups_of(&owner)
+        .into_iter()
+        .filter(|b| b.ready())
+        .map(|b| {
+            format!(
+                "<file><name>{}</name><size>{}</size><creation-date>{}</creation-date></file>",
+                escape(&b.name),
+                b.size_bytes,
+                b.created
+            )
+        })
+        .collect();
+    Reply::ok(operation_result(
+        "backup-manager",
+        OPERATION,
+        &format!("<status>ok</status>{files}"),
+    ))
+}
+
+/// `<remove-file><webspace-name/><filename/></remove-file>` (official "Removing Backup"); an
+/// unknown file is 1013 "Object not found." (UNCONFIRMED).
+fn remove_file(sim: &Sim, operation: &Element) -> Reply {
+    const OPERATION: &str = "remove-file";
+    let owner = match webspace_owner(sim, operation) {
+        Ok(owner) => owner,
+        Err(text) => return operation_failure("backup-manager", OPERATION, 1013, &text),
+    };
+    let filename = operation.text_of("filename").unwrap_or_default();
+    if sim.world().delete_backup(&owner, &filename) {
+        Reply::ok(operation_result(
+            "backup-manager",
+            OPERATION,
+            "<status>ok</status>",
+        ))
+    } else {
+        operation_failure("backup-manager", OPERATION, 1013, "Object not found.")
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,138 @@
+//! Account backups: take one, list them, delete one.
+//!
+//! Every panel writes a backup in the background, so taking one is "start, then watch the list
+//! until a new finished archive appears". A backup already running for the account (an earlier
+//! attempt the controller gave up waiting for) is waited for instead of starting a second, so a
+//! retried command converges on one archive. Deleting an archive the panel does not have is an
+//! answer (`not_found`), not a failure: the controller's cleanup treats it as done.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use mpanel_common::command::{
+    BackupCreated, BackupDeletion, BackupEntry, BackupList, CreateBackup, DeleteBackup,
+    ListBackups, Reply,
+};
+use tracing::debug;
+
+use super::CommandResult;
+use crate::panel::{BackupInfo, ControlPanel, PanelError};
+
+/// How long a create waits for the panel to finish the archive, and how often it looks.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupWait {
+    pub poll: Duration,
+    /// Past this the command fails as retryable; the retry finds the backup still running and
+    /// waits for it.
+    pub limit: Duration,
+}
+
+impl Default for BackupWait {
+    fn default() -> Self {
+        // Under the controller's default command timeout (120 s), so the agent answers first.
+        BackupWait {
+            poll: Duration::from_secs(2),
+            limit: Duration::from_secs(100),
+        }
+    }
+}
+
+pub(super) async fn create_backup(
+    panel: &dyn ControlPanel,
+    wait: BackupWait,
+    c: CreateBackup,
+) -> CommandResult {
+    let before = panel.list_backups(&c.username).await?;
+    let finished: HashSet<String> = before
+        .iter()
+        .filter(|b| b.ready)
+        .map(|b| b.name.clone())
+        .collect();
+    if before.iter().any(|b| !b.ready) {
+        debug!(username = %c.username, "a backup is already running; waiting for it");
+    } else {
+        panel.start_backup(&c.username).await?;
+    }
+    let deadline = tokio::time::Instant::now() + wait.limit;
+    loop {
+        let now = panel.list_backups(&c.username).await?;
+        if let Some(done) = newest_new_archive(now, &finished) {
+            debug!(username = %c.username, backup = %done.name, "backup written");
+            return Ok(Reply::BackupCreated(BackupCreated {
+                location: done.name,
+                size_bytes: done.size_bytes.unwrap_or(0),
+            }));
+        }
+        if tokio::time::Instant::now() + wait.poll > deadline {
+            return Err(PanelError::retryable(
+                "create_backup",
+                "the panel is still writing the backup",
+            )
+            .into());
+        }
+        tokio::time::sleep(wait.poll).await;
+    }
+}
+
+/// The most recent finished archive that was not there before the backup started.
+fn newest_new_archive(list: Vec<BackupInfo>, before: &HashSet<String>) -> Option<BackupInfo> {
+    list.into_iter()
+        .filter(|b| b.ready && !before.contains(&b.name))
+        .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)))
+}
+
+pub(super) async fn list_backups(panel: &dyn ControlPanel, c: ListBackups) -> CommandResult {
+    let backups = panel
+        .list_backups(&c.username)
+        .await?
+        .into_iter()
+        .filter(|b| b.ready)
+        .map(|b| BackupEntry {
+            location: b.name,
+            size_bytes: b.size_bytes.unwrap_or(0),
+            created_at: b.created_at,
+        })
+        .collect();
+    Ok(Reply::Backups(BackupList { backups }))
+}
+
+pub(super) async fn delete_backup(panel: &dyn ControlPanel, c: DeleteBackup) -> CommandResult {
+    crate::panel::check_backup_name(&c.location)?;
+    let deleted = panel.delete_backup(&c.username, &c.location).await?;
+    debug!(username = %c.username, backup = %c.location, deleted, "backup delete done");
+    Ok(Reply::BackupDeleted(if deleted {
+        BackupDeletion::Deleted
+    } else {
+        BackupDeletion::NotFound
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(name: &str, at: i64, ready: bool) -> BackupInfo {
+        BackupInfo {
+            name: name.into(),
+            size_bytes: Some(1),
+            created_at: Some(at),
+            ready,
+        }
+    }
+
+    #[test]
+    fn the_new_archive_is_the_newest_finished_one_not_seen_before() {
+        let before: HashSet<String> = ["old.tar.gz".to_owned()].into();
+        let list = vec![
+            archive("old.tar.gz", 300, true),
+            archive("running.tar.gz", 400, false),
+            archive("new.tar.gz", 200, true),
+        ];
+        assert_eq!(
+            newest_new_archive(list, &before).map(|b| b.name),
+            Some("new.tar.gz".into())
+        );
+        let only_running = vec![archive("running.tar.gz", 400, false)];
+        assert_eq!(newest_new_archive(only_running, &before), None);
+    }
+}

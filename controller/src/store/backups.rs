@@ -1,0 +1,186 @@
+//! Rows of `backups`: one account backup taken through a server's agent, from `pending` to
+//! `completed` (with where the panel keeps it and its size) or `failed`, and to `deleted` once
+//! the cleanup job has removed the archive from the panel. `impl_backup_store!` instantiates
+//! the SQL for both backends like every store module: portable SQL, `$n` placeholders, times
+//! as BIGINT milliseconds.
+
+use async_trait::async_trait;
+use mpanel_common::ids::{ServerId, ServiceId};
+
+use super::StoreResult;
+
+/// One backup as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRow {
+    pub id: i64,
+    #[sqlx(try_from = "i64")]
+    pub service_id: ServiceId,
+    pub server_id: Option<i64>,
+    /// The panel's name for the archive; empty while pending.
+    pub location: String,
+    pub size_bytes: i64,
+    /// `pending`, `completed`, `failed` or `deleted`.
+    pub status: String,
+    pub created_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+#[async_trait]
+pub trait BackupStore: Send + Sync {
+    /// Records a backup being taken on `server_id` at `created_at`.
+    async fn record_backup_pending(
+        &self,
+        service_id: ServiceId,
+        server_id: ServerId,
+        created_at: i64,
+    ) -> StoreResult<BackupRow>;
+    /// A pending backup became the archive `location` of `size_bytes`.
+    async fn complete_backup(
+        &self,
+        id: i64,
+        location: &str,
+        size_bytes: u64,
+    ) -> StoreResult<BackupRow>;
+    /// A pending backup could not be taken.
+    async fn fail_backup(&self, id: i64) -> StoreResult<BackupRow>;
+    /// Completed backups created before `created_before`, oldest first, after the row
+    /// `after_id` in that order's id tie-break (for paging); at most `limit`.
+    async fn expired_backups(
+        &self,
+        created_before: i64,
+        after: Option<(i64, i64)>,
+        limit: i64,
+    ) -> StoreResult<Vec<BackupRow>>;
+    /// Marks a completed backup deleted at `now`; false when it was not completed (already
+    /// deleted, or never finished), so a repeated cleanup changes nothing.
+    async fn mark_backup_deleted(&self, id: i64, now: i64) -> StoreResult<bool>;
+    /// A service's backups, newest first.
+    async fn service_backups(&self, service_id: ServiceId) -> StoreResult<Vec<BackupRow>>;
+}
+
+macro_rules! impl_backup_store {
+    ($store:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use mpanel_common::ids::{ServerId, ServiceId};
+            use $crate::store::backups::{BackupRow, BackupStore};
+            use $crate::store::{StoreError, StoreResult};
+
+            macro_rules! columns {
+                () => {
+                    "id, service_id, server_id, location, size_bytes, status, created_at, deleted_at"
+                };
+            }
+
+            #[async_trait]
+            impl BackupStore for $store {
+                async fn record_backup_pending(
+                    &self,
+                    service_id: ServiceId,
+                    server_id: ServerId,
+                    created_at: i64,
+                ) -> StoreResult<BackupRow> {
+                    sqlx::query_as::<_, BackupRow>(concat!(
+                        "INSERT INTO backups (service_id, server_id, location, size_bytes,
+                             status, created_at)
+                         VALUES ($1, $2, '', 0, 'pending', $3)
+                         RETURNING ",
+                        columns!()
+                    ))
+                    .bind(service_id.get())
+                    .bind(server_id.get())
+                    .bind(created_at)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::on_constraint(e, "no such service or server"))
+                }
+
+                async fn complete_backup(
+                    &self,
+                    id: i64,
+                    location: &str,
+                    size_bytes: u64,
+                ) -> StoreResult<BackupRow> {
+                    sqlx::query_as::<_, BackupRow>(concat!(
+                        "UPDATE backups SET status = 'completed', location = $2, size_bytes = $3
+                         WHERE id = $1 AND status = 'pending'
+                         RETURNING ",
+                        columns!()
+                    ))
+                    .bind(id)
+                    .bind(location)
+                    .bind(i64::try_from(size_bytes).unwrap_or(i64::MAX))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("pending backup", id))
+                }
+
+                async fn fail_backup(&self, id: i64) -> StoreResult<BackupRow> {
+                    sqlx::query_as::<_, BackupRow>(concat!(
+                        "UPDATE backups SET status = 'failed'
+                         WHERE id = $1 AND status = 'pending'
+                         RETURNING ",
+                        columns!()
+                    ))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("pending backup", id))
+                }
+
+                async fn expired_backups(
+                    &self,
+                    created_before: i64,
+                    after: Option<(i64, i64)>,
+                    limit: i64,
+                ) -> StoreResult<Vec<BackupRow>> {
+                    let (after_created, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
+                    Ok(sqlx::query_as::<_, BackupRow>(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM backups
+                         WHERE status = 'completed' AND created_at < $1
+                           AND (created_at > $2 OR (created_at = $2 AND id > $3))
+                         ORDER BY created_at, id
+                         LIMIT $4"
+                    ))
+                    .bind(created_before)
+                    .bind(after_created)
+                    .bind(after_id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+
+                async fn mark_backup_deleted(&self, id: i64, now: i64) -> StoreResult<bool> {
+                    let done = sqlx::query(
+                        "UPDATE backups SET status = 'deleted', deleted_at = $2
+                         WHERE id = $1 AND status = 'completed'",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+
+                async fn service_backups(
+                    &self,
+                    service_id: ServiceId,
+                ) -> StoreResult<Vec<BackupRow>> {
+                    Ok(sqlx::query_as::<_, BackupRow>(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM backups WHERE service_id = $1 ORDER BY created_at DESC, id DESC"
+                    ))
+                    .bind(service_id.get())
+                    .fetch_all(&self.pool)
+                    .await?)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_backup_store;
