@@ -94,7 +94,7 @@ async fn run(label: &str, url: &str, n: usize) {
     let again = Instant::now();
     let second = billing.suspend_overdue(now).await.expect("second run");
     println!(
-        "{label:>8}: {} services suspended in {:.2} s ({:.0} services/s, {:.2} ms each); a second run the same day: {} suspended, {} skipped in {:.2} s",
+        "{label:>8}: {} services suspended in {:.2} s ({:.0} services/s, {:.2} ms each); a second run the same day (their suspensions queued): {} suspended, {} skipped in {:.2} s",
         summary.suspended,
         took.as_secs_f64(),
         summary.suspended as f64 / took.as_secs_f64(),

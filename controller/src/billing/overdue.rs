@@ -31,18 +31,16 @@ impl Billing {
         // (today - grace) is past its grace.
         let due_by = date_to_ms(ms_to_date(now)) - grace;
         let mut summary = SuspensionSummary::default();
-        let mut seen = std::collections::HashSet::new();
+        let mut after = 0;
         loop {
-            let batch: Vec<(i64, i64)> = self
+            let batch = self
                 .store
-                .overdue_services(due_by, now, BATCH)
-                .await?
-                .into_iter()
-                .filter(|(service, _)| seen.insert(*service))
-                .collect();
-            if batch.is_empty() {
+                .overdue_services(due_by, now, after, BATCH)
+                .await?;
+            let Some(&(last, _)) = batch.last() else {
                 break;
-            }
+            };
+            after = last;
             for (service, invoice) in batch {
                 let Some(inv) = self.store.get_invoice(invoice).await? else {
                     continue;

@@ -374,10 +374,13 @@ pub trait BillingStore: Send + Sync {
     /// Active services with an invoice unpaid since `due_by` or earlier, and the oldest such
     /// invoice of each; services whose invoice is being charged, or due a charge of a saved
     /// card by `now`, are left out (the charge may still settle it).
+    /// Keyset-paged by service id (`after`); a service with a task open (its suspension
+    /// queued by an earlier run, say) is left out.
     async fn overdue_services(
         &self,
         due_by: i64,
         now: i64,
+        after: i64,
         limit: i64,
     ) -> StoreResult<Vec<(i64, i64)>>;
     /// Unpaid invoices whose auto-charge is due by `now`, whose customer has a saved card and
@@ -1184,7 +1187,7 @@ macro_rules! impl_billing_store {
                     .bind(until).bind(limit).fetch_all(&self.pool).await?)
                 }
 
-                async fn overdue_services(&self, due_by: i64, now: i64, limit: i64) -> StoreResult<Vec<(i64, i64)>> {
+                async fn overdue_services(&self, due_by: i64, now: i64, after: i64, limit: i64) -> StoreResult<Vec<(i64, i64)>> {
                     Ok(sqlx::query_as::<_, (i64, i64)>(
                         "SELECT s.id, MIN(i.id) FROM services s JOIN invoices i ON i.service_id = s.id
                              JOIN customers c ON c.id = i.customer_id
@@ -1193,9 +1196,12 @@ macro_rules! impl_billing_store {
                                     AND c.payment_method_id IS NOT NULL)
                            AND NOT EXISTS (SELECT 1 FROM billing_jobs j WHERE j.invoice_id = i.id AND j.kind = 'charge'
                                            AND j.status IN ('pending', 'processing'))
-                         GROUP BY s.id ORDER BY s.id LIMIT $3",
+                           AND NOT EXISTS (SELECT 1 FROM provisioning_tasks t WHERE t.service_id = s.id
+                                           AND t.status IN ('pending', 'processing'))
+                           AND s.id > $3
+                         GROUP BY s.id ORDER BY s.id LIMIT $4",
                     )
-                    .bind(due_by).bind(now).bind(limit).fetch_all(&self.pool).await?)
+                    .bind(due_by).bind(now).bind(after).bind(limit).fetch_all(&self.pool).await?)
                 }
 
                 async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>> {
