@@ -56,7 +56,7 @@ macro_rules! impl_admin_token_store {
                         sqlx::query("UPDATE admin_tokens SET last_used_at = $2 WHERE id = $1")
                             .bind(token.id)
                             .bind(now)
-                            .execute(&self.pool)
+                            .execute(self.writer())
                             .await?;
                     }
                     Ok(Some(token))
@@ -68,7 +68,7 @@ macro_rules! impl_admin_token_store {
                     )
                     .bind(id)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     if updated == 0 {

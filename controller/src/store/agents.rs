@@ -354,7 +354,7 @@ macro_rules! impl_agent_store {
                     .bind(&hello.panel_kind)
                     .bind(Json(&hello.capabilities))
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     Ok(updated > 0)

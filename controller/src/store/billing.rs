@@ -640,7 +640,7 @@ macro_rules! impl_billing_store {
                     .bind(session_id)
                     .bind(url)
                     .bind(now_ms())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.writer())
                     .await?
                     .ok_or_else(|| StoreError::not_found("order", order_id))
                 }
@@ -1308,7 +1308,7 @@ macro_rules! impl_billing_store {
                          WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
                     )
                     .bind(id).bind(holder).bind(Json(result)).bind(now)
-                    .execute(&self.pool).await?.rows_affected();
+                    .execute(self.writer()).await?.rows_affected();
                     if rows == 0 {
                         return Err(StoreError::lease_lost(format_args!("billing job {id}")));
                     }

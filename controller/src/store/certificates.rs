@@ -168,7 +168,7 @@ macro_rules! impl_certificate_store {
                     .bind(cert.not_after)
                     .bind(cert.renew_after)
                     .bind(now)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.writer())
                     .await?)
                 }
 
@@ -196,7 +196,7 @@ macro_rules! impl_certificate_store {
                     .bind(provider)
                     .bind(reason)
                     .bind(now)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.writer())
                     .await?)
                 }
 

@@ -271,7 +271,7 @@ macro_rules! impl_lease_queue_store {
                         .bind(row.holder)
                         .bind(now + lease_ms)
                         .bind(now)
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?
                         .rows_affected();
                     held(rows, row)
@@ -290,7 +290,7 @@ macro_rules! impl_lease_queue_store {
                         .bind(message)
                         .bind(next_attempt_at)
                         .bind(now_ms())
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?
                         .rows_affected();
                     held(rows, row)
@@ -302,7 +302,7 @@ macro_rules! impl_lease_queue_store {
                         .bind(row.holder)
                         .bind(error)
                         .bind(now_ms())
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?
                         .rows_affected();
                     held(rows, row)
@@ -323,7 +323,7 @@ macro_rules! impl_lease_queue_store {
                     Ok(sqlx::query(AssertSqlSafe(queue.reclaim_sql()))
                         .bind(node_prefix)
                         .bind(own_prefix)
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?
                         .rows_affected())
                 }

@@ -2,7 +2,7 @@
 //! side; `DATABASE_URL` picks the backend at start-up. The SQL both backends share is written once
 //! (one module per aggregate: `servers`, `customers`, `products`, `services`, `queue`, `outbox`,
 //! `agents`, `cron`, …) and instantiated for each pool type; what differs (connecting, opening a write
-//! transaction) lives in `postgres.rs` and `sqlite.rs`.
+//! transaction, the connection a write goes through) lives in `postgres.rs` and `sqlite.rs`.
 //!
 //! This module owns rows and transactions. It does not validate requests (the API does) and it
 //! does not decide what a state change means (the lifecycle layer does); it refuses what the schema makes

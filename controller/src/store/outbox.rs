@@ -96,7 +96,7 @@ macro_rules! impl_outbox_store {
                     .bind(subject)
                     .bind(body_sealed)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     Ok(inserted == 1)
@@ -109,7 +109,7 @@ macro_rules! impl_outbox_store {
                     )
                     .bind(dedupe_key)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                     Ok(())
                 }
@@ -173,7 +173,7 @@ macro_rules! impl_outbox_store {
                     .bind(id)
                     .bind(holder)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     if rows == 1 {

@@ -61,6 +61,11 @@ impl PostgresStore {
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    /// Where a write outside a transaction goes: any connection (row locks order writers).
+    pub(crate) fn writer(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 impl_activity_store!(PostgresStore, Postgres);

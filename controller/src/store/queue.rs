@@ -389,7 +389,7 @@ macro_rules! impl_task_queue {
                     .bind(task.get())
                     .bind(holder)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     held(rows, task)

@@ -181,7 +181,7 @@ macro_rules! impl_service_store {
                     .bind(username)
                     .bind(password_sealed)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?
                     .rows_affected();
@@ -212,7 +212,7 @@ macro_rules! impl_service_store {
                     let kept: Option<Option<String>> = sqlx::query_scalar(sql)
                         .bind(service_id.get())
                         .bind(sealed_candidate)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.writer())
                         .await?;
                     kept.flatten().ok_or_else(|| StoreError::not_found("service", service_id))
                 }

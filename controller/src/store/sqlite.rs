@@ -1,8 +1,13 @@
 //! SQLite backend: the embedded default, for one controller with no database server installed.
 //!
-//! SQLite has one writer at a time. Write transactions start with `BEGIN IMMEDIATE`, so a
-//! transaction that reads and then writes queues for the lock at its start instead of failing
-//! with `SQLITE_BUSY` halfway; WAL lets readers run beside the writer.
+//! SQLite has one writer at a time, so all of this process's writes go through one connection
+//! (`writer`) and wait their turn for it in order. Spread over several connections they waited
+//! in SQLite's busy handler instead, which sleeps between tries (1, 2, 5, 10 … 100 ms): under a
+//! burst the lock sat free while the writers slept, and a few of them waited seconds. Write
+//! transactions start with `BEGIN IMMEDIATE`, so one that reads and then writes takes the lock
+//! at its start instead of failing with `SQLITE_BUSY` halfway (another process, a `migrate` say,
+//! may still hold it: then the busy handler waits). WAL lets the readers, on the other
+//! connections, run beside the writer.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,7 +35,10 @@ use super::{Backend, Store, StoreResult};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pub(crate) pool: SqlitePool,
+    /// Writes: one connection.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -45,9 +53,15 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        // A writer waits at most as long for its turn as it would for the lock.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -69,7 +83,12 @@ impl SqliteStore {
         "SELECT max_accounts FROM servers WHERE id = $1";
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Where a write outside a transaction goes: the one writer connection.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 }
 
@@ -108,6 +127,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
