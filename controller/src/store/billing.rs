@@ -517,14 +517,22 @@ macro_rules! impl_billing_store {
                 Ok(format!("INV-{year}-{n:06}"))
             }
 
+            /// Writes the invoice under `number`, or under a placeholder when `None`: the caller
+            /// then numbers it with `assign_number` just before committing, so the year's counter
+            /// row is held for the end of the transaction only.
             async fn insert_invoice(
                 tx: &mut Tx,
                 new: &NewInvoice,
                 status: &str,
                 paid: Option<(i64, i64)>,
                 now: i64,
+                numbered: bool,
             ) -> StoreResult<Invoice> {
-                let number = next_invoice_number(tx, new.issued_at).await?;
+                let number = if numbered {
+                    next_invoice_number(tx, new.issued_at).await?
+                } else {
+                    format!("unnumbered-{}", uuid::Uuid::new_v4().simple())
+                };
                 let (amount_paid, paid_at) = paid.map_or((0, None), |(a, at)| (a, Some(at)));
                 sqlx::query_as::<_, Invoice>(
                     "INSERT INTO invoices (number, customer_id, service_id, period_start, period_end, status,
@@ -554,6 +562,16 @@ macro_rules! impl_billing_store {
                 .fetch_one(&mut **tx)
                 .await
                 .map_err(|e| StoreError::on_constraint(e, "the service already has an invoice for this period"))
+            }
+
+            async fn assign_number(tx: &mut Tx, invoice: &Invoice) -> StoreResult<()> {
+                let number = next_invoice_number(tx, invoice.issued_at).await?;
+                sqlx::query("UPDATE invoices SET number = $2 WHERE id = $1")
+                    .bind(invoice.id)
+                    .bind(number)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
             }
 
             fn email_job(template: &str, invoice: &Invoice) -> NewBillingJob {
@@ -793,7 +811,9 @@ macro_rules! impl_billing_store {
                         due_at: now,
                         next_charge_at: None,
                     };
-                    let invoice = insert_invoice(&mut tx, &new_invoice, "paid", Some((order.total_minor, now)), now).await?;
+                    // Numbered last (below): concurrent fulfilments wait for the year's counter only
+                    // around their commit, not through the whole transaction.
+                    let invoice = insert_invoice(&mut tx, &new_invoice, "paid", Some((order.total_minor, now)), now, false).await?;
                     sqlx::query(
                         "INSERT INTO payments (invoice_id, customer_id, amount_minor, currency, provider, provider_ref,
                              status, created_at, method)
@@ -830,6 +850,7 @@ macro_rules! impl_billing_store {
                     <$store>::record_activity(&mut tx, "billing", "order.fulfilled", "order", order.id,
                         serde_json::json!({ "serviceId": service.id.get(), "invoiceId": invoice.id, "payment": f.payment_ref })).await?;
                     event_outcome(&mut tx, event, "fulfilled").await?;
+                    assign_number(&mut tx, &invoice).await?;
                     tx.commit().await?;
                     Ok(EventEffect::Applied(FulfilOutcome::Fulfilled {
                         order,
@@ -1089,7 +1110,7 @@ macro_rules! impl_billing_store {
                             return Ok(None);
                         }
                     }
-                    let invoice = match insert_invoice(&mut tx, new, "unpaid", None, now).await {
+                    let invoice = match insert_invoice(&mut tx, new, "unpaid", None, now, true).await {
                         Ok(i) => i,
                         // Another replica wrote this period's invoice first; this number goes back.
                         Err(StoreError::Conflict(_)) => return Ok(None),
