@@ -574,6 +574,28 @@ macro_rules! impl_billing_store {
                 Ok(())
             }
 
+            /// One payment row; its provider reference is unique, so a second record of the same
+            /// charge is a `Conflict`.
+            async fn insert_payment(
+                tx: &mut Tx,
+                invoice_id: i64,
+                customer_id: i64,
+                currency: &str,
+                p: &NewPayment,
+                now: i64,
+            ) -> StoreResult<Payment> {
+                sqlx::query_as::<_, Payment>(
+                    "INSERT INTO payments (invoice_id, customer_id, amount_minor, currency, provider, provider_ref,
+                         status, created_at, method, reference)
+                     VALUES ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, $9) RETURNING *",
+                )
+                .bind(invoice_id).bind(customer_id).bind(p.amount_minor).bind(currency)
+                .bind(&p.provider).bind(&p.provider_ref).bind(now).bind(&p.method).bind(&p.reference)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(|e| StoreError::on_constraint(e, "this payment is already recorded"))
+            }
+
             fn email_job(template: &str, invoice: &Invoice) -> NewBillingJob {
                 NewBillingJob {
                     kind: "invoice_email",
@@ -814,16 +836,17 @@ macro_rules! impl_billing_store {
                     // Numbered last (below): concurrent fulfilments wait for the year's counter only
                     // around their commit, not through the whole transaction.
                     let invoice = insert_invoice(&mut tx, &new_invoice, "paid", Some((order.total_minor, now)), now, false).await?;
-                    sqlx::query(
-                        "INSERT INTO payments (invoice_id, customer_id, amount_minor, currency, provider, provider_ref,
-                             status, created_at, method)
-                         VALUES ($1, $2, $3, $4, 'stripe', $5, 'succeeded', $6, 'card')",
-                    )
-                    .bind(invoice.id).bind(customer.id.get()).bind(order.total_minor).bind(&order.currency)
-                    .bind(&f.payment_ref).bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::on_constraint(e, "this payment is already recorded"))?;
+                    let payment = NewPayment {
+                        invoice_id: invoice.id,
+                        amount_minor: order.total_minor,
+                        currency: order.currency.clone(),
+                        provider: "stripe".into(),
+                        provider_ref: f.payment_ref.clone(),
+                        method: "card".into(),
+                        reference: None,
+                        now,
+                    };
+                    insert_payment(&mut tx, invoice.id, customer.id.get(), &order.currency, &payment, now).await?;
                     let order = sqlx::query_as::<_, Order>(
                         "UPDATE orders SET status = 'fulfilled', customer_id = $2, service_id = $3, invoice_id = $4,
                              payment_intent_id = COALESCE($5, payment_intent_id),
@@ -921,14 +944,7 @@ macro_rules! impl_billing_store {
                         // A card payment on a closed invoice is still money received: keep it
                         // on record for an admin to refund, without touching the invoice.
                         if p.provider == "stripe" {
-                            sqlx::query(
-                                "INSERT INTO payments (invoice_id, customer_id, amount_minor, currency, provider, provider_ref,
-                                     status, created_at, method, reference)
-                                 VALUES ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, $9)",
-                            )
-                            .bind(invoice.id).bind(invoice.customer_id).bind(p.amount_minor).bind(&p.currency)
-                            .bind(&p.provider).bind(&p.provider_ref).bind(now).bind(&p.method).bind(&p.reference)
-                            .execute(&mut *tx).await?;
+                            insert_payment(&mut tx, invoice.id, invoice.customer_id, &p.currency, p, now).await?;
                             <$store>::record_activity(&mut tx, actor, "payment.unapplied", "invoice", invoice.id,
                                 serde_json::json!({ "reason": reason, "ref": p.provider_ref, "amount": p.amount_minor })).await?;
                             event_outcome(&mut tx, event, "unapplied").await?;
@@ -936,16 +952,7 @@ macro_rules! impl_billing_store {
                         }
                         return Ok(EventEffect::Applied(PaymentOutcome::NotPayable { invoice, reason }));
                     }
-                    let payment = sqlx::query_as::<_, Payment>(
-                        "INSERT INTO payments (invoice_id, customer_id, amount_minor, currency, provider, provider_ref,
-                             status, created_at, method, reference)
-                         VALUES ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, $9) RETURNING *",
-                    )
-                    .bind(invoice.id).bind(invoice.customer_id).bind(p.amount_minor).bind(&invoice.currency)
-                    .bind(&p.provider).bind(&p.provider_ref).bind(now).bind(&p.method).bind(&p.reference)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::on_constraint(e, "this payment is already recorded"))?;
+                    let payment = insert_payment(&mut tx, invoice.id, invoice.customer_id, &invoice.currency, p, now).await?;
                     let paid_total = invoice.amount_paid_minor + p.amount_minor;
                     let settled = paid_total >= invoice.amount_minor;
                     let invoice = sqlx::query_as::<_, Invoice>(
