@@ -58,6 +58,8 @@ impl ServiceStatus {
             (Pending, Active | Cancelled | Terminated)
                 | (Active, Suspended | Terminated | Cancelled)
                 | (Suspended, Active | Terminated | Cancelled)
+                // Restored from a backup taken before the account was removed.
+                | (Terminated, Active)
         )
     }
 
@@ -65,7 +67,8 @@ impl ServiceStatus {
         checked("service", self, next, self.can_transition_to(next))
     }
 
-    /// Terminated and cancelled services never change again.
+    /// The service has ended: cancelled ones never change again; a terminated one comes back
+    /// only by a restore from a backup.
     pub fn is_final(self) -> bool {
         matches!(self, ServiceStatus::Terminated | ServiceStatus::Cancelled)
     }
@@ -82,6 +85,16 @@ string_enum! {
         Abuse => "abuse",
         /// The customer disputed a payment.
         Dispute => "dispute",
+    }
+}
+
+string_enum! {
+    /// How often a product's accounts are backed up by the `backups` job.
+    pub enum BackupSchedule: "backup schedule" {
+        None => "none",
+        Daily => "daily",
+        Weekly => "weekly",
+        Monthly => "monthly",
     }
 }
 
@@ -333,6 +346,7 @@ impl std::str::FromStr for TaskStep {
                     "terminate",
                     "change_package",
                     "change_password",
+                    "restore",
                 ],
             })
     }
@@ -391,6 +405,8 @@ string_enum! {
         Terminate => "terminate",
         ChangePackage => "change_package",
         ChangePassword => "change_password",
+        /// Brings a terminated account back from one of its backups.
+        Restore => "restore",
     }
 }
 
@@ -454,6 +470,7 @@ mod tests {
             (Suspended, Active),
             (Suspended, Terminated),
             (Suspended, Cancelled),
+            (Terminated, Active),
         ];
         assert_exact_edges(
             &ServiceStatus::ALL,

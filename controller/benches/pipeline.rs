@@ -173,6 +173,7 @@ async fn start(database_url: &str) -> Rig {
                 email_quota_mb: 128,
                 databases: 1,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 100,

@@ -202,6 +202,7 @@ async fn start(name: &'static str, database_url: &str, database: Option<String>)
                 email_quota_mb: 128,
                 databases: 1,
                 tax_rate_bp: 2000,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: price,

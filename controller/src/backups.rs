@@ -1,6 +1,6 @@
-//! Account backups: taking one now through the service's server agent (recorded `pending`,
-//! then `completed` with the panel's location and size, or `failed`), and the retention sweep
-//! behind the `backup-cleanup` job.
+//! Account backups: taking one through the service's server agent (recorded `pending`, then
+//! `completed` with the panel's location and size, or `failed`), the `backups` job that takes
+//! them on each product's schedule, and the retention sweep behind the `backup-cleanup` job.
 //!
 //! The sweep deletes on the panel first and marks the row `deleted` only after the agent said
 //! the archive is gone (or was never there: `not_found` counts as deleted). An agent that is
@@ -14,17 +14,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt;
 use mpanel_common::command::{BackupDeletion, CreateBackup, DeleteBackup};
 use mpanel_common::ids::{ServerId, ServiceId};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::fleet::{CommandError, Fleet};
-use crate::store::{BackupRow, DynStore, StoreError};
+use crate::store::{BackupPurpose, BackupRow, DynStore, ScheduleIntervals, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
-/// Rows read per page of the sweep.
+const HOUR_MS: i64 = 3_600_000;
+/// Rows read per page of the sweep and of the schedule.
 const PAGE: i64 = 200;
+/// Scheduled backups taken at once (they run on the panels, a few per server at most).
+const SCHEDULED_AT_ONCE: usize = 8;
+/// A scheduled backup is due once the newest one is older than the schedule's interval less
+/// this slack, so a run that starts a little earlier than the one before still takes it.
+const SCHEDULE_SLACK_MS: i64 = HOUR_MS;
+/// A pending backup older than this is taken to have died with its controller; it no longer
+/// stands in for the scheduled one.
+const PENDING_WINDOW_MS: i64 = DAY_MS;
 
 #[derive(Clone)]
 pub struct Backups {
@@ -52,6 +62,17 @@ pub enum BackupError {
     /// Recorded as `failed`.
     #[error("the agent could not take the backup: {0}")]
     Agent(#[from] CommandError),
+}
+
+/// What one run of the `backups` job did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledSummary {
+    pub due: u64,
+    pub taken: u64,
+    pub failed: u64,
+    /// Why backups failed, with how many each.
+    pub failures: BTreeMap<String, u64>,
 }
 
 /// What one sweep did.
@@ -86,46 +107,71 @@ impl Backups {
         }
     }
 
-    /// Takes a backup of the service's account now, through its server's agent.
+    /// Takes a backup of the service's account now, through its server's agent (an admin's).
     pub async fn take(&self, service_id: ServiceId, now: i64) -> Result<BackupRow, BackupError> {
-        let service = self.store.get_service(service_id).await?;
-        let (Some(server_id), Some(username)) = (service.server_id, service.username.clone())
-        else {
-            return Err(BackupError::NotPlaced);
+        take_backup(
+            &self.store,
+            &self.fleet,
+            service_id,
+            BackupPurpose::Manual,
+            None,
+            self.command_timeout,
+            now,
+        )
+        .await
+    }
+
+    /// Takes the backups the products' schedules call for at `now` (the `backups` job): one
+    /// per live service whose newest backup is older than its product's interval. A failed one
+    /// is recorded `failed` and taken again on the next run.
+    pub async fn run_scheduled(&self, now: i64) -> Result<ScheduledSummary, StoreError> {
+        let intervals = ScheduleIntervals {
+            daily: DAY_MS - SCHEDULE_SLACK_MS,
+            weekly: 7 * DAY_MS - SCHEDULE_SLACK_MS,
+            monthly: 30 * DAY_MS - SCHEDULE_SLACK_MS,
         };
-        let server_id = ServerId::new(server_id);
-        let row = self
-            .store
-            .record_backup_pending(service_id, server_id, now)
-            .await?;
-        let answer = self
-            .fleet
-            .request(
-                server_id,
-                CreateBackup { username },
-                &format!("backup-create-{}", row.id),
-                self.command_timeout,
-            )
-            .await;
-        match answer {
-            Ok(created) => {
-                let row = self
-                    .store
-                    .complete_backup(row.id, &created.location, created.size_bytes)
-                    .await?;
-                info!(
-                    service_id = service_id.get(),
-                    backup_id = row.id,
-                    "backup taken"
-                );
-                Ok(row)
-            }
-            Err(error) => {
-                self.store.fail_backup(row.id).await?;
-                warn!(service_id = service_id.get(), backup_id = row.id, %error, "backup failed");
-                Err(error.into())
+        let mut summary = ScheduledSummary::default();
+        let mut after = 0;
+        loop {
+            let due = self
+                .store
+                .services_due_backup(now, intervals, PENDING_WINDOW_MS, after, PAGE)
+                .await?;
+            let Some(last) = due.last() else { break };
+            after = last.get();
+            summary.due += due.len() as u64;
+            let mut results = futures::stream::iter(due)
+                .map(|service| async move {
+                    take_backup(
+                        &self.store,
+                        &self.fleet,
+                        service,
+                        BackupPurpose::Scheduled,
+                        None,
+                        self.command_timeout,
+                        now,
+                    )
+                    .await
+                })
+                .buffer_unordered(SCHEDULED_AT_ONCE);
+            while let Some(result) = results.next().await {
+                match result {
+                    Ok(_) => summary.taken += 1,
+                    Err(BackupError::Store(e)) => return Err(e),
+                    Err(e) => {
+                        summary.failed += 1;
+                        *summary.failures.entry(short_reason(&e)).or_default() += 1;
+                    }
+                }
             }
         }
+        info!(
+            due = summary.due,
+            taken = summary.taken,
+            failed = summary.failed,
+            "scheduled backups done"
+        );
+        Ok(summary)
     }
 
     /// Deletes every completed backup older than the retention, panel first, row second.
@@ -197,13 +243,75 @@ impl Backups {
             )
             .await
             .map_err(|e| match e {
-                CommandError::Offline(_) => "agent offline".to_owned(),
-                CommandError::Timeout(_) | CommandError::Disconnected(_) => {
-                    "agent did not answer".to_owned()
-                }
                 CommandError::Failed { class, .. } => format!("delete failed ({class})"),
-                CommandError::Waiting(_) => "agent waiting".to_owned(),
-                CommandError::BadReply { .. } => "agent reply unusable".to_owned(),
+                other => agent_reason(&other),
             })
+    }
+}
+
+/// Takes a backup of the service's account through its server's agent: the row is recorded
+/// `pending` first, then `completed` or `failed` with the agent's answer. `key` is the agent's
+/// idempotency key (a terminate task's, so its retry finds the archive its earlier attempt
+/// started); by default the row's own.
+pub(crate) async fn take_backup(
+    store: &DynStore,
+    fleet: &Fleet,
+    service_id: ServiceId,
+    purpose: BackupPurpose,
+    key: Option<String>,
+    timeout: Duration,
+    now: i64,
+) -> Result<BackupRow, BackupError> {
+    let service = store.get_service(service_id).await?;
+    let (Some(server_id), Some(username)) = (service.server_id, service.username.clone()) else {
+        return Err(BackupError::NotPlaced);
+    };
+    let server_id = ServerId::new(server_id);
+    let row = store
+        .record_backup_pending(service_id, server_id, purpose, now)
+        .await?;
+    let key = key.unwrap_or_else(|| format!("backup-create-{}", row.id));
+    match fleet
+        .request(server_id, CreateBackup { username }, &key, timeout)
+        .await
+    {
+        Ok(created) => {
+            let row = store
+                .complete_backup(row.id, &created.location, created.size_bytes)
+                .await?;
+            info!(
+                service_id = service_id.get(),
+                backup_id = row.id,
+                purpose = purpose.as_str(),
+                "backup taken"
+            );
+            Ok(row)
+        }
+        Err(error) => {
+            store.fail_backup(row.id).await?;
+            warn!(service_id = service_id.get(), backup_id = row.id, purpose = purpose.as_str(), %error, "backup failed");
+            Err(error.into())
+        }
+    }
+}
+
+/// A short reason for a summary's tally.
+fn short_reason(error: &BackupError) -> String {
+    match error {
+        BackupError::NotPlaced => "not placed".to_owned(),
+        BackupError::Store(_) => "storage".to_owned(),
+        BackupError::Agent(e) => agent_reason(e),
+    }
+}
+
+fn agent_reason(error: &CommandError) -> String {
+    match error {
+        CommandError::Offline(_) => "agent offline".to_owned(),
+        CommandError::Timeout(_) | CommandError::Disconnected(_) => {
+            "agent did not answer".to_owned()
+        }
+        CommandError::Failed { class, .. } => format!("panel refused ({class})"),
+        CommandError::Waiting(_) => "agent waiting".to_owned(),
+        CommandError::BadReply { .. } => "agent reply unusable".to_owned(),
     }
 }

@@ -13,7 +13,9 @@ use fleet_support::*;
 use mpanel_common::ids::{ServerId, ServiceId};
 use mpanel_common::status::BillingCycle;
 use mpanel_common::username::PanelKind;
-use mpanel_controller::store::{DynStore, NewCustomer, NewProduct, NewServer, NewService, Price};
+use mpanel_controller::store::{
+    BackupPurpose, DynStore, NewCustomer, NewProduct, NewServer, NewService, Price,
+};
 use mpanel_panelsim::{FaultKind, ScriptedFault, SimHandle};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -24,6 +26,7 @@ on_both_backends!(
     a_backup_goes_from_pending_to_completed_or_failed_once,
     only_completed_backups_older_than_the_cutoff_are_expired_oldest_first,
     a_backup_is_marked_deleted_once,
+    a_service_is_due_a_scheduled_backup_once_its_interval_has_passed,
 );
 
 /// A service placed on a server, with the account username `shop`.
@@ -69,6 +72,7 @@ async fn placed_service(store: &DynStore) -> (ServiceId, ServerId) {
                 email_quota_mb: 100,
                 databases: 1,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,
@@ -101,7 +105,7 @@ async fn placed_service(store: &DynStore) -> (ServiceId, ServerId) {
 async fn a_backup_goes_from_pending_to_completed_or_failed_once(store: DynStore) {
     let (service, server) = placed_service(&store).await;
     let pending = store
-        .record_backup_pending(service, server, 1_000)
+        .record_backup_pending(service, server, BackupPurpose::Manual, 1_000)
         .await
         .unwrap();
     assert_eq!(
@@ -126,7 +130,7 @@ async fn a_backup_goes_from_pending_to_completed_or_failed_once(store: DynStore)
     assert!(store.fail_backup(pending.id).await.is_err());
 
     let other = store
-        .record_backup_pending(service, server, 2_000)
+        .record_backup_pending(service, server, BackupPurpose::Manual, 2_000)
         .await
         .unwrap();
     assert_eq!(store.fail_backup(other.id).await.unwrap().status, "failed");
@@ -149,7 +153,7 @@ async fn only_completed_backups_older_than_the_cutoff_are_expired_oldest_first(s
         (100, true),
     ] {
         let row = store
-            .record_backup_pending(service, server, created)
+            .record_backup_pending(service, server, BackupPurpose::Manual, created)
             .await
             .unwrap();
         if complete {
@@ -179,7 +183,7 @@ async fn only_completed_backups_older_than_the_cutoff_are_expired_oldest_first(s
 async fn a_backup_is_marked_deleted_once(store: DynStore) {
     let (service, server) = placed_service(&store).await;
     let row = store
-        .record_backup_pending(service, server, 100)
+        .record_backup_pending(service, server, BackupPurpose::Manual, 100)
         .await
         .unwrap();
     // A pending backup has nothing on the panel to have deleted.
@@ -195,6 +199,89 @@ async fn a_backup_is_marked_deleted_once(store: DynStore) {
     assert!(
         store
             .expired_backups(i64::MAX, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_service_is_due_a_scheduled_backup_once_its_interval_has_passed(store: DynStore) {
+    use mpanel_common::status::BackupSchedule;
+    use mpanel_controller::store::{ProductPatch, ScheduleIntervals};
+    let intervals = ScheduleIntervals {
+        daily: DAY - 3_600_000,
+        weekly: 7 * DAY - 3_600_000,
+        monthly: 30 * DAY - 3_600_000,
+    };
+    let (service, server) = placed_service(&store).await;
+    let now = 100 * DAY;
+    let due = |at: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .services_due_backup(at, intervals, DAY, 0, 100)
+                .await
+                .unwrap()
+        }
+    };
+    // The username is set when the account exists; without it nothing can be backed up.
+    store
+        .set_service_credentials(service, "shop", "sealed")
+        .await
+        .unwrap();
+    let task = store
+        .claim_next_task("test-worker", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .complete_service_task(
+            task.id,
+            "test-worker",
+            mpanel_controller::store::queue::ServiceChange::Activate,
+        )
+        .await
+        .unwrap();
+    assert!(due(now).await.is_empty(), "a product without a schedule");
+    let product = store.get_service(service).await.unwrap().product_id;
+    store
+        .update_product(
+            product,
+            &ProductPatch {
+                backup_schedule: Some(BackupSchedule::Weekly),
+                ..ProductPatch::default()
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    assert_eq!(due(now).await, [service], "never backed up");
+
+    let taken = store
+        .record_backup_pending(service, server, BackupPurpose::Scheduled, now)
+        .await
+        .unwrap();
+    assert!(due(now + 1).await.is_empty(), "a backup is running");
+    // A pending row older than the window died with its controller: it stands for nothing.
+    assert_eq!(due(now + DAY + 1).await, [service]);
+    store
+        .complete_backup(taken.id, "b.tar.gz", 1)
+        .await
+        .unwrap();
+    assert!(due(now + 6 * DAY).await.is_empty());
+    assert!(due(now + 7 * DAY - 3_600_000).await.is_empty());
+    assert_eq!(due(now + 7 * DAY - 3_600_000 + 1).await, [service]);
+    // A failed backup does not count: the next run tries again.
+    let failed = store
+        .record_backup_pending(service, server, BackupPurpose::Scheduled, now + 7 * DAY)
+        .await
+        .unwrap();
+    store.fail_backup(failed.id).await.unwrap();
+    assert_eq!(due(now + 7 * DAY + 1).await, [service]);
+    // Paging: nothing after the last id.
+    assert!(
+        store
+            .services_due_backup(now + 7 * DAY + 1, intervals, DAY, service.get(), 100)
             .await
             .unwrap()
             .is_empty()
@@ -396,6 +483,131 @@ async fn cleanup_deletes_exactly_the_expired_backups_and_a_second_run_changes_no
     assert_eq!(run["summary"]["leftReasons"]["agent offline"], 1, "{run}");
     assert_eq!(rows(&c).await.last().unwrap().2, "completed");
     assert_eq!(sim_backups(&sim.state_json(), "keeper").len(), 2);
+    sim.shutdown().await;
+}
+
+/// Runs `job` by hand and returns the finished run.
+async fn run_job(c: &Controller, job: &str) -> Value {
+    let (status, body) = c
+        .request(Method::POST, &format!("/api/cron/jobs/{job}/run"), None)
+        .await;
+    assert!(status == 202 || status == 200, "{status} {body}");
+    let id = body["runId"].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, runs) = c
+            .request(
+                Method::GET,
+                &format!("/api/cron/runs?job={job}&limit=5"),
+                None,
+            )
+            .await;
+        if let Some(run) = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            && matches!(run["status"].as_str(), Some("succeeded" | "failed"))
+        {
+            return run.clone();
+        }
+        assert!(Instant::now() < deadline, "{job} never finished: {runs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backups_job_takes_one_backup_per_scheduled_service_and_none_twice() {
+    let c = Controller::start(&[]).await;
+    let (server_id, _dir, state) = enrolled_agent(&c, "scheduled.example.net").await;
+    let sim = start_cpanel_sim(|_| {}).await;
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .post(format!("{}/__sim/seed", sim.base_url()))
+        .json(&json!({"accounts": [
+            {"username": "daily", "domain": "daily.example"},
+            {"username": "never", "domain": "never.example"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    c.sql(
+        "INSERT INTO customers (id, email, name, status, created_at, updated_at)
+           VALUES (1, 's@example.com', 'S', 'active', 0, 0)",
+    )
+    .await;
+    c.sql("INSERT INTO products (id, name, created_at, updated_at) VALUES (1, 'Daily', 0, 0), (2, 'None', 0, 0)")
+        .await;
+    // The schedule is a product setting, validated by the API.
+    let (status, body) = c
+        .request(
+            Method::PATCH,
+            "/api/products/1",
+            Some(json!({"backupSchedule": "hourly"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "backupSchedule", "{body}");
+    let (status, body) = c
+        .request(
+            Method::PATCH,
+            "/api/products/1",
+            Some(json!({"backupSchedule": "daily"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["backupSchedule"], "daily");
+    c.sql("INSERT INTO services (id, customer_id, product_id, server_id, domain, username, status, billing_cycle, created_at, updated_at) VALUES
+           (1, 1, 1, (SELECT MIN(id) FROM servers), 'daily.example', 'daily', 'active', 'monthly', 0, 0),
+           (2, 1, 2, (SELECT MIN(id) FROM servers), 'never.example', 'never', 'active', 'monthly', 0, 0),
+           (3, 1, 1, NULL, 'unplaced.example', NULL, 'pending', 'monthly', 0, 0)").await;
+    let agent = run_panel_agent(&c, server_id, &state, cpanel_driver(&sim)).await;
+
+    let run = run_job(&c, "backups").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        (&run["summary"]["due"], &run["summary"]["taken"]),
+        (&json!(1), &json!(1)),
+        "{run}"
+    );
+    let (_, listed) = c
+        .request(Method::GET, "/api/services/1/backups", None)
+        .await;
+    assert_eq!(listed["backups"][0]["purpose"], "scheduled", "{listed}");
+    assert_eq!(listed["backups"][0]["status"], "completed", "{listed}");
+    let location = listed["backups"][0]["location"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sim_backups(&sim.state_json(), "daily"), [location]);
+    assert!(sim_backups(&sim.state_json(), "never").is_empty());
+
+    // The same day again: nothing is due.
+    let run = run_job(&c, "backups").await;
+    assert_eq!(run["summary"]["due"], 0, "{run}");
+    assert_eq!(sim_backups(&sim.state_json(), "daily").len(), 1);
+
+    // A backup the panel cannot take is recorded failed, counted, and due again next run.
+    c.sql("UPDATE backups SET created_at = created_at - 86400000")
+        .await;
+    agent.stop().await;
+    c.wait_for_agent(server_id, Duration::from_secs(15), "offline", |a| {
+        a["status"] != "online"
+    })
+    .await;
+    let run = run_job(&c, "backups").await;
+    assert_eq!(
+        (&run["summary"]["due"], &run["summary"]["failed"]),
+        (&json!(1), &json!(1)),
+        "{run}"
+    );
+    assert_eq!(run["summary"]["failures"]["agent offline"], 1, "{run}");
+    let (_, listed) = c
+        .request(Method::GET, "/api/services/1/backups", None)
+        .await;
+    assert_eq!(listed["backups"][0]["status"], "failed", "{listed}");
     sim.shutdown().await;
 }
 

@@ -238,6 +238,7 @@ async fn order(store: &DynStore, domain: &str) -> store::Task {
                 email_quota_mb: 256,
                 databases: 0,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,

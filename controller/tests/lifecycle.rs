@@ -50,6 +50,7 @@ async fn product(store: &DynStore, name: &str, group: &str) -> ProductId {
                 email_quota_mb: 256,
                 databases: 1,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 999,

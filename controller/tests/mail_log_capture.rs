@@ -100,6 +100,7 @@ async fn a_provisioning_run_with_its_welcome_email_logs_no_password() {
                 email_quota_mb: 256,
                 databases: 1,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,

@@ -94,6 +94,7 @@ async fn product(store: &DynStore, name: &str) -> ProductId {
                 email_quota_mb: 1024,
                 databases: 2,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 999,
@@ -265,6 +266,7 @@ async fn products_keep_their_prices_per_cycle(store: DynStore) {
         email_quota_mb: 2048,
         databases: 5,
         tax_rate_bp: 0,
+        backup_schedule: mpanel_common::status::BackupSchedule::None,
         prices: vec![
             Price {
                 billing_cycle: BillingCycle::Monthly,
@@ -302,6 +304,7 @@ async fn a_product_priced_twice_for_one_cycle_writes_nothing(store: DynStore) {
         email_quota_mb: 1,
         databases: 1,
         tax_rate_bp: 0,
+        backup_schedule: mpanel_common::status::BackupSchedule::None,
         prices: vec![price.clone(), price],
     };
     assert!(matches!(

@@ -35,6 +35,8 @@ struct BackupDto {
     location: String,
     size_bytes: i64,
     status: String,
+    /// `manual`, `scheduled` (the product's schedule) or `final` (before a termination).
+    purpose: String,
     created_at: String,
     deleted_at: Option<String>,
 }
@@ -48,6 +50,7 @@ impl From<BackupRow> for BackupDto {
             location: row.location,
             size_bytes: row.size_bytes,
             status: row.status,
+            purpose: row.purpose,
             created_at: rfc3339(row.created_at),
             deleted_at: row.deleted_at.map(rfc3339),
         }

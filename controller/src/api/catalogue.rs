@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use mpanel_common::Currency;
 use mpanel_common::ids::{CustomerId, ProductId};
-use mpanel_common::status::{BillingCycle, CustomerStatus};
+use mpanel_common::status::{BackupSchedule, BillingCycle, CustomerStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -50,6 +50,7 @@ pub struct ProductDto {
     prices: Vec<PriceDto>,
     active: bool,
     tax_rate_bp: i32,
+    backup_schedule: &'static str,
     created_at: String,
     updated_at: String,
 }
@@ -103,6 +104,7 @@ impl From<Product> for ProductDto {
                 .collect(),
             active: p.active,
             tax_rate_bp: p.tax_rate_bp,
+            backup_schedule: p.backup_schedule.as_str(),
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
         }
@@ -123,6 +125,9 @@ struct CreateProduct {
     /// Tax on the prices in basis points (2000 = 20 %); 0 when absent.
     #[serde(default)]
     tax_rate_bp: Option<i64>,
+    /// How often the `backups` job backs its accounts up; `none` when absent.
+    #[serde(default)]
+    backup_schedule: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +178,19 @@ fn tax_rate(bp: i64) -> ApiResult<i32> {
                 "must be basis points from 0 to 10000 (2000 = 20 %)",
             )
         })
+}
+
+fn backup_schedule(raw: &str) -> ApiResult<BackupSchedule> {
+    raw.parse::<BackupSchedule>().map_err(|_| {
+        ApiError::invalid(
+            "backupSchedule",
+            "invalid_backup_schedule",
+            format!(
+                "'{}' is not one of none, daily, weekly, monthly",
+                raw.chars().take(40).collect::<String>()
+            ),
+        )
+    })
 }
 
 fn prices(raw: &[PriceIn]) -> ApiResult<Vec<Price>> {
@@ -240,6 +258,7 @@ async fn create_product(
         email_quota_mb: quota("quotas.emailQuotaMb", body.quotas.email_quota_mb, 0)?,
         databases: quota("quotas.databases", body.quotas.databases, 1)?,
         tax_rate_bp: tax_rate(body.tax_rate_bp.unwrap_or(0))?,
+        backup_schedule: backup_schedule(body.backup_schedule.as_deref().unwrap_or("none"))?,
         prices: prices(&body.prices)?,
     };
     let product = state.store.create_product(&new, &admin.actor()).await?;
@@ -282,6 +301,8 @@ struct UpdateProduct {
     active: Option<bool>,
     #[serde(default, deserialize_with = "given")]
     tax_rate_bp: Option<i64>,
+    #[serde(default, deserialize_with = "given")]
+    backup_schedule: Option<String>,
 }
 
 async fn update_product(
@@ -307,6 +328,11 @@ async fn update_product(
         databases: some_quota("quotas.databases", quotas.databases)?,
         active: body.active,
         tax_rate_bp: body.tax_rate_bp.map(tax_rate).transpose()?,
+        backup_schedule: body
+            .backup_schedule
+            .as_deref()
+            .map(backup_schedule)
+            .transpose()?,
         prices: body.prices.map(|p| prices(&p)).transpose()?,
     };
     if patch.is_empty() {

@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/services/{id}/terminate", post(terminate))
         .route("/api/services/{id}/change-package", post(change_package))
         .route("/api/services/{id}/change-password", post(change_password))
+        .route("/api/services/{id}/restore", post(restore))
 }
 
 /// A service as admins see it. Never the panel password nor its ciphertext.
@@ -315,6 +316,33 @@ async fn change_package(
         )
         .await?;
     Ok(queued("Package change queued", &task))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RestoreBody {
+    backup_id: i64,
+}
+
+/// Brings a terminated service back from one of its backups (`GET …/backups` lists them).
+async fn restore(
+    admin: Admin,
+    State(state): State<AppState>,
+    PathId(id): PathId<ServiceId>,
+    JsonBody(body): JsonBody<RestoreBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if body.backup_id <= 0 {
+        return Err(ApiError::invalid(
+            "backupId",
+            "invalid_id",
+            "must be a positive integer",
+        ));
+    }
+    let task = state
+        .lifecycle()
+        .restore(&Actor::Admin(admin.token_id), id, body.backup_id)
+        .await?;
+    Ok(queued("Restore queued", &task))
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,6 +23,7 @@ pub mod pdf;
 pub mod recurring;
 pub mod signature;
 pub mod stripe;
+pub mod termination;
 
 use std::sync::Arc;
 
@@ -216,6 +217,7 @@ mod tests {
             databases: 1,
             active: true,
             tax_rate_bp,
+            backup_schedule: mpanel_common::status::BackupSchedule::None,
             created_at: 0,
             updated_at: 0,
             prices: vec![

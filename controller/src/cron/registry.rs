@@ -38,6 +38,13 @@ pub const JOBS: &[JobSpec] = &[
         config_key: "CRON_SERVICE_SUSPENSION",
     },
     JobSpec {
+        name: "service-termination",
+        // After the day's suspensions, so a service is never suspended and terminated by runs
+        // racing each other.
+        default_schedule: "30 3 * * *",
+        config_key: "CRON_SERVICE_TERMINATION",
+    },
+    JobSpec {
         name: "ssl-renewals",
         // Hourly, so a failed renewal is retried when its backoff (an hour at first) is over.
         default_schedule: "30 * * * *",
@@ -47,6 +54,11 @@ pub const JOBS: &[JobSpec] = &[
         name: "ssl-renewal-reminders",
         default_schedule: "0 4 * * *",
         config_key: "CRON_SSL_RENEWAL_REMINDERS",
+    },
+    JobSpec {
+        name: "backups",
+        default_schedule: "0 1 * * *",
+        config_key: "CRON_BACKUPS",
     },
     JobSpec {
         name: "backup-cleanup",
@@ -135,6 +147,11 @@ impl Registry {
                 ServiceSuspension(billing.clone()),
             )
             .with(
+                "service-termination",
+                schedule("service-termination"),
+                ServiceTermination(billing.clone()),
+            )
+            .with(
                 "ssl-renewals",
                 schedule("ssl-renewals"),
                 RenewCertificates(ssl.clone()),
@@ -143,6 +160,11 @@ impl Registry {
                 "ssl-renewal-reminders",
                 schedule("ssl-renewal-reminders"),
                 RemindExpiringCertificates(ssl.clone()),
+            )
+            .with(
+                "backups",
+                schedule("backups"),
+                ScheduledBackups(backups.clone()),
             )
             .with(
                 "backup-cleanup",
@@ -186,6 +208,18 @@ impl CronJob for ServiceSuspension {
     }
 }
 
+/// `service-termination`: terminates, after a final backup, the services suspended for
+/// non-payment longer than `TERMINATION_DAYS`.
+struct ServiceTermination(Billing);
+
+#[async_trait]
+impl CronJob for ServiceTermination {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.terminate_overdue(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
 /// `ssl-renewals`: renews the ACME certificates past their `renew_after` through their
 /// servers' agents; a failed one is retried after a backoff.
 struct RenewCertificates(SslRenewals);
@@ -206,6 +240,17 @@ struct RemindExpiringCertificates(SslRenewals);
 impl CronJob for RemindExpiringCertificates {
     async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
         let summary = self.0.remind_expiring(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `backups`: takes the backups the products' schedules call for.
+struct ScheduledBackups(Backups);
+
+#[async_trait]
+impl CronJob for ScheduledBackups {
+    async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
+        let summary = self.0.run_scheduled(scheduled_for).await?;
         Ok(serde_json::to_value(summary)?)
     }
 }

@@ -335,6 +335,95 @@ impl Lifecycle {
         self.enqueue(req, "it has already ended").await
     }
 
+    /// Queues terminating a service suspended for non-payment, after a final backup it can be
+    /// restored from: the task takes the backup first and removes the account only once the
+    /// archive exists (a failed backup fails the task and keeps the account). The customer is
+    /// told, naming `invoice`, once the account is gone. Refused unless the service is still
+    /// suspended as `overdue`.
+    pub async fn terminate_for_non_payment(
+        &self,
+        actor: &Actor,
+        service: ServiceId,
+        invoice: i64,
+    ) -> LifecycleResult<Task> {
+        let req = CheckedEnqueue {
+            service,
+            kind: TaskKind::Terminate,
+            params: json!({ "finalBackup": true, "noticeInvoiceId": invoice }),
+            max_retries: DEFAULT_MAX_RETRIES,
+            actor: &actor.to_string(),
+            allowed_from: &[ServiceStatus::Suspended],
+            suspension_reason: Some(SuspensionReason::Overdue.as_str()),
+            details: json!({ "reason": "overdue", "finalBackup": true, "invoiceId": invoice }),
+        };
+        self.enqueue(
+            req,
+            "only a service suspended for non-payment is terminated for it",
+        )
+        .await
+    }
+
+    /// Queues bringing a terminated service back from one of its completed backups, on the
+    /// server that holds the archive. Refused when the backup is another service's or not
+    /// completed, or when a live service holds the domain meanwhile.
+    pub async fn restore(
+        &self,
+        actor: &Actor,
+        service: ServiceId,
+        backup: i64,
+    ) -> LifecycleResult<Task> {
+        let current = self
+            .store
+            .get_service(service)
+            .await
+            .map_err(|e| not_found(e, "service", service.get(), None))?;
+        let row = match self.store.get_backup(backup).await {
+            Ok(row) if row.service_id == service => row,
+            Ok(_) | Err(StoreError::NotFound { .. }) => {
+                return Err(LifecycleError::NotFound {
+                    entity: "backup",
+                    id: backup,
+                    field: Some("backupId"),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if row.status != "completed" {
+            return Err(LifecycleError::Unprocessable {
+                field: "backupId",
+                code: "backup_unavailable",
+                message: format!(
+                    "backupId: backup {backup} is {}; only a completed backup can be restored",
+                    row.status
+                ),
+            });
+        }
+        if current.status == ServiceStatus::Terminated
+            && let Some(holder) = self.store.live_service_by_domain(&current.domain).await?
+        {
+            return Err(LifecycleError::Unprocessable {
+                field: "domain",
+                code: "domain_taken",
+                message: format!(
+                    "{} is held by live service {holder}; the terminated service cannot come back beside it",
+                    current.domain
+                ),
+            });
+        }
+        let req = CheckedEnqueue {
+            service,
+            kind: TaskKind::Restore,
+            params: json!({ "backupId": backup }),
+            max_retries: DEFAULT_MAX_RETRIES,
+            actor: &actor.to_string(),
+            allowed_from: &[ServiceStatus::Terminated],
+            suspension_reason: None,
+            details: json!({ "backupId": backup, "location": row.location }),
+        };
+        self.enqueue(req, "only a terminated service is restored from a backup")
+            .await
+    }
+
     /// Queues moving the service to another product in the same server group.
     pub async fn change_package(
         &self,

@@ -47,6 +47,7 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "order_failed",
     "dispute_opened",
     "service_suspended",
+    "service_terminated",
     "ssl_expiring",
 ];
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mpanel_common::command::{
     ACME_CAPABILITY, AcmeOrder, Certificate, CertificateDone, CertificateProvider, ChangePackage,
     ChangePassword, CreateAccount, CreateDatabase, CreateMailbox, EnsureDns, Reply, Request,
-    SuspendAccount, TerminateAccount, UnsuspendAccount, Waiting,
+    RestoreBackup, SuspendAccount, TerminateAccount, UnsuspendAccount, Waiting,
 };
 use mpanel_common::ids::{ServerId, ServiceId, TaskId};
 use mpanel_common::status::{
@@ -25,14 +25,17 @@ use tokio_util::sync::CancellationToken;
 use super::credentials::generate_password;
 use super::placement;
 use super::step_data;
+use crate::backups::BackupError;
 use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::fleet::{CommandError, Fleet};
 use crate::jobs::Dispatcher;
-use crate::store::lease_queue::EMAIL;
+use crate::store::billing::NewBillingJob;
+use crate::store::lease_queue::{BILLING, EMAIL};
 use crate::store::queue::ServiceChange;
 use crate::store::{
-    DynStore, Product, Server, Service, ServiceSecret, StepRecord, StoreError, Task, now_ms,
+    BackupPurpose, BackupRow, DynStore, Product, Server, Service, ServiceSecret, StepRecord,
+    StoreError, Task, now_ms,
 };
 
 #[derive(Clone)]
@@ -65,6 +68,16 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// The same failure with its message rewritten.
+    fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Failure::Retryable(m) => Failure::Retryable(f(m)),
+            Failure::Permanent(m) => Failure::Permanent(f(m)),
+            Failure::Waiting(m) => Failure::Waiting(f(m)),
+            Failure::LeaseLost => Failure::LeaseLost,
+        }
+    }
+
     fn message(&self) -> String {
         match self {
             Failure::Retryable(m) | Failure::Permanent(m) | Failure::Waiting(m) => m.clone(),
@@ -605,6 +618,7 @@ impl Provisioner {
         let server = ServerId::from(server_id);
         let key = format!("task:{}:{}", task.id, kind.as_str());
         let params = &task.params.0;
+        let mut final_backup: Option<BackupRow> = None;
         if kind == TaskKind::Unsuspend && service.status != ServiceStatus::Suspended {
             tracing::info!(service_id = %service.id, "unsuspend of a service that is not suspended: converging the panel only");
         }
@@ -638,12 +652,38 @@ impl Provisioner {
                     .map(Reply::Unsuspended),
                 ServiceChange::Unsuspend,
             ),
-            TaskKind::Terminate => (
-                self.command(server, TerminateAccount { username }, &key)
-                    .await
-                    .map(Reply::Terminated),
-                ServiceChange::Terminate,
-            ),
+            TaskKind::Terminate => {
+                if params.get("finalBackup").and_then(Value::as_bool) == Some(true) {
+                    match self.final_backup(task, service).await {
+                        Ok(row) => final_backup = Some(row),
+                        Err(failure) => {
+                            let failure = failure.map_message(|m| {
+                                format!("final backup failed, so the account is kept: {m}")
+                            });
+                            self.store
+                                .record_step(
+                                    task.id,
+                                    holder,
+                                    &StepRecord {
+                                        step: TaskStep::Lifecycle(kind),
+                                        status: StepStatus::Failed,
+                                        data: Value::Null,
+                                        error: Some(failure.message()),
+                                        finished_at: Some(now_ms()),
+                                    },
+                                )
+                                .await?;
+                            return Err(failure);
+                        }
+                    }
+                }
+                (
+                    self.command(server, TerminateAccount { username }, &key)
+                        .await
+                        .map(Reply::Terminated),
+                    ServiceChange::Terminate,
+                )
+            }
             TaskKind::ChangePackage => {
                 let product_id =
                     params
@@ -695,10 +735,47 @@ impl Provisioner {
                     ServiceChange::NewPassword { sealed },
                 )
             }
+            TaskKind::Restore => {
+                let backup_id =
+                    params
+                        .get("backupId")
+                        .and_then(Value::as_i64)
+                        .ok_or_else(|| {
+                            Failure::Permanent("restore: params.backupId is missing".to_owned())
+                        })?;
+                let backup = self.store.get_backup(backup_id).await?;
+                if backup.status != "completed" {
+                    return Err(Failure::Permanent(format!(
+                        "backup {backup_id} is {}; only a completed backup can be restored",
+                        backup.status
+                    )));
+                }
+                // The archive is on the server that took it.
+                let on = backup.server_id.map_or(server, ServerId::from);
+                let request = RestoreBackup {
+                    username,
+                    location: backup.location,
+                };
+                (
+                    self.command(on, request, &key)
+                        .await
+                        .map(Reply::BackupRestored),
+                    ServiceChange::Restore,
+                )
+            }
             TaskKind::Provision => unreachable!("provision tasks run in provision()"),
         };
         let data = reply
-            .map(|reply| step_data::lifecycle(&reply))
+            .map(|reply| {
+                let mut data = step_data::lifecycle(&reply);
+                if let (Some(row), Some(object)) = (&final_backup, data.as_object_mut()) {
+                    object.insert(
+                        "finalBackup".to_owned(),
+                        json!({ "id": row.id, "location": row.location, "sizeBytes": row.size_bytes }),
+                    );
+                }
+                data
+            })
             .map_err(Failure::from);
         let record = StepRecord {
             step: TaskStep::Lifecycle(kind),
@@ -713,7 +790,61 @@ impl Provisioner {
         };
         self.store.record_step(task.id, holder, &record).await?;
         data?;
+        if kind == TaskKind::Terminate
+            && let Some(invoice) = params.get("noticeInvoiceId").and_then(Value::as_i64)
+        {
+            self.queue_termination_notice(service, invoice).await?;
+        }
         Ok(change)
+    }
+
+    /// The backup a termination takes before removing the account: the one an earlier attempt
+    /// of this task completed, or a new one. Its agent key is the task's, so an archive an
+    /// interrupted attempt started is waited for, not taken twice.
+    async fn final_backup(&self, task: &Task, service: &Service) -> Result<BackupRow, Failure> {
+        if let Some(row) = self
+            .store
+            .final_backup_since(service.id, task.created_at)
+            .await?
+        {
+            return Ok(row);
+        }
+        let timeout = Duration::from_secs(u64::from(self.config.provisioning_command_timeout_secs));
+        crate::backups::take_backup(
+            &self.store,
+            &self.fleet,
+            service.id,
+            BackupPurpose::Final,
+            Some(format!("task:{}:final-backup", task.id)),
+            timeout,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            BackupError::Agent(e) => Failure::from(e),
+            BackupError::Store(e) => Failure::from(e),
+            BackupError::NotPlaced => Failure::Permanent(e.to_string()),
+        })
+    }
+
+    /// Tells the customer their service was terminated for the unpaid `invoice`; once.
+    async fn queue_termination_notice(
+        &self,
+        service: &Service,
+        invoice: i64,
+    ) -> Result<(), Failure> {
+        self.store
+            .enqueue_billing_job(&NewBillingJob {
+                kind: "invoice_email",
+                dedupe_key: format!("invoice-{invoice}-termination-notice"),
+                invoice_id: Some(invoice),
+                customer_id: Some(service.customer_id.get()),
+                service_id: Some(service.id.get()),
+                params: json!({ "template": "service_terminated" }),
+            })
+            .await?;
+        self.dispatcher.wake_queue(&BILLING);
+        Ok(())
     }
 }
 

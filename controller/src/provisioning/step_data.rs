@@ -100,6 +100,7 @@ pub fn lifecycle(reply: &Reply) -> Value {
         Reply::Terminated(r) => json!({ "username": r.username, "terminated": true }),
         Reply::PackageChanged(r) => json!({ "username": r.username, "package": r.package }),
         Reply::PasswordChanged(r) => json!({ "username": r.username, "passwordChanged": true }),
+        Reply::BackupRestored(r) => json!({ "username": r.username, "restored": true }),
         other => json!({ "reply": other.command_name() }),
     }
 }

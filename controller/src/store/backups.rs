@@ -22,8 +22,39 @@ pub struct BackupRow {
     pub size_bytes: i64,
     /// `pending`, `completed`, `failed` or `deleted`.
     pub status: String,
+    /// Why it was taken: `manual`, `scheduled` or `final` (see [`BackupPurpose`]).
+    pub purpose: String,
     pub created_at: i64,
     pub deleted_at: Option<i64>,
+}
+
+/// Why a backup was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupPurpose {
+    /// An admin asked for it.
+    Manual,
+    /// The product's backup schedule (the `backups` job).
+    Scheduled,
+    /// Taken before the account was terminated, so it can be restored.
+    Final,
+}
+
+impl BackupPurpose {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BackupPurpose::Manual => "manual",
+            BackupPurpose::Scheduled => "scheduled",
+            BackupPurpose::Final => "final",
+        }
+    }
+}
+
+/// How far apart a product's scheduled backups are, in milliseconds, by its `backup_schedule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleIntervals {
+    pub daily: i64,
+    pub weekly: i64,
+    pub monthly: i64,
 }
 
 #[async_trait]
@@ -33,6 +64,7 @@ pub trait BackupStore: Send + Sync {
         &self,
         service_id: ServiceId,
         server_id: ServerId,
+        purpose: BackupPurpose,
         created_at: i64,
     ) -> StoreResult<BackupRow>;
     /// A pending backup became the archive `location` of `size_bytes`.
@@ -57,6 +89,25 @@ pub trait BackupStore: Send + Sync {
     async fn mark_backup_deleted(&self, id: i64, now: i64) -> StoreResult<bool>;
     /// A service's backups, newest first.
     async fn service_backups(&self, service_id: ServiceId) -> StoreResult<Vec<BackupRow>>;
+    async fn get_backup(&self, id: i64) -> StoreResult<BackupRow>;
+    /// The service's newest completed `final` backup taken at or after `since` (a terminate
+    /// task's retry finds the one its earlier attempt took).
+    async fn final_backup_since(
+        &self,
+        service_id: ServiceId,
+        since: i64,
+    ) -> StoreResult<Option<BackupRow>>;
+    /// Live placed services whose product has a backup schedule and that have no backup
+    /// (completed, or pending and taken within `pending_window` ms) newer than the schedule's
+    /// interval back from `now`; ids after `after`, ascending, at most `limit`.
+    async fn services_due_backup(
+        &self,
+        now: i64,
+        intervals: ScheduleIntervals,
+        pending_window: i64,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ServiceId>>;
 }
 
 macro_rules! impl_backup_store {
@@ -64,12 +115,12 @@ macro_rules! impl_backup_store {
         const _: () = {
             use async_trait::async_trait;
             use mpanel_common::ids::{ServerId, ServiceId};
-            use $crate::store::backups::{BackupRow, BackupStore};
+            use $crate::store::backups::{BackupPurpose, BackupRow, BackupStore, ScheduleIntervals};
             use $crate::store::{StoreError, StoreResult};
 
             macro_rules! columns {
                 () => {
-                    "id, service_id, server_id, location, size_bytes, status, created_at, deleted_at"
+                    "id, service_id, server_id, location, size_bytes, status, purpose, created_at, deleted_at"
                 };
             }
 
@@ -79,19 +130,21 @@ macro_rules! impl_backup_store {
                     &self,
                     service_id: ServiceId,
                     server_id: ServerId,
+                    purpose: BackupPurpose,
                     created_at: i64,
                 ) -> StoreResult<BackupRow> {
                     sqlx::query_as::<_, BackupRow>(concat!(
                         "INSERT INTO backups (service_id, server_id, location, size_bytes,
-                             status, created_at)
-                         VALUES ($1, $2, '', 0, 'pending', $3)
+                             status, purpose, created_at)
+                         VALUES ($1, $2, '', 0, 'pending', $3, $4)
                          RETURNING ",
                         columns!()
                     ))
                     .bind(service_id.get())
                     .bind(server_id.get())
+                    .bind(purpose.as_str())
                     .bind(created_at)
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.writer())
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "no such service or server"))
                 }
@@ -111,7 +164,7 @@ macro_rules! impl_backup_store {
                     .bind(id)
                     .bind(location)
                     .bind(i64::try_from(size_bytes).unwrap_or(i64::MAX))
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.writer())
                     .await?
                     .ok_or_else(|| StoreError::not_found("pending backup", id))
                 }
@@ -124,7 +177,7 @@ macro_rules! impl_backup_store {
                         columns!()
                     ))
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.writer())
                     .await?
                     .ok_or_else(|| StoreError::not_found("pending backup", id))
                 }
@@ -160,7 +213,7 @@ macro_rules! impl_backup_store {
                     )
                     .bind(id)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected() == 1)
                 }
@@ -177,6 +230,70 @@ macro_rules! impl_backup_store {
                     .bind(service_id.get())
                     .fetch_all(&self.pool)
                     .await?)
+                }
+
+                async fn get_backup(&self, id: i64) -> StoreResult<BackupRow> {
+                    sqlx::query_as::<_, BackupRow>(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM backups WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("backup", id))
+                }
+
+                async fn final_backup_since(
+                    &self,
+                    service_id: ServiceId,
+                    since: i64,
+                ) -> StoreResult<Option<BackupRow>> {
+                    Ok(sqlx::query_as::<_, BackupRow>(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM backups
+                         WHERE service_id = $1 AND purpose = 'final' AND status = 'completed'
+                           AND created_at >= $2
+                         ORDER BY created_at DESC, id DESC LIMIT 1"
+                    ))
+                    .bind(service_id.get())
+                    .bind(since)
+                    .fetch_optional(&self.pool)
+                    .await?)
+                }
+
+                async fn services_due_backup(
+                    &self,
+                    now: i64,
+                    intervals: ScheduleIntervals,
+                    pending_window: i64,
+                    after: i64,
+                    limit: i64,
+                ) -> StoreResult<Vec<ServiceId>> {
+                    let ids: Vec<i64> = sqlx::query_scalar(
+                        "SELECT s.id FROM services s JOIN products p ON p.id = s.product_id
+                         WHERE s.status IN ('active', 'suspended') AND s.server_id IS NOT NULL
+                           AND s.username IS NOT NULL AND p.backup_schedule <> 'none' AND s.id > $1
+                           AND NOT EXISTS (
+                               SELECT 1 FROM backups b
+                               WHERE b.service_id = s.id
+                                 AND b.created_at > $2 - CASE p.backup_schedule
+                                         WHEN 'daily' THEN $3 WHEN 'weekly' THEN $4 ELSE $5 END
+                                 AND (b.status = 'completed'
+                                      OR (b.status = 'pending' AND b.created_at > $2 - $6)))
+                         ORDER BY s.id LIMIT $7",
+                    )
+                    .bind(after)
+                    .bind(now)
+                    .bind(intervals.daily)
+                    .bind(intervals.weekly)
+                    .bind(intervals.monthly)
+                    .bind(pending_window)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(ids.into_iter().map(ServiceId::new).collect())
                 }
             }
         };

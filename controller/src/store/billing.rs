@@ -383,6 +383,15 @@ pub trait BillingStore: Send + Sync {
         after: i64,
         limit: i64,
     ) -> StoreResult<Vec<(i64, i64)>>;
+    /// Services suspended for `overdue` before `suspended_before` that still have an unpaid
+    /// invoice, with the oldest such invoice of each; services with a charge of it in flight
+    /// or a task open are left out. Keyset-paged by service id (`after`).
+    async fn overdue_suspended_services(
+        &self,
+        suspended_before: i64,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, i64)>>;
     /// Unpaid invoices whose auto-charge is due by `now`, whose customer has a saved card and
     /// which have no charge in flight.
     async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>>;
@@ -1230,6 +1239,21 @@ macro_rules! impl_billing_store {
                          GROUP BY s.id ORDER BY s.id LIMIT $4",
                     )
                     .bind(due_by).bind(now).bind(after).bind(limit).fetch_all(&self.pool).await?)
+                }
+
+                async fn overdue_suspended_services(&self, suspended_before: i64, after: i64, limit: i64) -> StoreResult<Vec<(i64, i64)>> {
+                    Ok(sqlx::query_as::<_, (i64, i64)>(
+                        "SELECT s.id, MIN(i.id) FROM services s JOIN invoices i ON i.service_id = s.id
+                         WHERE s.status = 'suspended' AND s.suspension_reason = 'overdue'
+                           AND s.suspended_at < $1 AND i.status IN ('unpaid', 'overdue')
+                           AND NOT EXISTS (SELECT 1 FROM billing_jobs j WHERE j.invoice_id = i.id AND j.kind = 'charge'
+                                           AND j.status IN ('pending', 'processing'))
+                           AND NOT EXISTS (SELECT 1 FROM provisioning_tasks t WHERE t.service_id = s.id
+                                           AND t.status IN ('pending', 'processing'))
+                           AND s.id > $2
+                         GROUP BY s.id ORDER BY s.id LIMIT $3",
+                    )
+                    .bind(suspended_before).bind(after).bind(limit).fetch_all(&self.pool).await?)
                 }
 
                 async fn invoices_to_charge(&self, now: i64, limit: i64) -> StoreResult<Vec<Invoice>> {

@@ -257,7 +257,7 @@ macro_rules! impl_certificate_store {
                     .bind(error)
                     .bind(next_renewal_at)
                     .bind(now_ms())
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.writer())
                     .await?)
                 }
 
@@ -270,7 +270,7 @@ macro_rules! impl_certificate_store {
                     .bind(id)
                     .bind(reason)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                     Ok(())
                 }
@@ -289,7 +289,7 @@ macro_rules! impl_certificate_store {
                     .bind(domain)
                     .bind(auto_renew)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected() > 0)
                 }
@@ -332,7 +332,7 @@ macro_rules! impl_certificate_store {
                     .bind(id)
                     .bind(not_after)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?;
                     Ok(done.rows_affected() > 0)
                 }

@@ -191,7 +191,7 @@ macro_rules! impl_cron_store {
                     .bind(holder)
                     .bind(now.saturating_add(lease_ms))
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(self.writer())
                     .await?)
                 }
 
@@ -199,7 +199,7 @@ macro_rules! impl_cron_store {
                     sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
                         .bind(name)
                         .bind(holder)
-                        .execute(&self.pool)
+                        .execute(self.writer())
                         .await?;
                     Ok(())
                 }
@@ -328,7 +328,7 @@ macro_rules! impl_cron_store {
                     .bind(holder)
                     .bind(Json(summary))
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     if rows == 0 {
@@ -347,7 +347,7 @@ macro_rules! impl_cron_store {
                     .bind(holder)
                     .bind(error)
                     .bind(now_ms())
-                    .execute(&self.pool)
+                    .execute(self.writer())
                     .await?
                     .rows_affected();
                     if rows == 0 {

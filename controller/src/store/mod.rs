@@ -37,7 +37,7 @@ pub use admin_tokens::AdminTokenStore;
 pub use agents::{
     AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,
 };
-pub use backups::{BackupRow, BackupStore};
+pub use backups::{BackupPurpose, BackupRow, BackupStore, ScheduleIntervals};
 pub use certificates::{CertificateStore, IssuedSslCertificate, SslCertificate};
 pub use customers::CustomerStore;
 pub use models::*;

@@ -121,6 +121,9 @@ pub struct Product {
     pub active: bool,
     /// Tax on the prices, in basis points (2000 = 20 %).
     pub tax_rate_bp: i32,
+    /// How often its accounts are backed up: `none`, `daily`, `weekly` or `monthly`.
+    #[sqlx(try_from = "String")]
+    pub backup_schedule: mpanel_common::status::BackupSchedule,
     pub created_at: i64,
     pub updated_at: i64,
     #[sqlx(skip)]
@@ -149,6 +152,7 @@ pub struct NewProduct {
     pub email_quota_mb: i32,
     pub databases: i32,
     pub tax_rate_bp: i32,
+    pub backup_schedule: mpanel_common::status::BackupSchedule,
     pub prices: Vec<Price>,
 }
 
@@ -166,6 +170,7 @@ pub struct ProductPatch {
     pub databases: Option<i32>,
     pub active: Option<bool>,
     pub tax_rate_bp: Option<i32>,
+    pub backup_schedule: Option<mpanel_common::status::BackupSchedule>,
     pub prices: Option<Vec<Price>>,
 }
 

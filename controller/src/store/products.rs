@@ -50,8 +50,8 @@ macro_rules! impl_product_store {
                     let mut product = sqlx::query_as::<_, Product>(
                         "INSERT INTO products (name, server_group, package_cpanel, package_plesk,
                              package_directadmin, disk_mb, email_quota_mb, databases, active,
-                             tax_rate_bp, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $10, $9, $9) RETURNING *",
+                             tax_rate_bp, backup_schedule, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $10, $11, $9, $9) RETURNING *",
                     )
                     .bind(&new.name)
                     .bind(&new.server_group)
@@ -63,6 +63,7 @@ macro_rules! impl_product_store {
                     .bind(new.databases)
                     .bind(now)
                     .bind(new.tax_rate_bp)
+                    .bind(new.backup_schedule.as_str())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", new.name)))?;
@@ -111,7 +112,8 @@ macro_rules! impl_product_store {
                              databases = COALESCE($9, databases),
                              active = COALESCE($10, active),
                              updated_at = $11,
-                             tax_rate_bp = COALESCE($12, tax_rate_bp)
+                             tax_rate_bp = COALESCE($12, tax_rate_bp),
+                             backup_schedule = COALESCE($13, backup_schedule)
                          WHERE id = $1
                          RETURNING *",
                     )
@@ -127,6 +129,7 @@ macro_rules! impl_product_store {
                     .bind(patch.active)
                     .bind(now_ms())
                     .bind(patch.tax_rate_bp)
+                    .bind(patch.backup_schedule.map(|b| b.as_str()))
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("a product named {} already exists", name.unwrap_or_default())))?

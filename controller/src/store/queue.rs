@@ -19,6 +19,8 @@ pub enum ServiceChange {
     },
     Unsuspend,
     Terminate,
+    /// A terminated account is back from a backup: `active` again.
+    Restore,
     /// The service moves to another product (a package change).
     ChangeProduct {
         product_id: mpanel_common::ids::ProductId,
@@ -315,6 +317,7 @@ macro_rules! impl_task_queue {
                         ServiceChange::Suspend { .. } => Some(ServiceStatus::Suspended),
                         ServiceChange::Unsuspend => Some(ServiceStatus::Active),
                         ServiceChange::Terminate => Some(ServiceStatus::Terminated),
+                        ServiceChange::Restore => Some(ServiceStatus::Active),
                         ServiceChange::ChangeProduct { .. } | ServiceChange::NewPassword { .. } => None,
                     };
                     match &change {
@@ -345,7 +348,7 @@ macro_rules! impl_task_queue {
                                  provisioning_error = NULL,
                                  suspended_at = CASE WHEN $2 = 'suspended' THEN $3 WHEN $2 = 'active' THEN NULL ELSE suspended_at END,
                                  suspension_reason = CASE WHEN $2 = 'suspended' THEN $4 WHEN $2 = 'active' THEN NULL ELSE suspension_reason END,
-                                 terminated_at = CASE WHEN $2 = 'terminated' THEN $3 ELSE terminated_at END
+                                 terminated_at = CASE WHEN $2 = 'terminated' THEN $3 WHEN $2 = 'active' THEN NULL ELSE terminated_at END
                              WHERE id = $1",
                         )
                         .bind(service_id)
@@ -356,7 +359,8 @@ macro_rules! impl_task_queue {
                             _ => None,
                         })
                         .execute(&mut *tx)
-                        .await?;
+                        .await
+                        .map_err(|e| StoreError::on_constraint(e, "another live service holds its domain or its username on that server"))?;
                     } else {
                         sqlx::query("UPDATE services SET provisioning_error = NULL, updated_at = $2 WHERE id = $1")
                             .bind(service_id)

@@ -26,6 +26,8 @@ pub trait ServiceStore: Send + Sync {
         customer: CustomerId,
         domain: &str,
     ) -> StoreResult<Option<Service>>;
+    /// The live service holding `domain`, whoever's it is.
+    async fn live_service_by_domain(&self, domain: &str) -> StoreResult<Option<ServiceId>>;
     /// Places a service on a server, holding the server's row while it counts, so concurrent
     /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
     async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
@@ -257,6 +259,17 @@ macro_rules! impl_service_store {
                     .bind(domain)
                     .fetch_optional(&self.pool)
                     .await?)
+                }
+
+                async fn live_service_by_domain(&self, domain: &str) -> StoreResult<Option<ServiceId>> {
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM services WHERE domain = $1
+                           AND status IN ('pending', 'active', 'suspended') LIMIT 1",
+                    )
+                    .bind(domain)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(id.map(ServiceId::new))
                 }
 
                 async fn list_services(&self, filter: &ServiceFilter) -> StoreResult<Vec<Service>> {

@@ -114,6 +114,7 @@ pub async fn order(store: &DynStore, domain: &str, databases: i32) -> Task {
                 email_quota_mb: 256,
                 databases,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,

@@ -83,6 +83,7 @@ impl Orders {
                     email_quota_mb: 256,
                     databases: 1,
                     tax_rate_bp: 0,
+                    backup_schedule: mpanel_common::status::BackupSchedule::None,
                     prices: vec![Price {
                         billing_cycle: BillingCycle::Monthly,
                         amount_minor: 500,
