@@ -68,6 +68,7 @@ pub enum Command {
     CreateBackup(CreateBackup),
     ListBackups(ListBackups),
     DeleteBackup(DeleteBackup),
+    RestoreBackup(RestoreBackup),
 }
 
 impl Command {
@@ -91,6 +92,7 @@ impl Command {
             Command::CreateBackup(_) => "create_backup",
             Command::ListBackups(_) => "list_backups",
             Command::DeleteBackup(_) => "delete_backup",
+            Command::RestoreBackup(_) => "restore_backup",
         }
     }
 
@@ -112,6 +114,7 @@ impl Command {
         "create_backup",
         "list_backups",
         "delete_backup",
+        "restore_backup",
     ];
 }
 
@@ -263,6 +266,18 @@ pub struct DeleteBackup {
     pub location: String,
 }
 
+/// Recreates a removed account from one of its archives (same username, domain, package, and
+/// what the archive holds) and answers once the account exists again. A restore still running
+/// from an earlier attempt is waited for, not started twice. An archive the panel does not have
+/// is a [`ErrorClass::NotFound`] failure; an account that still exists is a
+/// [`ErrorClass::Conflict`] failure, since no panel route used here overwrites a live account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreBackup {
+    pub username: String,
+    /// The archive as [`BackupCreated::location`] or [`BackupEntry::location`] named it.
+    pub location: String,
+}
+
 /// A successful command's answer; one variant per command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -283,6 +298,7 @@ pub enum Reply {
     BackupCreated(BackupCreated),
     Backups(BackupList),
     BackupDeleted(BackupDeletion),
+    BackupRestored(BackupRestored),
 }
 
 impl Reply {
@@ -306,6 +322,7 @@ impl Reply {
             Reply::BackupCreated(_) => "create_backup",
             Reply::Backups(_) => "list_backups",
             Reply::BackupDeleted(_) => "delete_backup",
+            Reply::BackupRestored(_) => "restore_backup",
         }
     }
 }
@@ -475,6 +492,12 @@ pub enum BackupDeletion {
     NotFound,
 }
 
+/// The account exists again, recreated from the archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRestored {
+    pub username: String,
+}
+
 /// Nothing is wrong with the command, but the agent cannot finish it yet; asking again later
 /// with the same request will. The controller waits without counting a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,6 +593,7 @@ request! {
     CreateBackup => CreateBackup(r), BackupCreated(BackupCreated);
     ListBackups => ListBackups(r), Backups(BackupList);
     DeleteBackup => DeleteBackup(r), BackupDeleted(BackupDeletion);
+    RestoreBackup => RestoreBackup(r), BackupRestored(BackupRestored);
 }
 
 #[cfg(test)]

@@ -10,11 +10,12 @@ use std::net::IpAddr;
 use mpanel_common::command::{
     AccountCreated, AccountList, AccountSuspended, AccountTerminated, AccountUnsuspended,
     AccountUsage, AcmeOrder, Amount, BackupCreated, BackupDeletion, BackupEntry, BackupList,
-    Certificate, CertificateDone, CertificateProvider, ChangePackage, ChangePassword, Command,
-    CreateAccount, CreateBackup, CreateDatabase, CreateMailbox, DatabaseCreated, DeleteBackup,
-    DnsEnsured, DnsRecordSummary, Echo, EnsureDns, ErrorClass, Failure, IssuedCertificate,
-    ListBackups, MailboxCreated, Outcome, PackageChanged, PanelAccount, PasswordChanged, Pong,
-    Reply, SuspendAccount, TerminateAccount, UnsuspendAccount, UsageQuery, Waiting,
+    BackupRestored, Certificate, CertificateDone, CertificateProvider, ChangePackage,
+    ChangePassword, Command, CreateAccount, CreateBackup, CreateDatabase, CreateMailbox,
+    DatabaseCreated, DeleteBackup, DnsEnsured, DnsRecordSummary, Echo, EnsureDns, ErrorClass,
+    Failure, IssuedCertificate, ListBackups, MailboxCreated, Outcome, PackageChanged, PanelAccount,
+    PasswordChanged, Pong, Reply, RestoreBackup, SuspendAccount, TerminateAccount,
+    UnsuspendAccount, UsageQuery, Waiting,
 };
 use mpanel_common::load::LoadReport;
 use mpanel_common::{DomainName, PanelKind, Secret, ServiceId};
@@ -203,6 +204,10 @@ impl From<Command> for WireRequest {
                 username: c.username,
             }),
             Command::DeleteBackup(c) => WireRequest::DeleteBackup(v1::DeleteBackup {
+                username: c.username,
+                location: c.location,
+            }),
+            Command::RestoreBackup(c) => WireRequest::RestoreBackup(v1::RestoreBackup {
                 username: c.username,
                 location: c.location,
             }),
@@ -406,6 +411,13 @@ pub fn command_from_wire(request: Option<WireRequest>) -> Result<Command, WireEr
                 location: f.text("location", &c.location)?,
             })
         }
+        WireRequest::RestoreBackup(c) => {
+            let f = Fields("restore_backup");
+            Command::RestoreBackup(RestoreBackup {
+                username: f.text("username", &c.username)?,
+                location: f.text("location", &c.location)?,
+            })
+        }
     })
 }
 
@@ -540,6 +552,9 @@ impl From<Reply> for WireOutcome {
             }),
             Reply::BackupDeleted(d) => WireOutcome::BackupDeleted(v1::BackupDeleted {
                 deleted: d == BackupDeletion::Deleted,
+            }),
+            Reply::BackupRestored(r) => WireOutcome::BackupRestored(v1::BackupRestored {
+                username: r.username,
             }),
         }
     }
@@ -690,6 +705,9 @@ pub fn outcome_from_wire(outcome: Option<WireOutcome>) -> Result<Outcome, WireEr
         } else {
             BackupDeletion::NotFound
         }),
+        WireOutcome::BackupRestored(r) => Reply::BackupRestored(BackupRestored {
+            username: r.username,
+        }),
     };
     Ok(Outcome::Done(reply))
 }
@@ -827,6 +845,10 @@ mod tests {
                 username: "shopexam".into(),
                 location: "backup-12.1.2026_05-00-00_shopexam.tar.gz".into(),
             }),
+            Command::RestoreBackup(RestoreBackup {
+                username: "shopexam".into(),
+                location: "cpmove-shopexam.tar.gz".into(),
+            }),
         ]
     }
 
@@ -940,6 +962,9 @@ mod tests {
             })),
             done(Reply::BackupDeleted(BackupDeletion::Deleted)),
             done(Reply::BackupDeleted(BackupDeletion::NotFound)),
+            done(Reply::BackupRestored(BackupRestored {
+                username: "a".into(),
+            })),
             Outcome::Waiting(Waiting::Dns {
                 reason: "shop.example resolves to 192.0.2.99".into(),
             }),
@@ -1062,6 +1087,13 @@ mod tests {
         for (request, expected) in cases {
             assert_eq!(refused(WireRequest::CreateAccount(request)), expected);
         }
+        assert_eq!(
+            refused(WireRequest::RestoreBackup(v1::RestoreBackup {
+                username: "shop".into(),
+                location: " ".into(),
+            })),
+            "restore_backup: location is required"
+        );
         let bad_domain = refused(WireRequest::CreateAccount(v1::CreateAccount {
             domain: "http://x.example".into(),
             ..account()

@@ -694,7 +694,7 @@ impl ControlPanel for CpanelDriver {
     /// from there for good. The list is read first, so a name the account does not have is
     /// `false` without any change.
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
-        check_backup_name(name)?;
+        check_backup_name("delete_backup", name)?;
         // The archives live in the home directory: a removed account took them with it.
         if self.get_account(username).await?.is_none() {
             return Ok(false);
@@ -711,6 +711,17 @@ impl ControlPanel for CpanelDriver {
         let remove = vec![("path", format!("/.trash/{leaf}"))];
         self.uapi(username, "Trash", "remove", &remove, &[]).await?;
         Ok(true)
+    }
+
+    async fn start_restore(&self, _username: &str, _name: &str) -> Result<(), PanelError> {
+        Err(PanelError::permanent(
+            "restore_backup",
+            "restoring an archive is not wired for this panel yet",
+        ))
+    }
+
+    async fn restore_state(&self, _username: &str) -> Result<RestoreState, PanelError> {
+        Ok(RestoreState::None)
     }
 
     async fn web_root(&self, username: &str, domain: &str) -> Result<PathBuf, PanelError> {

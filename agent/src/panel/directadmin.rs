@@ -787,7 +787,7 @@ impl ControlPanel for DirectAdminDriver {
     /// name the account does not have is `false`; so is an account that no longer exists (its
     /// home went with it).
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
-        check_backup_name(name)?;
+        check_backup_name("delete_backup", name)?;
         if self.get_account(username).await?.is_none() {
             return Ok(false);
         }
@@ -804,6 +804,17 @@ impl ControlPanel for DirectAdminDriver {
         self.call("CMD_API_FILE_MANAGER", CHANGE, Some(username), &params, &[])
             .await?;
         Ok(true)
+    }
+
+    async fn start_restore(&self, _username: &str, _name: &str) -> Result<(), PanelError> {
+        Err(PanelError::permanent(
+            "restore_backup",
+            "restoring an archive is not wired for this panel yet",
+        ))
+    }
+
+    async fn restore_state(&self, _username: &str) -> Result<RestoreState, PanelError> {
+        Ok(RestoreState::None)
     }
 
     async fn web_root(&self, username: &str, domain: &str) -> Result<PathBuf, PanelError> {

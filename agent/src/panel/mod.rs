@@ -133,6 +133,12 @@ pub trait ControlPanel: Send + Sync + std::fmt::Debug {
     /// Deletes one archive named as [`ControlPanel::list_backups`] names it. `Ok(false)`: the
     /// panel has no such archive.
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError>;
+    /// Starts recreating the removed account `username` from its archive `name` (as
+    /// [`ControlPanel::list_backups`] names it). Asynchronous on every panel: the account
+    /// exists again once [`ControlPanel::restore_state`] says the restore finished.
+    async fn start_restore(&self, username: &str, name: &str) -> Result<(), PanelError>;
+    /// The state of the most recent restore of `username`.
+    async fn restore_state(&self, username: &str) -> Result<RestoreState, PanelError>;
 
     // ----- ACME HTTP-01 -----
 
@@ -174,7 +180,7 @@ pub(crate) fn check_acme_token(token: &str) -> Result<(), PanelError> {
 
 /// A backup name as the panels list them: one file name, so it cannot point outside the
 /// account's backup directory once it becomes part of a path.
-pub(crate) fn check_backup_name(name: &str) -> Result<(), PanelError> {
+pub(crate) fn check_backup_name(operation: &'static str, name: &str) -> Result<(), PanelError> {
     if !name.is_empty()
         && name.len() <= 255
         && name != "."
@@ -184,7 +190,7 @@ pub(crate) fn check_backup_name(name: &str) -> Result<(), PanelError> {
         Ok(())
     } else {
         Err(PanelError::permanent(
-            "delete_backup",
+            operation,
             "a backup location is one file name",
         ))
     }

@@ -1043,7 +1043,7 @@ impl ControlPanel for PleskDriver {
     /// subscription whose list holds the name; a name no subscription lists, or a customer
     /// that is gone, is `false`.
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
-        check_backup_name(name)?;
+        check_backup_name("delete_backup", name)?;
         if self.find_client(username).await?.is_none() {
             return Ok(false);
         }
@@ -1067,6 +1067,17 @@ impl ControlPanel for PleskDriver {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    async fn start_restore(&self, _username: &str, _name: &str) -> Result<(), PanelError> {
+        Err(PanelError::permanent(
+            "restore_backup",
+            "restoring an archive is not wired for this panel yet",
+        ))
+    }
+
+    async fn restore_state(&self, _username: &str) -> Result<RestoreState, PanelError> {
+        Ok(RestoreState::None)
     }
 
     async fn web_root(&self, _username: &str, domain: &str) -> Result<PathBuf, PanelError> {

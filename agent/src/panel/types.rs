@@ -342,6 +342,19 @@ pub struct BackupInfo {
     pub ready: bool,
 }
 
+/// Where the panel is with the most recent restore of an account from one of its archives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreState {
+    /// The panel knows of no restore of the account.
+    None,
+    /// Queued or running.
+    Running { archive: String },
+    /// Finished; the account was recreated from `archive`.
+    Finished { archive: String },
+    /// The panel gave up; `message` is its reason.
+    Failed { archive: String, message: String },
+}
+
 /// A failed panel call. Messages come from the panel with every secret of the request scrubbed
 /// out; they never carry a password or token.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,22 +1,28 @@
-//! Account backups: take one, list them, delete one.
+//! Account backups: take one, list them, delete one, recreate a removed account from one.
 //!
 //! Every panel writes a backup in the background, so taking one is "start, then watch the list
 //! until a new finished archive appears". A backup already running for the account (an earlier
 //! attempt the controller gave up waiting for) is waited for instead of starting a second, so a
 //! retried command converges on one archive. Deleting an archive the panel does not have is an
 //! answer (`not_found`), not a failure: the controller's cleanup treats it as done.
+//!
+//! The archives live in the panel's server-level backup storage, so they outlive the account:
+//! a terminated account is listed, pruned and restored by username. A restore, like a backup,
+//! runs in the background; one already running for the account is waited for, and one that
+//! finished from the same archive is the answer, so a re-sent restore converges too. An
+//! account that still exists is never overwritten: it is a conflict.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use mpanel_common::command::{
-    BackupCreated, BackupDeletion, BackupEntry, BackupList, CreateBackup, DeleteBackup,
-    ListBackups, Reply,
+    BackupCreated, BackupDeletion, BackupEntry, BackupList, BackupRestored, CreateBackup,
+    DeleteBackup, ListBackups, Reply, RestoreBackup,
 };
 use tracing::debug;
 
 use super::CommandResult;
-use crate::panel::{BackupInfo, ControlPanel, PanelError};
+use crate::panel::{BackupInfo, ControlPanel, PanelError, RestoreState, check_backup_name};
 
 /// How long a create waits for the panel to finish the archive, and how often it looks.
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +103,7 @@ pub(super) async fn list_backups(panel: &dyn ControlPanel, c: ListBackups) -> Co
 }
 
 pub(super) async fn delete_backup(panel: &dyn ControlPanel, c: DeleteBackup) -> CommandResult {
-    crate::panel::check_backup_name(&c.location)?;
+    check_backup_name("delete_backup", &c.location)?;
     let deleted = panel.delete_backup(&c.username, &c.location).await?;
     debug!(username = %c.username, backup = %c.location, deleted, "backup delete done");
     Ok(Reply::BackupDeleted(if deleted {
@@ -105,6 +111,80 @@ pub(super) async fn delete_backup(panel: &dyn ControlPanel, c: DeleteBackup) -> 
     } else {
         BackupDeletion::NotFound
     }))
+}
+
+const RESTORE: &str = "restore_backup";
+
+pub(super) async fn restore_backup(
+    panel: &dyn ControlPanel,
+    wait: BackupWait,
+    c: RestoreBackup,
+) -> CommandResult {
+    check_backup_name(RESTORE, &c.location)?;
+    match panel.restore_state(&c.username).await? {
+        RestoreState::Running { archive } if archive == c.location => {
+            debug!(username = %c.username, "a restore is already running; waiting for it");
+        }
+        RestoreState::Running { .. } => {
+            return Err(PanelError::conflict(
+                RESTORE,
+                format!(
+                    "a restore of {} from another archive is running",
+                    c.username
+                ),
+            )
+            .into());
+        }
+        state => {
+            if panel.get_account(&c.username).await?.is_some() {
+                if matches!(&state, RestoreState::Finished { archive } if *archive == c.location) {
+                    return Ok(restored(c.username));
+                }
+                return Err(PanelError::conflict(
+                    RESTORE,
+                    format!(
+                        "the account {} exists; an archive is restored only over a removed account",
+                        c.username
+                    ),
+                )
+                .into());
+            }
+            let archives = panel.list_backups(&c.username).await?;
+            if !archives.iter().any(|b| b.ready && b.name == c.location) {
+                return Err(PanelError::not_found(
+                    RESTORE,
+                    format!("no archive {} of {}", c.location, c.username),
+                )
+                .into());
+            }
+            panel.start_restore(&c.username, &c.location).await?;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + wait.limit;
+    loop {
+        match panel.restore_state(&c.username).await? {
+            RestoreState::Finished { archive }
+                if archive == c.location && panel.get_account(&c.username).await?.is_some() =>
+            {
+                debug!(username = %c.username, backup = %c.location, "account restored");
+                return Ok(restored(c.username));
+            }
+            RestoreState::Failed { archive, message } if archive == c.location => {
+                return Err(PanelError::permanent(RESTORE, message).into());
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() + wait.poll > deadline {
+            return Err(
+                PanelError::retryable(RESTORE, "the panel is still restoring the account").into(),
+            );
+        }
+        tokio::time::sleep(wait.poll).await;
+    }
+}
+
+fn restored(username: String) -> Reply {
+    Reply::BackupRestored(BackupRestored { username })
 }
 
 #[cfg(test)]

@@ -140,6 +140,7 @@ impl PanelCommandHandler {
             Command::CreateBackup(c) => backups::create_backup(panel, self.backup_wait, c).await,
             Command::ListBackups(c) => backups::list_backups(panel, c).await,
             Command::DeleteBackup(c) => backups::delete_backup(panel, c).await,
+            Command::RestoreBackup(c) => backups::restore_backup(panel, self.backup_wait, c).await,
             other @ (Command::Ping | Command::Echo(_)) => return Err(other),
         })
     }

@@ -59,8 +59,12 @@ impl Sim {
     }
 
     /// Lock the state. A panic elsewhere must not take the simulator down with it.
+    /// The panels' background work (archives being written, restores running) is brought up
+    /// to date on every look, so each call sees the state its moment would show.
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut world = self.world.lock().unwrap_or_else(PoisonError::into_inner);
+        world.settle();
+        world
     }
 
     fn fault_plan(&self) -> MutexGuard<'_, FaultPlan> {

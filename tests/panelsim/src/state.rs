@@ -204,6 +204,9 @@ pub(crate) struct World {
     pub files: BTreeMap<String, WebFile>,
     pub autossl_checks: Vec<String>,
     pub backups: Vec<crate::backups::Backup>,
+    pub restores: Vec<crate::backups::Restore>,
+    /// WHM pkgacct sessions: id → (account, the backup's start in Unix seconds).
+    pub pkgacct_sessions: BTreeMap<String, (String, i64)>,
     /// cPanel's `~/.trash`: (owner, leaf, what was moved there).
     pub trash: Vec<(String, String, crate::backups::Backup)>,
     pub call_counts: BTreeMap<String, u64>,
@@ -473,9 +476,9 @@ impl World {
     /// Terminate an account: everything it owns goes too.
     pub(crate) fn remove_account(&mut self, username: &str, keep_dns: bool) -> Option<Dropped> {
         self.accounts.remove(username)?;
-        // The archives live in the account's home (cPanel, DirectAdmin) or its subscription's
-        // backup storage (Plesk): they go with it.
-        self.backups.retain(|b| b.owner != username);
+        // Archives in the account's home go with it; the server's backup storage keeps its own.
+        self.backups
+            .retain(|b| !(b.owner == username && b.storage == crate::backups::Storage::Home));
         let mut dropped = Dropped::default();
         let sites: Vec<String> = self
             .sites
@@ -681,12 +684,30 @@ impl World {
             .iter()
             .map(|b| {
                 json!({"owner": b.owner, "name": b.name, "sizeBytes": b.size_bytes,
-                       "created": b.created, "ready": b.ready()})
+                "created": b.created, "ready": b.ready(),
+                "storage": match b.storage {
+                    crate::backups::Storage::Home => "home",
+                    crate::backups::Storage::Server => "server",
+                }})
+            })
+            .collect();
+        let restores: Vec<Value> = self
+            .restores
+            .iter()
+            .map(|r| {
+                json!({"id": r.id, "owner": r.owner, "archive": r.archive, "started": r.started,
+                       "state": match &r.outcome {
+                           None => "running",
+                           Some(Ok(())) => "completed",
+                           Some(Err(_)) => "failed",
+                       },
+                       "error": r.outcome.as_ref().and_then(|o| o.as_ref().err())})
             })
             .collect();
         json!({
             "kind": kind.as_str(),
             "backups": backups,
+            "restores": restores,
             "accounts": accounts,
             "domains": sites,
             "zones": zones,
@@ -780,6 +801,15 @@ pub(crate) mod clock {
         at(unix)
             .format(format_description!(
                 "[month].[day].[year]_[hour]-[minute]-[second]"
+            ))
+            .unwrap_or_default()
+    }
+
+    /// `20260323154328` (the time part of WHM's pkgacct session ids).
+    pub(crate) fn compact_stamp(unix: i64) -> String {
+        at(unix)
+            .format(format_description!(
+                "[year][month][day][hour][minute][second]"
             ))
             .unwrap_or_default()
     }

@@ -7,6 +7,7 @@
 //! this as a string", §1.2), deterministically from the seed.
 
 mod accounts;
+mod backups;
 mod dns;
 mod ssl;
 mod uapi;
@@ -112,6 +113,11 @@ fn missing_required(function: &str, req: &ApiRequest) -> Option<&'static str> {
         "mass_edit_dns_zone" | "parse_dns_zone" => &[&["zone"]],
         "installssl" => &[&["domain"], &["crt"]],
         "start_autossl_check_for_one_user" => &[&["username"]],
+        // The official pages of the archive and restore functions mark these required.
+        "start_background_pkgacct" | "delete_account_archives" => &[&["user"]],
+        "get_pkgacct_session_state" => &[&["session_id"]],
+        "start_local_cpmove_restore" => &[&["cpmovepath"]],
+        "get_transfer_session_state" => &[&["transfer_session_id"]],
         _ => &[],
     };
     required
@@ -167,6 +173,12 @@ pub(crate) async fn handle(sim: &Sim, req: &ApiRequest) -> Reply {
         "removezonerecord" => dns::removezonerecord(sim, req),
         "installssl" => ssl::installssl(sim, req),
         "start_autossl_check_for_one_user" => ssl::start_autossl_check_for_one_user(sim, req),
+        "start_background_pkgacct" => backups::start_background_pkgacct(sim, req),
+        "get_pkgacct_session_state" => backups::get_pkgacct_session_state(sim, req),
+        "list_cparchive_files" => backups::list_cparchive_files(sim),
+        "delete_account_archives" => backups::delete_account_archives(sim, req),
+        "start_local_cpmove_restore" => backups::start_local_cpmove_restore(sim, req),
+        "get_transfer_session_state" => backups::get_transfer_session_state(sim, req),
         "uapi_cpanel" => uapi::handle(sim, req, false).await,
         // Text shape UNCONFIRMED.
         other => whm_fail(
@@ -221,6 +233,19 @@ pub(super) fn whm_ok(
     raw: Option<String>,
 ) -> Reply {
     Reply::ok(envelope(sim, command, true, reason, data, raw))
+}
+
+/// Success whose `metadata.output` carries `messages`/`warnings` (as `delete_account_archives`
+/// documents) rather than `raw`.
+pub(super) fn whm_ok_with_output(sim: &Sim, command: &str, output: Value) -> Reply {
+    let flag = if sim.whm_result_as_string() {
+        json!("1")
+    } else {
+        json!(1)
+    };
+    let body = json!({"metadata": {"command": command, "reason": "OK", "result": flag,
+                                   "version": 1, "output": output}});
+    Reply::ok(reply::json(StatusCode::OK, &body))
 }
 
 /// Failure: same envelope, `result` 0, the message in `reason`, no `data` (the only failure

@@ -599,7 +599,7 @@ fn fullbackup_to_homedir(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
         ));
     }
     let mut world = sim.world();
-    let backup = world.start_backup(user, |created, _| {
+    let backup = world.start_backup(user, crate::backups::Storage::Home, |created, _| {
         format!(
             "backup-{}_{user}.tar.gz",
             clock::cpanel_backup_stamp(created)
@@ -615,7 +615,7 @@ fn fullbackup_to_homedir(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
 fn list_backups(sim: &Sim, user: &str) -> Outcome {
     let dates: Vec<String> = sim
         .world()
-        .backups_of(user)
+        .backups_of(user, crate::backups::Storage::Home)
         .iter()
         .filter(|b| b.ready())
         .map(|b| format!("{}T00:00:00.000Z", clock::date(b.created)))
@@ -630,7 +630,7 @@ fn list_backups(sim: &Sim, user: &str) -> Outcome {
 fn backupinfo_list(sim: &Sim, user: &str) -> Outcome {
     let entries: Vec<Value> = sim
         .world()
-        .backups_of(user)
+        .backups_of(user, crate::backups::Storage::Home)
         .iter()
         .map(|b| {
             let ready = b.ready();
@@ -658,10 +658,14 @@ fn trash_file(sim: &Sim, req: &ApiRequest, user: &str) -> Outcome {
         .unwrap_or(path)
         .trim_start_matches('/');
     let mut world = sim.world();
-    let Some(backup) = world.backups_of(user).into_iter().find(|b| b.name == name) else {
+    let Some(backup) = world
+        .backups_of(user, crate::backups::Storage::Home)
+        .into_iter()
+        .find(|b| b.name == name)
+    else {
         return Outcome::err(format!("The file “{path}” does not exist."));
     };
-    world.delete_backup(user, name);
+    world.delete_backup(user, crate::backups::Storage::Home, name);
     let leaf = backup.name.clone();
     world.trash.push((user.to_owned(), leaf.clone(), backup));
     Outcome::ok(json!({"path": format!("{home}{name}"), "trash_leaf": leaf}))

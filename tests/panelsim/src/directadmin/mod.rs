@@ -74,7 +74,7 @@ pub(crate) fn authenticate(sim: &Sim, req: &ApiRequest) -> Option<Caller> {
     }
 }
 
-fn wants_json(req: &ApiRequest) -> bool {
+pub(super) fn wants_json(req: &ApiRequest) -> bool {
     req.param("json")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
 }
@@ -151,6 +151,7 @@ pub(crate) async fn handle(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Repl
             | "MODIFY_USER"
             | "USER_PASSWD"
             | "PACKAGES_USER"
+            | "ADMIN_BACKUP"
     );
     if admin_only && *caller != Caller::Admin {
         // UNCONFIRMED text.
@@ -176,6 +177,7 @@ pub(crate) async fn handle(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Repl
         "SSL" => hosting::ssl(sim, req, caller),
         "SITE_BACKUP" => backups::site_backup(sim, req, caller),
         "FILE_MANAGER" => backups::file_manager(sim, req, caller),
+        "ADMIN_BACKUP" => backups::admin_backup(sim, req),
         _ => Reply::fail(reply::html_error(StatusCode::NOT_FOUND)),
     }
 }

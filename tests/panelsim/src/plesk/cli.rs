@@ -7,6 +7,14 @@
 //!   `--webspace-off|--webspace-on SUB`, `--info SUB`
 //! - `extension --exec letsencrypt cli.php -d DOMAIN [-d …] -m EMAIL` (§2.4; the REST id
 //!   `extension` is UNCONFIRMED)
+//! - `pleskrestore --restore FILE -level clients -filter list:LOGIN`: restores one customer
+//!   (its subscriptions, mail, databases, DNS) from an archive of the server repository
+//!   (official "pleskrestore: Restoration from Backup": `--restore <backup_file>`, `-level`,
+//!   `-filter`). The call answers when the restore is done (the utility runs in the
+//!   foreground). An existing customer is a conflict the utility reports with the documented
+//!   message "Cannot restore <object name>: <object name> <object type> already exists in
+//!   Plesk" (official "Conflict Description Messages"), exit code 1 (UNCONFIRMED); an unknown
+//!   file's text is UNCONFIRMED.
 //! - `filemng SYSUSER write PATH CONTENT`: the simulator's way to write an ACME HTTP-01 file
 //!   under a domain's `www_root`. UNCONFIRMED / invented: Plesk's `filemng` exists as a local
 //!   helper, but neither it nor this calling convention is documented for the gateway.
@@ -25,7 +33,13 @@ use crate::state::{Certificate, Mailbox, SiteStatus, clock};
 use crate::webroot;
 use crate::{SimKind, catalog};
 
-const COMMANDS: [&str; 4] = ["extension", "filemng", "mail", "subscription"];
+const COMMANDS: [&str; 5] = [
+    "extension",
+    "filemng",
+    "mail",
+    "pleskrestore",
+    "subscription",
+];
 
 struct Output {
     code: i32,
@@ -111,9 +125,48 @@ pub(super) async fn call(sim: &Sim, req: &ApiRequest, id: &str) -> Reply {
         "mail" => mail(sim, &params),
         "subscription" => subscription(sim, &params),
         "extension" => extension(sim, &params),
+        "pleskrestore" => pleskrestore(sim, &params),
         _ => filemng(sim, &params),
     };
     output.reply()
+}
+
+fn pleskrestore(sim: &Sim, params: &[String]) -> Output {
+    let Some(file) = option(params, "restore") else {
+        return Output::fail(1, "Error: only --restore is simulated\n");
+    };
+    if option(params, "level") != Some("clients") {
+        return Output::fail(1, "Error: only -level clients is simulated\n");
+    }
+    let Some(login) = option(params, "filter").and_then(|f| f.strip_prefix("list:")) else {
+        return Output::fail(1, "Error: -filter list:LOGIN is required\n");
+    };
+    let mut world = sim.world();
+    let id = world.next_id().to_string();
+    match world.start_restore(
+        login,
+        crate::backups::Storage::Server,
+        file,
+        false,
+        id,
+        std::time::Duration::ZERO,
+    ) {
+        Ok(restore) => {
+            world.settle();
+            match world.restore_by_id(&restore.id).and_then(|r| r.outcome) {
+                Some(Ok(())) => Output::ok("The restoration completed successfully.\n"),
+                Some(Err(reason)) => Output::fail(1, format!("Error: {reason}\n")),
+                None => Output::fail(1, "Error: the restoration did not finish\n"),
+            }
+        }
+        Err(crate::backups::RestoreRefusal::NoArchive) => {
+            Output::fail(1, format!("Error: The backup file {file} does not exist.\n"))
+        }
+        Err(crate::backups::RestoreRefusal::AccountExists) => Output::fail(
+            1,
+            format!("Cannot restore {login}: {login} customer already exists in Plesk\n"),
+        ),
+    }
 }
 
 /// A scripted duplicate for the called utility.

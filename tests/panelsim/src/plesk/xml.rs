@@ -17,6 +17,7 @@ use quick_xml::{Reader, XmlVersion};
 use crate::pem::{has_pem_block, has_private_key};
 use crate::reply::{self, Reply};
 use crate::request::ApiRequest;
+use crate::backups::Storage;
 use crate::sim::Sim;
 use crate::state::{Certificate, clock};
 use crate::{SimKind, catalog};
@@ -193,7 +194,7 @@ pub(super) fn handle(sim: &Sim, req: &ApiRequest) -> Reply {
     match (operator.name.as_str(), operation.name.as_str()) {
         ("certificate", "install") => install_certificate(sim, operation),
         ("service-plan", "get") => service_plans(operation),
-        ("backup-manager", "backup-webspace") => backup_webspace(sim, operation),
+        ("backup-manager", "backup-webspace" | "backup-customer") => start_backup(sim, operation),
         ("backup-manager", "get-local-backup-list") => local_backup_list(sim, operation),
         ("backup-manager", "remove-file") => remove_file(sim, operation),
         (op, _) => Reply::fail(system_error(
@@ -293,13 +294,21 @@ fn service_plans(get: &Element) -> Reply {
     )))
 }
 
-/// The owner of the subscription a backup-manager operation names by `<webspace-name>`
-/// (the official pages also allow ids, customers, resellers and the server; only the
-/// subscription level is simulated).
-fn webspace_owner(sim: &Sim, operation: &Element) -> Result<String, String> {
+/// The account a backup-manager operation names: a subscription by `<webspace-name>` (its
+/// owner) or a customer by `<customer-login>` (the official pages also allow ids, resellers
+/// and the server; only these two are simulated). A customer's archives stay in the server
+/// repository after the customer is removed (UNCONFIRMED), so listing and removing by login
+/// does not need the customer; creating does.
+fn backup_owner(sim: &Sim, operation: &Element, must_exist: bool) -> Result<String, String> {
+    if let Some(login) = operation.text_of("customer-login") {
+        if must_exist && !sim.world().accounts.contains_key(&login) {
+            return Err("Object not found.".to_owned());
+        }
+        return Ok(login);
+    }
     let name = operation
         .text_of("webspace-name")
-        .ok_or_else(|| "webspace-name is required".to_owned())?;
+        .ok_or_else(|| "webspace-name or customer-login is required".to_owned())?;
     sim.world()
         .sites
         .get(&name.to_ascii_lowercase())
@@ -308,48 +317,50 @@ fn webspace_owner(sim: &Sim, operation: &Element) -> Result<String, String> {
 }
 
 /// `<backup-manager><backup-webspace><webspace-name/><local/><description/></backup-webspace>`
-/// (official "Creating a subscription-level backup task"): queues the backup and answers with
-/// its task id (`<task-id>`, UNCONFIRMED); the archive is listed once written, named
-/// `backup_<YYMMDDhhmm>_<n>.tar` (UNCONFIRMED).
-fn backup_webspace(sim: &Sim, operation: &Element) -> Reply {
-    const OPERATION: &str = "backup-webspace";
-    let owner = match webspace_owner(sim, operation) {
+/// (official "Creating a subscription-level backup task") and `<backup-customer>
+/// <customer-login/><local/><description/></backup-customer>` (official "Creating
+/// Customer-level Backup Task"): queues the backup and answers with its task id
+/// (`<task-id>`, UNCONFIRMED); the archive is listed once written, named
+/// `backup_<YYMMDDhhmm>_<n>.tar` (UNCONFIRMED), in the server repository.
+fn start_backup(sim: &Sim, operation: &Element) -> Reply {
+    let name = operation.name.as_str();
+    let owner = match backup_owner(sim, operation, true) {
         Ok(owner) => owner,
-        Err(text) => return operation_failure("backup-manager", OPERATION, 1013, &text),
+        Err(text) => return operation_failure("backup-manager", name, 1013, &text),
     };
     if operation.child("local").is_none() {
         return operation_failure(
             "backup-manager",
-            OPERATION,
+            name,
             1019,
             "Only local storage is simulated: pass <local/>",
         );
     }
     let mut world = sim.world();
     let task = world.next_id();
-    world.start_backup(&owner, |created, _| {
+    world.start_backup(&owner, Storage::Server, |created, _| {
         format!("backup_{}_{task}.tar", clock::plesk_backup_stamp(created))
     });
     Reply::ok(operation_result(
         "backup-manager",
-        OPERATION,
+        name,
         &format!("<status>ok</status><task-id>{task}</task-id>"),
     ))
 }
 
-/// `<get-local-backup-list><webspace-name/></get-local-backup-list>` (official "Retrieving a
-/// List of Local Backups"). The response layout is UNCONFIRMED; simulated as one
-/// `<file><name/><size/><creation-date/></file>` per finished archive (size in bytes, date
-/// in Unix seconds).
+/// `<get-local-backup-list><webspace-name/>|<customer-login/></get-local-backup-list>`
+/// (official "Retrieving a List of Local Backups"). The response layout is UNCONFIRMED;
+/// simulated as one `<file><name/><size/><creation-date/></file>` per finished archive (size
+/// in bytes, date in Unix seconds).
 fn local_backup_list(sim: &Sim, operation: &Element) -> Reply {
     const OPERATION: &str = "get-local-backup-list";
-    let owner = match webspace_owner(sim, operation) {
+    let owner = match backup_owner(sim, operation, false) {
         Ok(owner) => owner,
         Err(text) => return operation_failure("backup-manager", OPERATION, 1013, &text),
     };
     let files: String = sim
         .world()
-        .backups_of(&owner)
+        .backups_of(&owner, Storage::Server)
         .into_iter()
         .filter(|b| b.ready())
         .map(|b| {
@@ -368,16 +379,20 @@ fn local_backup_list(sim: &Sim, operation: &Element) -> Reply {
     ))
 }
 
-/// `<remove-file><webspace-name/><filename/></remove-file>` (official "Removing Backup"); an
-/// unknown file is 1013 "Object not found." (UNCONFIRMED).
+/// `<remove-file><webspace-name/>|<customer-login/><filename/></remove-file>` (official
+/// "Removing Backup"; the customer selector is UNCONFIRMED for this operation); an unknown
+/// file is 1013 "Object not found." (UNCONFIRMED).
 fn remove_file(sim: &Sim, operation: &Element) -> Reply {
     const OPERATION: &str = "remove-file";
-    let owner = match webspace_owner(sim, operation) {
+    let owner = match backup_owner(sim, operation, false) {
         Ok(owner) => owner,
         Err(text) => return operation_failure("backup-manager", OPERATION, 1013, &text),
     };
     let filename = operation.text_of("filename").unwrap_or_default();
-    if sim.world().delete_backup(&owner, &filename) {
+    if sim
+        .world()
+        .delete_backup(&owner, Storage::Server, &filename)
+    {
         Reply::ok(operation_result(
             "backup-manager",
             OPERATION,
