@@ -269,8 +269,8 @@ async fn a_service_is_due_a_scheduled_backup_once_its_interval_has_passed(store:
         .await
         .unwrap();
     assert!(due(now + 6 * DAY).await.is_empty());
-    assert!(due(now + 7 * DAY - 3_600_000).await.is_empty());
-    assert_eq!(due(now + 7 * DAY - 3_600_000 + 1).await, [service]);
+    assert!(due(now + 7 * DAY - 3_600_000 - 1).await.is_empty());
+    assert_eq!(due(now + 7 * DAY - 3_600_000).await, [service]);
     // A failed backup does not count: the next run tries again.
     let failed = store
         .record_backup_pending(service, server, BackupPurpose::Scheduled, now + 7 * DAY)

@@ -17,7 +17,7 @@ use fleet_support::{
 };
 use mpanel_common::billing::{DAY_MS, date_to_ms, format_date, ms_to_date};
 use mpanel_controller::store::queue::ServiceChange;
-use mpanel_panelsim::{FaultKind, ScriptedFault, SimHandle};
+use mpanel_panelsim::SimHandle;
 use reqwest::Method;
 use serde_json::{Value, json};
 
