@@ -270,7 +270,8 @@ pub struct DeleteBackup {
 /// what the archive holds) and answers once the account exists again. A restore still running
 /// from an earlier attempt is waited for, not started twice. An archive the panel does not have
 /// is a [`ErrorClass::NotFound`] failure; an account that still exists is a
-/// [`ErrorClass::Conflict`] failure, since no panel route used here overwrites a live account.
+/// [`ErrorClass::Conflict`] failure: a restore never writes over a live account (cPanel and
+/// Plesk refuse to; DirectAdmin would, and data newer than the archive would be lost).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreBackup {
     pub username: String,

@@ -26,11 +26,33 @@ type Params<'a> = Vec<(&'a str, String)>;
 pub struct CpanelDriver {
     ep: PanelEndpoint,
     fs_root: PathBuf,
+    /// The restore transfer session this driver started per account, with the archive it
+    /// restores: WHM reports a restore's progress only by session id.
+    restores: std::sync::Mutex<std::collections::HashMap<String, (String, String)>>,
+}
+
+/// One account archive WHM lists: the file (or pkgacct's work directory) and its directory.
+#[derive(Debug)]
+struct CpArchive {
+    file: String,
+    path: String,
+}
+
+impl CpArchive {
+    /// pkgacct writes in a work directory `cpmove-<user>` and only then the archive
+    /// `cpmove-<user>.tar.gz`, so a bare name is a backup still being written.
+    fn ready(&self) -> bool {
+        self.file.ends_with(".tar.gz") || self.file.ends_with(".tar")
+    }
 }
 
 impl CpanelDriver {
     pub fn new(ep: PanelEndpoint, fs_root: PathBuf) -> Self {
-        Self { ep, fs_root }
+        Self {
+            ep,
+            fs_root,
+            restores: std::sync::Mutex::default(),
+        }
     }
 
     fn authorization(&self) -> Result<reqwest::header::HeaderValue, PanelError> {
@@ -651,77 +673,147 @@ impl ControlPanel for CpanelDriver {
         Ok(DatabaseInfo { database, user })
     }
 
-    /// UAPI `Backup::fullbackup_to_homedir` (official UAPI page): answers at once with a pid;
-    /// the archive `backup-MM.DD.YYYY_HH-mm-ss_<user>.tar.gz` appears in the home later.
+    /// WHM `start_background_pkgacct` (official "Back up an account using the pkgacct
+    /// script"): packages the account in the background into `/home/cpmove-<user>.tar.gz`,
+    /// outside the account's home, so the archive outlives the account. Answers at once with
+    /// a session id.
     async fn start_backup(&self, username: &str) -> Result<(), PanelError> {
-        self.require_account("fullbackup_to_homedir", username)
+        self.require_account("start_background_pkgacct", username)
             .await?;
-        let params = vec![("homedir", "include".to_owned())];
-        let data = self
-            .uapi(username, "Backup", "fullbackup_to_homedir", &params, &[])
+        let params = vec![
+            ("user", username.to_owned()),
+            ("compressionsetting", "compress".to_owned()),
+        ];
+        let envelope = self
+            .whm("start_background_pkgacct", CHANGE, &params, &[])
             .await?;
-        debug!(pid = ?data.get("pid"), "full backup started");
+        debug!(session = ?envelope.pointer("/data/session_id"), "pkgacct started");
         Ok(())
     }
 
-    /// UAPI `BackupInfo::list` (official UAPI page): `{name, sizeBytes, mtime, status}` per
-    /// archive in the home; `status` is `ready` once no run is writing it. `Backup::list_backups`
-    /// only gives dates, so it cannot name the file to delete.
+    /// WHM `list_cparchive_files` (official "Return cparchive files list"), the account's
+    /// entries: the list gives neither size nor date; pkgacct's work directory (a bare
+    /// `cpmove-<user>`) is a backup still being written. While the account exists, the
+    /// archives earlier versions wrote into its home (UAPI `BackupInfo::list`) are listed too,
+    /// so they can still be pruned.
     async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
-        let data = self
-            .uapi(username, "BackupInfo", "list", &Vec::new(), &[])
-            .await?;
-        Ok(data
-            .as_array()
-            .map(|entries| {
-                entries
-                    .iter()
-                    .filter_map(|e| {
-                        Some(BackupInfo {
-                            name: text(e, "name")?,
-                            size_bytes: e.get("sizeBytes").and_then(number),
-                            created_at: e.get("mtime").and_then(number).map(|t| t as i64),
-                            ready: text(e, "status").as_deref() == Some("ready"),
-                        })
-                    })
-                    .collect()
+        let mut backups: Vec<BackupInfo> = self
+            .archives(username)
+            .await?
+            .into_iter()
+            .map(|a| BackupInfo {
+                ready: a.ready(),
+                name: a.file,
+                size_bytes: None,
+                created_at: None,
             })
-            .unwrap_or_default())
+            .collect();
+        if self.get_account(username).await?.is_some() {
+            backups.extend(self.home_backups(username).await?);
+        }
+        Ok(backups)
     }
 
-    /// UAPI `Fileman::trash_file` then `Trash::remove` (official UAPI pages): UAPI has no
-    /// delete for home-directory backups, so the archive goes to `~/.trash` and is removed
-    /// from there for good. The list is read first, so a name the account does not have is
-    /// `false` without any change.
+    /// An archive of WHM's list goes with WHM `delete_account_archives` (official "Remove
+    /// cPanel account's archives") on its directory, which removes the account's archives
+    /// there: with pkgacct's one archive per account, the named one. An archive in the home
+    /// goes to the trash and from there for good. A name the account does not have is `false`
+    /// without any change.
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
         check_backup_name("delete_backup", name)?;
-        // The archives live in the home directory: a removed account took them with it.
-        if self.get_account(username).await?.is_none() {
+        if let Some(archive) = self
+            .archives(username)
+            .await?
+            .into_iter()
+            .find(|a| a.ready() && a.file == name)
+        {
+            let params = vec![("user", username.to_owned()), ("mountpoint", archive.path)];
+            self.whm("delete_account_archives", CHANGE, &params, &[])
+                .await?;
+            return Ok(true);
+        }
+        // The home's archives went with a removed account.
+        if self.get_account(username).await?.is_none()
+            || !self
+                .home_backups(username)
+                .await?
+                .iter()
+                .any(|b| b.name == name)
+        {
             return Ok(false);
         }
-        let listed = self.list_backups(username).await?;
-        if !listed.iter().any(|b| b.name == name) {
-            return Ok(false);
-        }
-        let trash = vec![("path", name.to_owned())];
-        let moved = self
-            .uapi(username, "Fileman", "trash_file", &trash, &[])
-            .await?;
-        let leaf = text(&moved, "trash_leaf").unwrap_or_else(|| name.to_owned());
-        let remove = vec![("path", format!("/.trash/{leaf}"))];
-        self.uapi(username, "Trash", "remove", &remove, &[]).await?;
+        self.trash_home_file(username, name).await?;
         Ok(true)
     }
 
-    async fn start_restore(&self, _username: &str, _name: &str) -> Result<(), PanelError> {
-        Err(PanelError::permanent(
-            "restore_backup",
-            "restoring an archive is not wired for this panel yet",
-        ))
+    /// WHM `start_local_cpmove_restore` (official "Restore one cPanel account from a
+    /// backup") with the archive's full path: restores the account in the background and
+    /// answers with the transfer session to follow (`data.transfer_session_id`, field name
+    /// UNCONFIRMED).
+    async fn start_restore(&self, username: &str, name: &str) -> Result<(), PanelError> {
+        check_backup_name("restore_backup", name)?;
+        let Some(archive) = self
+            .archives(username)
+            .await?
+            .into_iter()
+            .find(|a| a.ready() && a.file == name)
+        else {
+            return Err(PanelError::not_found(
+                "start_local_cpmove_restore",
+                format!("no archive {name} of {username}"),
+            ));
+        };
+        let params = vec![(
+            "cpmovepath",
+            format!("{}/{}", archive.path.trim_end_matches('/'), archive.file),
+        )];
+        let envelope = self
+            .whm("start_local_cpmove_restore", CHANGE, &params, &[])
+            .await?;
+        let Some(session) = envelope
+            .pointer("/data/transfer_session_id")
+            .and_then(Value::as_str)
+        else {
+            return Err(PanelError::retryable(
+                "start_local_cpmove_restore",
+                "WHM did not name the restore's transfer session",
+            ));
+        };
+        self.restores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(username.to_owned(), (session.to_owned(), name.to_owned()));
+        Ok(())
     }
 
-    async fn restore_state(&self, _username: &str) -> Result<RestoreState, PanelError> {
-        Ok(RestoreState::None)
+    /// WHM `get_transfer_session_state` (official "Return transfer session's status") of the
+    /// restore this driver started: `COMPLETED`, `FAILED`/`ABORTED`, or still running.
+    async fn restore_state(&self, username: &str) -> Result<RestoreState, PanelError> {
+        let started = self
+            .restores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(username)
+            .cloned();
+        let Some((session, archive)) = started else {
+            return Ok(RestoreState::None);
+        };
+        let params = vec![("transfer_session_id", session)];
+        let envelope = self
+            .whm("get_transfer_session_state", Method::GET, &params, &[])
+            .await?;
+        let state = envelope
+            .pointer("/data/state_name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Ok(match state {
+            "COMPLETED" => RestoreState::Finished { archive },
+            "FAILED" | "ABORTED" => RestoreState::Failed {
+                archive,
+                message: format!("WHM's restore session ended {state}"),
+            },
+            _ => RestoreState::Running { archive },
+        })
     }
 
     async fn web_root(&self, username: &str, domain: &str) -> Result<PathBuf, PanelError> {
@@ -750,6 +842,68 @@ impl ControlPanel for CpanelDriver {
 }
 
 impl CpanelDriver {
+    /// UAPI `BackupInfo::list` (official UAPI page): `{name, sizeBytes, mtime, status}` per
+    /// archive in the account's home; `status` is `ready` once no run is writing it.
+    async fn home_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
+        let data = self
+            .uapi(username, "BackupInfo", "list", &Vec::new(), &[])
+            .await?;
+        Ok(data
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| {
+                        Some(BackupInfo {
+                            name: text(e, "name")?,
+                            size_bytes: e.get("sizeBytes").and_then(number),
+                            created_at: e.get("mtime").and_then(number).map(|t| t as i64),
+                            ready: text(e, "status").as_deref() == Some("ready"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// UAPI `Fileman::trash_file` then `Trash::remove` (official UAPI pages): UAPI has no
+    /// delete for home-directory files, so the file goes to `~/.trash` and is removed from
+    /// there for good.
+    async fn trash_home_file(&self, username: &str, name: &str) -> Result<(), PanelError> {
+        let trash = vec![("path", name.to_owned())];
+        let moved = self
+            .uapi(username, "Fileman", "trash_file", &trash, &[])
+            .await?;
+        let leaf = text(&moved, "trash_leaf").unwrap_or_else(|| name.to_owned());
+        let remove = vec![("path", format!("/.trash/{leaf}"))];
+        self.uapi(username, "Trash", "remove", &remove, &[]).await?;
+        Ok(())
+    }
+
+    /// The account's entries of WHM's `list_cparchive_files` (`data.quickrestore_files[]`,
+    /// `{file, path, user}`).
+    async fn archives(&self, username: &str) -> Result<Vec<CpArchive>, PanelError> {
+        let envelope = self
+            .whm("list_cparchive_files", Method::GET, &Vec::new(), &[])
+            .await?;
+        Ok(envelope
+            .pointer("/data/quickrestore_files")
+            .and_then(Value::as_array)
+            .map(|files| {
+                files
+                    .iter()
+                    .filter(|f| text(f, "user").as_deref() == Some(username))
+                    .filter_map(|f| {
+                        Some(CpArchive {
+                            file: text(f, "file")?,
+                            path: text(f, "path")?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// The document root of `domain` as the panel sees it (no `fs_root`).
     async fn document_root(&self, username: &str, domain: &str) -> Result<String, PanelError> {
         let params = vec![("domain", domain.to_owned())];

@@ -25,27 +25,19 @@ use super::{ControlPanel, check_acme_token, check_backup_name};
 type Params<'a> = Vec<(&'a str, String)>;
 const NO_PARAMS: [(&str, String); 0] = [];
 
-/// What a full user backup includes, as `select0…` of `CMD_API_SITE_BACKUP` (the fields public
-/// DirectAdmin client libraries send).
-const BACKUP_PARTS: [&str; 11] = [
-    "domain",
-    "subdomain",
-    "email",
-    "forwarder",
-    "autoresponder",
-    "vacation",
-    "list",
-    "emailsettings",
-    "ftp",
-    "ftpsettings",
-    "database",
-];
+/// Where admin backups are written (`local_path`), and the same directory as the admin's
+/// file manager sees it (the admin's home is `/home/admin`).
+const ADMIN_BACKUP_DIR: &str = "/home/admin/admin_backups";
+const ADMIN_BACKUP_PATH: &str = "/admin_backups";
 
 #[derive(Debug)]
 pub struct DirectAdminDriver {
     ep: PanelEndpoint,
     fs_root: PathBuf,
     ask_for_json: bool,
+    /// The archive this driver last asked DirectAdmin to restore, per account: the restore
+    /// runs from the task queue, which the API does not show.
+    restores: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// A parsed DirectAdmin answer: key/value pairs, plus the `list[]` entries or JSON list rows.
@@ -68,6 +60,7 @@ impl DirectAdminDriver {
             ep,
             fs_root,
             ask_for_json: true,
+            restores: std::sync::Mutex::default(),
         }
     }
 
@@ -741,56 +734,51 @@ impl ControlPanel for DirectAdminDriver {
         }
     }
 
-    /// `CMD_API_SITE_BACKUP` `action=backup` with `select0…` naming every part of the account
-    /// (the fields public client libraries send), run as the account. DirectAdmin queues it;
-    /// the archive appears in `~/backups` once written.
+    /// An admin backup of the one account (`CMD_API_ADMIN_BACKUP` `action=create`, with the
+    /// fields DirectAdmin's backup hooks document: `when=now`, `where=local`, `local_path`,
+    /// `who=selected`, `select0`, `what=all`) into `/home/admin/admin_backups`, outside the
+    /// account's home, so the archive `user.<creator>.<user>.tar.gz` outlives the account.
+    /// DirectAdmin queues it; the archive appears once written.
     async fn start_backup(&self, username: &str) -> Result<(), PanelError> {
-        let mut all: Vec<(String, String)> = vec![("action".to_owned(), "backup".to_owned())];
-        all.extend(
-            BACKUP_PARTS
-                .iter()
-                .enumerate()
-                .map(|(i, part)| (format!("select{i}"), (*part).to_owned())),
-        );
-        self.call("CMD_API_SITE_BACKUP", CHANGE, Some(username), &all, &[])
+        if self.get_account(username).await?.is_none() {
+            return Err(PanelError::not_found(
+                "CMD_API_ADMIN_BACKUP",
+                format!("no account {username}"),
+            ));
+        }
+        let params = vec![
+            ("action", "create".to_owned()),
+            ("when", "now".to_owned()),
+            ("where", "local".to_owned()),
+            ("local_path", ADMIN_BACKUP_DIR.to_owned()),
+            ("who", "selected".to_owned()),
+            ("select0", username.to_owned()),
+            ("what", "all".to_owned()),
+        ];
+        self.call("CMD_API_ADMIN_BACKUP", CHANGE, None, &params, &[])
             .await?;
         Ok(())
     }
 
-    /// `CMD_API_SITE_BACKUP` (GET, as the account): the archive names in `~/backups`. The list
-    /// carries no size or date, and DirectAdmin lists an archive once written, so every entry
-    /// is finished.
+    /// The account's archives among the admin's `/admin_backups` files, listed by the file
+    /// manager with size and date (layout UNCONFIRMED). DirectAdmin lists an archive once
+    /// written, so every entry is finished.
     async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
+        let params = vec![("path", ADMIN_BACKUP_PATH.to_owned())];
         let reply = self
-            .call(
-                "CMD_API_SITE_BACKUP",
-                Method::GET,
-                Some(username),
-                &NO_PARAMS,
-                &[],
-            )
+            .call("CMD_API_FILE_MANAGER", Method::GET, None, &params, &[])
             .await?;
-        Ok(reply
-            .list
+        Ok(admin_archives(&reply)
             .into_iter()
-            .map(|name| BackupInfo {
-                name,
-                size_bytes: None,
-                created_at: None,
-                ready: true,
-            })
+            .filter(|b| admin_archive_owner(&b.name) == Some(username))
             .collect())
     }
 
-    /// The file manager's delete (`CMD_API_FILE_MANAGER` `action=multiple&button=delete`,
-    /// UNCONFIRMED fields) on `/backups/<name>`, as the account. The list is read first, so a
-    /// name the account does not have is `false`; so is an account that no longer exists (its
-    /// home went with it).
+    /// The admin's file manager delete (`action=multiple&button=delete`, UNCONFIRMED fields)
+    /// on `/admin_backups/<name>`. The list is read first, so a name the account does not
+    /// have is `false`.
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
         check_backup_name("delete_backup", name)?;
-        if self.get_account(username).await?.is_none() {
-            return Ok(false);
-        }
         let listed = self.list_backups(username).await?;
         if !listed.iter().any(|b| b.name == name) {
             return Ok(false);
@@ -798,23 +786,64 @@ impl ControlPanel for DirectAdminDriver {
         let params = vec![
             ("action", "multiple".to_owned()),
             ("button", "delete".to_owned()),
-            ("path", "/backups".to_owned()),
-            ("select0", format!("/backups/{name}")),
+            ("path", ADMIN_BACKUP_PATH.to_owned()),
+            ("select0", format!("{ADMIN_BACKUP_PATH}/{name}")),
         ];
-        self.call("CMD_API_FILE_MANAGER", CHANGE, Some(username), &params, &[])
+        self.call("CMD_API_FILE_MANAGER", CHANGE, None, &params, &[])
             .await?;
         Ok(true)
     }
 
-    async fn start_restore(&self, _username: &str, _name: &str) -> Result<(), PanelError> {
-        Err(PanelError::permanent(
-            "restore_backup",
-            "restoring an archive is not wired for this panel yet",
-        ))
+    /// `CMD_API_ADMIN_BACKUP` `action=restore` with the restore fields DirectAdmin's hooks
+    /// document (`where=local`, `local_path`, `ip_choice=file`, `select0=<file>`). DirectAdmin
+    /// queues it; the account exists again once restored.
+    async fn start_restore(&self, username: &str, name: &str) -> Result<(), PanelError> {
+        check_backup_name("restore_backup", name)?;
+        if !self
+            .list_backups(username)
+            .await?
+            .iter()
+            .any(|b| b.name == name)
+        {
+            return Err(PanelError::not_found(
+                "CMD_API_ADMIN_BACKUP",
+                format!("no archive {name} of {username}"),
+            ));
+        }
+        let params = vec![
+            ("action", "restore".to_owned()),
+            ("type", "admin".to_owned()),
+            ("where", "local".to_owned()),
+            ("local_path", ADMIN_BACKUP_DIR.to_owned()),
+            ("ip_choice", "file".to_owned()),
+            ("select0", name.to_owned()),
+        ];
+        self.call("CMD_API_ADMIN_BACKUP", CHANGE, None, &params, &[])
+            .await?;
+        self.restores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(username.to_owned(), name.to_owned());
+        Ok(())
     }
 
-    async fn restore_state(&self, _username: &str) -> Result<RestoreState, PanelError> {
-        Ok(RestoreState::None)
+    /// The task queue is not visible through the API: a restore this driver queued is
+    /// finished once the account exists, running until then.
+    async fn restore_state(&self, username: &str) -> Result<RestoreState, PanelError> {
+        let queued = self
+            .restores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(username)
+            .cloned();
+        let Some(archive) = queued else {
+            return Ok(RestoreState::None);
+        };
+        Ok(if self.get_account(username).await?.is_some() {
+            RestoreState::Finished { archive }
+        } else {
+            RestoreState::Running { archive }
+        })
     }
 
     async fn web_root(&self, username: &str, domain: &str) -> Result<PathBuf, PanelError> {
@@ -880,6 +909,69 @@ impl ControlPanel for DirectAdminDriver {
         }
         Ok(())
     }
+}
+
+/// `user.<creator>.<user>.tar.gz` (admin backups) → `<user>`.
+fn admin_archive_owner(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("user.")?;
+    let rest = rest
+        .strip_suffix(".tar.gz")
+        .or_else(|| rest.strip_suffix(".tar.zst"))?;
+    let (_, user) = rest.split_once('.')?;
+    (!user.is_empty() && !user.contains('.')).then_some(user)
+}
+
+/// The files of the admin's `/admin_backups` listing: JSON `{path: {name, size, date}}`, or
+/// url-encoded `path=<url-encoded attributes>`.
+fn admin_archives(reply: &DaReply) -> Vec<BackupInfo> {
+    let entry = |path: &str, name: Option<String>, size: Option<&str>, date: Option<&str>| {
+        let name = name.or_else(|| {
+            path.strip_prefix(ADMIN_BACKUP_PATH)?
+                .strip_prefix('/')
+                .map(str::to_owned)
+        })?;
+        Some(BackupInfo {
+            name,
+            size_bytes: size.and_then(|s| s.trim().parse().ok()),
+            created_at: date.and_then(|d| d.trim().parse().ok()),
+            ready: true,
+        })
+    };
+    let mut files = Vec::new();
+    if let Value::Object(map) = &reply.json {
+        for (path, attrs) in map {
+            let text = |k: &str| attrs.get(k).and_then(scalar);
+            if !path.starts_with(ADMIN_BACKUP_PATH) || !attrs.is_object() {
+                continue;
+            }
+            if text("type").is_some_and(|t| t != "file") {
+                continue;
+            }
+            files.extend(entry(
+                path,
+                text("name"),
+                text("size").as_deref(),
+                text("date").as_deref(),
+            ));
+        }
+        return files;
+    }
+    for (path, value) in &reply.fields {
+        if !path.starts_with(ADMIN_BACKUP_PATH) {
+            continue;
+        }
+        let attrs: HashMap<String, String> = serde_urlencoded::from_str(value).unwrap_or_default();
+        if attrs.get("type").is_some_and(|t| t != "file") {
+            continue;
+        }
+        files.extend(entry(
+            path,
+            attrs.get("name").cloned(),
+            attrs.get("size").map(String::as_str),
+            attrs.get("date").map(String::as_str),
+        ));
+    }
+    files
 }
 
 /// Parses either answer form: JSON (`json=yes` honoured) or url-encoded.

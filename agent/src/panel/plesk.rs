@@ -30,6 +30,8 @@ use super::{ControlPanel, check_acme_token, check_backup_name};
 pub struct PleskDriver {
     ep: PanelEndpoint,
     fs_root: PathBuf,
+    /// How each customer's last restore through this driver ended (see `start_restore`).
+    restores: std::sync::Mutex<std::collections::HashMap<String, RestoreState>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +103,11 @@ struct CliResult {
 
 impl PleskDriver {
     pub fn new(ep: PanelEndpoint, fs_root: PathBuf) -> Self {
-        Self { ep, fs_root }
+        Self {
+            ep,
+            fs_root,
+            restores: std::sync::Mutex::default(),
+        }
     }
 
     /// One REST call. `body` is JSON for POST/PUT. Any 2xx is success: Plesk answers 201 for
@@ -299,42 +305,27 @@ impl PleskDriver {
         .await
     }
 
-    /// The names of the customer's subscriptions (its domains that are not subdomains).
-    async fn webspaces(
-        &self,
-        operation: &'static str,
-        username: &str,
-    ) -> Result<Vec<String>, PanelError> {
-        let client = self.require_client(operation, username).await?;
-        Ok(self
-            .client_domains(client.id)
-            .await?
-            .into_iter()
-            .filter(|d| d.base_domain_id.is_none_or(|id| id == 0))
-            .map(|d| d.name)
-            .collect())
-    }
-
-    /// One subscription's local backups, each with the subscription's name.
-    async fn local_backups(&self, webspace: &str) -> Result<Vec<(String, BackupInfo)>, PanelError> {
+    /// The customer's archives in the server repository, by login (official "Retrieving a
+    /// List of Local Backups" takes `<customer-login>`). The response layout is UNCONFIRMED:
+    /// read as `<file><name/><size/><creation-date/></file>` entries; Plesk lists finished
+    /// backups only. The repository keeps a removed customer's archives, so this works after
+    /// the customer is gone.
+    async fn customer_backups(&self, login: &str) -> Result<Vec<BackupInfo>, PanelError> {
         let packet = format!(
-            "<packet><backup-manager><get-local-backup-list><webspace-name>{}</webspace-name>\
+            "<packet><backup-manager><get-local-backup-list><customer-login>{}</customer-login>\
              </get-local-backup-list></backup-manager></packet>",
-            quick_xml::escape::escape(webspace)
+            quick_xml::escape::escape(login)
         );
         let body = self.xml("get_local_backup_list", &packet, &[]).await?;
         Ok(xml_elements(&body, "file")
             .into_iter()
             .filter_map(|file| {
-                Some((
-                    webspace.to_owned(),
-                    BackupInfo {
-                        name: xml_text(file, "name").filter(|n| !n.is_empty())?,
-                        size_bytes: xml_text(file, "size").and_then(|s| s.parse().ok()),
-                        created_at: xml_text(file, "creation-date").and_then(|s| s.parse().ok()),
-                        ready: true,
-                    },
-                ))
+                Some(BackupInfo {
+                    name: xml_text(file, "name").filter(|n| !n.is_empty())?,
+                    size_bytes: xml_text(file, "size").and_then(|s| s.parse().ok()),
+                    created_at: xml_text(file, "creation-date").and_then(|s| s.parse().ok()),
+                    ready: true,
+                })
             })
             .collect())
     }
@@ -1002,82 +993,90 @@ impl ControlPanel for PleskDriver {
         })
     }
 
-    /// XML API `<backup-manager><backup-webspace>` with `<local/>` (official "Creating a
-    /// subscription-level backup task"): queues the backup of the customer's subscription;
-    /// the archive is listed once written.
+    /// XML API `<backup-manager><backup-customer>` with `<customer-login>` and `<local/>`
+    /// (official "Creating Customer-level Backup Task"): queues a backup of the customer and
+    /// all its subscriptions into the server repository, where it outlives the customer; the
+    /// archive is listed once written.
     async fn start_backup(&self, username: &str) -> Result<(), PanelError> {
-        let webspaces = self.webspaces("backup_webspace", username).await?;
-        let Some(webspace) = webspaces.first() else {
-            return Err(PanelError::not_found(
-                "backup_webspace",
-                format!("customer {username:?} has no subscription to back up"),
-            ));
-        };
+        self.require_client("backup_customer", username).await?;
         let packet = format!(
-            "<packet><backup-manager><backup-webspace><webspace-name>{}</webspace-name><local/>\
-             <description>mpanel</description></backup-webspace></backup-manager></packet>",
-            quick_xml::escape::escape(webspace.as_str())
+            "<packet><backup-manager><backup-customer><customer-login>{}</customer-login>\
+             <local/><description>mpanel</description></backup-customer></backup-manager>\
+             </packet>",
+            quick_xml::escape::escape(username)
         );
-        self.xml("backup_webspace", &packet, &[]).await?;
+        self.xml("backup_customer", &packet, &[]).await?;
         Ok(())
     }
 
-    /// XML API `<get-local-backup-list><webspace-name/>` (official "Retrieving a List of Local
-    /// Backups") for each of the customer's subscriptions. The response layout is
-    /// UNCONFIRMED: read as `<file><name/><size/><creation-date/></file>` entries; Plesk lists
-    /// finished backups only.
     async fn list_backups(&self, username: &str) -> Result<Vec<BackupInfo>, PanelError> {
-        let mut backups = Vec::new();
-        for webspace in self.webspaces("get_local_backup_list", username).await? {
-            backups.extend(
-                self.local_backups(&webspace)
-                    .await?
-                    .into_iter()
-                    .map(|(_, backup)| backup),
-            );
-        }
-        Ok(backups)
+        self.customer_backups(username).await
     }
 
-    /// XML API `<remove-file><webspace-name/><filename/>` (official "Removing Backup") on the
-    /// subscription whose list holds the name; a name no subscription lists, or a customer
-    /// that is gone, is `false`.
+    /// XML API `<remove-file><customer-login/><filename/>` (official "Removing Backup"; the
+    /// customer selector is UNCONFIRMED for this operation). The list is read first, so a
+    /// name the repository does not hold for the login is `false`.
     async fn delete_backup(&self, username: &str, name: &str) -> Result<bool, PanelError> {
         check_backup_name("delete_backup", name)?;
-        if self.find_client(username).await?.is_none() {
+        if !self
+            .customer_backups(username)
+            .await?
+            .iter()
+            .any(|b| b.name == name)
+        {
             return Ok(false);
         }
-        for webspace in self.webspaces("remove_file", username).await? {
-            if !self
-                .local_backups(&webspace)
-                .await?
-                .iter()
-                .any(|(_, b)| b.name == name)
-            {
-                continue;
-            }
-            let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
-            let packet = format!(
-                "<packet><backup-manager><remove-file><webspace-name>{}</webspace-name>\
-                 <filename>{}</filename></remove-file></backup-manager></packet>",
-                esc(&webspace),
-                esc(name)
+        let esc = |s: &str| quick_xml::escape::escape(s).into_owned();
+        let packet = format!(
+            "<packet><backup-manager><remove-file><customer-login>{}</customer-login>\
+             <filename>{}</filename></remove-file></backup-manager></packet>",
+            esc(username),
+            esc(name)
+        );
+        self.xml("remove_file", &packet, &[]).await?;
+        Ok(true)
+    }
+
+    /// `pleskrestore --restore <file> -level clients -filter list:<login>` through the REST
+    /// CLI gateway (official "pleskrestore: Restoration from Backup"). The utility runs in the
+    /// foreground, so the call answers once the customer is restored; an existing customer
+    /// is Plesk's "already exists" conflict.
+    async fn start_restore(&self, username: &str, name: &str) -> Result<(), PanelError> {
+        check_backup_name("restore_backup", name)?;
+        let params = vec![
+            "--restore".to_owned(),
+            name.to_owned(),
+            "-level".to_owned(),
+            "clients".to_owned(),
+            "-filter".to_owned(),
+            format!("list:{username}"),
+        ];
+        // A failure is the answer itself; only a finished restore is remembered, so a re-sent
+        // command recognises the account it brought back.
+        self.cli("pleskrestore", "pleskrestore", &params, &[])
+            .await?;
+        self.restores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                username.to_owned(),
+                RestoreState::Finished {
+                    archive: name.to_owned(),
+                },
             );
-            self.xml("remove_file", &packet, &[]).await?;
-            return Ok(true);
-        }
-        Ok(false)
+        Ok(())
     }
 
-    async fn start_restore(&self, _username: &str, _name: &str) -> Result<(), PanelError> {
-        Err(PanelError::permanent(
-            "restore_backup",
-            "restoring an archive is not wired for this panel yet",
-        ))
-    }
-
-    async fn restore_state(&self, _username: &str) -> Result<RestoreState, PanelError> {
-        Ok(RestoreState::None)
+    /// What this agent's last `pleskrestore` of the customer ended with; the utility answers
+    /// only when done, so a restore is never seen running.
+    async fn restore_state(&self, username: &str) -> Result<RestoreState, PanelError> {
+        Ok(self
+            .restores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(username)
+            .cloned()
+            .unwrap_or(RestoreState::None))
     }
 
     async fn web_root(&self, _username: &str, domain: &str) -> Result<PathBuf, PanelError> {

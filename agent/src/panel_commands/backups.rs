@@ -49,12 +49,12 @@ pub(super) async fn create_backup(
     c: CreateBackup,
 ) -> CommandResult {
     let before = panel.list_backups(&c.username).await?;
-    let finished: HashSet<String> = before
-        .iter()
-        .filter(|b| b.ready)
-        .map(|b| b.name.clone())
-        .collect();
-    if before.iter().any(|b| !b.ready) {
+    let finished: HashSet<ArchiveKey> = before.iter().filter(|b| b.ready).map(key).collect();
+    // Panels with one archive per account (cPanel's cpmove file, DirectAdmin's admin backup)
+    // rewrite it in place: a run seen going on and then gone means the archive is new even
+    // when its name and (unreported) date are the old ones.
+    let mut saw_running = before.iter().any(|b| !b.ready);
+    if saw_running {
         debug!(username = %c.username, "a backup is already running; waiting for it");
     } else {
         panel.start_backup(&c.username).await?;
@@ -62,7 +62,14 @@ pub(super) async fn create_backup(
     let deadline = tokio::time::Instant::now() + wait.limit;
     loop {
         let now = panel.list_backups(&c.username).await?;
-        if let Some(done) = newest_new_archive(now, &finished) {
+        let running = now.iter().any(|b| !b.ready);
+        saw_running |= running;
+        let done = newest_new_archive(&now, &finished).or_else(|| {
+            (saw_running && !running)
+                .then(|| newest_archive(&now))
+                .flatten()
+        });
+        if let Some(done) = done {
             debug!(username = %c.username, backup = %done.name, "backup written");
             return Ok(Reply::BackupCreated(BackupCreated {
                 location: done.name,
@@ -80,11 +87,28 @@ pub(super) async fn create_backup(
     }
 }
 
+/// What tells two archives apart: a panel that rewrites an archive under the same name gives
+/// it a new date (where it reports one).
+type ArchiveKey = (String, Option<i64>);
+
+fn key(b: &BackupInfo) -> ArchiveKey {
+    (b.name.clone(), b.created_at)
+}
+
 /// The most recent finished archive that was not there before the backup started.
-fn newest_new_archive(list: Vec<BackupInfo>, before: &HashSet<String>) -> Option<BackupInfo> {
-    list.into_iter()
-        .filter(|b| b.ready && !before.contains(&b.name))
+fn newest_new_archive(list: &[BackupInfo], before: &HashSet<ArchiveKey>) -> Option<BackupInfo> {
+    list.iter()
+        .filter(|b| b.ready && !before.contains(&key(b)))
         .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)))
+        .cloned()
+}
+
+/// The most recent finished archive.
+fn newest_archive(list: &[BackupInfo]) -> Option<BackupInfo> {
+    list.iter()
+        .filter(|b| b.ready)
+        .max_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)))
+        .cloned()
 }
 
 pub(super) async fn list_backups(panel: &dyn ControlPanel, c: ListBackups) -> CommandResult {
@@ -202,17 +226,27 @@ mod tests {
 
     #[test]
     fn the_new_archive_is_the_newest_finished_one_not_seen_before() {
-        let before: HashSet<String> = ["old.tar.gz".to_owned()].into();
+        let before: HashSet<ArchiveKey> = [("old.tar.gz".to_owned(), Some(300))].into();
         let list = vec![
             archive("old.tar.gz", 300, true),
             archive("running.tar.gz", 400, false),
             archive("new.tar.gz", 200, true),
         ];
         assert_eq!(
-            newest_new_archive(list, &before).map(|b| b.name),
+            newest_new_archive(&list, &before).map(|b| b.name),
             Some("new.tar.gz".into())
         );
         let only_running = vec![archive("running.tar.gz", 400, false)];
-        assert_eq!(newest_new_archive(only_running, &before), None);
+        assert_eq!(newest_new_archive(&only_running, &before), None);
+        // Rewritten in place under the same name, with a new date: new.
+        let rewritten = vec![archive("old.tar.gz", 500, true)];
+        assert_eq!(
+            newest_new_archive(&rewritten, &before).map(|b| b.created_at),
+            Some(Some(500))
+        );
+        assert_eq!(
+            newest_archive(&rewritten).map(|b| b.name),
+            Some("old.tar.gz".into())
+        );
     }
 }

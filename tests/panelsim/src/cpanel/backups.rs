@@ -140,7 +140,7 @@ pub(super) fn delete_account_archives(sim: &Sim, req: &ApiRequest) -> Reply {
             }
         }
     }
-    super::whm_ok_with_output(sim, CMD, json!({ "messages": messages, "warnings": [] }))
+    super::whm_ok_with_output(sim, CMD, &json!({ "messages": messages, "warnings": [] }))
 }
 
 pub(super) fn start_local_cpmove_restore(sim: &Sim, req: &ApiRequest) -> Reply {

@@ -237,7 +237,7 @@ pub(super) fn whm_ok(
 
 /// Success whose `metadata.output` carries `messages`/`warnings` (as `delete_account_archives`
 /// documents) rather than `raw`.
-pub(super) fn whm_ok_with_output(sim: &Sim, command: &str, output: Value) -> Reply {
+pub(super) fn whm_ok_with_output(sim: &Sim, command: &str, output: &Value) -> Reply {
     let flag = if sim.whm_result_as_string() {
         json!("1")
     } else {

@@ -30,8 +30,8 @@ use serde_json::json;
 
 use super::{failure, list, selected, success};
 use crate::backups::{RESTORE_TIME, RestoreRefusal, Storage};
-use crate::reply::{self as http_reply};
 use crate::reply::Reply;
+use crate::reply::{self as http_reply};
 use crate::request::ApiRequest;
 use crate::routes::Caller;
 use crate::sim::Sim;
@@ -131,7 +131,11 @@ pub(super) fn admin_backup(sim: &Sim, req: &ApiRequest) -> Reply {
     match req.arg("action") {
         Some("create") => {
             if req.arg("who") != Some("selected") {
-                return failure(req, "Cannot create backup", "Only who=selected is simulated");
+                return failure(
+                    req,
+                    "Cannot create backup",
+                    "Only who=selected is simulated",
+                );
             }
             let users = selected(req);
             if users.is_empty() {

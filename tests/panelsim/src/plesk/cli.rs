@@ -159,9 +159,10 @@ fn pleskrestore(sim: &Sim, params: &[String]) -> Output {
                 None => Output::fail(1, "Error: the restoration did not finish\n"),
             }
         }
-        Err(crate::backups::RestoreRefusal::NoArchive) => {
-            Output::fail(1, format!("Error: The backup file {file} does not exist.\n"))
-        }
+        Err(crate::backups::RestoreRefusal::NoArchive) => Output::fail(
+            1,
+            format!("Error: The backup file {file} does not exist.\n"),
+        ),
         Err(crate::backups::RestoreRefusal::AccountExists) => Output::fail(
             1,
             format!("Cannot restore {login}: {login} customer already exists in Plesk\n"),

@@ -14,10 +14,10 @@ use quick_xml::escape::escape;
 use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
 
+use crate::backups::Storage;
 use crate::pem::{has_pem_block, has_private_key};
 use crate::reply::{self, Reply};
 use crate::request::ApiRequest;
-use crate::backups::Storage;
 use crate::sim::Sim;
 use crate::state::{Certificate, clock};
 use crate::{SimKind, catalog};
