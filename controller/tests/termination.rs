@@ -17,7 +17,7 @@ use fleet_support::{
 };
 use mpanel_common::billing::{DAY_MS, date_to_ms, format_date, ms_to_date};
 use mpanel_controller::store::queue::ServiceChange;
-use mpanel_panelsim::SimHandle;
+use mpanel_panelsim::{FaultKind, ScriptedFault, SimHandle};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -303,4 +303,72 @@ async fn an_overdue_service_is_terminated_after_a_final_backup_and_restored_from
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overdue_service_is_terminated_after_a_final_backup_and_restored_from_it_on_postgres() {
     overdue_to_termination_and_back(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_backup_that_fails_holds_the_termination_and_says_so() {
+    let s = story(false, "term-held", "held.example.com", "held").await;
+    let env = &s.env;
+    let suspended_at = suspend_for_non_payment(&s, "held").await;
+    // The panel refuses every backup from now on.
+    s.sim.script(ScriptedFault::on(
+        FaultKind::ServerError,
+        "start_background_pkgacct",
+        100,
+    ));
+    let on_day = date_to_ms(ms_to_date(suspended_at)) + 10 * DAY_MS + 3 * HOUR_MS;
+    assert_eq!(
+        env.billing.terminate_overdue(on_day).await.unwrap().queued,
+        1
+    );
+    let task = env
+        .store()
+        .open_task_for_service(s.service.into())
+        .await
+        .unwrap()
+        .unwrap();
+    let job = mpanel_common::JobId::for_task(task.id).to_string();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let failed = loop {
+        let t = env.hand.task(&job).await;
+        if t.status.as_str() == "failed" {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the task never failed: {t:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("final backup failed, so the account is kept"),
+        "{error}"
+    );
+    // Nothing was removed: the service is still suspended, the account still on the panel,
+    // every attempt's backup recorded as failed, and no termination notice.
+    let shown = service(env, s.service).await;
+    assert_eq!(shown["status"], "suspended", "{shown}");
+    assert!(sim_account(&s.sim.state_json(), "held").is_some());
+    let (_, listed) = env
+        .request(
+            Method::GET,
+            &format!("/api/services/{}/backups", s.service),
+            None,
+        )
+        .await;
+    let backups = listed["backups"].as_array().unwrap();
+    assert!(!backups.is_empty(), "{listed}");
+    assert!(
+        backups
+            .iter()
+            .all(|b| b["status"] == "failed" && b["purpose"] == "final"),
+        "{listed}"
+    );
+    env.drain_billing().await;
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM email_outbox WHERE template = 'service_terminated'")
+            .await,
+        0
+    );
+    let Story { env, sim, .. } = s;
+    sim.shutdown().await;
+    finish(env).await;
 }
