@@ -27,6 +27,7 @@ on_both_backends!(
     only_completed_backups_older_than_the_cutoff_are_expired_oldest_first,
     a_backup_is_marked_deleted_once,
     a_service_is_due_a_scheduled_backup_once_its_interval_has_passed,
+    an_archive_written_over_an_older_one_supersedes_its_row,
 );
 
 /// A service placed on a server, with the account username `shop`.
@@ -285,6 +286,51 @@ async fn a_service_is_due_a_scheduled_backup_once_its_interval_has_passed(store:
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn an_archive_written_over_an_older_one_supersedes_its_row(store: DynStore) {
+    let (service, server) = placed_service(&store).await;
+    let first = store
+        .record_backup_pending(service, server, BackupPurpose::Scheduled, 1_000)
+        .await
+        .unwrap();
+    store
+        .complete_backup(first.id, "/home/cpmove-shop.tar.gz", 10)
+        .await
+        .unwrap();
+    let other = store
+        .record_backup_pending(service, server, BackupPurpose::Manual, 1_500)
+        .await
+        .unwrap();
+    store
+        .complete_backup(other.id, "backup-other.tar.gz", 10)
+        .await
+        .unwrap();
+    let second = store
+        .record_backup_pending(service, server, BackupPurpose::Scheduled, 2_000)
+        .await
+        .unwrap();
+    store
+        .complete_backup(second.id, "/home/cpmove-shop.tar.gz", 20)
+        .await
+        .unwrap();
+    let status = |id: i64| {
+        let store = store.clone();
+        async move { store.get_backup(id).await.unwrap().status }
+    };
+    // The panel wrote the new archive over the first: the first row has no file of its own,
+    // so the retention sweep must never delete "its" file (the new one).
+    assert_eq!(status(first.id).await, "deleted");
+    assert_eq!(status(second.id).await, "completed");
+    assert_eq!(status(other.id).await, "completed", "another archive");
+    assert!(
+        store
+            .expired_backups(10_000, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.id != first.id)
     );
 }
 

@@ -67,7 +67,9 @@ pub trait BackupStore: Send + Sync {
         purpose: BackupPurpose,
         created_at: i64,
     ) -> StoreResult<BackupRow>;
-    /// A pending backup became the archive `location` of `size_bytes`.
+    /// A pending backup became the archive `location` of `size_bytes`. Older completed rows of
+    /// the service on the same server naming the same archive are marked `deleted` in the same
+    /// transaction: the panel wrote the new archive over theirs.
     async fn complete_backup(
         &self,
         id: i64,
@@ -155,7 +157,8 @@ macro_rules! impl_backup_store {
                     location: &str,
                     size_bytes: u64,
                 ) -> StoreResult<BackupRow> {
-                    sqlx::query_as::<_, BackupRow>(concat!(
+                    let mut tx = self.begin_write().await?;
+                    let row = sqlx::query_as::<_, BackupRow>(concat!(
                         "UPDATE backups SET status = 'completed', location = $2, size_bytes = $3
                          WHERE id = $1 AND status = 'pending'
                          RETURNING ",
@@ -164,9 +167,26 @@ macro_rules! impl_backup_store {
                     .bind(id)
                     .bind(location)
                     .bind(i64::try_from(size_bytes).unwrap_or(i64::MAX))
-                    .fetch_optional(self.writer())
+                    .fetch_optional(&mut *tx)
                     .await?
-                    .ok_or_else(|| StoreError::not_found("pending backup", id))
+                    .ok_or_else(|| StoreError::not_found("pending backup", id))?;
+                    // A panel that keeps one archive per account (cPanel's cpmove file) wrote
+                    // this one over the older ones of the same name: those rows no longer have
+                    // a file of their own, and deleting "theirs" would delete this one.
+                    sqlx::query(
+                        "UPDATE backups SET status = 'deleted', deleted_at = $5
+                         WHERE service_id = $1 AND server_id = $2 AND location = $3
+                           AND status = 'completed' AND id <> $4",
+                    )
+                    .bind(row.service_id.get())
+                    .bind(row.server_id)
+                    .bind(location)
+                    .bind(id)
+                    .bind($crate::store::now_ms())
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(row)
                 }
 
                 async fn fail_backup(&self, id: i64) -> StoreResult<BackupRow> {
