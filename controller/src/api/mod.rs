@@ -24,6 +24,7 @@ mod provisioning;
 mod queueing;
 mod servers;
 mod services;
+mod tokens;
 
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(provisioning::routes())
         .merge(billing::routes())
         .merge(cron::routes())
+        .merge(tokens::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
