@@ -61,5 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::waiting_routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
+        // Outermost: the id and its span cover everything below, the trace lines included.
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
         .with_state(state)
 }

@@ -165,6 +165,7 @@ fn activity_json(e: &ActivityEntry) -> Value {
             None => e.entity_type.clone(),
         },
         "details": e.details.0,
+        "requestId": e.request_id,
         "createdAt": rfc3339(e.created_at),
     })
 }

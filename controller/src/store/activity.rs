@@ -35,8 +35,8 @@ macro_rules! impl_activity_store {
                     details: serde_json::Value,
                 ) -> StoreResult<()> {
                     sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6)",
+                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at, request_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(actor)
                     .bind(action)
@@ -44,6 +44,7 @@ macro_rules! impl_activity_store {
                     .bind(entity_id)
                     .bind(Json(details))
                     .bind(now_ms())
+                    .bind($crate::request_id::current())
                     .execute(&mut **tx)
                     .await?;
                     Ok(())

@@ -295,6 +295,9 @@ pub struct Task {
     pub updated_at: i64,
     pub completed_at: Option<i64>,
     pub cleared_at: Option<i64>,
+    /// The HTTP request that queued it, when one did.
+    #[sqlx(default)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -365,6 +368,8 @@ pub struct ActivityEntry {
     pub entity_id: Option<i64>,
     pub details: Json<serde_json::Value>,
     pub created_at: i64,
+    #[sqlx(default)]
+    pub request_id: Option<String>,
 }
 
 /// A server that may take a new service, with how full it is.
