@@ -68,6 +68,47 @@ fn daily_slots(hour: i64, minute: i64, after: i64, until: i64) -> BTreeSet<i64> 
     slots
 }
 
+/// The first time at or after `after` that is `hour:minute` UTC.
+fn next_time_of_day(after: i64, hour: i64, minute: i64) -> i64 {
+    let at = after.div_euclid(DAY) * DAY + hour * HOUR + minute * MINUTE;
+    if at >= after { at } else { at + DAY }
+}
+
+/// The local ports of the TCP sockets process `pid` holds (its database connections among
+/// them), from `/proc`.
+fn local_ports(pid: u32) -> BTreeSet<u16> {
+    let mut inodes = BTreeSet::new();
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(inode) = target
+                    .to_str()
+                    .and_then(|t| t.strip_prefix("socket:["))
+                    .and_then(|t| t.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut ports = BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9
+                && inodes.contains(cols[9])
+                && let Some(port) = cols[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            {
+                ports.insert(port);
+            }
+        }
+    }
+    ports
+}
+
 fn days(sim_ms: i64) -> f64 {
     sim_ms as f64 / DAY as f64
 }
@@ -450,6 +491,130 @@ impl Fleet {
         takeover
     }
 
+    /// Freezes the leader in the middle of a tick, between renewing its lease and queuing the
+    /// slot the tick is for, so that it wakes up to queue under a lease that has moved on: the
+    /// write the fencing epoch exists for. The test holds the lease row locked at 03:00 (any
+    /// tick of the leader from then on has one of the 02:00 to 05:00 slots to queue after its
+    /// renewal), waits until the leader's renewal waits on that lock, SIGSTOPs the leader and
+    /// lets go: the database commits the renewal of the frozen process. Its lease then runs
+    /// out, another replica leads, and on SIGCONT the frozen tick goes on to queue its slot,
+    /// which must be refused. Should a follower take the lease first (its own renewal waited on
+    /// the lock too), the leader is woken and the next day tried.
+    async fn pause_leader_mid_tick(&self, after: i64) -> Takeover {
+        let mut day = after;
+        for _ in 0..3 {
+            let at = next_time_of_day(day, 3, 0);
+            day = at + HOUR;
+            self.sleep_until(at).await;
+            let (victim, epoch) = self.leader().await;
+            let name = self.replicas[victim].name.clone();
+            let pid = self.replicas[victim].pid().expect("a running leader");
+            let fenced_before = self
+                .log_lines()
+                .iter()
+                .filter(|l| l.replica == victim && l.message == FENCED)
+                .count();
+            let mut tx = self.pool.begin().await.expect("begin");
+            let (holder, held_epoch, expires): (String, i64, i64) = sqlx::query_as(
+                "SELECT holder, epoch, expires_at FROM leases WHERE name = 'cron-leader' FOR UPDATE",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .expect("lock the lease row");
+            if self.replica_of(&holder) != victim || held_epoch != epoch {
+                continue;
+            }
+            // The leader's renewal waiting on the lock: a connection of its process.
+            self.dir
+                .wait_for(
+                    Duration::from_secs(5),
+                    "the leader's renewal to wait on the lock",
+                    async || {
+                        let ports: Vec<i32> = sqlx::query_scalar(
+                            "SELECT client_port FROM pg_stat_activity
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'
+                           AND query LIKE 'INSERT INTO leases%'",
+                        )
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                        let mine = local_ports(pid);
+                        if ports
+                            .iter()
+                            .any(|p| u16::try_from(*p).is_ok_and(|p| mine.contains(&p)))
+                        {
+                            Ok(())
+                        } else {
+                            Err(format!("waiting: {ports:?}, the leader's ports: {mine:?}"))
+                        }
+                    },
+                )
+                .await;
+            let real = SystemTime::now();
+            self.replicas[victim].pause();
+            let fault_at = self.sim.at(real);
+            tx.commit().await.expect("release the lease row");
+            // The frozen process's renewal commits at the database, unless a follower's
+            // attempt got there first with the lease already run out.
+            let renewed = self
+                .dir
+                .wait_for(
+                    Duration::from_secs(5),
+                    "the lease row to change",
+                    async || match self.lease().await {
+                        Some((h, e, x)) if x != expires || e != epoch => Ok((h, e, x)),
+                        other => Err(format!("{other:?}")),
+                    },
+                )
+                .await;
+            if self.replica_of(&renewed.0) != victim || renewed.1 != epoch {
+                self.log(&format!(
+                    "{name} lost the lease while its renewal waited ({renewed:?}); trying the next day"
+                ));
+                self.replicas[victim].resume();
+                continue;
+            }
+            self.log(&format!(
+                "SIGSTOPped leader {name} (epoch {epoch}) after its renewal, before its enqueue"
+            ));
+            let takeover = self.takeover(victim, epoch, fault_at, renewed.2).await;
+            self.sleep_until(takeover.taken_at + DAY).await;
+            self.replicas[victim].resume();
+            self.log(&format!("SIGCONTed {name}"));
+            self.dir
+                .wait_for(
+                    Duration::from_secs(20),
+                    &format!("{name} to log that its enqueue was fenced off"),
+                    async || {
+                        let n = self
+                            .log_lines()
+                            .iter()
+                            .filter(|l| l.replica == victim && l.message == FENCED)
+                            .count();
+                        if n > fenced_before {
+                            Ok(())
+                        } else {
+                            Err(format!("{n} fenced lines"))
+                        }
+                    },
+                )
+                .await;
+            let late: Vec<Run> = self
+                .runs()
+                .await
+                .into_iter()
+                .filter(|r| r.epoch == Some(epoch) && r.created_at >= takeover.taken_at)
+                .collect();
+            assert!(
+                late.is_empty(),
+                "runs queued under the frozen leader's epoch {epoch} after its successor led: {late:?}"
+            );
+            return takeover;
+        }
+        self.dir
+            .fail("the leader never renewed while frozen in three tries");
+    }
+
     /// The `lost scheduler leadership` and fenced-write lines of replica `i`.
     fn refusals(&self, i: usize) -> Vec<String> {
         self.log_lines()
@@ -709,7 +874,11 @@ async fn two_replicas_run_each_slot_of_90_days_once_through_a_leader_killed() {
     let until = begin + SIM_DAYS * DAY;
     fleet.log("two replicas up");
 
-    fleet.sleep_until(begin + 25 * DAY).await;
+    // Faults at 00:30: the failover gap covers the day's first slots, which the successor
+    // must catch up.
+    fleet
+        .sleep_until(next_time_of_day(begin + 25 * DAY, 0, 30))
+        .await;
     let takeover = fleet.kill_leader().await;
     takeover.report("takeover after SIGKILL");
     assert!(
@@ -730,6 +899,10 @@ async fn two_replicas_run_each_slot_of_90_days_once_through_a_leader_killed() {
     for (i, job) in [(0, "backup-cleanup"), (1, "recurring-billing")] {
         manual.extend(fleet.run_by_hand(i, job).await);
     }
+
+    let frozen = fleet.pause_leader_mid_tick(begin + 60 * DAY).await;
+    frozen.report("takeover after SIGSTOP in the middle of a tick");
+    assert!(frozen.taken_at > frozen.expired_at, "{frozen:?}");
     fleet.finish(until, &manual).await;
 }
 
@@ -740,7 +913,11 @@ async fn three_replicas_run_each_slot_of_90_days_once_through_a_pause_and_a_kill
     let until = begin + SIM_DAYS * DAY;
     fleet.log("three replicas up");
 
-    fleet.sleep_until(begin + 20 * DAY).await;
+    // Faults at 00:30: the failover gap covers the day's first slots, which the successor
+    // must catch up.
+    fleet
+        .sleep_until(next_time_of_day(begin + 20 * DAY, 0, 30))
+        .await;
     let paused = fleet.pause_leader(3).await;
     paused.report("takeover after SIGSTOP");
     assert!(paused.taken_at > paused.expired_at, "{paused:?}");
@@ -749,7 +926,9 @@ async fn three_replicas_run_each_slot_of_90_days_once_through_a_pause_and_a_kill
         "{paused:?}"
     );
 
-    fleet.sleep_until(begin + 55 * DAY).await;
+    fleet
+        .sleep_until(next_time_of_day(begin + 55 * DAY, 0, 30))
+        .await;
     let killed = fleet.kill_leader().await;
     killed.report("takeover after SIGKILL");
     assert!(killed.taken_at > killed.expired_at, "{killed:?}");
