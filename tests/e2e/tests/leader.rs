@@ -37,17 +37,20 @@ const RENEW_MS: i64 = LEASE_MS / 3;
 /// a few hundred real milliseconds late. Still well under a day, the jobs' interval.
 const TAKEOVER_SLACK_MS: i64 = 2 * LEASE_MS;
 
-/// Every scheduled job with the daily slot (UTC hour, minute) its schedule gives. The first
-/// four are the shipped defaults (checked against the API at the start). `ssl-renewals` runs
-/// hourly by default; here it is set to daily (`CRON_SSL_RENEWALS`), because a failover leaves
-/// no leader for up to a lease plus a renewal period (8 simulated hours here) and a new leader
-/// catches up only the latest slot missed, so hourly slots in that gap are skipped by design.
-/// A lease under an hour would be under 50 ms of real time at this speed, shorter than a
-/// replica on this busy machine can be relied upon to renew in. With every job daily, the
-/// failover gap stays far below the smallest interval, and every slot must run.
-const JOBS: [(&str, &str, i64, i64); 5] = [
+/// Every scheduled job with the daily slot (UTC hour, minute) its schedule gives. All but
+/// `ssl-renewals` are the shipped defaults (checked against the API at the start).
+/// `ssl-renewals` runs hourly by default; here it is set to daily (`CRON_SSL_RENEWALS`),
+/// because a failover leaves no leader for up to a lease plus a renewal period (8 simulated
+/// hours here) and a new leader catches up only the latest slot missed, so hourly slots in that
+/// gap are skipped by design. A lease under an hour would be under 50 ms of real time at this
+/// speed, shorter than a replica on this busy machine can be relied upon to renew in. With
+/// every job daily, the failover gap stays far below the smallest interval, and every slot
+/// must run.
+const JOBS: [(&str, &str, i64, i64); 7] = [
+    ("backups", "0 1 * * *", 1, 0),
     ("recurring-billing", "0 2 * * *", 2, 0),
     ("service-suspension", "0 3 * * *", 3, 0),
+    ("service-termination", "30 3 * * *", 3, 30),
     ("ssl-renewal-reminders", "0 4 * * *", 4, 0),
     ("backup-cleanup", "0 5 * * *", 5, 0),
     ("ssl-renewals", "30 6 * * *", 6, 30),
@@ -526,7 +529,7 @@ impl Fleet {
     /// Freezes the leader in the middle of a tick, between renewing its lease and queuing the
     /// slot the tick is for, so that it wakes up to queue under a lease that has moved on: the
     /// write the fencing epoch exists for. The test holds the lease row locked at 03:00 (any
-    /// tick of the leader from then on has one of the 02:00 to 05:00 slots to queue after its
+    /// tick of the leader from then on has one of the 01:00 to 06:30 slots to queue after its
     /// renewal), waits until the leader's renewal waits on that lock, SIGSTOPs the leader and
     /// lets go: the database commits the renewal of the frozen process. Its lease then runs
     /// out, another replica leads, and on SIGCONT the frozen tick goes on to queue its slot,
@@ -549,7 +552,7 @@ impl Fleet {
             // Lock the row until the leader's renewal waits on it. Should the leader wait in
             // its enqueue instead (a tick that renewed just before the lock), let go at once
             // and lock again: frozen there, it would hold the row and stop every takeover.
-            // Until 06:00, a tick's slots to queue include one of 02:00 to 06:30.
+            // Until 06:00, a tick's slots to queue include one of 01:00 to 06:30.
             let mut locked = None;
             while locked.is_none() && self.sim.now() < at + 3 * HOUR {
                 let mut tx = self.pool.begin().await.expect("begin");
