@@ -24,16 +24,18 @@ const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 /// 2027-01-01T00:00:00Z: the simulated time when a test starts.
 const SIM_START: i64 = 1_798_761_600_000;
-/// Simulated milliseconds per real one: a simulated day passes in 1.2 s, 90 in 108 s.
-const SPEED: u32 = 72_000;
+/// Simulated milliseconds per real one: a simulated day passes in 2.4 s, 90 in 216 s. Slower
+/// would make the test longer; faster would let a stall of the whole machine (the suite runs
+/// many tests at once on two cores) outlast a simulated day and lose a slot.
+const SPEED: u32 = 36_000;
 /// How long the simulated run lasts once every replica is up.
 const SIM_DAYS: i64 = 90;
 /// The leader's lease in simulated time (`CRON_LEASE_SECS` counts the scheduler clock's
-/// seconds): 6 h, 0.3 s of real time, renewed every 2 h (0.1 s real).
+/// seconds): 6 h, 0.6 s of real time, renewed every 2 h (0.2 s real).
 const LEASE_MS: i64 = 6 * HOUR;
 const RENEW_MS: i64 = LEASE_MS / 3;
 /// Scheduling latency allowed on top of the renewal period between a lease running out and a
-/// follower leading (12 simulated hours, 0.6 s real): a busy machine may run a follower's tick
+/// follower leading (12 simulated hours, 1.2 s real): a busy machine may run a follower's tick
 /// a few hundred real milliseconds late. Still well under a day, the jobs' interval.
 const TAKEOVER_SLACK_MS: i64 = 2 * LEASE_MS;
 
@@ -42,7 +44,7 @@ const TAKEOVER_SLACK_MS: i64 = 2 * LEASE_MS;
 /// `ssl-renewals` runs hourly by default; here it is set to daily (`CRON_SSL_RENEWALS`),
 /// because a failover leaves no leader for up to a lease plus a renewal period (8 simulated
 /// hours here) and a new leader catches up only the latest slot missed, so hourly slots in that
-/// gap are skipped by design. A lease under an hour would be under 50 ms of real time at this
+/// gap are skipped by design. A lease under an hour would be under 100 ms of real time at this
 /// speed, shorter than a replica on this busy machine can be relied upon to renew in. With
 /// every job daily, the failover gap stays far below the smallest interval, and every slot
 /// must run.
