@@ -196,8 +196,14 @@ async fn an_order_placed_with_the_cli_shows_its_task() {
 async fn a_suspension_from_the_cli_queues_the_suspend_task_with_its_reason() {
     let c = start().await;
     let hand = Hand::new(&c).await;
+    // An active service with an account on a server whose agent is offline: the worker can
+    // only retry (far off), so the suspend task stays open for the test to hold.
+    let server = c.create_server("web1.example.net").await;
+    assert_eq!(server, 1);
     let (_, _, service, job) = one_order(&c, "suspend.example.com").await;
     hand.complete(&job, ServiceChange::Activate).await;
+    c.sql("UPDATE services SET server_id = 1, username = 'suspend1'")
+        .await;
 
     let id = service.to_string();
     let run = ctl(
