@@ -7,6 +7,8 @@ mod fleet_support;
 
 use api_support::{Auth, Body, Hand, one_order, send, start};
 use fleet_support::Controller;
+use mpanel_common::status::{ProvisioningStep, StepStatus};
+use mpanel_controller::store::StepRecord;
 use mpanel_controller::store::queue::ServiceChange;
 use reqwest::Method;
 use serde_json::Value;
@@ -689,4 +691,129 @@ async fn cron_jobs_run_on_demand_and_completions_need_no_token() {
         );
     }
     ctl_env(&[], &["completions", "tcsh"]).await.failed(2);
+}
+
+#[tokio::test]
+async fn watch_prints_each_step_once_as_it_finishes_and_exits_0_when_the_task_completes() {
+    let c = start().await;
+    let hand = Hand::new(&c).await;
+    let (_, _, _, job) = one_order(&c, "watch.example.com").await;
+
+    // Nothing moves it: the watch gives up after its timeout, exit 1.
+    let waited = ctl(
+        &c,
+        &[
+            "tasks",
+            "watch",
+            &job,
+            "--interval",
+            "0.1",
+            "--timeout",
+            "0.3",
+        ],
+    )
+    .await;
+    assert_eq!(waited.code, 1, "{}", waited.stderr);
+    assert!(
+        waited
+            .stderr
+            .contains(&format!("{job} is still pending after ")),
+        "{}",
+        waited.stderr
+    );
+
+    let task = hand.seize(&job).await.unwrap();
+    let watcher = tokio::process::Command::new(env!("CARGO_BIN_EXE_mpanelctl"))
+        .args([
+            "tasks",
+            "watch",
+            &job,
+            "--interval",
+            "0.1",
+            "--timeout",
+            "30",
+        ])
+        .env_clear()
+        .env("MPANEL_URL", &c.http)
+        .env("MPANEL_TOKEN", &c.token)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(400));
+    pause().await;
+    for (step, data) in [
+        (
+            ProvisioningStep::Account,
+            serde_json::json!({"username": "watchexa"}),
+        ),
+        (
+            ProvisioningStep::Dns,
+            serde_json::json!({"zone_id": "z1", "records": 4}),
+        ),
+    ] {
+        let record = StepRecord {
+            step: step.into(),
+            status: StepStatus::Success,
+            data,
+            error: None,
+            finished_at: Some(1),
+        };
+        hand.store
+            .record_step(task.id, api_support::WORKER, &record)
+            .await
+            .unwrap();
+        pause().await;
+    }
+    hand.store
+        .complete_service_task(task.id, api_support::WORKER, ServiceChange::Activate)
+        .await
+        .unwrap();
+    let out = watcher.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{job} processing")),
+        "{stdout}"
+    );
+    let account = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("account"))
+        .unwrap();
+    let dns = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("dns"))
+        .unwrap();
+    assert!(account < dns, "{stdout}");
+    assert!(
+        lines[account].contains("success") && lines[account].contains("watchexa"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.trim_start().starts_with("account"))
+            .count(),
+        1,
+        "each step once: {stdout}"
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("{job} completed"),
+        "{stdout}"
+    );
+
+    let shown = ctl(&c, &["tasks", "show", &job]).await;
+    let text = shown.ok();
+    let row = text.lines().find(|l| l.starts_with("dns")).unwrap();
+    assert!(
+        row.contains("success") && row.contains("\"records\":4"),
+        "{text}"
+    );
 }
