@@ -444,6 +444,20 @@ async fn bad_usage_exits_2_with_one_line_and_sends_nothing() {
         let line = run.failed(2);
         assert!(line.len() > "error: ".len() + 5, "{args:?}: {line}");
     }
+    let group = ctl(&c, &["servers"]).await;
+    let line = group.failed(2);
+    assert!(
+        line.contains("'mpanelctl servers' requires a subcommand")
+            && line.contains("add, list, show"),
+        "{line}"
+    );
+    let bare = ctl(&c, &[]).await;
+    let line = bare.failed(2);
+    assert!(
+        line.starts_with("error: 'mpanelctl' requires a subcommand")
+            && line.contains("servers, agents"),
+        "{line}"
+    );
     // Nothing reached the API.
     assert_eq!(api_support::counts(&c).await, [0, 0, 0, 0]);
 
@@ -815,5 +829,59 @@ async fn watch_prints_each_step_once_as_it_finishes_and_exits_0_when_the_task_co
     assert!(
         row.contains("success") && row.contains("\"records\":4"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn invoices_are_listed_and_shown_in_major_units_and_a_refused_charge_names_its_code() {
+    let c = start().await;
+    let customer = api_support::customer(&c, "billed@example.com").await;
+    let (status, invoice) = c
+        .request(
+            Method::POST,
+            "/api/invoices",
+            Some(serde_json::json!({
+                "customerId": customer,
+                "currency": "EUR",
+                "lines": [{"description": "Setup fee", "amount": 4900}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{invoice}");
+    let id = invoice["id"].to_string();
+    let number = invoice["number"].as_str().unwrap();
+
+    let listed = ctl(
+        &c,
+        &["invoices", "list", "--customer", &customer.to_string()],
+    )
+    .await;
+    let row = listed.ok().lines().find(|l| l.contains(number)).unwrap();
+    assert!(row.contains("unpaid") && row.contains("49.00 EUR"), "{row}");
+    let none = ctl(&c, &["invoices", "list", "--status", "paid", "--json"])
+        .await
+        .json();
+    assert_eq!(none["invoices"].as_array().unwrap().len(), 0, "{none}");
+
+    let shown = ctl(&c, &["invoices", "show", &id]).await;
+    let text = shown.ok();
+    let line = text.lines().find(|l| l.starts_with("Setup fee")).unwrap();
+    assert!(line.ends_with("49.00 EUR"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("total") && l.ends_with("49.00 EUR")),
+        "{text}"
+    );
+
+    // No saved card (and no Stripe): the API refuses the charge before queuing anything.
+    let path = format!("/api/invoices/{id}/pay");
+    let (status, body) = send(&c, Method::POST, &path, Body::None, Auth::Admin).await;
+    assert!(status >= 400, "{status} {body}");
+    let code = body["error"]["code"].as_str().unwrap();
+    let pay = ctl(&c, &["invoices", "pay", &id]).await;
+    assert!(
+        pay.failed(1).ends_with(&format!("({code})")),
+        "{}",
+        pay.stderr
     );
 }

@@ -76,11 +76,6 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         .collect();
     let text = one_line(&text.join(" "));
     let text = text.strip_prefix("error: ").unwrap_or(&text);
-    // A group without its subcommand prints its help in full elsewhere; here, where to look.
-    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        eprintln!("error: a subcommand is missing (see --help)");
-    } else {
-        eprintln!("error: {text} (see --help)");
-    }
+    eprintln!("error: {text} (see --help)");
     ExitCode::from(2)
 }

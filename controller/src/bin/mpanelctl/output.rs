@@ -84,7 +84,7 @@ impl Table {
     }
 }
 
-/// One record as `key  value` lines, in the API's order, nested values compact.
+/// One record as `key  value` lines, sorted by key, nested values compact.
 pub fn record(value: &Value, skip: &[&str]) {
     let Some(map) = value.as_object() else {
         println!("{}", cell(value));
