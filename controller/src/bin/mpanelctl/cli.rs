@@ -28,7 +28,13 @@ Errors are one line on stderr.";
 #[command(name = "mpanelctl", version, about, after_help = AFTER_HELP)]
 pub struct Cli {
     /// Base URL of the controller's HTTP API.
-    #[arg(long, global = true, env = "MPANEL_URL", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "MPANEL_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub url: Option<String>,
     /// Admin API token (prefer MPANEL_TOKEN or the config file).
     #[arg(
@@ -129,24 +135,31 @@ pub enum Servers {
 
 #[derive(Debug, Args)]
 pub struct ServerAdd {
+    /// The server's host name.
     #[arg(long)]
     pub hostname: String,
+    /// Its IP address (the address its accounts' DNS records point at).
     #[arg(long = "ip", value_name = "IP")]
     pub ip_address: String,
+    /// The control panel it runs.
     #[arg(long = "panel", value_enum)]
     pub control_panel: PanelKind,
     /// URL of the control panel's API, e.g. https://127.0.0.1:2087.
     #[arg(long = "panel-url", value_name = "URL")]
     pub control_panel_url: String,
+    /// Accounts it may hold.
     #[arg(long, default_value_t = 500)]
     pub max_accounts: i32,
+    /// Where it is (free text).
     #[arg(long, default_value = "")]
     pub location: String,
     /// Placement group (products name the group they are placed in).
     #[arg(long, default_value = "default")]
     pub group: String,
+    /// First nameserver of the zones it hosts.
     #[arg(long, default_value = "")]
     pub nameserver1: String,
+    /// Second nameserver.
     #[arg(long, default_value = "")]
     pub nameserver2: String,
     /// DNS provider (the API's default when absent).
@@ -192,6 +205,7 @@ pub enum Products {
 
 #[derive(Debug, Args)]
 pub struct ProductAdd {
+    /// The product's name.
     #[arg(long)]
     pub name: String,
     /// Placement group of its services.
@@ -210,10 +224,13 @@ pub struct ProductAdd {
     /// DirectAdmin package name.
     #[arg(long)]
     pub directadmin_package: Option<String>,
+    /// Disk quota in MB.
     #[arg(long)]
     pub disk_mb: Option<i32>,
+    /// Mailbox quota in MB.
     #[arg(long)]
     pub email_quota_mb: Option<i32>,
+    /// How many databases an account may have.
     #[arg(long)]
     pub databases: Option<i32>,
     /// Tax in basis points (2000 = 20 %).
@@ -261,8 +278,10 @@ pub enum Customers {
     Show { id: u64 },
     /// Create a customer.
     Add {
+        /// The customer's email address (unique).
         #[arg(long)]
         email: String,
+        /// The customer's full name.
         #[arg(long)]
         name: String,
     },
@@ -308,10 +327,13 @@ impl SuspensionReason {
 pub enum Services {
     /// Order a service for a customer: the service and its provisioning task, in one step.
     Order {
+        /// The customer's id.
         #[arg(long)]
         customer: u64,
+        /// The product's id.
         #[arg(long)]
         product: u64,
+        /// The domain the account is made for.
         #[arg(long)]
         domain: String,
         #[arg(long, value_enum, default_value_t = Cycle::Monthly)]
