@@ -885,3 +885,35 @@ async fn invoices_are_listed_and_shown_in_major_units_and_a_refused_charge_names
         pay.stderr
     );
 }
+
+#[tokio::test]
+async fn wait_follows_a_queued_task_to_its_end_and_exits_1_when_it_fails() {
+    let c = start().await;
+    let hand = Hand::new(&c).await;
+    // Active, but with no account on any server: the worker fails its suspension for good.
+    let (_, _, service, job) = one_order(&c, "nowhere.example.com").await;
+    hand.complete(&job, ServiceChange::Activate).await;
+
+    let run = ctl(&c, &["services", "suspend", &service.to_string(), "--wait"]).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let first = run.stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Suspension queued: job_"),
+        "{}",
+        run.stdout
+    );
+    let suspend_job = first.rsplit(' ').next().unwrap();
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l == format!("{suspend_job} failed")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stderr.trim_end(),
+        format!("error: {suspend_job} failed: service {service} has no account to suspend")
+    );
+    let task = hand.task(suspend_job).await;
+    assert_eq!(task.status.as_str(), "failed");
+}
