@@ -437,6 +437,7 @@ async fn bad_usage_exits_2_with_one_line_and_sends_nothing() {
         &["tasks", "show", "job_x"],
         &["tasks", "watch", "job_1", "--interval", "0"],
         &["customers", "list", "--limit", "0"],
+        &["cron", "run", "backups?x=1"],
         &["servers"],
         &[],
     ] {

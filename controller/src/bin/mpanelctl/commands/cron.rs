@@ -41,8 +41,15 @@ pub async fn run(ctx: &Ctx, command: Cron) -> Result<(), Failure> {
             });
         }
         Cron::Run { name } => {
-            if name.is_empty() || name.contains('/') {
-                return Err(Failure::Usage(format!("'{name}' is not a job name")));
+            // Job names are kebab-case; anything else would not be one path segment.
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(Failure::Usage(format!(
+                    "'{name}' is not a job name (see `mpanelctl cron jobs`)"
+                )));
             }
             let answer = c.post(&format!("/api/cron/jobs/{name}/run"), None).await?;
             ctx.show(&answer, |a| {
