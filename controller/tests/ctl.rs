@@ -918,3 +918,88 @@ async fn wait_follows_a_queued_task_to_its_end_and_exits_1_when_it_fails() {
     let task = hand.task(suspend_job).await;
     assert_eq!(task.status.as_str(), "failed");
 }
+
+#[tokio::test]
+async fn tokens_are_created_with_scopes_listed_and_revoked_and_the_audit_log_shows_it() {
+    let c = start().await;
+    let made = ctl(
+        &c,
+        &[
+            "tokens",
+            "create",
+            "monitoring",
+            "--scope",
+            "read",
+            "--expires",
+            "2099-01-01",
+        ],
+    )
+    .await;
+    let token = made.ok().trim().to_owned();
+    assert!(token.starts_with("mpa_"), "{}", made.stdout);
+    assert!(made.stderr.contains("shown once"), "{}", made.stderr);
+    // The new token reads but may not manage tokens.
+    let as_monitoring = ctl_env(
+        &[("MPANEL_URL", &c.http), ("MPANEL_TOKEN", &token)],
+        &["services", "list", "--json"],
+    )
+    .await;
+    as_monitoring.json();
+    let refused = ctl_env(
+        &[("MPANEL_URL", &c.http), ("MPANEL_TOKEN", &token)],
+        &["tokens", "list"],
+    )
+    .await;
+    assert!(
+        refused.failed(1).ends_with("(forbidden)"),
+        "{}",
+        refused.stderr
+    );
+
+    let listed = ctl(&c, &["tokens", "list", "--json"]).await.json();
+    let entry = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "monitoring")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["scopes"], serde_json::json!(["read"]));
+    assert!(!listed.to_string().contains(&token));
+    let id = entry["id"].to_string();
+    let table = ctl(&c, &["tokens", "list"]).await;
+    assert!(table.ok().contains("monitoring"), "{}", table.stdout);
+    ctl(&c, &["tokens", "revoke", &id]).await.ok();
+    let again = ctl(&c, &["tokens", "revoke", &id]).await;
+    assert!(
+        again.failed(1).ends_with("(already_revoked)"),
+        "{}",
+        again.stderr
+    );
+    let bad = ctl(&c, &["tokens", "create", "x", "--scope", "root"]).await;
+    assert!(bad.failed(1).contains("scopes[0]"), "{}", bad.stderr);
+    ctl(&c, &["tokens", "create", "x"]).await.failed(2);
+
+    let log = ctl(
+        &c,
+        &[
+            "activity",
+            "--target",
+            &format!("admin_token:{id}"),
+            "--json",
+        ],
+    )
+    .await
+    .json();
+    let actions: Vec<&str> = log["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["admin_token.revoked", "admin_token.created"],
+        "{log}"
+    );
+}

@@ -81,6 +81,23 @@ pub enum Command {
     /// Scheduled jobs and their runs.
     #[command(subcommand)]
     Cron(Cron),
+    /// Admin API tokens: list, create with scopes, revoke (needs a token with every scope).
+    #[command(subcommand)]
+    Tokens(Tokens),
+    /// The audit log: who changed what, newest first.
+    Activity {
+        /// `type` or `type:id`, e.g. `service:42`.
+        #[arg(long)]
+        target: Option<String>,
+        /// As the log names it, e.g. `admin:3`, `cron:service-suspension`, `billing`.
+        #[arg(long)]
+        actor: Option<String>,
+        /// An RFC 3339 time or a date (`2027-01-31`).
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
     ///
     /// bash: `mpanelctl completions bash > /etc/bash_completion.d/mpanelctl`;
@@ -486,6 +503,25 @@ pub enum Cron {
         #[command(flatten)]
         paging: Paging,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Tokens {
+    /// Every token with its scopes and status (the tokens themselves are never shown again).
+    List,
+    /// Create a token; it is printed once.
+    Create {
+        /// What the token is for, e.g. `monitoring`.
+        name: String,
+        /// Scopes: read, write, billing, fleet (repeat or comma-separate).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// When it stops working: an RFC 3339 time or a date.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Revoke a token by id; requests with it get 401 from then on.
+    Revoke { id: u64 },
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod cron;
 mod fleet;
 mod services;
 mod tasks;
+mod tokens;
 
 use serde_json::Value;
 
@@ -51,6 +52,13 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<(), Failure> {
         Command::Tasks(c) => tasks::run(ctx, c).await,
         Command::Invoices(c) => billing::invoices(ctx, c).await,
         Command::Cron(c) => cron::run(ctx, c).await,
+        Command::Tokens(c) => tokens::run(ctx, c).await,
+        Command::Activity {
+            target,
+            actor,
+            since,
+            paging,
+        } => tokens::activity(ctx, target, actor, since, &paging).await,
         Command::Completions { .. } => unreachable!("completions need no API"),
     }
 }
