@@ -21,3 +21,4 @@ pub mod provisioning;
 pub mod ssl;
 pub mod store;
 pub mod telemetry;
+pub mod usage;

@@ -49,6 +49,7 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "service_suspended",
     "service_terminated",
     "ssl_expiring",
+    "over_quota",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,7 @@ impl Templates {
         });
         env.add_filter("money", money);
         env.add_filter("decline_reason", decline_reason);
+        env.add_filter("size", size);
         let from_dir = override_dir.map(minijinja::path_loader);
         env.set_loader(move |name| {
             if let Some(load) = &from_dir
@@ -183,6 +185,22 @@ fn money(amount: i64, currency: &str) -> Result<String, minijinja::Error> {
         currency,
     }
     .to_string())
+}
+
+/// `{{ 1572864|size }}` → `1.5 MiB`: a size in bytes in binary units, one decimal above KiB.
+/// Contexts carry bytes, never preformatted sizes.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// `{{ decline_code|decline_reason }}`: Stripe's `decline_code` (or the error `code`, such as
