@@ -221,7 +221,7 @@ pub(super) fn show_user_config(sim: &Sim, req: &ApiRequest, caller: &Caller) -> 
 /// Bytes as DirectAdmin's usage prints them: MB, with two decimals when not whole.
 fn megabytes(bytes: u64) -> String {
     const MB: u64 = 1024 * 1024;
-    if bytes % MB == 0 {
+    if bytes.is_multiple_of(MB) {
         (bytes / MB).to_string()
     } else {
         #[allow(clippy::cast_precision_loss)]
