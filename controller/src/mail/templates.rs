@@ -736,6 +736,61 @@ mod tests {
                 assert!(BUILT_IN.iter().any(|(n, _)| *n == file), "{file}");
             }
         }
-        assert_eq!(BUILT_IN.len(), 9 * 3);
+        assert_eq!(BUILT_IN.len(), 10 * 3);
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(2000 * 1024 * 1024), "2.0 GiB");
+        assert_eq!(size(1024 * 1024 * 1024 * 1024 * 3), "3.0 TiB");
+    }
+
+    #[test]
+    fn the_over_quota_notice_names_the_service_and_what_is_over() {
+        let ctx = json!({
+            "company_name": "Acme Hosting",
+            "support_email": null,
+            "service_id": 7,
+            "domain": "shop.example",
+            "username": "shopexam",
+            "server": "web1.example.net",
+            "since": "2026-12-01 15:47 UTC",
+            "disk_used": 2_000u64 * 1024 * 1024,
+            "disk_limit": 1_024u64 * 1024 * 1024,
+            "disk_over": true,
+            "bandwidth_used": 5u64 * 1024 * 1024,
+            "bandwidth_limit": null,
+            "bandwidth_over": false,
+        });
+        let r = render_with(
+            "over_quota",
+            &ctx,
+            &[
+                "shop.example",
+                "shopexam",
+                "web1.example.net",
+                "2026-12-01 15:47 UTC",
+                "2.0 GiB used of 1.0 GiB",
+                "5.0 MiB used, no limit",
+                "/api/services/7/usage",
+            ],
+        );
+        assert_eq!(r.subject, "Over quota: shop.example");
+        assert!(
+            r.text.contains("Disk: 2.0 GiB used of 1.0 GiB (OVER)"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("no limit (OVER)"), "{}", r.text);
+        let mut ctx = ctx;
+        ctx["disk_used"] = json!(null);
+        let r = Templates::new(None).render("over_quota", &ctx).unwrap();
+        assert!(
+            !r.text.contains("Disk:"),
+            "an unreported use is left out: {}",
+            r.text
+        );
     }
 }
