@@ -129,8 +129,7 @@ async fn bench(label: &str, database_url: Option<&str>, accounts: usize, servers
         let sim = mpanel_panelsim::start(config, TcpListener::bind("127.0.0.1:0").await.unwrap())
             .await
             .unwrap();
-        let (server_id, dir, state) =
-            enrolled_agent(&c, &format!("usage{s}.bench.example")).await;
+        let (server_id, dir, state) = enrolled_agent(&c, &format!("usage{s}.bench.example")).await;
         let mut seeded = Vec::with_capacity(share);
         let mut rows = Vec::with_capacity(share);
         for i in 0..share {
@@ -144,9 +143,11 @@ async fn bench(label: &str, database_url: Option<&str>, accounts: usize, servers
                 _ => ("default", (500 + i as u64) * MB),
             };
             over += usize::from(i % 10 == 0);
-            seeded.push(json!({"username": username, "domain": domain, "package": package,
+            seeded.push(
+                json!({"username": username, "domain": domain, "package": package,
                 "usage": {"diskUsedBytes": disk, "bandwidthUsedBytes": (i as u64) * MB,
-                          "inodesUsed": i}}));
+                          "inodesUsed": i}}),
+            );
             rows.push(format!(
                 "({service_id}, 1, 1, {server_id}, '{domain}', '{username}', 'active', 'monthly', 0, 0)"
             ));

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use mpanel_common::command::{AccountUsage, Amount, UsageQuery};
-use mpanel_common::ids::{ServerId, ServiceId};
+use mpanel_common::ids::ServerId;
 use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
@@ -64,7 +64,8 @@ pub fn is_over_quota(usage: &AccountUsage) -> bool {
 pub struct SyncSummary {
     /// Servers looked at.
     pub servers: u64,
-    /// Accounts the agents were asked about.
+    /// Accounts the agents were asked about (answered, failed or timed out; not those of an
+    /// agent found offline).
     pub accounts_queried: u64,
     /// Samples recorded.
     pub stored: u64,
@@ -103,6 +104,15 @@ impl SyncSummary {
         self.over_quota += other.over_quota;
         self.newly_over_quota += other.newly_over_quota;
     }
+}
+
+/// What became of one account in a run.
+enum Answer {
+    Sample(NewUsageSample),
+    /// Asked, with no usable answer (the summary's reason).
+    Failed(String),
+    /// Not asked: the agent is out of reach.
+    NotAsked(String),
 }
 
 /// The body of `usage-sync`.
@@ -209,20 +219,23 @@ impl UsageSync {
             let page = self.store.live_accounts_on(server_id, after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            let answers: Vec<(ServiceId, Result<NewUsageSample, String>)> =
-                futures::stream::iter(page)
-                    .map(|account| self.sample(server_id, account, &unreachable))
-                    .buffer_unordered(QUERIES_PER_SERVER)
-                    .collect()
-                    .await;
+            let answers: Vec<Answer> = futures::stream::iter(page)
+                .map(|account| self.sample(server_id, account, &unreachable))
+                .buffer_unordered(QUERIES_PER_SERVER)
+                .collect()
+                .await;
             let mut samples = Vec::with_capacity(answers.len());
-            for (_, answer) in answers {
+            for answer in answers {
                 match answer {
-                    Ok(sample) => {
+                    Answer::Sample(sample) => {
                         summary.accounts_queried += 1;
                         samples.push(sample);
                     }
-                    Err(reason) => summary.skip(&reason, 1),
+                    Answer::Failed(reason) => {
+                        summary.accounts_queried += 1;
+                        summary.skip(&reason, 1);
+                    }
+                    Answer::NotAsked(reason) => summary.skip(&reason, 1),
                 }
             }
             for recorded in self.store.record_usage(&samples).await? {
@@ -257,20 +270,19 @@ impl UsageSync {
         Ok(summary)
     }
 
-    /// Asks the agent about one account; `Err` with the reason when there is no sample. Failed
-    /// queries count as asked, accounts of an unreachable agent do not.
+    /// Asks the agent about one account.
     async fn sample(
         &self,
         server_id: ServerId,
         account: LiveAccount,
         unreachable: &Mutex<Option<String>>,
-    ) -> (ServiceId, Result<NewUsageSample, String>) {
+    ) -> Answer {
         let given_up = unreachable
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         if let Some(reason) = given_up {
-            return (account.id, Err(reason));
+            return Answer::NotAsked(reason);
         }
         let answer = self
             .fleet
@@ -284,18 +296,12 @@ impl UsageSync {
             )
             .await;
         match answer {
-            Ok(usage) => {
-                let over_quota = is_over_quota(&usage);
-                (
-                    account.id,
-                    Ok(NewUsageSample {
-                        service_id: account.id,
-                        taken_at: now_ms(),
-                        usage,
-                        over_quota,
-                    }),
-                )
-            }
+            Ok(usage) => Answer::Sample(NewUsageSample {
+                service_id: account.id,
+                taken_at: now_ms(),
+                over_quota: is_over_quota(&usage),
+                usage,
+            }),
             Err(error) => {
                 let (reason, whole_agent) = skip_reason(&error);
                 if whole_agent {
@@ -306,7 +312,11 @@ impl UsageSync {
                 } else {
                     warn!(service_id = account.id.get(), %error, "usage query failed");
                 }
-                (account.id, Err(reason))
+                if matches!(error, CommandError::Offline(_)) {
+                    Answer::NotAsked(reason)
+                } else {
+                    Answer::Failed(reason)
+                }
             }
         }
     }

@@ -350,9 +350,15 @@ async fn an_episode_starts_carries_on_through_notice_and_ends_under_quota(
     assert_eq!(latest.over_quota_notified_at, None);
 }
 
-async fn only_untold_episodes_are_listed_for_notice(store: DynStore, _sql: Sql) {
+async fn only_untold_episodes_are_listed_for_notice(store: DynStore, sql: Sql) {
     let srv = server(&store, "n.example.net").await;
-    let ids = services(&store, srv, 4).await;
+    let ids = services(&store, srv, 5).await;
+    sql.execute("UPDATE services SET status = 'active'").await;
+    sql.execute(&format!(
+        "UPDATE services SET status = 'terminated' WHERE id = {}",
+        ids[4].get()
+    ))
+    .await;
     let limit = Some(Amount::Value(100 * MB));
     store
         .record_usage(&[
@@ -360,6 +366,8 @@ async fn only_untold_episodes_are_listed_for_notice(store: DynStore, _sql: Sql) 
             sample(ids[1], 1_000, disk(5, limit)),
             sample(ids[2], 1_000, disk(500, limit)),
             sample(ids[3], 1_000, disk(500, limit)),
+            // Over quota when it was last sampled, but ended since: not news.
+            sample(ids[4], 1_000, disk(500, limit)),
         ])
         .await
         .unwrap();

@@ -147,7 +147,8 @@ pub trait UsageStore: Send + Sync {
         service_id: ServiceId,
         page: Page,
     ) -> StoreResult<Vec<UsageSampleRow>>;
-    /// Over-quota episodes the admin has not been told about, by service id after `after`.
+    /// Over-quota episodes of live (active or suspended) services the admin has not been told
+    /// about, by service id after `after`. An ended service's last episode is not news.
     async fn unnotified_over_quota(
         &self,
         after: Option<ServiceId>,
@@ -380,6 +381,7 @@ macro_rules! impl_usage_store {
                          JOIN services s ON s.id = l.service_id
                          LEFT JOIN servers v ON v.id = s.server_id
                          WHERE l.over_quota_since IS NOT NULL AND l.over_quota_notified_at IS NULL
+                           AND s.status IN ('active', 'suspended')
                            AND l.service_id > $1
                          ORDER BY l.service_id LIMIT $2"
                     ))
