@@ -249,7 +249,7 @@ impl UsageSync {
                 }
                 if recorded.newly_over_quota {
                     summary.newly_over_quota += 1;
-                    warn!(
+                    info!(
                         service_id = recorded.service_id.get(),
                         server_id = server_id.get(),
                         "service over quota"
