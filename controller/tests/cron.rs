@@ -778,11 +778,11 @@ async fn routes_show_jobs_run_them_by_hand_and_page_their_runs(backend: &str) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let jobs = jobs["jobs"].as_array().unwrap();
-        assert_eq!(jobs.len(), 6);
-        assert_eq!(jobs[4]["name"], "backup-cleanup");
-        assert_eq!(jobs[4]["schedule"], "0 5 * * *");
-        assert_eq!(jobs[5]["name"], "usage-sync");
-        assert_eq!(jobs[5]["schedule"], "15 */6 * * *");
+        assert_eq!(jobs.len(), 8);
+        assert_eq!(jobs[6]["name"], "backup-cleanup");
+        assert_eq!(jobs[6]["schedule"], "0 5 * * *");
+        assert_eq!(jobs[7]["name"], "usage-sync");
+        assert_eq!(jobs[7]["schedule"], "15 */6 * * *");
         let billing = &jobs[0];
         assert_eq!(billing["name"], "recurring-billing");
         assert_eq!(billing["schedule"], "0 2 * * *");

@@ -119,6 +119,7 @@ async fn services(store: &DynStore, server: ServerId, n: usize) -> Vec<ServiceId
                 email_quota_mb: 100,
                 databases: 1,
                 tax_rate_bp: 0,
+                backup_schedule: mpanel_common::status::BackupSchedule::None,
                 prices: vec![Price {
                     billing_cycle: BillingCycle::Monthly,
                     amount_minor: 500,

@@ -736,7 +736,7 @@ mod tests {
                 assert!(BUILT_IN.iter().any(|(n, _)| *n == file), "{file}");
             }
         }
-        assert_eq!(BUILT_IN.len(), 10 * 3);
+        assert_eq!(BUILT_IN.len(), 11 * 3);
     }
 
     #[test]
