@@ -160,11 +160,19 @@ pub async fn run_with(
         config.backup_retention_days,
         std::time::Duration::from_secs(u64::from(config.provisioning_command_timeout_secs)),
     );
+    let usage = crate::usage::UsageSync::new(
+        store.clone(),
+        fleet.clone(),
+        cipher.clone(),
+        config.clone(),
+        dispatcher.clone(),
+    );
     let registry = Arc::new(crate::cron::Registry::standard(
         &config.cron,
         &billing,
         &ssl,
         &backups,
+        &usage,
     ));
     let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone())
         .with_clock(clock.clone());

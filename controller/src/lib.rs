@@ -22,3 +22,4 @@ pub mod request_id;
 pub mod ssl;
 pub mod store;
 pub mod telemetry;
+pub mod usage;

@@ -806,6 +806,8 @@ async fn routes_show_jobs_run_them_by_hand_and_page_their_runs(backend: &str) {
         assert_eq!(jobs.len(), mpanel_controller::cron::JOBS.len());
         let cleanup = jobs.iter().find(|j| j["name"] == "backup-cleanup").unwrap();
         assert_eq!(cleanup["schedule"], "0 5 * * *");
+        let usage = jobs.iter().find(|j| j["name"] == "usage-sync").unwrap();
+        assert_eq!(usage["schedule"], "15 */6 * * *");
         let billing = &jobs[0];
         assert_eq!(billing["name"], "recurring-billing");
         assert_eq!(billing["schedule"], "0 2 * * *");

@@ -40,15 +40,16 @@ const RENEW_MS: i64 = LEASE_MS / 3;
 const TAKEOVER_SLACK_MS: i64 = 2 * LEASE_MS;
 
 /// Every scheduled job with the daily slot (UTC hour, minute) its schedule gives. All but
-/// `ssl-renewals` are the shipped defaults (checked against the API at the start).
-/// `ssl-renewals` runs hourly by default; here it is set to daily (`CRON_SSL_RENEWALS`),
+/// `ssl-renewals` and `usage-sync` are the shipped defaults (checked against the API at the
+/// start). `ssl-renewals` runs hourly and `usage-sync` every six hours by default; here they
+/// are set to daily (`CRON_SSL_RENEWALS`, `CRON_USAGE_SYNC`),
 /// because a failover leaves no leader for up to a lease plus a renewal period (8 simulated
 /// hours here) and a new leader catches up only the latest slot missed, so hourly slots in that
 /// gap are skipped by design. A lease under an hour would be under 100 ms of real time at this
 /// speed, shorter than a replica on this busy machine can be relied upon to renew in. With
 /// every job daily, the failover gap stays far below the smallest interval, and every slot
 /// must run.
-const JOBS: [(&str, &str, i64, i64); 7] = [
+const JOBS: [(&str, &str, i64, i64); 8] = [
     ("backups", "0 1 * * *", 1, 0),
     ("recurring-billing", "0 2 * * *", 2, 0),
     ("service-suspension", "0 3 * * *", 3, 0),
@@ -56,6 +57,7 @@ const JOBS: [(&str, &str, i64, i64); 7] = [
     ("ssl-renewal-reminders", "0 4 * * *", 4, 0),
     ("backup-cleanup", "0 5 * * *", 5, 0),
     ("ssl-renewals", "30 6 * * *", 6, 30),
+    ("usage-sync", "15 7 * * *", 7, 15),
 ];
 
 const FASTCLOCK: &str = "mpanel-controller-fastclock";
@@ -227,6 +229,7 @@ impl Fleet {
             ("ENABLE_CRON".into(), "true".into()),
             ("CRON_LEASE_SECS".into(), (LEASE_MS / 1000).to_string()),
             ("CRON_SSL_RENEWALS".into(), "30 6 * * *".into()),
+            ("CRON_USAGE_SYNC".into(), "15 7 * * *".into()),
             ("LOG_FORMAT".into(), "json".into()),
         ];
         env.extend(sim.env().map(|(k, v)| (k.to_owned(), v)));
