@@ -570,12 +570,12 @@ mod tests {
 
     #[test]
     fn transition_error_names_entity_and_states() {
-        let err = ServiceStatus::Terminated
+        let err = ServiceStatus::Cancelled
             .transition(ServiceStatus::Active)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "service cannot go from terminated to active"
+            "service cannot go from cancelled to active"
         );
         assert_eq!(err.entity, "service");
         let err = TaskStatus::Completed
@@ -635,7 +635,12 @@ mod tests {
                 "terminate",
                 "change_package",
                 "change_password",
+                "restore",
             ],
+        );
+        assert_wire_names(
+            &BackupSchedule::ALL,
+            &["none", "daily", "weekly", "monthly"],
         );
     }
 

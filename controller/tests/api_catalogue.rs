@@ -40,6 +40,7 @@ async fn a_product_round_trips_with_its_packages_quotas_and_prices() {
         keys(&created),
         [
             "active",
+            "backupSchedule",
             "createdAt",
             "group",
             "id",
@@ -416,6 +417,8 @@ async fn ordering_a_service_writes_the_service_and_its_task_together() {
             "domain",
             "id",
             "nextDueDate",
+            "overQuota",
+            "overQuotaSince",
             "productId",
             "provisionedAt",
             "provisioningError",
@@ -425,6 +428,7 @@ async fn ordering_a_service_writes_the_service_and_its_task_together() {
             "suspensionReason",
             "terminatedAt",
             "updatedAt",
+            "usage",
             "username"
         ]
     );

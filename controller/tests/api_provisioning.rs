@@ -88,6 +88,7 @@ async fn a_task_has_the_documented_shape_with_millisecond_times() {
             "jobId",
             "maxRetries",
             "nextAttemptAt",
+            "requestId",
             "result",
             "serviceId",
             "status",
