@@ -204,10 +204,20 @@ fn register_known_series() {
 pub fn register_cron_jobs<'a>(jobs: impl IntoIterator<Item = &'a str>) {
     for job in jobs {
         for outcome in ["succeeded", "failed"] {
-            counter!(CRON_RUNS, "job" => job.to_owned(), "outcome" => outcome).increment(0);
+            counter!(CRON_RUNS, "cron_job" => job.to_owned(), "outcome" => outcome).increment(0);
         }
     }
 }
+
+/// The kinds of `billing_jobs` rows.
+const BILLING_KINDS: &[&str] = &[
+    "charge",
+    "save_card",
+    "invoice_email",
+    "unsuspend",
+    "dispute_suspend",
+    "cancel_service",
+];
 
 /// What an off-session charge attempt can end as.
 pub const CHARGE_OUTCOMES: &[&str] = &[
@@ -321,9 +331,9 @@ pub fn charge(outcome: &'static str) {
 
 /// A run of a scheduled job; job names come from the controller's own registry.
 pub fn cron_run(job: &str, outcome: &'static str) {
-    counter!(CRON_RUNS, "job" => job.to_owned(), "outcome" => outcome).increment(1);
+    counter!(CRON_RUNS, "cron_job" => job.to_owned(), "outcome" => outcome).increment(1);
     if outcome == "succeeded" {
-        gauge!(CRON_LAST_SUCCESS, "job" => job.to_owned()).set(unix_now_secs());
+        gauge!(CRON_LAST_SUCCESS, "cron_job" => job.to_owned()).set(unix_now_secs());
     }
 }
 
@@ -356,10 +366,41 @@ impl std::fmt::Debug for Sampler {
 }
 
 impl Sampler {
+    /// Every known queue, kind and state starts in the seen set, so its gauges read 0 from the
+    /// first scrape instead of appearing only once a row exists.
     pub fn new(store: DynStore) -> Self {
+        let mut queues = HashSet::new();
+        let mut add = |queue: &str, kinds: &[&str], states: &[&str]| {
+            for kind in kinds {
+                for state in states {
+                    queues.insert((queue.to_owned(), (*kind).to_owned(), (*state).to_owned()));
+                }
+            }
+        };
+        let task_kinds: Vec<&str> = mpanel_common::status::TaskKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        add(
+            "provisioning",
+            &task_kinds,
+            &["pending", "processing", "failed"],
+        );
+        add("email", &["email"], &["queued", "sending", "failed"]);
+        add(
+            "billing",
+            BILLING_KINDS,
+            &["pending", "processing", "failed"],
+        );
+        let cron_jobs: Vec<&str> = crate::cron::JOBS.iter().map(|j| j.name).collect();
+        add("cron", &cron_jobs, &["queued", "running"]);
+        let agents = ["pending", "online", "suspect", "offline", "revoked"]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         Self {
             store,
-            seen: std::sync::Arc::default(),
+            seen: std::sync::Arc::new(Mutex::new(Seen { queues, agents })),
         }
     }
 
@@ -390,6 +431,7 @@ impl Sampler {
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = &mut *seen;
         let mut queues_now = HashSet::new();
         for q in &sample.queues {
             let key = (q.queue.clone(), q.kind.clone(), q.state.clone());
@@ -432,7 +474,7 @@ impl Sampler {
         }));
 
         for (job, at) in &sample.cron_last_success {
-            gauge!(CRON_LAST_SUCCESS, "job" => job.clone()).set(ms_to_secs(*at));
+            gauge!(CRON_LAST_SUCCESS, "cron_job" => job.clone()).set(ms_to_secs(*at));
         }
         // No issued certificate: no expiry to watch; +Inf would never compare as "soon".
         if let Some(at) = sample.soonest_certificate_expiry_ms {
