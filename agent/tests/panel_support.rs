@@ -413,11 +413,41 @@ pub async fn list_accounts_and_packages_report_what_the_panel_has(kind: PanelKin
 }
 
 pub async fn usage_reports_disk_for_an_account(kind: PanelKind) {
-    let (_sim, driver) = setup(kind).await;
+    let (sim, driver) = setup(kind).await;
     let spec = with_account(kind, &driver).await;
     let usage = driver.usage(&spec.username).await.unwrap();
     assert_eq!(usage.disk_used, Some(0));
     assert!(driver.usage("ghost99").await.is_err());
+
+    // What the panel reports, read back in bytes whatever unit the panel uses (cPanel disk in
+    // whole MB, DirectAdmin MB with decimals, Plesk bytes).
+    const MB: u64 = 1024 * 1024;
+    let set = reqwest::Client::new()
+        .post(format!("{}/__sim/usage", sim.base_url()))
+        .json(&serde_json::json!({
+            "username": spec.username,
+            "diskUsedBytes": 1536 * MB,
+            "bandwidthUsedBytes": 20 * 1024 * MB + MB / 2,
+            "inodesUsed": 4321,
+        }))
+        .send()
+        .await
+        .expect("usage request");
+    assert!(set.status().is_success(), "{}", set.status());
+    let usage = driver.usage(&spec.username).await.unwrap();
+    assert_eq!(usage.disk_used, Some(1536 * MB), "{kind:?}");
+    assert_eq!(
+        usage.bandwidth_used,
+        Some(20 * 1024 * MB + MB / 2),
+        "{kind:?}"
+    );
+    match kind {
+        // Plesk's statistics carry no inode count.
+        PanelKind::Plesk => assert_eq!(usage.inodes_used, None),
+        PanelKind::Cpanel | PanelKind::Directadmin => {
+            assert_eq!(usage.inodes_used, Some(4321), "{kind:?}");
+        }
+    }
 }
 
 pub async fn dns_upserts_converge_and_deletes_are_idempotent(kind: PanelKind) {

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::cron::Clock;
 use crate::crypto::Cipher;
 use crate::fleet::Fleet;
 use crate::store::{self, DynStore};
@@ -91,6 +92,36 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     Ok(store)
 }
 
+/// What [`run_with`] takes besides the configuration. [`run`] uses the default.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The time scheduled jobs go by: the scheduler reads its slots and its leader lease from
+    /// it, so the job bodies run for the slots it gives, and a manual run is asked for at its
+    /// time. The wall clock by default; the end-to-end tests give replicas a shared fast one.
+    pub clock: Clock,
+    /// How many of `clock`'s milliseconds pass in a real one (1 for the wall clock).
+    /// `CRON_LEASE_SECS` counts `clock`'s seconds, and the scheduler wakes every third of the
+    /// lease in real time.
+    pub clock_speed: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            clock: crate::cron::wall_clock(),
+            clock_speed: 1,
+        }
+    }
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("clock_speed", &self.clock_speed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Serves the HTTP API and the agents' endpoint until `shutdown` resolves, then drains
 /// in-flight requests and closes agent sessions.
 pub async fn run(
@@ -98,6 +129,17 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, listeners, shutdown, RunOptions::default()).await
+}
+
+/// [`run`] with `options`.
+pub async fn run_with(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: RunOptions,
+) -> anyhow::Result<()> {
+    let RunOptions { clock, clock_speed } = options;
     let Listeners {
         http,
         grpc,
@@ -145,14 +187,23 @@ pub async fn run(
         config.backup_retention_days,
         std::time::Duration::from_secs(u64::from(config.provisioning_command_timeout_secs)),
     );
+    let usage = crate::usage::UsageSync::new(
+        store.clone(),
+        fleet.clone(),
+        cipher.clone(),
+        config.clone(),
+        dispatcher.clone(),
+    );
     let registry = Arc::new(crate::cron::Registry::standard(
         &config.cron,
         &billing,
         &ssl,
         &backups,
+        &usage,
     ));
     crate::telemetry::metrics::register_cron_jobs(registry.jobs().iter().map(|j| j.name.as_str()));
-    let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone());
+    let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone())
+        .with_clock(clock.clone());
     let state = AppState {
         store: store.clone(),
         config,
@@ -207,8 +258,8 @@ pub async fn run(
             registry,
             state.dispatcher.clone(),
             node.lease_holder("scheduler"),
-            crate::cron::wall_clock(),
-            crate::cron::SchedulerSettings::for_lease_secs(state.config.cron.lease_secs),
+            clock,
+            crate::cron::SchedulerSettings::for_clock(state.config.cron.lease_secs, clock_speed),
         );
         workers.push(tokio::spawn(scheduler.run(token.clone())));
     }

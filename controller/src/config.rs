@@ -163,6 +163,8 @@ pub struct Config {
     pub suspension_grace_days: u32,
     pub termination_days: u32,
     pub backup_retention_days: u32,
+    /// `USAGE_RETENTION_DAYS` (90): usage samples older than this are pruned by `usage-sync`.
+    pub usage_retention_days: u32,
     pub invoice_days_before_renewal: u32,
     pub email_provider: EmailProvider,
     pub smtp: SmtpConfig,
@@ -416,6 +418,7 @@ impl Config {
             suspension_grace_days: src.parse_or("SUSPENSION_GRACE_DAYS", 3, "a number of days")?,
             termination_days: src.parse_or("TERMINATION_DAYS", 30, "a number of days")?,
             backup_retention_days: src.parse_or("BACKUP_RETENTION_DAYS", 30, "a number of days")?,
+            usage_retention_days: src.parse_or("USAGE_RETENTION_DAYS", 90, "a number of days")?,
             invoice_days_before_renewal: src.parse_or(
                 "INVOICE_DAYS_BEFORE_RENEWAL",
                 7,
@@ -665,6 +668,7 @@ mod tests {
             (3, 30, 30)
         );
         assert_eq!(c.invoice_days_before_renewal, 7);
+        assert_eq!(c.usage_retention_days, 90);
         assert_eq!(c.email_provider, EmailProvider::Smtp);
         assert_eq!(
             (c.smtp.host.as_str(), c.smtp.port, c.smtp.tls),

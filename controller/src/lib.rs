@@ -18,6 +18,8 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod mail;
 pub mod provisioning;
+pub mod request_id;
 pub mod ssl;
 pub mod store;
 pub mod telemetry;
+pub mod usage;

@@ -1,5 +1,6 @@
 //! Non-payment to the end, on both backends, through a real agent session and the cPanel
-//! simulator: an unpaid invoice suspends the service when its grace ends; the suspension
+//! simulator: an unpaid invoice suspends the service when its grace ends; paying it brings the
+//! account back within seconds, through the controller's own workers; unpaid, the suspension
 //! lasts `TERMINATION_DAYS` (not a day less), then the termination task takes a final backup
 //! and removes the account, and the customer gets one notice. The simulator shows the account
 //! gone and the archive kept; a restore from that backup brings the account back. A final
@@ -371,4 +372,66 @@ async fn a_final_backup_that_fails_holds_the_termination_and_says_so() {
     let Story { env, sim, .. } = s;
     sim.shutdown().await;
     finish(env).await;
+}
+
+async fn paying_lifts_the_suspension(postgres: bool) {
+    let name = if postgres { "pay-pg" } else { "pay-lite" };
+    let s = story(postgres, name, "payer.example.com", "payer").await;
+    let env = &s.env;
+    suspend_for_non_payment(&s, "payer").await;
+    let (_, invoices) = env
+        .request(
+            Method::GET,
+            &format!("/api/invoices?serviceId={}&status=unpaid", s.service),
+            None,
+        )
+        .await;
+    let invoice = invoices["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["status"] == "unpaid")
+        .unwrap_or_else(|| panic!("{invoices}"))
+        .clone();
+    let paid_at = Instant::now();
+    let (status, body) = env
+        .request(
+            Method::POST,
+            &format!("/api/invoices/{}/payments", invoice["id"]),
+            Some(json!({
+                "amount": invoice["total"].as_i64().or(invoice["amount"].as_i64()).unwrap(),
+                "currency": invoice["currency"],
+                "method": "bank_transfer"
+            })),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    // The controller's own workers lift the suspension through the agent.
+    let shown = wait_status(env, s.service, "active").await;
+    let took = paid_at.elapsed();
+    assert!(shown["suspensionReason"].is_null(), "{shown}");
+    assert_eq!(
+        sim_account(&s.sim.state_json(), "payer").unwrap()["suspended"],
+        false
+    );
+    eprintln!("paid -> active on the panel in {took:?}");
+    // Nothing is terminated afterwards.
+    let later = mpanel_controller::store::now_ms() + 40 * DAY_MS;
+    assert_eq!(
+        env.billing.terminate_overdue(later).await.unwrap().queued,
+        0
+    );
+    let Story { env, sim, .. } = s;
+    sim.shutdown().await;
+    finish(env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paying_an_overdue_invoice_brings_the_suspended_service_back_within_seconds() {
+    paying_lifts_the_suspension(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paying_an_overdue_invoice_brings_the_suspended_service_back_within_seconds_on_postgres() {
+    paying_lifts_the_suspension(true).await;
 }

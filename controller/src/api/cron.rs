@@ -18,7 +18,6 @@ use super::listing::{Params, finish};
 use crate::app::AppState;
 use crate::cron::{CronError, JobStatus};
 use crate::store::cron::CronRun;
-use crate::store::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -78,7 +77,7 @@ fn unknown_job(state: &AppState, field: &str, name: &str) -> ApiError {
 }
 
 async fn list_jobs(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let jobs = state.cron.jobs(now_ms()).await?;
+    let jobs = state.cron.jobs(state.cron.now()).await?;
     let zone = state.cron.registry().zone().name();
     Ok(Json(json!({
         "jobs": jobs.iter().map(|j| job_json(j, zone)).collect::<Vec<_>>(),
@@ -93,7 +92,7 @@ async fn run_job(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     match state
         .cron
-        .request_run(&name, now_ms(), &admin.actor())
+        .request_run(&name, state.cron.now(), &admin.actor())
         .await
     {
         Ok((run, created)) => {

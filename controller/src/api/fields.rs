@@ -106,6 +106,26 @@ pub(super) fn date_ms(field: &str, raw: &str) -> ApiResult<i64> {
         })
 }
 
+/// An instant from a request: an RFC 3339 date-time (`2027-01-31T12:00:00Z`) or a calendar date
+/// (its UTC midnight), as Unix milliseconds.
+pub(super) fn instant_ms(field: &str, raw: &str) -> ApiResult<i64> {
+    if let Ok(t) = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+    {
+        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| ApiError::invalid(field, "invalid_time", "is out of range"));
+    }
+    date_ms(field, raw).map_err(|_| {
+        ApiError::invalid(
+            field,
+            "invalid_time",
+            format!(
+                "'{}' is not a time such as 2027-01-31T12:00:00Z or a date such as 2027-01-31",
+                raw.chars().take(40).collect::<String>()
+            ),
+        )
+    })
+}
+
 /// A calendar date as `YYYY-MM-DD` from the Unix milliseconds of its UTC midnight.
 pub(crate) fn date(ms: i64) -> String {
     mpanel_common::billing::format_date(mpanel_common::billing::ms_to_date(ms))

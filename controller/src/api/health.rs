@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use super::fields::rfc3339;
 use crate::app::AppState;
-use crate::store::now_ms;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -45,7 +44,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 
 /// One line per stale scheduled job.
 async fn warnings(state: &AppState) -> Vec<String> {
-    let stale = match state.cron.stale_jobs(now_ms()).await {
+    let stale = match state.cron.stale_jobs(state.cron.now()).await {
         Ok(stale) => stale,
         Err(e) => {
             tracing::warn!(error = %e, "cannot check the scheduled jobs for readiness");

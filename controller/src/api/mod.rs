@@ -24,6 +24,7 @@ mod provisioning;
 mod queueing;
 mod servers;
 mod services;
+mod tokens;
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(provisioning::routes())
         .merge(billing::routes())
         .merge(cron::routes())
+        .merge(tokens::routes())
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -61,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .route_layer(middleware::from_fn(crate::telemetry::metrics::track_http))
+        // Outermost: the id and its span cover everything below, the trace lines included.
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
         .with_state(state)
 }
 

@@ -74,6 +74,8 @@ pub struct TaskDto {
     wait_reason: Option<String>,
     next_attempt_at: i64,
     cleared_at: Option<i64>,
+    /// The HTTP request that queued it (its `x-request-id`), when one did.
+    request_id: Option<String>,
     result: TaskResult,
 }
 
@@ -93,6 +95,7 @@ impl From<Task> for TaskDto {
             wait_reason: t.wait_reason,
             next_attempt_at: t.next_attempt_at,
             cleared_at: t.cleared_at,
+            request_id: t.request_id,
             result: t.result.0,
         }
     }

@@ -7,6 +7,9 @@
 //! service's state forbids, or one for a service that already has an open task, is refused with
 //! 409 before anything is written.
 //!
+//! A service carries its latest usage sample (`usage`, null before the first `usage-sync`) and
+//! `overQuota`; `GET /api/services/:id/usage` pages through its samples, newest first.
+//!
 //! `PATCH` changes only what needs no panel: `nextDueDate` (`YYYY-MM-DD`, or null to stop billing). Any
 //! other field is refused by name.
 
@@ -19,6 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mpanel_common::JobId;
 use mpanel_common::Secret;
+use mpanel_common::command::Amount;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId};
 use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason};
 use serde::{Deserialize, Serialize};
@@ -32,7 +36,8 @@ use super::listing::{Params, finish};
 use super::queueing::queued;
 use crate::app::AppState;
 use crate::lifecycle::{Actor, Order};
-use crate::store::{Service, ServiceFilter, ServicePatch};
+use crate::store::{LatestUsage, Service, ServiceFilter, ServicePatch, UsageSampleRow};
+use crate::usage::is_over_quota;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -44,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/services/{id}/change-package", post(change_package))
         .route("/api/services/{id}/change-password", post(change_password))
         .route("/api/services/{id}/restore", post(restore))
+        .route("/api/services/{id}/usage", get(usage_history))
 }
 
 /// A service as admins see it. Never the panel password nor its ciphertext.
@@ -68,10 +74,81 @@ pub struct ServiceDto {
     terminated_at: Option<String>,
     created_at: String,
     updated_at: String,
+    /// The latest usage sample, if the `usage-sync` job has taken one.
+    usage: Option<UsageDto>,
+    /// Disk or bandwidth used above a finite limit in the latest sample.
+    over_quota: bool,
+    /// When the running over-quota episode started.
+    over_quota_since: Option<String>,
+}
+
+/// One usage sample. Sizes in bytes. A limit is null when unlimited; a field the panel did not
+/// report is null too and named in `unknown`, so "unlimited" and "not reported" never look
+/// alike.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    taken_at: String,
+    disk_used_bytes: Option<u64>,
+    disk_limit_bytes: Option<u64>,
+    bandwidth_used_bytes: Option<u64>,
+    bandwidth_limit_bytes: Option<u64>,
+    inodes_used: Option<u64>,
+    inodes_limit: Option<u64>,
+    unknown: Vec<&'static str>,
+    over_quota: bool,
+}
+
+impl UsageDto {
+    fn new(row: &UsageSampleRow, with_id: bool) -> Self {
+        let usage = row.usage();
+        let mut unknown = Vec::new();
+        let mut used = |name: &'static str, v: Option<u64>| {
+            if v.is_none() {
+                unknown.push(name);
+            }
+            v
+        };
+        let disk_used_bytes = used("diskUsedBytes", usage.disk_used);
+        let bandwidth_used_bytes = used("bandwidthUsedBytes", usage.bandwidth_used);
+        let inodes_used = used("inodesUsed", usage.inodes_used);
+        let mut limit = |name: &'static str, v: Option<Amount>| match v {
+            None => {
+                unknown.push(name);
+                None
+            }
+            Some(Amount::Unlimited) => None,
+            Some(Amount::Value(v)) => Some(v),
+        };
+        let disk_limit_bytes = limit("diskLimitBytes", usage.disk_limit);
+        let bandwidth_limit_bytes = limit("bandwidthLimitBytes", usage.bandwidth_limit);
+        let inodes_limit = limit("inodesLimit", usage.inodes_limit);
+        UsageDto {
+            id: with_id.then_some(row.id),
+            taken_at: rfc3339(row.taken_at),
+            disk_used_bytes,
+            disk_limit_bytes,
+            bandwidth_used_bytes,
+            bandwidth_limit_bytes,
+            inodes_used,
+            inodes_limit,
+            unknown,
+            over_quota: is_over_quota(&usage),
+        }
+    }
 }
 
 impl From<Service> for ServiceDto {
+    /// A service with no usage sample yet.
     fn from(s: Service) -> Self {
+        ServiceDto::with_usage(s, None)
+    }
+}
+
+impl ServiceDto {
+    fn with_usage(s: Service, latest: Option<&LatestUsage>) -> Self {
         ServiceDto {
             id: s.id.get(),
             customer_id: s.customer_id.get(),
@@ -90,8 +167,17 @@ impl From<Service> for ServiceDto {
             terminated_at: s.terminated_at.map(rfc3339),
             created_at: rfc3339(s.created_at),
             updated_at: rfc3339(s.updated_at),
+            usage: latest.map(|l| UsageDto::new(&l.sample, false)),
+            over_quota: latest.is_some_and(|l| l.over_quota_since.is_some()),
+            over_quota_since: latest.and_then(|l| l.over_quota_since).map(rfc3339),
         }
     }
+}
+
+/// The service with its latest usage sample.
+async fn service_dto(state: &AppState, service: Service) -> ApiResult<ServiceDto> {
+    let latest = state.store.latest_usage(service.id).await?;
+    Ok(ServiceDto::with_usage(service, latest.as_ref()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,7 +260,22 @@ async fn list_services(
     };
     let mut services = state.store.list_services(&filter).await?;
     let next = finish(&mut services, page, |s| s.id.get());
-    let services: Vec<ServiceDto> = services.into_iter().map(ServiceDto::from).collect();
+    // The page's latest samples in one statement.
+    let ids: Vec<ServiceId> = services.iter().map(|s| s.id).collect();
+    let latest: HashMap<ServiceId, LatestUsage> = state
+        .store
+        .latest_usage_of(&ids)
+        .await?
+        .into_iter()
+        .map(|l| (l.sample.service_id, l))
+        .collect();
+    let services: Vec<ServiceDto> = services
+        .into_iter()
+        .map(|s| {
+            let usage = latest.get(&s.id);
+            ServiceDto::with_usage(s, usage)
+        })
+        .collect();
     Ok(Json(json!({ "services": services, "nextCursor": next })))
 }
 
@@ -187,7 +288,24 @@ async fn get_service(
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
 ) -> ApiResult<Json<ServiceDto>> {
-    Ok(Json(load_service(&state, id).await?.into()))
+    let service = load_service(&state, id).await?;
+    Ok(Json(service_dto(&state, service).await?))
+}
+
+/// `GET /api/services/:id/usage?limit=&cursor=`: the service's usage samples, newest first.
+async fn usage_history(
+    _admin: Admin,
+    State(state): State<AppState>,
+    PathId(id): PathId<ServiceId>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let params = Params::parse(query, &["limit", "cursor"])?;
+    let page = params.page(50, 500)?;
+    load_service(&state, id).await?;
+    let mut samples = state.store.usage_history(id, page).await?;
+    let next = finish(&mut samples, page, |s| s.id);
+    let samples: Vec<UsageDto> = samples.iter().map(|s| UsageDto::new(s, true)).collect();
+    Ok(Json(json!({ "usage": samples, "nextCursor": next })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,13 +329,14 @@ async fn update_service(
     };
     if patch.next_due_at.is_none() {
         // Nothing to change: answer with the service as it is, writing nothing.
-        return Ok(Json(state.store.get_service(id).await?.into()));
+        let service = state.store.get_service(id).await?;
+        return Ok(Json(service_dto(&state, service).await?));
     }
     let service = state
         .store
         .update_service(id, &patch, &admin.actor())
         .await?;
-    Ok(Json(service.into()))
+    Ok(Json(service_dto(&state, service).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]

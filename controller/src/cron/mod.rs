@@ -55,6 +55,8 @@ pub struct Cron {
     store: DynStore,
     registry: Arc<Registry>,
     dispatcher: Dispatcher,
+    /// The scheduler's clock: the time a manual run is asked for and staleness is judged at.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Cron {
@@ -71,7 +73,20 @@ impl Cron {
             store,
             registry,
             dispatcher,
+            clock: wall_clock(),
         }
+    }
+
+    /// The same, going by `clock` (the scheduler's) instead of the wall clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time by the scheduler's clock, Unix ms.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

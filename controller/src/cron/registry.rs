@@ -14,6 +14,7 @@ use super::schedule::{Schedule, Zone};
 use crate::backups::Backups;
 use crate::billing::Billing;
 use crate::ssl::SslRenewals;
+use crate::usage::UsageSync;
 
 /// A scheduled job as the configuration knows it.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +65,11 @@ pub const JOBS: &[JobSpec] = &[
         name: "backup-cleanup",
         default_schedule: "0 5 * * *",
         config_key: "CRON_BACKUP_CLEANUP",
+    },
+    JobSpec {
+        name: "usage-sync",
+        default_schedule: "15 */6 * * *",
+        config_key: "CRON_USAGE_SYNC",
     },
 ];
 
@@ -133,6 +139,7 @@ impl Registry {
         billing: &Billing,
         ssl: &SslRenewals,
         backups: &Backups,
+        usage: &UsageSync,
     ) -> Self {
         let schedule = |name: &str| config.schedule(name).cloned();
         Registry::new(config.zone.clone())
@@ -170,6 +177,11 @@ impl Registry {
                 "backup-cleanup",
                 schedule("backup-cleanup"),
                 BackupCleanup(backups.clone()),
+            )
+            .with(
+                "usage-sync",
+                schedule("usage-sync"),
+                SyncUsage(usage.clone()),
             )
     }
 
@@ -263,6 +275,20 @@ struct BackupCleanup(Backups);
 impl CronJob for BackupCleanup {
     async fn run(&self, scheduled_for: i64) -> anyhow::Result<Value> {
         let summary = self.0.cleanup(scheduled_for).await?;
+        Ok(serde_json::to_value(summary)?)
+    }
+}
+
+/// `usage-sync`: samples disk and bandwidth of every live account through the agents, flags
+/// and reports the services over quota, prunes the history past `USAGE_RETENTION_DAYS`.
+struct SyncUsage(UsageSync);
+
+#[async_trait]
+impl CronJob for SyncUsage {
+    async fn run(&self, _scheduled_for: i64) -> anyhow::Result<Value> {
+        // Samples are stamped when they are taken, not with the slot: after an outage the
+        // latest missed slot runs late, and its samples are of now.
+        let summary = self.0.sync(crate::store::now_ms()).await?;
         Ok(serde_json::to_value(summary)?)
     }
 }

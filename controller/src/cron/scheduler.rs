@@ -54,11 +54,21 @@ pub struct SchedulerSettings {
 impl SchedulerSettings {
     /// For the wall clock: a lease of `lease_secs`, renewed every third of it.
     pub fn for_lease_secs(lease_secs: u32) -> Self {
+        Self::for_clock(lease_secs, 1)
+    }
+
+    /// For a clock that runs `speed` times as fast as real time: a lease of `lease_secs` of
+    /// that clock's seconds, renewed every third of it, so the loop wakes every third of the
+    /// lease in real time (`lease_secs / 3 / speed` seconds).
+    pub fn for_clock(lease_secs: u32, speed: u32) -> Self {
         let lease_ms = i64::from(lease_secs.max(1)) * 1000;
+        let renew_ms = lease_ms / 3;
+        let real_renew_us =
+            u64::try_from(renew_ms.saturating_mul(1000) / i64::from(speed.max(1))).unwrap_or(0);
         SchedulerSettings {
             lease_ms,
-            renew_ms: lease_ms / 3,
-            max_sleep: Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(10_000)),
+            renew_ms,
+            max_sleep: Duration::from_micros(real_renew_us.max(1000)),
         }
     }
 }

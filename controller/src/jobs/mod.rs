@@ -96,6 +96,10 @@ pub trait Job: Send + Sync + 'static {
     fn settings(&self) -> JobSettings;
     fn store(&self) -> &DynStore;
     fn info(row: &Self::Row) -> ClaimInfo;
+    /// The span an attempt runs in: every log line of the run carries its fields.
+    fn span(row: &Self::Row) -> tracing::Span {
+        tracing::info_span!("job", queue = Self::QUEUE.name, id = Self::info(row).id)
+    }
 
     /// Claims the next due row for `holder` until `now + lease_ms`, counting an attempt.
     async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Self::Row>>;

@@ -54,6 +54,16 @@ impl Job for Provisioner {
             .await
     }
 
+    fn span(task: &Task) -> tracing::Span {
+        tracing::info_span!(
+            "task",
+            task_id = task.id.get(),
+            service_id = task.service_id.get(),
+            kind = task.task_type.as_str(),
+            request_id = task.request_id.as_deref().unwrap_or("-"),
+        )
+    }
+
     async fn run(&self, task: &Task, ctx: &RunContext) -> Outcome<ServiceChange> {
         let started = std::time::Instant::now();
         let result = self.run_task(task, &ctx.holder, &ctx.lost).await;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{ClaimInfo, Dispatcher, Job, JobDeps, JobSettings, Node, Outcome, RunContext};
 use crate::store::lease_queue::{LeasedRow, Release};
@@ -110,6 +111,11 @@ impl<J: Job> Runner<J> {
     }
 
     async fn run_claimed(&self, row: J::Row, holder: &str) {
+        let span = J::span(&row);
+        self.attempt(row, holder).instrument(span).await;
+    }
+
+    async fn attempt(&self, row: J::Row, holder: &str) {
         let info = J::info(&row);
         let ctx = RunContext {
             holder: holder.to_owned(),

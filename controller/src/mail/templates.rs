@@ -49,6 +49,7 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "service_suspended",
     "service_terminated",
     "ssl_expiring",
+    "over_quota",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,7 @@ impl Templates {
         });
         env.add_filter("money", money);
         env.add_filter("decline_reason", decline_reason);
+        env.add_filter("size", size);
         let from_dir = override_dir.map(minijinja::path_loader);
         env.set_loader(move |name| {
             if let Some(load) = &from_dir
@@ -183,6 +185,22 @@ fn money(amount: i64, currency: &str) -> Result<String, minijinja::Error> {
         currency,
     }
     .to_string())
+}
+
+/// `{{ 1572864|size }}` → `1.5 MiB`: a size in bytes in binary units, one decimal above KiB.
+/// Contexts carry bytes, never preformatted sizes.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// `{{ decline_code|decline_reason }}`: Stripe's `decline_code` (or the error `code`, such as
@@ -718,6 +736,61 @@ mod tests {
                 assert!(BUILT_IN.iter().any(|(n, _)| *n == file), "{file}");
             }
         }
-        assert_eq!(BUILT_IN.len(), 9 * 3);
+        assert_eq!(BUILT_IN.len(), 11 * 3);
+    }
+
+    #[test]
+    fn sizes_print_in_binary_units() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(2000 * 1024 * 1024), "2.0 GiB");
+        assert_eq!(size(1024 * 1024 * 1024 * 1024 * 3), "3.0 TiB");
+    }
+
+    #[test]
+    fn the_over_quota_notice_names_the_service_and_what_is_over() {
+        let ctx = json!({
+            "company_name": "Acme Hosting",
+            "support_email": null,
+            "service_id": 7,
+            "domain": "shop.example",
+            "username": "shopexam",
+            "server": "web1.example.net",
+            "since": "2026-12-01 15:47 UTC",
+            "disk_used": 2_000u64 * 1024 * 1024,
+            "disk_limit": 1_024u64 * 1024 * 1024,
+            "disk_over": true,
+            "bandwidth_used": 5u64 * 1024 * 1024,
+            "bandwidth_limit": null,
+            "bandwidth_over": false,
+        });
+        let r = render_with(
+            "over_quota",
+            &ctx,
+            &[
+                "shop.example",
+                "shopexam",
+                "web1.example.net",
+                "2026-12-01 15:47 UTC",
+                "2.0 GiB used of 1.0 GiB",
+                "5.0 MiB used, no limit",
+                "/api/services/7/usage",
+            ],
+        );
+        assert_eq!(r.subject, "Over quota: shop.example");
+        assert!(
+            r.text.contains("Disk: 2.0 GiB used of 1.0 GiB (OVER)"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("no limit (OVER)"), "{}", r.text);
+        let mut ctx = ctx;
+        ctx["disk_used"] = json!(null);
+        let r = Templates::new(None).render("over_quota", &ctx).unwrap();
+        assert!(
+            !r.text.contains("Disk:"),
+            "an unreported use is left out: {}",
+            r.text
+        );
     }
 }

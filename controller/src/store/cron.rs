@@ -266,12 +266,15 @@ macro_rules! impl_cron_store {
                     let new = sqlx::query_as::<_, CronRun>(
                         "INSERT INTO cron_runs (job_name, scheduled_for, status, trigger,
                              attempts, next_attempt_at, created_at)
-                         VALUES ($1, $2, 'queued', 'manual', 0, $2, $2)
+                         VALUES ($1, $2, 'queued', 'manual', 0, $3, $2)
                          ON CONFLICT DO NOTHING
                          RETURNING *",
                     )
                     .bind(job)
                     .bind(now)
+                    // Due at once: the runner works on the wall clock, `now` is the
+                    // scheduler's.
+                    .bind(now_ms())
                     .fetch_optional(&mut *tx)
                     .await?;
                     let result = match new {

@@ -26,6 +26,7 @@ pub mod reporting;
 mod servers;
 mod services;
 mod sqlite;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub use reporting::{QueueStats, ReportingStore, TaskCounts};
 pub use servers::ServerStore;
 pub use services::ServiceStore;
 pub use sqlite::SqliteStore;
+pub use usage::{LatestUsage, UsageSampleRow, UsageStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -168,6 +170,7 @@ pub trait Store:
     + backups::BackupStore
     + billing::BillingStore
     + cron::CronStore
+    + usage::UsageStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

@@ -295,6 +295,9 @@ pub struct Task {
     pub updated_at: i64,
     pub completed_at: Option<i64>,
     pub cleared_at: Option<i64>,
+    /// The HTTP request that queued it, when one did.
+    #[sqlx(default)]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -330,6 +333,30 @@ pub struct AdminToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Comma-separated: `read`, `write`, `billing`, `fleet`.
+    pub scopes: String,
+    pub expires_at: Option<i64>,
+}
+
+/// A token to create: its hash (the token itself is shown once, never stored), its scopes
+/// (comma-separated) and when it stops working.
+#[derive(Debug, Clone)]
+pub struct NewAdminToken {
+    pub name: String,
+    pub token_hash: String,
+    pub scopes: String,
+    pub expires_at: Option<i64>,
+}
+
+/// Which activity rows to list: by target (`entity_type`, optionally one id), actor, and
+/// since when; newest first, keyset-paged by id.
+#[derive(Debug, Clone, Default)]
+pub struct ActivityFilter {
+    pub entity_type: Option<String>,
+    pub entity_id: Option<i64>,
+    pub actor: Option<String>,
+    pub since: Option<i64>,
+    pub page: Page,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -341,6 +368,8 @@ pub struct ActivityEntry {
     pub entity_id: Option<i64>,
     pub details: Json<serde_json::Value>,
     pub created_at: i64,
+    #[sqlx(default)]
+    pub request_id: Option<String>,
 }
 
 /// A server that may take a new service, with how full it is.

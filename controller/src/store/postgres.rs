@@ -21,6 +21,7 @@ use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
 use super::servers::impl_server_store;
 use super::services::impl_service_store;
+use super::usage::impl_usage_store;
 use super::{Backend, Store, StoreResult};
 
 #[derive(Debug, Clone)]
@@ -83,6 +84,7 @@ impl_certificate_store!(PostgresStore);
 impl_backup_store!(PostgresStore);
 impl_billing_store!(PostgresStore, Postgres);
 impl_cron_store!(PostgresStore, Postgres);
+impl_usage_store!(PostgresStore, Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -216,8 +216,8 @@ macro_rules! impl_task_queue {
                     let task = sqlx::query_as::<_, Task>(
                         "INSERT INTO provisioning_tasks (service_id, task_type, status, attempts,
                              max_retries, result, params, idempotency_key, next_attempt_at,
-                             created_at, updated_at)
-                         VALUES ($1, $2, 'pending', 0, $3, $4, $5, $6, $7, $7, $7)
+                             created_at, updated_at, request_id)
+                         VALUES ($1, $2, 'pending', 0, $3, $4, $5, $6, $7, $7, $7, $8)
                          RETURNING *",
                     )
                     .bind(req.service.get())
@@ -227,6 +227,7 @@ macro_rules! impl_task_queue {
                     .bind(Json(&req.params))
                     .bind(format!("{}:service:{}:{}", req.kind.as_str(), req.service, uuid::Uuid::new_v4().simple()))
                     .bind(now)
+                    .bind($crate::request_id::current())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("service {} already has an open task", req.service)))?;

@@ -108,8 +108,8 @@ macro_rules! impl_service_store {
                     let task = sqlx::query_as::<_, Task>(
                         "INSERT INTO provisioning_tasks (service_id, task_type, status, attempts,
                              max_retries, result, params, idempotency_key, next_attempt_at,
-                             created_at, updated_at)
-                         VALUES ($1, 'provision', 'pending', 0, $2, $3, $4, $5, $6, $6, $6)
+                             created_at, updated_at, request_id)
+                         VALUES ($1, 'provision', 'pending', 0, $2, $3, $4, $5, $6, $6, $6, $7)
                          RETURNING *",
                     )
                     .bind(service.id.get())
@@ -118,6 +118,7 @@ macro_rules! impl_service_store {
                     .bind(Json(serde_json::json!({})))
                     .bind(format!("provision:service:{}", service.id))
                     .bind(now)
+                    .bind($crate::request_id::current())
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "the service already has an open task"))?;

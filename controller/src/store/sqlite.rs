@@ -31,6 +31,7 @@ use super::queue::impl_task_queue;
 use super::reporting::impl_reporting_store;
 use super::servers::impl_server_store;
 use super::services::impl_service_store;
+use super::usage::impl_usage_store;
 use super::{Backend, Store, StoreResult};
 
 #[derive(Debug, Clone)]
@@ -107,6 +108,7 @@ impl_certificate_store!(SqliteStore);
 impl_backup_store!(SqliteStore);
 impl_billing_store!(SqliteStore, Sqlite);
 impl_cron_store!(SqliteStore, Sqlite);
+impl_usage_store!(SqliteStore, Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -211,6 +211,14 @@ impl Running {
         Running { child: Some(child) }
     }
 
+    /// Sends `signal` to the process, if it runs.
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(child) = self.child.as_ref() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::kill(pid, signal);
+        }
+    }
+
     pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -277,6 +285,8 @@ pub struct ControllerProcess {
     pub grpc_port: u16,
     /// An admin token made with `token create --admin` before the first start.
     pub admin_token: String,
+    /// The workspace binary that runs: `mpanel-controller`, or a test build of it.
+    binary: String,
     env: Vec<(String, String)>,
     dir: TestDir,
     process: Running,
@@ -288,6 +298,17 @@ impl ControllerProcess {
     /// the encryption key and fast timings are added unless `env` sets them) and waits until
     /// `/healthz` answers.
     pub async fn start(dir: &TestDir, name: &str, env: &[(&str, &str)]) -> ControllerProcess {
+        Self::start_binary(dir, name, "mpanel-controller", env).await
+    }
+
+    /// [`ControllerProcess::start`] with another workspace binary that takes the controller's
+    /// `serve` and `token create --admin` (`mpanel-controller-fastclock`).
+    pub async fn start_binary(
+        dir: &TestDir,
+        name: &str,
+        binary: &str,
+        env: &[(&str, &str)],
+    ) -> ControllerProcess {
         let mut full: Vec<(String, String)> = vec![
             ("ENCRYPTION_KEY".into(), ENCRYPTION_KEY.into()),
             ("GRPC_SERVER_NAMES".into(), "localhost,127.0.0.1".into()),
@@ -305,12 +326,13 @@ impl ControllerProcess {
             full.iter().any(|(k, _)| k == "DATABASE_URL"),
             "ControllerProcess::start needs DATABASE_URL"
         );
-        let admin_token = create_admin_token(dir, name, &full);
+        let admin_token = create_admin_token(dir, name, binary, &full);
         let mut c = ControllerProcess {
             name: name.to_owned(),
             http_port: 0,
             grpc_port: 0,
             admin_token,
+            binary: binary.to_owned(),
             env: full,
             dir: dir.clone(),
             process: Running { child: None },
@@ -331,7 +353,7 @@ impl ControllerProcess {
     /// Spawns `serve` on the current ports; false if it exited before answering `/healthz`.
     async fn launch(&mut self, within: Duration) -> bool {
         let (_, log) = self.dir.log(&self.name);
-        let mut cmd = command("mpanel-controller", self.dir.path(), &log);
+        let mut cmd = command(&self.binary, self.dir.path(), &log);
         cmd.arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("HTTP_LISTEN", format!("127.0.0.1:{}", self.http_port))
@@ -373,6 +395,17 @@ impl ControllerProcess {
     /// SIGKILL: no shutdown path runs, leases stay held until they expire.
     pub fn kill9(&mut self) {
         self.process.kill9();
+    }
+
+    /// SIGSTOP: the process freezes as a whole (a long pause, a frozen VM) until
+    /// [`ControllerProcess::resume`]; its sockets stay open and its leases run out.
+    pub fn pause(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`ControllerProcess::pause`].
+    pub fn resume(&self) {
+        self.process.signal(nix::sys::signal::Signal::SIGCONT);
     }
 
     /// SIGTERM and wait (SIGKILL after 15 s).
@@ -496,9 +529,9 @@ impl ControllerProcess {
     }
 }
 
-fn create_admin_token(dir: &TestDir, name: &str, env: &[(String, String)]) -> String {
+fn create_admin_token(dir: &TestDir, name: &str, binary: &str, env: &[(String, String)]) -> String {
     let (log_path, log) = dir.log(&format!("{name}-token"));
-    let mut cmd = command("mpanel-controller", dir.path(), &log);
+    let mut cmd = command(binary, dir.path(), &log);
     cmd.args(["token", "create", "--admin"])
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped());
@@ -508,7 +541,7 @@ fn create_admin_token(dir: &TestDir, name: &str, env: &[(String, String)]) -> St
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if !out.status.success() || !token.starts_with("mpa_") {
         dir.fail(&format!(
-            "`mpanel-controller token create --admin` failed ({}); see {}",
+            "`{binary} token create --admin` failed ({}); see {}",
             out.status,
             log_path.display()
         ));

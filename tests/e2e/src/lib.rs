@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod databases;
+pub mod fastclock;
 pub mod pebble;
 pub mod powerdns;
 pub mod process;

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::faults::ScriptedFault;
 use crate::reply;
 use crate::sim::Sim;
-use crate::state::SeedRequest;
+use crate::state::{SeedRequest, SetUsage};
 
 /// `GET /__sim/state`
 pub(crate) async fn state(State(sim): State<Arc<Sim>>) -> Response {
@@ -65,6 +65,32 @@ pub(crate) async fn seed(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     match sim.world().seed(kind, request) {
         Ok(count) => reply::json(StatusCode::OK, &json!({ "seeded": { "accounts": count } })),
         Err(message) => reply::json(StatusCode::CONFLICT, &json!({ "error": message })),
+    }
+}
+
+/// One usage update or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UsageBody {
+    One(SetUsage),
+    Many(Vec<SetUsage>),
+}
+
+/// `POST /__sim/usage` `{"username","diskUsedBytes","bandwidthUsedBytes","inodesUsed"}` (or a
+/// list): what the panel's usage endpoints report from now on.
+pub(crate) async fn set_usage(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let updates = match serde_json::from_slice::<UsageBody>(&body) {
+        Ok(UsageBody::One(u)) => vec![u],
+        Ok(UsageBody::Many(us)) => us,
+        Err(error) => {
+            return bad_request(&format!(
+                "body: expected {{\"username\":\"…\",\"diskUsedBytes\":0,\"bandwidthUsedBytes\":0,\"inodesUsed\":0}} ({error})"
+            ));
+        }
+    };
+    match sim.world().set_usage(updates) {
+        Ok(count) => reply::json(StatusCode::OK, &json!({ "updated": count })),
+        Err(message) => reply::json(StatusCode::NOT_FOUND, &json!({ "error": message })),
     }
 }
 

@@ -42,7 +42,8 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
                 .post(control::add_faults)
                 .delete(control::clear_faults),
         )
-        .route("/__sim/seed", post(control::seed));
+        .route("/__sim/seed", post(control::seed))
+        .route("/__sim/usage", post(control::set_usage));
     if sim.config.web_root_http {
         router = router.route(
             "/.well-known/acme-challenge/{token}",

@@ -37,6 +37,21 @@ pub(crate) struct Account {
     pub client_type: String,
     /// The `ip` a DirectAdmin create named (an address, or `shared`/`server`/`assign`).
     pub ip: Option<String>,
+    /// What the usage endpoints report (zero until seeded or set through `/__sim/usage`).
+    pub usage: SimUsage,
+}
+
+/// An account's resource use, in bytes (inodes: a count). Each panel reports it in its own
+/// unit: cPanel disk in whole MB, DirectAdmin disk and bandwidth in MB, Plesk in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct SimUsage {
+    #[serde(default)]
+    pub disk_used_bytes: u64,
+    #[serde(default)]
+    pub bandwidth_used_bytes: u64,
+    #[serde(default)]
+    pub inodes_used: u64,
 }
 
 impl Account {
@@ -60,6 +75,7 @@ impl Account {
             description: String::new(),
             client_type: "customer".to_owned(),
             ip: None,
+            usage: SimUsage::default(),
         }
     }
 }
@@ -247,6 +263,7 @@ impl World {
                 owner: None,
                 password: Some("Res1dent-pass".to_owned()),
                 email: Some(format!("webmaster@{RESIDENT_DOMAIN}")),
+                usage: None,
             }],
         };
         world
@@ -562,6 +579,7 @@ impl World {
                 }),
             );
             account.suspended = seeded.suspended;
+            account.usage = seeded.usage.unwrap_or_default();
             if seeded.suspended {
                 account.suspend_reason = Some("seeded".to_owned());
                 account.suspend_time = clock::now_unix();
@@ -578,6 +596,28 @@ impl World {
                     None
                 };
                 self.add_site(kind, &domain.to_ascii_lowercase(), &username, plan);
+            }
+        }
+        Ok(count)
+    }
+
+    /// Applies `POST /__sim/usage` bodies, all or nothing: an unknown username changes nobody.
+    pub(crate) fn set_usage(&mut self, updates: Vec<SetUsage>) -> Result<usize, String> {
+        if let Some(unknown) = updates
+            .iter()
+            .find(|u| !self.accounts.contains_key(&u.username))
+        {
+            return Err(format!("account '{}' does not exist", unknown.username));
+        }
+        let count = updates.len();
+        for update in updates {
+            if let Some(account) = self.accounts.get_mut(&update.username) {
+                let usage = &mut account.usage;
+                usage.disk_used_bytes = update.disk_used_bytes.unwrap_or(usage.disk_used_bytes);
+                usage.bandwidth_used_bytes = update
+                    .bandwidth_used_bytes
+                    .unwrap_or(usage.bandwidth_used_bytes);
+                usage.inodes_used = update.inodes_used.unwrap_or(usage.inodes_used);
             }
         }
         Ok(count)
@@ -601,6 +641,11 @@ impl World {
                     "password": a.password,
                     "created": a.created,
                     "ip": a.ip,
+                    "usage": {
+                        "diskUsedBytes": a.usage.disk_used_bytes,
+                        "bandwidthUsedBytes": a.usage.bandwidth_used_bytes,
+                        "inodesUsed": a.usage.inodes_used,
+                    },
                 })
             })
             .collect();
@@ -747,6 +792,23 @@ pub(crate) struct SeedAccount {
     pub password: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
+    /// `{"diskUsedBytes","bandwidthUsedBytes","inodesUsed"}`, each optional.
+    #[serde(default)]
+    pub usage: Option<SimUsage>,
+}
+
+/// Body of `POST /__sim/usage`: sets the usage one account reports; fields left out keep
+/// their value.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct SetUsage {
+    pub username: String,
+    #[serde(default)]
+    pub disk_used_bytes: Option<u64>,
+    #[serde(default)]
+    pub bandwidth_used_bytes: Option<u64>,
+    #[serde(default)]
+    pub inodes_used: Option<u64>,
 }
 
 /// Wall-clock helpers; the only place that reads the time.

@@ -237,9 +237,10 @@ fn acct_json(world: &World, account: &Account) -> Value {
         "suspendreason": account.suspend_reason.clone().unwrap_or_else(|| "not suspended".to_owned()),
         "suspendtime": account.suspend_time,
         "is_locked": 0,
-        "diskused": "0M",
+        // Whole MB, as the §1.3 sample ("10M").
+        "diskused": format!("{}M", account.usage.disk_used_bytes / (1024 * 1024)),
         "disklimit": disk_limit,
-        "inodesused": 0,
+        "inodesused": account.usage.inodes_used,
         "inodeslimit": "unlimited",
         "startdate": clock::whm_startdate(account.created),
         "unix_startdate": account.created,
@@ -657,16 +658,24 @@ pub(super) fn showbw(sim: &Sim, req: &ApiRequest) -> Reply {
             let domain = world
                 .primary_site(&account.username)
                 .map(|s| s.name.clone());
+            let used = account.usage.bandwidth_used_bytes;
+            let over = plan
+                .and_then(|p| p.bandwidth_mb)
+                .is_some_and(|mb| used > mb * 1024 * 1024);
             json!({
                 "user": account.username, "owner": account.owner, "maindomain": domain,
-                "totalbytes": 0, "limit": limit, "bwlimited": 0, "deleted": 0,
-                "bwusage": [{"domain": domain, "usage": 0}],
+                "totalbytes": used, "limit": limit, "bwlimited": u8::from(over), "deleted": 0,
+                "bwusage": [{"domain": domain, "usage": used}],
             })
         })
         .collect();
     drop(world);
+    let total: u64 = accounts
+        .iter()
+        .filter_map(|a| a["totalbytes"].as_u64())
+        .sum();
     let data = json!({"acct": accounts, "month": month, "year": year, "reseller": "root",
-                      "totalused": 0});
+                      "totalused": total});
     whm_ok(sim, "showbw", "OK", Some(data), None)
 }
 

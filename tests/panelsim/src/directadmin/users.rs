@@ -218,7 +218,20 @@ pub(super) fn show_user_config(sim: &Sim, req: &ApiRequest, caller: &Caller) -> 
     pairs(req, config)
 }
 
-/// `CMD_API_SHOW_USER_USAGE?user=U` (`quota=512&bandwidth=2048` style, §3.2).
+/// Bytes as DirectAdmin's usage prints them: MB, with two decimals when not whole.
+fn megabytes(bytes: u64) -> String {
+    const MB: u64 = 1024 * 1024;
+    if bytes.is_multiple_of(MB) {
+        (bytes / MB).to_string()
+    } else {
+        #[allow(clippy::cast_precision_loss)]
+        let mb = bytes as f64 / MB as f64;
+        format!("{mb:.2}")
+    }
+}
+
+/// `CMD_API_SHOW_USER_USAGE?user=U` (`quota=512&bandwidth=2048` style, §3.2): disk (`quota`)
+/// and `bandwidth` in MB, `inode` a count.
 pub(super) fn show_user_usage(sim: &Sim, req: &ApiRequest, caller: &Caller) -> Reply {
     let world = sim.world();
     let Some(account) = visible(&world, req, caller) else {
@@ -230,9 +243,10 @@ pub(super) fn show_user_usage(sim: &Sim, req: &ApiRequest, caller: &Caller) -> R
     };
     let user = &account.username;
     let count = |n: usize| n.to_string();
+    let used = account.usage;
     let usage = vec![
-        ("bandwidth", "0".to_owned()),
-        ("quota", "0".to_owned()),
+        ("bandwidth", megabytes(used.bandwidth_used_bytes)),
+        ("quota", megabytes(used.disk_used_bytes)),
         (
             "vdomains",
             count(world.sites.values().filter(|s| &s.owner == user).count()),
@@ -262,7 +276,7 @@ pub(super) fn show_user_usage(sim: &Sim, req: &ApiRequest, caller: &Caller) -> R
         ),
         ("ftp", "1".to_owned()),
         ("domainptr", "0".to_owned()),
-        ("inode", "0".to_owned()),
+        ("inode", used.inodes_used.to_string()),
     ];
     let usage = usage.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     drop(world);

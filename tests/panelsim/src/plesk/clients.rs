@@ -255,7 +255,7 @@ pub(super) fn set_suspended(sim: &Sim, raw_id: &str, suspended: bool) -> Reply {
     success()
 }
 
-/// `GET /clients/{id}/statistics` (`ClientStatistics`; disk and traffic are always 0).
+/// `GET /clients/{id}/statistics` (`ClientStatistics`; `disk_space` and `traffic` in bytes).
 pub(super) fn statistics(sim: &Sim, raw_id: &str) -> Reply {
     let world = sim.world();
     let Some(login) = find(&world, raw_id) else {
@@ -276,12 +276,19 @@ pub(super) fn statistics(sim: &Sim, raw_id: &str) -> Reply {
         .values()
         .filter(|d| d.owner == login)
         .count();
+    let usage = world
+        .accounts
+        .get(&login)
+        .map(|a| a.usage)
+        .unwrap_or_default();
     ok(
         StatusCode::OK,
         &json!({
-            "active_domains": active_domains, "subdomains": 0, "disk_space": 0,
+            "active_domains": active_domains, "subdomains": 0,
+            "disk_space": usage.disk_used_bytes,
             "email_postboxes": mailboxes, "email_redirects": 0, "email_response_messages": 0,
-            "mailing_lists": 0, "databases": databases, "traffic": 0, "traffic_prevday": 0,
+            "mailing_lists": 0, "databases": databases,
+            "traffic": usage.bandwidth_used_bytes, "traffic_prevday": 0,
         }),
     )
 }
