@@ -32,7 +32,20 @@ pub struct AgentConfig {
     pub heartbeat_secs: u32,
     pub panel: Option<PanelSection>,
     pub acme: Option<AcmeSection>,
+    pub metrics: Option<MetricsSection>,
 }
+
+/// `[metrics]`: where to serve `GET /metrics` (a local address such as `127.0.0.1:9465`).
+/// Absent, the agent opens no port. `--metrics-listen` (`MPANEL_AGENT_METRICS_LISTEN`) sets or
+/// overrides it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: Option<String>,
+}
+
+/// The environment variable of `--metrics-listen`, which sets `[metrics] listen`.
+pub const METRICS_LISTEN_ENV: &str = "MPANEL_AGENT_METRICS_LISTEN";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +128,7 @@ impl Default for AgentConfig {
             heartbeat_secs: default_heartbeat_secs(),
             panel: None,
             acme: None,
+            metrics: None,
         }
     }
 }
@@ -131,6 +145,12 @@ impl AgentConfig {
                 message: format!("controller: {message}"),
             })?;
         }
+        config
+            .metrics_listen()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.display().to_string(),
+                message,
+            })?;
         if let Some(acme) = &config.acme {
             acme.settings(&config.state_dir)
                 .map_err(|message| ConfigError::Invalid {
@@ -149,6 +169,34 @@ impl AgentConfig {
             Err(e) => Err(ConfigError::Invalid {
                 path: path.display().to_string(),
                 message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// `--metrics-listen` / `MPANEL_AGENT_METRICS_LISTEN`, which win over `[metrics] listen`.
+    pub fn override_metrics_listen(&mut self, listen: &str) -> Result<(), ConfigError> {
+        self.metrics = Some(MetricsSection {
+            listen: Some(listen.to_owned()),
+        });
+        self.metrics_listen()
+            .map(|_| ())
+            .map_err(|message| ConfigError::Invalid {
+                path: METRICS_LISTEN_ENV.to_owned(),
+                message,
+            })
+    }
+
+    /// The address of the metrics endpoint, if one is configured.
+    pub fn metrics_listen(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        match self
+            .metrics
+            .as_ref()
+            .and_then(|m| m.listen.as_deref())
+            .map(str::trim)
+        {
+            None | Some("") => Ok(None),
+            Some(raw) => raw.parse().map(Some).map_err(|_| {
+                format!("metrics.listen: '{raw}' is not a socket address like 127.0.0.1:9465")
             }),
         }
     }

@@ -1,6 +1,6 @@
 //! The mpanel agent: a small daemon on every hosting server. It dials out to the controller over
 //! mutual TLS, runs the controller's commands against the local control panel, and reports load.
-//! It opens no inbound port.
+//! It opens no inbound port, unless `[metrics] listen` asks for a local metrics endpoint.
 //!
 //! Layout: `core` holds the decisions (backoff, renewal timing, what a closed session means) as
 //! pure code; `session`, `enroll` and `tls` are the tokio/rustls shell around it; `load` reads the

@@ -12,7 +12,7 @@ use mpanel_agent::{enroll, now_ms, status, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// The mpanel agent: dials out to the controller over mutual TLS and drives the local control
-/// panel. It opens no inbound port.
+/// panel. It opens no inbound port (a local metrics endpoint only with `[metrics] listen`).
 ///
 /// Set up a server in three steps: write /etc/mpanel/agent.toml (the [panel] section names the
 /// local cPanel/WHM, Plesk or DirectAdmin API and its token), run `mpanel-agent enroll` with a
@@ -28,6 +28,15 @@ struct Cli {
     /// State directory (key, certificate, CA); overrides `state_dir` in the configuration.
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this local address (e.g. 127.0.0.1:9465); overrides
+    /// `[metrics] listen` in the configuration. Unset in both, the agent opens no port.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        env = "MPANEL_AGENT_METRICS_LISTEN"
+    )]
+    metrics_listen: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,6 +108,13 @@ fn load_config(cli: &Cli) -> anyhow::Result<AgentConfig> {
     let mut config = AgentConfig::load(&path, optional)?;
     if let Some(dir) = &cli.state_dir {
         config.state_dir = dir.clone();
+    }
+    if let Some(listen) = cli
+        .metrics_listen
+        .as_deref()
+        .filter(|l| !l.trim().is_empty())
+    {
+        config.override_metrics_listen(listen)?;
     }
     Ok(config)
 }

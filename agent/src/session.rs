@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use mpanel_common::command::{ErrorClass, Failure, Outcome};
+use mpanel_common::command::{Command, ErrorClass, Failure, Outcome};
 use mpanel_common::load::LoadReport;
 use mpanel_proto::convert;
 use mpanel_proto::v1::agent_service_client::AgentServiceClient;
@@ -148,6 +148,7 @@ pub async fn run(opts: AgentOptions, shutdown: CancellationToken) -> Result<(), 
 
     let mut supervisor = Supervisor::new(opts.backoff.clone());
     let set_status = |state: &str, detail: &str| {
+        crate::telemetry::metrics::session_state(state);
         let _ = opts.state.store_status(&SessionStatus {
             state: state.to_owned(),
             since_ms: now_ms(),
@@ -187,6 +188,7 @@ pub async fn run(opts: AgentOptions, shutdown: CancellationToken) -> Result<(), 
                     SessionEnd::Failed(text) => text.clone(),
                     SessionEnd::CertificateExpired => "certificate expired".into(),
                 };
+                crate::telemetry::metrics::reconnect();
                 tracing::warn!(error = %detail, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "session to the controller ended; reconnecting");
                 set_status("disconnected", &detail);
                 tokio::select! {
@@ -328,8 +330,9 @@ impl<F: Fn(&str, &str)> Session<'_, F> {
                         Some(controller_message::Body::Command(command)) => {
                             let handler = opts.handler.clone();
                             let tx = tx.clone();
+                            let panel = opts.panel_kind.clone();
                             tokio::spawn(async move {
-                                let result = run_command(handler, command).await;
+                                let result = run_command_for(handler, command, &panel).await;
                                 let _ = tx.send(AgentMessage { body: Some(agent_message::Body::CommandResult(result)) }).await;
                             });
                         }
@@ -369,7 +372,20 @@ pub async fn run_command(
     handler: Arc<dyn CommandHandler>,
     command: mpanel_proto::v1::Command,
 ) -> CommandResult {
-    let outcome = match convert::command_from_wire(command.request) {
+    run_command_for(handler, command, "").await
+}
+
+/// [`run_command`] on an agent driving a `panel` (`cpanel`, …; empty without one), counted in
+/// the agent's metrics by command and outcome, and its panel errors by class.
+pub async fn run_command_for(
+    handler: Arc<dyn CommandHandler>,
+    command: mpanel_proto::v1::Command,
+    panel: &str,
+) -> CommandResult {
+    let started = Instant::now();
+    let typed = convert::command_from_wire(command.request);
+    let name = typed.as_ref().ok().map(Command::name);
+    let outcome = match typed {
         // Read the same way on every retry: permanent.
         Err(e) => Outcome::Failed(Failure::permanent(e.to_string())),
         Ok(typed) if command.deadline_unix_ms > 0 => {
@@ -388,6 +404,7 @@ pub async fn run_command(
         }
         Ok(typed) => handler.handle(typed, &command.idempotency_key).await,
     };
+    crate::telemetry::metrics::command_handled(name, &outcome, started.elapsed(), panel);
     CommandResult {
         id: command.id,
         outcome: Some(outcome.into()),

@@ -1,6 +1,9 @@
 //! Logging set-up for `mpanel-agent`: the `RUST_LOG` filter (default `info`), text lines on
 //! stderr. Colour only when stderr is a terminal, as the controller does: under systemd stderr
 //! is the journal, and escape codes there (or in a redirected file) are noise in every line.
+//! The optional metrics endpoint lives in [`metrics`].
+
+pub mod metrics;
 
 use std::io::IsTerminal as _;
 

@@ -42,6 +42,8 @@ pub enum SetupError {
     Driver(#[from] panel::PanelError),
     #[error("acme: {0}")]
     AcmeSettings(String),
+    #[error("{0}")]
+    Metrics(String),
     #[error("acme: {0}")]
     Acme(#[from] acme::AcmeError),
     #[error(transparent)]
@@ -213,6 +215,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         tracing::info!("ACME issuance enabled");
     }
     let options = session_options(&config, parts)?;
+    let metrics_addr = config.metrics_listen().map_err(SetupError::Metrics)?;
+    if let Some(addr) = metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            SetupError::Metrics(format!("metrics.listen: cannot listen on {addr}: {e}"))
+        })?;
+        crate::telemetry::metrics::install();
+        tracing::info!(%addr, "metrics listening");
+        tokio::spawn(crate::telemetry::metrics::serve(listener, shutdown.clone()));
+    }
     session::run(options, shutdown).await?;
     Ok(())
 }

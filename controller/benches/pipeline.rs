@@ -125,6 +125,7 @@ async fn start(database_url: &str) -> Rig {
                 insecure_tls: true,
             }),
             acme: None,
+            metrics: None,
         };
         agents.push(tokio::spawn(mpanel_agent::run(config, stop.clone())));
         dirs.push(dir);

@@ -43,11 +43,14 @@ impl AppState {
     }
 }
 
-/// The sockets the controller serves: the HTTP API and the agents' mTLS gRPC endpoint.
+/// The sockets the controller serves: the HTTP API, the agents' mTLS gRPC endpoint and, when
+/// `METRICS_LISTEN` is set, the metrics endpoint (`None` here with `METRICS_LISTEN` set: `run`
+/// binds it itself).
 #[derive(Debug)]
 pub struct Listeners {
     pub http: TcpListener,
     pub grpc: TcpListener,
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -59,8 +62,22 @@ impl Listeners {
         let grpc = TcpListener::bind(config.grpc_listen)
             .await
             .with_context(|| format!("GRPC_LISTEN: cannot listen on {}", config.grpc_listen))?;
-        Ok(Listeners { http, grpc })
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(bind_metrics(addr).await?),
+            None => None,
+        };
+        Ok(Listeners {
+            http,
+            grpc,
+            metrics,
+        })
     }
+}
+
+async fn bind_metrics(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("METRICS_LISTEN: cannot listen on {addr}"))
 }
 
 /// Opens the store named by `DATABASE_URL` and brings its schema up to date.
@@ -123,7 +140,17 @@ pub async fn run_with(
     options: RunOptions,
 ) -> anyhow::Result<()> {
     let RunOptions { clock, clock_speed } = options;
-    let Listeners { http, grpc } = listeners;
+    let Listeners {
+        http,
+        grpc,
+        metrics,
+    } = listeners;
+    let metrics = match (metrics, config.metrics_listen) {
+        (Some(listener), _) => Some(listener),
+        (None, Some(addr)) => Some(bind_metrics(addr).await?),
+        (None, None) => None,
+    };
+    let prometheus = crate::telemetry::metrics::install();
     let keys = config.require_encryption_keys()?.clone();
     let store = open_store(&config).await?;
     let token = CancellationToken::new();
@@ -174,6 +201,7 @@ pub async fn run_with(
         &backups,
         &usage,
     ));
+    crate::telemetry::metrics::register_cron_jobs(registry.jobs().iter().map(|j| j.name.as_str()));
     let cron = crate::cron::Cron::new(store.clone(), registry.clone(), dispatcher.clone())
         .with_clock(clock.clone());
     let state = AppState {
@@ -251,13 +279,38 @@ pub async fn run_with(
         cancel.cancel();
     });
 
+    let sampler = crate::telemetry::metrics::Sampler::new(store.clone());
+    workers.push(tokio::spawn(sampler.clone().run(token.clone())));
+    let metrics_endpoint = crate::api::MetricsEndpoint {
+        handle: prometheus,
+        sampler,
+    };
+    let mut router = crate::api::router(state);
+    match metrics {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "metrics listening");
+            let app = crate::api::metrics_router(metrics_endpoint);
+            let drained = token.clone();
+            workers.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { drained.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = %e, "metrics endpoint failed");
+                }
+            }));
+        }
+        None => router = router.merge(crate::api::metrics_router(metrics_endpoint)),
+    }
+
     let addr = http.local_addr()?;
     tracing::info!(%addr, database = store.backend().as_str(), "controller listening");
     let drained = token.clone();
     // The client's address feeds the checkout rate limit.
     axum::serve(
         http,
-        crate::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move { drained.cancelled().await })
     .await

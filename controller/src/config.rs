@@ -127,6 +127,9 @@ pub struct Config {
     /// Prefix of every Redis key and channel, so several installations can share one Redis.
     pub redis_prefix: String,
     pub http_listen: SocketAddr,
+    /// `METRICS_LISTEN`: where `GET /metrics` is served on its own listener (and then only
+    /// there). Unset, it is served on `HTTP_LISTEN` without authentication.
+    pub metrics_listen: Option<SocketAddr>,
     /// This controller's stable identity among the replicas (`NODE_ID`); unset, the host name
     /// and HTTP port. Lease holders carry it, so a restarted controller recognises its own
     /// in-flight work (see `jobs::node`).
@@ -356,6 +359,15 @@ impl Config {
             redis_prefix: src.get("REDIS_PREFIX").unwrap_or_else(|| "mpanel".into()),
             node_id: src.get("NODE_ID").filter(|id| !id.trim().is_empty()),
             http_listen,
+            metrics_listen: match src.get("METRICS_LISTEN") {
+                None => None,
+                Some(raw) => Some(raw.parse().map_err(|_| {
+                    ConfigError::new(
+                        "METRICS_LISTEN",
+                        format!("'{raw}' is not a socket address like 127.0.0.1:9464"),
+                    )
+                })?),
+            },
             grpc_listen: src.parse_or(
                 "GRPC_LISTEN",
                 SocketAddr::from(([0, 0, 0, 0], 7443)),
@@ -710,6 +722,7 @@ mod tests {
         let cases = [
             ("HTTP_LISTEN", "not-an-address"),
             ("GRPC_LISTEN", "7443"),
+            ("METRICS_LISTEN", "localhost"),
             ("DATABASE_URL", "mysql://x"),
             ("ENABLE_CRON", "maybe"),
             ("SUSPENSION_GRACE_DAYS", "-1"),

@@ -1,4 +1,7 @@
 //! Logging set-up: `RUST_LOG` filter, text or JSON lines (`LOG_FORMAT`), always to stderr.
+//! Prometheus metrics live in [`metrics`].
+
+pub mod metrics;
 
 use std::io::IsTerminal as _;
 

@@ -267,6 +267,7 @@ async fn stripe_webhook(
         signature::DEFAULT_TOLERANCE_SECS,
     ) {
         tracing::warn!(reason = e.code(), "Stripe webhook refused: bad signature");
+        crate::telemetry::metrics::webhook_signature_failure(e.code());
         return Err(ApiError {
             field: Some("Stripe-Signature".into()),
             ..ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())

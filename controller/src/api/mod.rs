@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -61,7 +62,37 @@ pub fn router(state: AppState) -> Router {
         .merge(billing::waiting_routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
+        .route_layer(middleware::from_fn(crate::telemetry::metrics::track_http))
         // Outermost: the id and its span cover everything below, the trace lines included.
         .layer(axum::middleware::from_fn(crate::request_id::assign))
         .with_state(state)
+}
+
+/// What `GET /metrics` renders from: the process's recorder, and the sampler it refreshes the
+/// store-derived gauges with before each scrape.
+#[derive(Clone, Debug)]
+pub struct MetricsEndpoint {
+    pub handle: metrics_exporter_prometheus::PrometheusHandle,
+    pub sampler: crate::telemetry::metrics::Sampler,
+}
+
+/// `GET /metrics` in the Prometheus text format, unauthenticated: on its own listener
+/// (`METRICS_LISTEN`) or merged into the API router.
+pub fn metrics_router(endpoint: MetricsEndpoint) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .with_state(endpoint)
+}
+
+async fn scrape(
+    axum::extract::State(endpoint): axum::extract::State<MetricsEndpoint>,
+) -> impl axum::response::IntoResponse {
+    endpoint.sampler.sample().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        endpoint.handle.render(),
+    )
 }

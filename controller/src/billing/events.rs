@@ -38,70 +38,82 @@ impl Billing {
         let parse = |what: &str, e: serde_json::Error| {
             BillingError::invalid("data.object", "invalid_event", format!("{what}: {e}"))
         };
-        let applied = match event.event_type.as_str() {
-            "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
-                let session: CheckoutSession =
-                    serde_json::from_value(object).map_err(|e| parse("checkout.session", e))?;
-                if session.payment_status == CheckoutPaymentStatus::Paid {
-                    self.session_paid(&session, &record).await?
-                } else {
-                    self.note(&record, "awaiting_payment").await?
-                }
-            }
-            "checkout.session.async_payment_failed" | "checkout.session.expired" => {
-                let session: CheckoutSession =
-                    serde_json::from_value(object).map_err(|e| parse("checkout.session", e))?;
-                let (status, reason) = if event.event_type.ends_with("failed") {
-                    ("failed", "the delayed payment failed")
-                } else {
-                    ("expired", "the checkout session expired unpaid")
-                };
-                match self
-                    .store
-                    .close_order(&session.id, status, reason, Some(&record))
-                    .await?
-                {
-                    EventEffect::Duplicate => Handled::Duplicate,
-                    EventEffect::Applied(_) => {
-                        self.wake_jobs();
-                        Handled::Applied(status)
+        let applied = async {
+            let handled = match event.event_type.as_str() {
+                "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+                    let session: CheckoutSession =
+                        serde_json::from_value(object).map_err(|e| parse("checkout.session", e))?;
+                    if session.payment_status == CheckoutPaymentStatus::Paid {
+                        self.session_paid(&session, &record).await?
+                    } else {
+                        self.note(&record, "awaiting_payment").await?
                     }
                 }
-            }
-            "payment_intent.succeeded" => {
-                let pi: PaymentIntent =
-                    serde_json::from_value(object).map_err(|e| parse("payment_intent", e))?;
-                self.payment_intent_succeeded(&pi, &record).await?
-            }
-            "charge.refunded" => {
-                let charge: super::stripe::Charge =
-                    serde_json::from_value(object).map_err(|e| parse("charge", e))?;
-                let reference = charge
-                    .payment_intent
-                    .clone()
-                    .unwrap_or_else(|| charge.id.clone());
-                match self
-                    .store
-                    .record_refund(&reference, charge.amount_refunded, Some(&record))
-                    .await?
-                {
-                    EventEffect::Duplicate => Handled::Duplicate,
-                    EventEffect::Applied(_) => {
-                        self.wake_jobs();
-                        Handled::Applied("refund")
+                "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+                    let session: CheckoutSession =
+                        serde_json::from_value(object).map_err(|e| parse("checkout.session", e))?;
+                    let (status, reason) = if event.event_type.ends_with("failed") {
+                        ("failed", "the delayed payment failed")
+                    } else {
+                        ("expired", "the checkout session expired unpaid")
+                    };
+                    match self
+                        .store
+                        .close_order(&session.id, status, reason, Some(&record))
+                        .await?
+                    {
+                        EventEffect::Duplicate => Handled::Duplicate,
+                        EventEffect::Applied(_) => {
+                            self.wake_jobs();
+                            Handled::Applied(status)
+                        }
                     }
                 }
-            }
-            "charge.dispute.created" => {
-                let dispute: Dispute =
-                    serde_json::from_value(object).map_err(|e| parse("dispute", e))?;
-                self.dispute_created(&dispute, &record).await?
-            }
-            // Off-session declines are handled by the charge job that made them; the event
-            // is kept for the record.
-            _ => self.note(&record, "recorded").await?,
-        };
-        Ok(applied)
+                "payment_intent.succeeded" => {
+                    let pi: PaymentIntent =
+                        serde_json::from_value(object).map_err(|e| parse("payment_intent", e))?;
+                    self.payment_intent_succeeded(&pi, &record).await?
+                }
+                "charge.refunded" => {
+                    let charge: super::stripe::Charge =
+                        serde_json::from_value(object).map_err(|e| parse("charge", e))?;
+                    let reference = charge
+                        .payment_intent
+                        .clone()
+                        .unwrap_or_else(|| charge.id.clone());
+                    match self
+                        .store
+                        .record_refund(&reference, charge.amount_refunded, Some(&record))
+                        .await?
+                    {
+                        EventEffect::Duplicate => Handled::Duplicate,
+                        EventEffect::Applied(_) => {
+                            self.wake_jobs();
+                            Handled::Applied("refund")
+                        }
+                    }
+                }
+                "charge.dispute.created" => {
+                    let dispute: Dispute =
+                        serde_json::from_value(object).map_err(|e| parse("dispute", e))?;
+                    self.dispute_created(&dispute, &record).await?
+                }
+                // Off-session declines are handled by the charge job that made them; the event
+                // is kept for the record.
+                _ => self.note(&record, "recorded").await?,
+            };
+            Ok::<_, BillingError>(handled)
+        }
+        .await;
+        crate::telemetry::metrics::webhook_event(
+            &event.event_type,
+            match &applied {
+                Ok(Handled::Applied(_)) => "applied",
+                Ok(Handled::Duplicate) => "duplicate",
+                Err(_) => "error",
+            },
+        );
+        applied
     }
 
     async fn note(&self, record: &EventRecord, outcome: &'static str) -> BillingResult<Handled> {

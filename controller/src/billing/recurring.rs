@@ -152,6 +152,19 @@ impl Billing {
     /// One charge attempt: the job's dedupe key is the Stripe Idempotency-Key, so running it
     /// again after a crash replays Stripe's first answer instead of charging twice.
     pub(crate) async fn run_charge(&self, job: &BillingJob) -> BillingResult<ChargeResult> {
+        let result = self.charge_attempt(job).await;
+        crate::telemetry::metrics::charge(match &result {
+            Ok(ChargeResult::Paid { .. }) => "paid",
+            Ok(ChargeResult::Declined { .. }) => "declined",
+            Ok(ChargeResult::AuthenticationRequired { .. }) => "authentication_required",
+            Ok(ChargeResult::Retry(_)) => "retry",
+            Ok(ChargeResult::Skipped(_)) => "skipped",
+            Err(_) => "error",
+        });
+        result
+    }
+
+    async fn charge_attempt(&self, job: &BillingJob) -> BillingResult<ChargeResult> {
         let stripe = self.stripe()?;
         let Some(invoice_id) = job.invoice_id else {
             return Ok(ChargeResult::Skipped("no invoice".into()));

@@ -373,6 +373,31 @@ impl Fleet {
         idempotency_key: &str,
         deadline: Duration,
     ) -> Result<Reply, CommandError> {
+        let name = command.name();
+        let started = std::time::Instant::now();
+        let result = self
+            .send_command_timed(server_id, command, idempotency_key, deadline)
+            .await;
+        let outcome = match &result {
+            Ok(_) => "done",
+            Err(CommandError::Offline(_)) => "offline",
+            Err(CommandError::Disconnected(_)) => "disconnected",
+            Err(CommandError::Timeout(_)) => "timeout",
+            Err(CommandError::Waiting(_)) => "waiting",
+            Err(CommandError::Failed { .. }) => "failed",
+            Err(CommandError::BadReply { .. }) => "bad_reply",
+        };
+        crate::telemetry::metrics::agent_command(name, outcome, started.elapsed());
+        result
+    }
+
+    async fn send_command_timed(
+        &self,
+        server_id: ServerId,
+        command: Command,
+        idempotency_key: &str,
+        deadline: Duration,
+    ) -> Result<Reply, CommandError> {
         let until = tokio::time::Instant::now() + deadline;
         let (tx, session_id) = {
             let sessions = lock(&self.inner.sessions);

@@ -79,8 +79,14 @@ impl Job for CronWorker {
         };
         tracing::info!(job = %run.job_name, run_id = run.id, scheduled_for = run.scheduled_for, trigger = %run.trigger, "scheduled job started");
         match job.body.run(run.scheduled_for).await {
-            Ok(summary) => Outcome::Done(summary),
-            Err(e) => Outcome::Fail(format!("{e:#}")),
+            Ok(summary) => {
+                crate::telemetry::metrics::cron_run(&job.name, "succeeded");
+                Outcome::Done(summary)
+            }
+            Err(e) => {
+                crate::telemetry::metrics::cron_run(&job.name, "failed");
+                Outcome::Fail(format!("{e:#}"))
+            }
         }
     }
 

@@ -49,10 +49,20 @@ impl Job for OutboxSender {
     }
 
     async fn run(&self, email: &OutboxEmail, _ctx: &RunContext) -> Outcome<()> {
+        use crate::telemetry::metrics;
         match self.deliver(email).await {
-            Ok(()) => Outcome::Done(()),
-            Err(MailError::Permanent(e)) => Outcome::Fail(e),
-            Err(MailError::Transient(e)) => Outcome::Retry(e),
+            Ok(()) => {
+                metrics::email_sent();
+                Outcome::Done(())
+            }
+            Err(MailError::Permanent(e)) => {
+                metrics::email_failed("permanent");
+                Outcome::Fail(e)
+            }
+            Err(MailError::Transient(e)) => {
+                metrics::email_failed("transient");
+                Outcome::Retry(e)
+            }
         }
     }
 

@@ -65,7 +65,19 @@ impl Job for Provisioner {
     }
 
     async fn run(&self, task: &Task, ctx: &RunContext) -> Outcome<ServiceChange> {
-        match self.run_task(task, &ctx.holder, &ctx.lost).await {
+        let started = std::time::Instant::now();
+        let result = self.run_task(task, &ctx.holder, &ctx.lost).await;
+        let failure = match &result {
+            Err(Failure::Retryable(_)) => Some("retryable"),
+            Err(Failure::Permanent(_)) => Some("permanent"),
+            _ => None,
+        };
+        crate::telemetry::metrics::task_attempt(
+            task.task_type.as_str(),
+            failure,
+            started.elapsed(),
+        );
+        match result {
             Ok(change) => Outcome::Done(change),
             Err(Failure::Retryable(e)) => Outcome::Retry(e),
             Err(Failure::Permanent(e)) => Outcome::Fail(e),

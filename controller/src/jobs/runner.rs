@@ -148,13 +148,26 @@ impl<J: Job> Runner<J> {
                 }
             })
         };
+        let started = std::time::Instant::now();
         let outcome = self.job.run(&row, &ctx).await;
+        let elapsed = started.elapsed();
         renewer.abort();
         let outcome = if ctx.lost.is_cancelled() {
             Outcome::LeaseLost
         } else {
             outcome
         };
+        let exhausted = info
+            .max_attempts
+            .is_some_and(|max| info.attempts >= max.max(1));
+        let word = match &outcome {
+            Outcome::Done(_) => "completed",
+            Outcome::Retry(_) if !exhausted => "retry",
+            Outcome::Retry(_) | Outcome::Fail(_) => "failed",
+            Outcome::Wait(_) => "wait",
+            Outcome::LeaseLost => "lease_lost",
+        };
+        crate::telemetry::metrics::job_attempt(J::QUEUE.name, word, elapsed);
         self.settle(&row, info, holder, outcome).await;
     }
 

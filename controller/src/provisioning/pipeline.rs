@@ -241,6 +241,7 @@ impl Provisioner {
             if lost.is_cancelled() {
                 return Err(Failure::LeaseLost);
             }
+            let started = std::time::Instant::now();
             let outcome = match step {
                 ProvisioningStep::Account => self.account_step(&run).await,
                 ProvisioningStep::Dns => self.dns_step(&run).await,
@@ -249,6 +250,16 @@ impl Provisioner {
                 ProvisioningStep::Database => self.database_step(&mut run).await,
                 ProvisioningStep::WelcomeEmail => self.welcome_email(&run).await,
             };
+            crate::telemetry::metrics::step(
+                step.as_str(),
+                match &outcome {
+                    Ok(_) => "success",
+                    Err(Failure::Waiting(_)) => "waiting",
+                    Err(Failure::LeaseLost) => "lease_lost",
+                    Err(_) => "failed",
+                },
+                started.elapsed(),
+            );
             self.record(task.id, holder, step, &outcome).await?;
             run.finished.insert(step.into(), outcome?);
         }

@@ -52,8 +52,40 @@ impl QueueStats {
     }
 }
 
+/// Rows of one work queue in one state, for the queue-depth gauges.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct QueueDepth {
+    /// `provisioning`, `email`, `billing` or `cron`.
+    pub queue: String,
+    /// The task kind, billing job kind or scheduled job name; `email` for the outbox.
+    pub kind: String,
+    pub state: String,
+    pub depth: i64,
+    /// When the oldest of these rows was created (ms).
+    pub oldest_ms: Option<i64>,
+}
+
+/// What the metrics sampler reads in one go: queue depths by kind and state (rows still to do,
+/// in hand, or failed and not cleared), agents by status, heartbeats, certificates and the
+/// last success of each scheduled job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSample {
+    pub now_ms: i64,
+    pub queues: Vec<QueueDepth>,
+    pub agents: Vec<(String, i64)>,
+    /// The oldest last heartbeat among agents counted online or suspect.
+    pub oldest_heartbeat_ms: Option<i64>,
+    /// Issued certificates only.
+    pub soonest_certificate_expiry_ms: Option<i64>,
+    pub certificates_expiring_14d: i64,
+    /// (job name, finished at) of each job's latest successful run.
+    pub cron_last_success: Vec<(String, i64)>,
+}
+
 #[async_trait]
 pub trait ReportingStore: Send + Sync {
+    /// The counts behind the metrics gauges, as of `now_ms`.
+    async fn metrics_sample(&self, now_ms: i64) -> StoreResult<MetricsSample>;
     /// Current queue depths, plus the tasks created at or after `since_ms` by status.
     async fn queue_stats(&self, since_ms: i64) -> StoreResult<QueueStats>;
     /// Sets `cleared_at` on every failed task not yet cleared and returns how many; the
@@ -66,11 +98,73 @@ macro_rules! impl_reporting_store {
         const _: () = {
             use async_trait::async_trait;
             use sqlx::types::Json;
-            use $crate::store::reporting::{QueueStats, ReportingStore};
+            use $crate::store::reporting::{MetricsSample, QueueDepth, QueueStats, ReportingStore};
             use $crate::store::{StoreResult, now_ms};
 
             #[async_trait]
             impl ReportingStore for $store {
+                async fn metrics_sample(&self, now_ms: i64) -> StoreResult<MetricsSample> {
+                    // Finished rows (completed, sent, done, succeeded) are history, not depth.
+                    let queues = sqlx::query_as::<_, QueueDepth>(
+                        "SELECT CAST('provisioning' AS TEXT) AS queue, task_type AS kind, status AS state,
+                                COUNT(*) AS depth, MIN(created_at) AS oldest_ms
+                         FROM provisioning_tasks
+                         WHERE status IN ('pending', 'processing')
+                            OR (status = 'failed' AND cleared_at IS NULL)
+                         GROUP BY task_type, status
+                         UNION ALL
+                         SELECT CAST('email' AS TEXT), CAST('email' AS TEXT), status, COUNT(*), MIN(created_at)
+                         FROM email_outbox WHERE status IN ('queued', 'sending', 'failed')
+                         GROUP BY status
+                         UNION ALL
+                         SELECT CAST('billing' AS TEXT), kind, status, COUNT(*), MIN(created_at)
+                         FROM billing_jobs WHERE status IN ('pending', 'processing', 'failed')
+                         GROUP BY kind, status
+                         UNION ALL
+                         SELECT CAST('cron' AS TEXT), job_name, status, COUNT(*), MIN(created_at)
+                         FROM cron_runs WHERE status IN ('queued', 'running')
+                         GROUP BY job_name, status",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let agents = sqlx::query_as::<_, (String, i64)>(
+                        "SELECT status, COUNT(*) FROM agents GROUP BY status",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let (oldest_heartbeat_ms,) = sqlx::query_as::<_, (Option<i64>,)>(
+                        "SELECT MIN(last_heartbeat_at) FROM agents WHERE status IN ('online', 'suspect')",
+                    )
+                    .fetch_one(&self.pool)
+                    .await?;
+                    let (soonest_certificate_expiry_ms, certificates_expiring_14d) =
+                        sqlx::query_as::<_, (Option<i64>, i64)>(
+                            "SELECT MIN(not_after),
+                                    COUNT(CASE WHEN not_after < $1 THEN 1 END)
+                             FROM ssl_certificates
+                             WHERE status = 'issued' AND not_after IS NOT NULL",
+                        )
+                        .bind(now_ms + 14 * 24 * 3600 * 1000)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let cron_last_success = sqlx::query_as::<_, (String, i64)>(
+                        "SELECT job_name, MAX(finished_at) FROM cron_runs
+                         WHERE status = 'succeeded' AND finished_at IS NOT NULL
+                         GROUP BY job_name",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(MetricsSample {
+                        now_ms,
+                        queues,
+                        agents,
+                        oldest_heartbeat_ms,
+                        soonest_certificate_expiry_ms,
+                        certificates_expiring_14d,
+                        cron_last_success,
+                    })
+                }
+
                 async fn queue_stats(&self, since_ms: i64) -> StoreResult<QueueStats> {
                     Ok(sqlx::query_as::<_, QueueStats>(
                         "SELECT

@@ -108,9 +108,17 @@ impl Controller {
         self.grpc_port = grpc.local_addr().unwrap().port();
         let cancel = CancellationToken::new();
         let stopped = cancel.clone();
-        let handle = tokio::spawn(app::run(config, Listeners { http, grpc }, async move {
-            stopped.cancelled().await;
-        }));
+        let handle = tokio::spawn(app::run(
+            config,
+            Listeners {
+                http,
+                grpc,
+                metrics: None,
+            },
+            async move {
+                stopped.cancelled().await;
+            },
+        ));
         self.stop = Some((cancel, handle));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

@@ -262,6 +262,7 @@ impl Fleet {
                     insecure_tls: true,
                 }),
                 acme: None,
+                metrics: None,
             };
             mpanel_agent::enroll::enroll(
                 grpc_url,
