@@ -415,35 +415,7 @@ async fn insert_backup(c: &Controller, location: &str, age_days: i64) {
 
 /// Runs `backup-cleanup` by hand and returns the finished run.
 async fn run_cleanup(c: &Controller) -> Value {
-    let (status, body) = c
-        .request(Method::POST, "/api/cron/jobs/backup-cleanup/run", None)
-        .await;
-    assert!(status == 202 || status == 200, "{status} {body}");
-    let id = body["runId"].clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, runs) = c
-            .request(
-                Method::GET,
-                "/api/cron/runs?job=backup-cleanup&limit=5",
-                None,
-            )
-            .await;
-        if let Some(run) = runs["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == id)
-            && matches!(run["status"].as_str(), Some("succeeded" | "failed"))
-        {
-            return run.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cleanup never finished: {runs}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    run_job(c, "backup-cleanup").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
