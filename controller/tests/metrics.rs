@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use fleet_support::*;
-use mpanel_common::status::{BillingCycle, TaskStatus};
-use mpanel_controller::store::{self, DynStore, NewCustomer, NewProduct, NewService, Price, Task};
+use mpanel_common::status::TaskStatus;
+use mpanel_controller::store::{self, DynStore, Task};
 
 /// One sample of the text format: name, labels, value.
 #[derive(Debug, Clone)]
@@ -129,59 +129,6 @@ async fn rig() -> Rig {
     }
 }
 
-async fn order(store: &DynStore, domain: &str) -> Task {
-    let customer = store
-        .create_customer(
-            &NewCustomer {
-                email: format!("owner@{domain}"),
-                name: "Owner".into(),
-            },
-            "test",
-        )
-        .await
-        .unwrap();
-    let product = match store.list_products().await.unwrap().into_iter().next() {
-        Some(p) => p,
-        None => store
-            .create_product(
-                &NewProduct {
-                    name: "Basic".into(),
-                    server_group: "default".into(),
-                    package_cpanel: "default".into(),
-                    package_plesk: "Unlimited".into(),
-                    package_directadmin: "default".into(),
-                    disk_mb: 1024,
-                    email_quota_mb: 256,
-                    databases: 1,
-                    tax_rate_bp: 0,
-                    backup_schedule: mpanel_common::status::BackupSchedule::None,
-                    prices: vec![Price {
-                        billing_cycle: BillingCycle::Monthly,
-                        amount_minor: 500,
-                        currency: "USD".into(),
-                    }],
-                },
-                "test",
-            )
-            .await
-            .unwrap(),
-    };
-    let new = NewService {
-        customer_id: customer.id,
-        product_id: product.id,
-        domain: domain.to_owned(),
-        billing_cycle: BillingCycle::Monthly,
-        max_retries: 3,
-        next_due_at: None,
-        billing_day: None,
-    };
-    store
-        .create_service_with_task(&new, "test")
-        .await
-        .unwrap()
-        .1
-}
-
 async fn all_finished(store: &DynStore, tasks: &[Task]) -> bool {
     for t in tasks {
         let t = store.get_task(t.id).await.unwrap();
@@ -222,7 +169,7 @@ async fn a_provisioning_burst_moves_the_queue_step_command_and_agent_series() {
 
     let mut tasks = Vec::new();
     for i in 0..BURST {
-        tasks.push(order(&r.store, &format!("shop{i}.example")).await);
+        tasks.push(store_order(&r.store, &format!("shop{i}.example")).await);
     }
     // Scraped while the burst runs: the queue shows work waiting or in hand.
     let mut most_queued = 0.0f64;
@@ -485,7 +432,7 @@ async fn every_series_the_dashboard_and_the_alert_rules_query_is_exported() {
     // Activity: one order through a real agent (steps, commands, tasks, emails, HTTP) and a
     // scheduled job run by hand (its last success).
     let r = rig().await;
-    let task = order(&r.store, "metrics.example").await;
+    let task = store_order(&r.store, "metrics.example").await;
     let (status, body) =
         r.c.request(
             reqwest::Method::POST,
@@ -530,8 +477,8 @@ async fn the_metrics_sample_reads_queues_cron_and_certificates(store: DynStore) 
     assert_eq!(empty.certificates_expiring_14d, 0);
     assert_eq!(empty.oldest_heartbeat_ms, None);
 
-    order(&store, "one.example").await;
-    order(&store, "two.example").await;
+    store_order(&store, "one.example").await;
+    store_order(&store, "two.example").await;
     store
         .queue_email("k1", "a@b.example", "welcome", "Hello", "sealed")
         .await

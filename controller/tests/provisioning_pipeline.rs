@@ -6,10 +6,10 @@ mod fleet_support;
 use std::time::{Duration, Instant};
 
 use fleet_support::*;
-use mpanel_common::status::{BillingCycle, ServiceStatus, TaskStatus};
+use mpanel_common::status::{ServiceStatus, TaskStatus};
 use mpanel_controller::config::EncryptionKeys;
 use mpanel_controller::crypto::Cipher;
-use mpanel_controller::store::{self, DynStore, NewCustomer, NewProduct, NewService, Price, Task};
+use mpanel_controller::store::{self, DynStore, Task};
 use mpanel_panelsim::SimHandle;
 use serde_json::json;
 
@@ -41,59 +41,6 @@ async fn rig(overrides: &[(&str, &str)]) -> Rig {
     }
 }
 
-async fn order(store: &DynStore, domain: &str) -> Task {
-    let customer = store
-        .create_customer(
-            &NewCustomer {
-                email: format!("owner@{domain}"),
-                name: "Owner".into(),
-            },
-            "test",
-        )
-        .await
-        .unwrap();
-    let product = match store.list_products().await.unwrap().into_iter().next() {
-        Some(p) => p,
-        None => store
-            .create_product(
-                &NewProduct {
-                    name: "Basic".into(),
-                    server_group: "default".into(),
-                    package_cpanel: "default".into(),
-                    package_plesk: "Unlimited".into(),
-                    package_directadmin: "default".into(),
-                    disk_mb: 1024,
-                    email_quota_mb: 256,
-                    databases: 1,
-                    tax_rate_bp: 0,
-                    backup_schedule: mpanel_common::status::BackupSchedule::None,
-                    prices: vec![Price {
-                        billing_cycle: BillingCycle::Monthly,
-                        amount_minor: 500,
-                        currency: "USD".into(),
-                    }],
-                },
-                "test",
-            )
-            .await
-            .unwrap(),
-    };
-    let new = NewService {
-        customer_id: customer.id,
-        product_id: product.id,
-        domain: domain.to_owned(),
-        billing_cycle: BillingCycle::Monthly,
-        max_retries: 3,
-        next_due_at: None,
-        billing_day: None,
-    };
-    store
-        .create_service_with_task(&new, "test")
-        .await
-        .unwrap()
-        .1
-}
-
 async fn wait_for_task(
     store: &DynStore,
     task: &Task,
@@ -122,7 +69,7 @@ fn finished(t: &Task) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_becomes_an_active_service_with_six_successful_steps_and_one_account() {
     let r = rig(&[]).await;
-    let task = order(&r.store, "shop.example").await;
+    let task = store_order(&r.store, "shop.example").await;
     let done = wait_for_task(
         &r.store,
         &task,
@@ -232,7 +179,7 @@ async fn a_failing_panel_fails_the_task_visibly_and_a_retry_succeeds_once_it_hea
         .await
         .unwrap();
     assert!(fault.status().is_success());
-    let task = order(&r.store, "broken.example").await;
+    let task = store_order(&r.store, "broken.example").await;
     let failed = wait_for_task(
         &r.store,
         &task,
@@ -288,7 +235,7 @@ async fn a_failing_panel_fails_the_task_visibly_and_a_retry_succeeds_once_it_hea
 async fn with_no_eligible_server_the_task_waits_with_a_reason_and_runs_when_one_appears() {
     let r = rig(&[]).await;
     r.c.sql("UPDATE servers SET status = 'draining'").await;
-    let task = order(&r.store, "later.example").await;
+    let task = store_order(&r.store, "later.example").await;
     let waiting = wait_for_task(
         &r.store,
         &task,
@@ -324,7 +271,7 @@ async fn with_no_eligible_server_the_task_waits_with_a_reason_and_runs_when_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_tasks_suspend_unsuspend_and_terminate_through_the_panel() {
     let r = rig(&[]).await;
-    let task = order(&r.store, "cycle.example").await;
+    let task = store_order(&r.store, "cycle.example").await;
     let done = wait_for_task(
         &r.store,
         &task,

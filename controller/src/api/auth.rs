@@ -57,7 +57,13 @@ pub fn parse_scopes(stored: &str) -> Vec<Scope> {
 
 /// The scopes a request needs, by its method and route template (see the module's rules).
 pub fn required_scopes(method: &Method, route: &str) -> &'static [Scope] {
-    let under = |prefix: &str| route == prefix || route.starts_with(&format!("{prefix}/"));
+    // A prefix is whole path segments: `/api/servers` covers `/api/servers/{id}`, not
+    // `/api/serversx`.
+    let under = |prefix: &str| {
+        route
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
     if under("/api/tokens") {
         return &Scope::ALL;
     }
@@ -110,8 +116,8 @@ impl FromRequestParts<AppState> for Admin {
         let route = parts
             .extensions
             .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path().to_owned(), |m| m.as_str().to_owned());
-        if let Some(missing) = required_scopes(&parts.method, &route)
+            .map_or_else(|| parts.uri.path(), MatchedPath::as_str);
+        if let Some(missing) = required_scopes(&parts.method, route)
             .iter()
             .find(|s| !scopes.contains(s))
         {

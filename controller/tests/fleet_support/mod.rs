@@ -407,3 +407,64 @@ pub async fn run_panel_agent(
     let options = agent_options_with(&c.grpc_url(), state, cpanel_parts(driver));
     run_agent_until_online(c, server_id, options).await
 }
+
+/// A new customer's order through the store (the first product, made when there is none):
+/// the `pending` service's provisioning task.
+pub async fn store_order(
+    store: &mpanel_controller::store::DynStore,
+    domain: &str,
+) -> mpanel_controller::store::Task {
+    use mpanel_common::status::BillingCycle;
+    use mpanel_controller::store::{NewCustomer, NewProduct, NewService, Price};
+
+    let customer = store
+        .create_customer(
+            &NewCustomer {
+                email: format!("owner@{domain}"),
+                name: "Owner".into(),
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let product = match store.list_products().await.unwrap().into_iter().next() {
+        Some(p) => p,
+        None => store
+            .create_product(
+                &NewProduct {
+                    name: "Basic".into(),
+                    server_group: "default".into(),
+                    package_cpanel: "default".into(),
+                    package_plesk: "Unlimited".into(),
+                    package_directadmin: "default".into(),
+                    disk_mb: 1024,
+                    email_quota_mb: 256,
+                    databases: 1,
+                    tax_rate_bp: 0,
+                    backup_schedule: mpanel_common::status::BackupSchedule::None,
+                    prices: vec![Price {
+                        billing_cycle: BillingCycle::Monthly,
+                        amount_minor: 500,
+                        currency: "USD".into(),
+                    }],
+                },
+                "test",
+            )
+            .await
+            .unwrap(),
+    };
+    let new = NewService {
+        customer_id: customer.id,
+        product_id: product.id,
+        domain: domain.to_owned(),
+        billing_cycle: BillingCycle::Monthly,
+        max_retries: 3,
+        next_due_at: None,
+        billing_day: None,
+    };
+    store
+        .create_service_with_task(&new, "test")
+        .await
+        .unwrap()
+        .1
+}
