@@ -26,13 +26,7 @@ use tokio_util::sync::CancellationToken;
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_mpanel-controller");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use mpanel_e2e::ports::free_port;
 
 fn proc_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -33,18 +33,26 @@ pub(super) fn domain(raw: &str) -> ApiResult<DomainName> {
 
 /// A domain's UTS-39 warnings as the order's answer lists them: like an error body's `error`,
 /// `{"code","message","field"}`, but nothing was refused.
-pub(super) fn domain_warnings(domain: &DomainName) -> Vec<serde_json::Value> {
+pub(super) fn domain_warnings(domain: &DomainName) -> Vec<Warning> {
     domain
         .warnings()
         .iter()
-        .map(|w: &DomainWarning| {
-            serde_json::json!({
-                "code": w.code(),
-                "message": format!("domain: {w}"),
-                "field": "domain",
-            })
+        .map(|w: &DomainWarning| Warning {
+            code: w.code(),
+            message: format!("domain: {w}"),
+            field: "domain",
         })
         .collect()
+}
+
+/// Something an admin should see about an accepted input, shaped like an error's body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Warning {
+    #[schema(value_type = String)]
+    code: &'static str,
+    message: String,
+    #[schema(value_type = String)]
+    field: &'static str,
 }
 
 const MAX_PACKAGE_CHARS: usize = 64;

@@ -11,6 +11,20 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{positive_id, shown};
 use crate::store::Page;
 
+/// The paging parameters of a list route, for its documentation (`params(PageQuery)`); the
+/// route reads them with [`Params::page`].
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(super) struct PageQuery {
+    /// How many rows to answer: 1 to 500, 50 when absent.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// The `nextCursor` of the page before.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    cursor: Option<String>,
+}
+
 /// The query string of a list route, refused when it names a parameter the route does not
 /// take (a typo would otherwise silently return everything).
 #[derive(Debug)]

@@ -20,6 +20,7 @@ mod extract;
 mod fields;
 mod health;
 mod listing;
+pub mod openapi;
 mod provisioning;
 mod queueing;
 mod servers;
@@ -33,33 +34,57 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 
 /// Request bodies above this are refused with 413 before any handler runs.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The routes under the API's 60 s timeout, with their documentation.
+fn timed_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .merge(health::routes().into())
+        .merge(servers::routes().into())
+        .merge(agents::routes().into())
+        .merge(drift::routes().into())
+        .merge(catalogue::routes().into())
+        .merge(services::routes().into())
+        .merge(backups::routes().into())
+        .merge(provisioning::routes().into())
+        .merge(billing::routes().into())
+        .merge(cron::routes().into())
+        .merge(tokens::routes().into())
+}
+
+/// The routes that wait for a task for up to two minutes, outside the timeout.
+fn waiting_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .merge(provisioning::waiting_routes().into())
+        .merge(billing::waiting_routes().into())
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut routes = timed_routes().into_openapi();
+    routes.merge(waiting_routes().into_openapi());
+    openapi::document(routes)
+}
+
 pub fn router(state: AppState) -> Router {
+    let (timed, mut doc) = timed_routes().split_for_parts();
+    let (waiting, waiting_doc) = waiting_routes().split_for_parts();
+    doc.merge(waiting_doc);
     Router::new()
-        .merge(health::routes())
-        .merge(servers::routes())
-        .merge(agents::routes())
-        .merge(drift::routes())
-        .merge(catalogue::routes())
-        .merge(services::routes())
-        .merge(backups::routes())
-        .merge(provisioning::routes())
-        .merge(billing::routes())
-        .merge(cron::routes())
-        .merge(tokens::routes())
+        .merge(timed)
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(60),
         ))
         // Merged after the timeout on purpose: these wait for a task for up to two minutes.
-        .merge(provisioning::waiting_routes())
-        .merge(billing::waiting_routes())
+        .merge(waiting)
+        .merge(openapi::docs_router(openapi::document(doc)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .route_layer(middleware::from_fn(crate::telemetry::metrics::track_http))

@@ -26,7 +26,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathSegment};
 use super::fields::domain;
 use super::listing::{Params, finish};
-use super::queueing::queued;
+use super::queueing::{Queued, queued};
 use crate::app::AppState;
 use crate::lifecycle::{Actor, LifecycleError};
 use crate::store::{Task, TaskFilter, TaskResult, now_ms};
@@ -165,7 +165,7 @@ async fn provision(
     admin: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ProvisionBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     let task = provision_task(&state, &admin, &body).await?;
     state.dispatcher.wake();
     Ok(queued("Provisioning job queued", &task))
@@ -286,7 +286,7 @@ async fn retry(
     admin: Admin,
     State(state): State<AppState>,
     PathSegment(id): PathSegment,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     let id = job_id(&id)?;
     let task = state
         .lifecycle()

@@ -5,21 +5,36 @@ use axum::Json;
 use axum::http::StatusCode;
 use mpanel_common::JobId;
 use mpanel_common::ids::ServiceId;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::store::Task;
 
+/// The answer of a route that queued a task: follow it with
+/// `GET /api/provisioning/tasks/{jobId}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Queued {
+    message: String,
+    #[schema(value_type = String, example = "job_42")]
+    job_id: JobId,
+    service_id: i64,
+    /// Always `queued`.
+    #[schema(value_type = String, example = "queued")]
+    status: &'static str,
+}
+
 /// The 202 answer of every route that queues a task.
-pub(super) fn queued(message: &str, task: &Task) -> (StatusCode, Json<Value>) {
+pub(super) fn queued(message: &str, task: &Task) -> (StatusCode, Json<Queued>) {
     (
         StatusCode::ACCEPTED,
-        Json(json!({
-            "message": message,
-            "jobId": JobId::for_task(task.id),
-            "serviceId": task.service_id.get(),
-            "status": "queued",
-        })),
+        Json(Queued {
+            message: message.to_owned(),
+            job_id: JobId::for_task(task.id),
+            service_id: task.service_id.get(),
+            status: "queued",
+        }),
     )
 }
 

@@ -15,45 +15,48 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use mpanel_common::JobId;
 use mpanel_common::Secret;
 use mpanel_common::command::Amount;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId};
 use mpanel_common::status::{BillingCycle, ServiceStatus, SuspensionReason};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId, given};
-use super::fields::{date, date_ms, domain, domain_warnings, rfc3339, text};
-use super::listing::{Params, finish};
-use super::queueing::queued;
+use super::fields::{Warning, date, date_ms, domain, domain_warnings, rfc3339, text};
+use super::listing::{PageQuery, Params, finish};
+use super::openapi::{Conflict, NotFound, Unprocessable};
+use super::queueing::{Queued, queued};
 use crate::app::AppState;
 use crate::lifecycle::{Actor, Order};
 use crate::store::{LatestUsage, Service, ServiceFilter, ServicePatch, UsageSampleRow};
 use crate::usage::is_over_quota;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/services", get(list_services).post(create_service))
-        .route("/api/services/{id}", get(get_service).patch(update_service))
-        .route("/api/services/{id}/suspend", post(suspend))
-        .route("/api/services/{id}/unsuspend", post(unsuspend))
-        .route("/api/services/{id}/terminate", post(terminate))
-        .route("/api/services/{id}/change-package", post(change_package))
-        .route("/api/services/{id}/change-password", post(change_password))
-        .route("/api/services/{id}/restore", post(restore))
-        .route("/api/services/{id}/usage", get(usage_history))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_services, create_service))
+        .routes(routes!(get_service, update_service))
+        .routes(routes!(suspend))
+        .routes(routes!(unsuspend))
+        .routes(routes!(terminate))
+        .routes(routes!(change_package))
+        .routes(routes!(change_password))
+        .routes(routes!(restore))
+        .routes(routes!(usage_history))
 }
 
 /// A service as admins see it. Never the panel password nor its ciphertext.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Service)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceDto {
     id: i64,
@@ -62,10 +65,13 @@ pub struct ServiceDto {
     server_id: Option<i64>,
     domain: String,
     username: Option<String>,
+    /// pending, active, suspended, terminated or cancelled.
     status: &'static str,
+    /// monthly, quarterly or annually.
     billing_cycle: &'static str,
     provisioning_error: Option<String>,
     provisioned_at: Option<String>,
+    /// `YYYY-MM-DD`; null when the service is not billed.
     next_due_date: Option<String>,
     /// The Stripe dispute (chargeback) that flagged this service, if any.
     dispute_ref: Option<String>,
@@ -85,7 +91,8 @@ pub struct ServiceDto {
 /// One usage sample. Sizes in bytes. A limit is null when unlimited; a field the panel did not
 /// report is null too and named in `unknown`, so "unlimited" and "not reported" never look
 /// alike.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = UsageSample)]
 #[serde(rename_all = "camelCase")]
 struct UsageDto {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,24 +187,66 @@ async fn service_dto(state: &AppState, service: Service) -> ApiResult<ServiceDto
     Ok(ServiceDto::with_usage(service, latest.as_ref()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateService {
     customer_id: i64,
     product_id: i64,
     domain: String,
+    /// monthly, quarterly or annually.
     billing_cycle: String,
+}
+
+/// A service just ordered, the job that provisions it, and what an admin should know about
+/// its domain.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ServiceCreated {
+    service: ServiceDto,
+    #[schema(value_type = String, example = "job_42")]
+    job_id: JobId,
+    /// UTS-39 look-alike warnings about the domain.
+    warnings: Vec<Warning>,
+}
+
+/// A page of services, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ServicePage {
+    services: Vec<ServiceDto>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// A page of usage samples, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct UsagePage {
+    usage: Vec<UsageDto>,
+    next_cursor: Option<String>,
 }
 
 /// 201 with the service and its `jobId`, plus `warnings` about the domain (UTS-39 look-alikes)
 /// that an admin should see before the name goes live; an order repeated for a domain this
 /// customer already has live is a 409 naming that service's `serviceId` and `jobId`, so a client
 /// whose first answer was lost can follow the order it already placed.
+#[utoipa::path(
+    post,
+    path = "/api/services",
+    tag = "services",
+    request_body = CreateService,
+    responses(
+        (status = 201, description = "Ordered; the job provisions it.", body = ServiceCreated),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn create_service(
     admin: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateService>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ServiceCreated>)> {
     let domain = domain(&body.domain)?;
     let warnings = domain_warnings(&domain);
     let billing_cycle = body.billing_cycle.parse::<BillingCycle>().map_err(|_| {
@@ -222,19 +271,31 @@ async fn create_service(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "service": ServiceDto::from(service),
-            "jobId": JobId::for_task(task.id),
-            "warnings": warnings,
-        })),
+        Json(ServiceCreated {
+            service: ServiceDto::from(service),
+            job_id: JobId::for_task(task.id),
+            warnings,
+        }),
     ))
 }
 
+/// The services, oldest first, filtered by customer or status.
+#[utoipa::path(
+    get,
+    path = "/api/services",
+    tag = "services",
+    params(
+        ("customerId" = Option<i64>, Query, description = "Only this customer's services.", minimum = 1),
+        ("status" = Option<String>, Query, description = "pending, active, suspended, terminated or cancelled."),
+        PageQuery,
+    ),
+    responses((status = 200, description = "A page of services.", body = ServicePage))
+)]
 async fn list_services(
     _admin: Admin,
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ServicePage>> {
     let params = Params::parse(query, &["customerId", "status", "limit", "cursor"])?;
     let status = params
         .get("status")
@@ -276,13 +337,37 @@ async fn list_services(
             ServiceDto::with_usage(s, usage)
         })
         .collect();
-    Ok(Json(json!({ "services": services, "nextCursor": next })))
+    Ok(Json(ServicePage {
+        services,
+        next_cursor: next,
+    }))
+}
+
+/// The `{id}` of a service route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ServicePath {
+    /// The service's id.
+    #[param(minimum = 1)]
+    id: i64,
 }
 
 async fn load_service(state: &AppState, id: ServiceId) -> ApiResult<Service> {
     Ok(state.store.get_service(id).await?)
 }
 
+/// One service, with its latest usage sample.
+#[utoipa::path(
+    get,
+    path = "/api/services/{id}",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "The service.", body = ServiceDto),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_service(
     _admin: Admin,
     State(state): State<AppState>,
@@ -292,29 +377,56 @@ async fn get_service(
     Ok(Json(service_dto(&state, service).await?))
 }
 
-/// `GET /api/services/:id/usage?limit=&cursor=`: the service's usage samples, newest first.
+/// The service's usage samples, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/services/{id}/usage",
+    tag = "services",
+    params(ServicePath, PageQuery),
+    responses(
+        (status = 200, description = "A page of samples.", body = UsagePage),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn usage_history(
     _admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UsagePage>> {
     let params = Params::parse(query, &["limit", "cursor"])?;
     let page = params.page(50, 500)?;
     load_service(&state, id).await?;
     let mut samples = state.store.usage_history(id, page).await?;
     let next = finish(&mut samples, page, |s| s.id);
     let samples: Vec<UsageDto> = samples.iter().map(|s| UsageDto::new(s, true)).collect();
-    Ok(Json(json!({ "usage": samples, "nextCursor": next })))
+    Ok(Json(UsagePage {
+        usage: samples,
+        next_cursor: next,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateService {
+    /// `YYYY-MM-DD`, or null to stop billing the service.
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Option<String>, example = "2027-01-31")]
     next_due_date: Option<Option<String>>,
 }
 
+/// Changes what needs no panel: `nextDueDate`. Any other field is refused by name.
+#[utoipa::path(
+    patch,
+    path = "/api/services/{id}",
+    tag = "services",
+    params(ServicePath),
+    request_body = UpdateService,
+    responses(
+        (status = 200, description = "The service as it is now.", body = ServiceDto),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn update_service(
     admin: Admin,
     State(state): State<AppState>,
@@ -339,7 +451,7 @@ async fn update_service(
     Ok(Json(service_dto(&state, service).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SuspendBody {
     /// `admin` (the default), `abuse`, `dispute` or `overdue`.
@@ -350,12 +462,25 @@ struct SuspendBody {
     note: Option<String>,
 }
 
+/// Queues a suspension. The body is optional (`reason` defaults to `admin`).
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/suspend",
+    tag = "services",
+    params(ServicePath),
+    request_body(content = Option<SuspendBody>),
+    responses(
+        (status = 202, description = "Queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn suspend(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
     body: Option<JsonBody<SuspendBody>>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     let body = body.map(|JsonBody(b)| b).unwrap_or_default();
     let reason = match body.reason.as_deref() {
         None => SuspensionReason::Admin,
@@ -383,11 +508,23 @@ async fn suspend(
     Ok(queued("Suspension queued", &task))
 }
 
+/// Queues an unsuspension.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/unsuspend",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 202, description = "Queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn unsuspend(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     let task = state
         .lifecycle()
         .unsuspend(&Actor::Admin(admin.token_id), id)
@@ -395,11 +532,23 @@ async fn unsuspend(
     Ok(queued("Unsuspension queued", &task))
 }
 
+/// Queues a termination: the account is removed from its server.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/terminate",
+    tag = "services",
+    params(ServicePath),
+    responses(
+        (status = 202, description = "Queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn terminate(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     let task = state
         .lifecycle()
         .terminate(&Actor::Admin(admin.token_id), id)
@@ -407,18 +556,33 @@ async fn terminate(
     Ok(queued("Termination queued", &task))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ChangePackageBody {
+    #[schema(minimum = 1)]
     product_id: i64,
 }
 
+/// Queues a move to another product's package.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/change-package",
+    tag = "services",
+    params(ServicePath),
+    request_body = ChangePackageBody,
+    responses(
+        (status = 202, description = "Queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn change_package(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
     JsonBody(body): JsonBody<ChangePackageBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     if body.product_id <= 0 {
         return Err(ApiError::invalid(
             "productId",
@@ -437,19 +601,33 @@ async fn change_package(
     Ok(queued("Package change queued", &task))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RestoreBody {
+    #[schema(minimum = 1)]
     backup_id: i64,
 }
 
 /// Brings a terminated service back from one of its backups (`GET …/backups` lists them).
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/restore",
+    tag = "services",
+    params(ServicePath),
+    request_body = RestoreBody,
+    responses(
+        (status = 202, description = "Queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn restore(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
     JsonBody(body): JsonBody<RestoreBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     if body.backup_id <= 0 {
         return Err(ApiError::invalid(
             "backupId",
@@ -464,22 +642,37 @@ async fn restore(
     Ok(queued("Restore queued", &task))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChangePasswordBody {
+    /// 12 to 128 characters, no control characters.
+    #[schema(min_length = 12, max_length = 128)]
     password: String,
 }
 
 const MIN_PASSWORD_CHARS: usize = 12;
 const MAX_PASSWORD_CHARS: usize = 128;
 
-/// No body: the pipeline generates a password and sends it to the customer.
+/// Queues a new panel password. No body: the pipeline generates one and sends it to the
+/// customer.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/change-password",
+    tag = "services",
+    params(ServicePath),
+    request_body(content = Option<ChangePasswordBody>),
+    responses(
+        (status = 202, description = "Queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn change_password(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
     body: Option<JsonBody<ChangePasswordBody>>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Queued>)> {
     let password = match body {
         None => None,
         Some(JsonBody(ChangePasswordBody { password })) => {

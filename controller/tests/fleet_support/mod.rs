@@ -40,6 +40,9 @@ pub fn init() {
 pub struct Controller {
     pub http: String,
     pub grpc_port: u16,
+    /// The gRPC socket, bound once and kept across restarts: each run listens on a copy of it,
+    /// so the port cannot be taken by anyone else while the controller is down.
+    grpc_socket: std::net::TcpListener,
     pub token: String,
     pub db: TestSqlite,
     pub env: HashMap<String, String>,
@@ -74,38 +77,31 @@ impl Controller {
             .await
             .unwrap();
         store.close().await;
+        let grpc_socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the gRPC port");
+        grpc_socket
+            .set_nonblocking(true)
+            .expect("non-blocking socket");
         let mut c = Controller {
             http: String::new(),
-            grpc_port: 0,
+            grpc_port: grpc_socket.local_addr().unwrap().port(),
+            grpc_socket,
             token,
             db,
             env,
             stop: None,
             client: reqwest::Client::new(),
         };
-        c.launch(0).await;
+        c.launch().await;
         c
     }
 
-    async fn launch(&mut self, grpc_port: u16) {
+    async fn launch(&mut self) {
         let config = Config::from_sources(&self.env, &HashMap::new(), None).expect("config");
         let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        // Rebinding the same gRPC port right after a stop can race the old socket's close.
-        let grpc = {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match TcpListener::bind(("127.0.0.1", grpc_port)).await {
-                    Ok(l) => break l,
-                    Err(e) if Instant::now() < deadline => {
-                        let _ = e;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!("cannot bind gRPC port {grpc_port}: {e}"),
-                }
-            }
-        };
+        let grpc =
+            TcpListener::from_std(self.grpc_socket.try_clone().expect("copy the gRPC socket"))
+                .expect("gRPC listener");
         self.http = format!("http://{}", http.local_addr().unwrap());
-        self.grpc_port = grpc.local_addr().unwrap().port();
         let cancel = CancellationToken::new();
         let stopped = cancel.clone();
         let handle = tokio::spawn(app::run(
@@ -147,11 +143,11 @@ impl Controller {
         }
     }
 
-    /// Stops and starts again on the same gRPC port and database.
+    /// Stops and starts again on the same gRPC port and database. Agents dialling while it is
+    /// down wait in the socket's backlog until the new run accepts them.
     pub async fn restart(&mut self) {
-        let port = self.grpc_port;
         self.stop().await;
-        self.launch(port).await;
+        self.launch().await;
     }
 
     pub async fn request(

@@ -7,14 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on yet (bound, read and released): where a server will be started.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A port nobody listens on yet, outside the ephemeral range: where a server will be started.
+pub use mpanel_e2e::ports::free_port;
 
 /// The first Python with aiosmtpd importable, or a panic that says how to get it.
 fn python_with_aiosmtpd() -> &'static str {

@@ -180,12 +180,10 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A port that was free a moment ago on 127.0.0.1. Another process can take it before ours
-/// binds it; the starters below notice (the child exits) and try again with a new one.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
+/// A port that was free a moment ago on 127.0.0.1, outside the ephemeral range. Another test
+/// can still pick it before ours binds it; the starters below notice (the child exits) and try
+/// again with a new one.
+pub use crate::ports::free_port;
 
 /// An HTTP client for the controller API and the simulators' self-signed HTTPS.
 pub fn http_client() -> reqwest::Client {

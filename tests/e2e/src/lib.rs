@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod databases;
 pub mod fastclock;
 pub mod pebble;
+pub mod ports;
 pub mod powerdns;
 pub mod process;
 pub mod stripe;

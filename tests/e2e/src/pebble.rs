@@ -6,12 +6,14 @@
 //! pebble *issues* chain to a root it generates at each start ([`Pebble::root_pem`]).
 //! pebble 2.4 has no ARI, no profiles and no `PEBBLE_AUTHZREUSE`.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+
+use crate::ports::{free_port, free_udp_port};
 
 /// How to start pebble.
 #[derive(Debug, Clone)]
@@ -44,16 +46,6 @@ pub struct Pebble {
     dir: tempfile::TempDir,
     children: Vec<Child>,
     http: reqwest::Client,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn require(binary: &str) -> anyhow::Result<()> {
@@ -112,11 +104,11 @@ impl Pebble {
         let dir = tempfile::tempdir()?;
         let (ca, cert, key) = api_certificates(dir.path())?;
         let (listen, management, tls, dns, challtest) = (
-            free_port()?,
-            free_port()?,
-            free_port()?,
-            free_udp_port()?,
-            free_port()?,
+            free_port(),
+            free_port(),
+            free_port(),
+            free_udp_port(),
+            free_port(),
         );
         let config = serde_json::json!({
             "pebble": {

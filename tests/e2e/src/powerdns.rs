@@ -7,7 +7,7 @@
 //! always shows the zone as it is now. The server runs with an empty configuration directory:
 //! a system `/etc/powerdns/pdns.conf` (and its `setuid`) plays no part.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr as _;
@@ -77,8 +77,8 @@ impl PowerDnsServer {
         let database = dir.join("pdns.sqlite3");
         create_database(&database, schema).await?;
 
-        let api_port = free_tcp_port()?;
-        let dns_port = free_udp_and_tcp_port()?;
+        let api_port = crate::ports::free_port();
+        let dns_port = crate::ports::free_tcp_and_udp_port();
         let api_key = format!("pdns-{}", uuid::Uuid::new_v4().simple());
         let log = std::fs::File::create(dir.join("pdns.log")).map_err(|e| e.to_string())?;
         let args: Vec<String> = vec![
@@ -292,21 +292,4 @@ async fn create_database(path: &Path, schema: &str) -> Result<(), String> {
         .await
         .map_err(|e| format!("loading the PowerDNS schema: {e}"))?;
     conn.close().await.map_err(|e| e.to_string())
-}
-
-fn free_tcp_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-/// A port free for both UDP and TCP: pdns_server listens on both.
-fn free_udp_and_tcp_port() -> Result<u16, String> {
-    for _ in 0..20 {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
-        let port = udp.local_addr().map_err(|e| e.to_string())?.port();
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("no port free for both UDP and TCP".into())
 }
