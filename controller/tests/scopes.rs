@@ -1,7 +1,7 @@
 //! Admin token scopes over the whole route list, and tokens and the audit log through the API.
 //!
-//! The route list is read from the API's source (every `.route("…")`), so a route added later
-//! is in the matrix without anyone listing it. Each route is tried with every method: a method
+//! The route list is read from the API's OpenAPI document, which is generated from the route
+//! definitions, so a route added later is in the matrix without anyone listing it. Each route is tried with every method: a method
 //! the route lacks answers 405 and is skipped; a route that answers 401 to a full-scope token is
 //! not an admin route (the customer portal's) and neither is one that answers without a token.
 //! For the rest, a token with one scope must get 403 exactly where the rules below say it lacks
@@ -15,25 +15,14 @@ use fleet_support::Controller;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// Every route template the API declares, from its source.
+/// Every route template the API serves, from its OpenAPI document (which
+/// `tests/openapi.rs` proves complete).
 fn routes() -> BTreeSet<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/api");
-    let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let source = std::fs::read_to_string(&path).unwrap();
-        for (i, _) in source.match_indices(".route(") {
-            let rest = source[i + ".route(".len()..].trim_start();
-            if let Some(quoted) = rest.strip_prefix('"')
-                && let Some(end) = quoted.find('"')
-            {
-                found.insert(quoted[..end].to_owned());
-            }
-        }
-    }
+    let found: BTreeSet<String> = mpanel_controller::api::openapi()
+        .paths
+        .paths
+        .into_keys()
+        .collect();
     assert!(found.len() > 30, "too few routes found: {found:?}");
     found
 }
