@@ -46,9 +46,10 @@ fn concrete(template: &str) -> String {
 }
 
 fn is_public(op: &Value) -> bool {
-    op["security"]
-        .as_array()
-        .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(|o| o.is_empty())))
+    op["security"].as_array().is_some_and(|s| {
+        s.iter()
+            .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+    })
 }
 
 /// Routes can only be added through `routes!`, which documents them: a route added any other
@@ -85,7 +86,11 @@ fn no_route_is_declared_outside_the_document() {
 fn every_operation_is_described_whole() {
     let doc = document();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert!(doc["info"]["version"].as_str().is_some_and(|v| !v.is_empty()));
+    assert!(
+        doc["info"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     let responses = doc["components"]["responses"].as_object().unwrap();
     assert_eq!(
@@ -106,18 +111,26 @@ fn every_operation_is_described_whole() {
         let at = format!("{method} {path}");
         let id = op["operationId"].as_str().unwrap_or_default();
         assert!(!id.is_empty(), "{at}: no operationId");
-        assert!(ids.insert(id.to_owned()), "{at}: operationId {id} is used twice");
+        assert!(
+            ids.insert(id.to_owned()),
+            "{at}: operationId {id} is used twice"
+        );
         assert!(
             op["summary"].as_str().is_some_and(|s| !s.is_empty()),
             "{at}: no summary"
         );
         let op_tags = op["tags"].as_array().map(Vec::len).unwrap_or(0);
         assert_eq!(op_tags, 1, "{at}: one tag expected");
-        assert!(tags.contains(op["tags"][0].as_str().unwrap()), "{at}: unknown tag");
+        assert!(
+            tags.contains(op["tags"][0].as_str().unwrap()),
+            "{at}: unknown tag"
+        );
 
         let answers = op["responses"].as_object().unwrap();
         assert!(
-            answers.keys().any(|s| s.starts_with('2') || s.starts_with('3')),
+            answers
+                .keys()
+                .any(|s| s.starts_with('2') || s.starts_with('3')),
             "{at}: no success answer"
         );
         for status in ["500", "503"] {
@@ -126,7 +139,11 @@ fn every_operation_is_described_whole() {
         if is_public(op) {
             assert!(!answers.contains_key("401"), "{at}: public but answers 401");
         } else {
-            assert_eq!(op["security"][0]["adminToken"], serde_json::json!([]), "{at}");
+            assert_eq!(
+                op["security"][0]["adminToken"],
+                serde_json::json!([]),
+                "{at}"
+            );
             for status in ["401", "403"] {
                 assert!(answers.contains_key(status), "{at}: no {status}");
             }
@@ -208,7 +225,10 @@ async fn the_served_routes_are_exactly_the_documented_ones() {
             let status = resp.status().as_u16();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             match documented {
-                None => assert_eq!(status, 405, "{method} {path} is served but not documented: {body}"),
+                None => assert_eq!(
+                    status, 405,
+                    "{method} {path} is served but not documented: {body}"
+                ),
                 Some(op) => {
                     assert_ne!(status, 405, "{method} {path} is documented but not served");
                     assert_ne!(
@@ -229,7 +249,10 @@ async fn the_served_routes_are_exactly_the_documented_ones() {
                     if is_public(op) {
                         assert_ne!(anonymous, 401, "{method} {path} is public in the document");
                     } else {
-                        assert_eq!(anonymous, 401, "{method} {path} needs a token in the document");
+                        assert_eq!(
+                            anonymous, 401,
+                            "{method} {path} needs a token in the document"
+                        );
                     }
                     probed += 1;
                 }
@@ -269,7 +292,11 @@ async fn the_documentation_page_is_served_from_the_binary() {
     for src in &scripts {
         assert!(!src.contains("//"), "{src} is loaded from elsewhere");
         let resp = client
-            .get(format!("{}/api/docs/{}", c.http, src.trim_start_matches("./")))
+            .get(format!(
+                "{}/api/docs/{}",
+                c.http,
+                src.trim_start_matches("./")
+            ))
             .send()
             .await
             .unwrap();
@@ -280,6 +307,9 @@ async fn the_documentation_page_is_served_from_the_binary() {
             assert!(text.contains("/api/openapi.json"), "{text}");
         }
     }
-    assert!(scripts.iter().any(|s| s.contains("initializer")), "{scripts:?}");
+    assert!(
+        scripts.iter().any(|s| s.contains("initializer")),
+        "{scripts:?}"
+    );
     c.stop().await;
 }

@@ -187,6 +187,11 @@ fn add_shared_answers(openapi: &mut OpenApi) {
                 shared(op, "401", "Unauthorized");
                 shared(op, "403", "Forbidden");
             }
+            for param in op.parameters.iter_mut().flatten() {
+                if let RefOr::T(param) = param {
+                    empty_is_absent(param);
+                }
+            }
             let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
             if has_params || op.request_body.is_some() {
                 shared(op, "400", "BadRequest");
@@ -200,6 +205,25 @@ fn add_shared_answers(openapi: &mut OpenApi) {
             shared(op, "500", "Internal");
             shared(op, "503", "Unavailable");
         }
+    }
+}
+
+/// The routes read an optional query parameter given empty (`?status=`, as a form sends it)
+/// as not given, so the document lets each be empty beside its own schema.
+fn empty_is_absent(param: &mut utoipa::openapi::path::Parameter) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    if param.parameter_in != ParameterIn::Query || param.required == Required::True {
+        return;
+    }
+    if let Some(schema) = param.schema.take() {
+        let empty = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .max_length(Some(0));
+        param.schema = Some(RefOr::T(utoipa::openapi::schema::Schema::AnyOf(
+            AnyOfBuilder::new().item(schema).item(empty).build(),
+        )));
     }
 }
 
