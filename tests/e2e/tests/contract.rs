@@ -11,12 +11,13 @@
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use mpanel_e2e::cluster::{ControllerProcess, TestDir};
 use mpanel_e2e::databases::TestDatabase;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use support::*;
 
 /// Test cases per operation and phase: enough for every operation to see valid and invalid
@@ -91,7 +92,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     let token = made["token"].as_str().unwrap().to_owned();
 
     let started = Instant::now();
-    let report = dir.path().join("schemathesis");
+    let report = dir.path().join("schemathesis.ndjson");
     let out = tokio::process::Command::new("python3")
         .args(["-m", "schemathesis.cli", "run"])
         .arg(format!("{}/api/openapi.json", controller.http_url()))
@@ -110,7 +111,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         .args(["--request-timeout", "30"])
         .args(["--exclude-path", "/api/tokens/{id}"])
         .args(["--generation-database", "none"])
-        .args(["--report", "junit", "--report-dir"])
+        .args(["--report", "ndjson", "--report-ndjson-path"])
         .arg(&report)
         .args(["--no-color", "--output-truncate", "false"])
         .stdin(std::process::Stdio::null())
@@ -139,12 +140,70 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         out.status.code(),
         dir.log_tails(40)
     );
-    // It really ran every operation: the summary counts them.
-    assert!(
-        stdout.contains("operations") && !stdout.contains("0 operations"),
-        "{stdout}"
-    );
+    coverage(&controller, &report).await;
     drop(fleet);
     drop(controller);
     db.drop_database().await;
+}
+
+/// The statuses each operation answered during the run (from schemathesis's event report)
+/// against those it documents. Every operation must have been reached; the table printed
+/// lists, for each, the documented statuses the run did not see. The shared answers explain
+/// themselves: 403 needs a narrower token than the run's (the scope tests cover it), 413 a body
+/// above 64 KiB, 500 and 503 a fault. The rest are answers to states the generated requests
+/// rarely build (a conflict on a record in a given state).
+async fn coverage(controller: &ControllerProcess, report: &std::path::Path) {
+    let (_, doc) = controller.api(Method::GET, "/api/openapi.json", None).await;
+    let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let statuses = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            documented.insert(format!("{} {path}", method.to_uppercase()), statuses);
+        }
+    }
+    let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let events = std::fs::read_to_string(report).expect("the schemathesis report");
+    for line in events.lines() {
+        let event: Value = serde_json::from_str(line).expect("an ndjson event");
+        let Some(recorder) = event.get("ScenarioFinished").map(|e| &e["recorder"]) else {
+            continue;
+        };
+        let label = recorder["label"].as_str().unwrap_or_default().to_owned();
+        for interaction in recorder["interactions"]
+            .as_object()
+            .into_iter()
+            .flat_map(|i| i.values())
+        {
+            // 405 answers the other methods the `unsupported_method` check tries on a path.
+            if let Some(status) = interaction["response"]["status_code"].as_u64()
+                && status != 405
+            {
+                seen.entry(label.clone())
+                    .or_default()
+                    .insert(status.to_string());
+            }
+        }
+    }
+    let mut table = String::from("operation | answered | documented, not answered\n");
+    for (operation, statuses) in &documented {
+        let got = seen.get(operation).cloned().unwrap_or_default();
+        if operation == "DELETE /api/tokens/{id}" {
+            continue;
+        }
+        assert!(!got.is_empty(), "{operation} was never called");
+        for status in &got {
+            assert!(
+                statuses.contains(status),
+                "{operation} answered {status}, not documented"
+            );
+        }
+        let missing: Vec<&String> = statuses.difference(&got).collect();
+        table.push_str(&format!("{operation} | {got:?} | {missing:?}\n"));
+    }
+    eprintln!("{table}");
 }
