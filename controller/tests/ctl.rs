@@ -1002,4 +1002,22 @@ async fn tokens_are_created_with_scopes_listed_and_revoked_and_the_audit_log_sho
         ["admin_token.revoked", "admin_token.created"],
         "{log}"
     );
+    // `--json` carries each entry's before and after whole; the table a compact CHANGE column.
+    assert_eq!(
+        log["activity"][0]["before"],
+        serde_json::json!({ "revokedAt": null }),
+        "{log}"
+    );
+    assert!(
+        log["activity"][0]["after"]["revokedAt"].is_string(),
+        "{log}"
+    );
+    let table = ctl(&c, &["activity", "--target", &format!("admin_token:{id}")]).await;
+    let out = table.ok();
+    assert!(out.contains("CHANGE"), "{out}");
+    assert!(out.contains("revokedAt: -→"), "{out}");
+    assert!(
+        out.contains("+ ") && out.contains("name=monitoring"),
+        "{out}"
+    );
 }

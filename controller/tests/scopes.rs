@@ -274,6 +274,68 @@ async fn tokens_are_listed_revoked_and_expire_and_the_audit_log_names_who_did_it
     );
     let actor = log["activity"][0]["actor"].as_str().unwrap().to_owned();
     assert!(actor.starts_with("admin:"), "{log}");
+    // Each entry says what the change did: the revocation set `revokedAt`, the creation made
+    // the token (and shows no secret).
+    let (revocation, creation) = (&log["activity"][0], &log["activity"][1]);
+    assert_eq!(revocation["before"], json!({ "revokedAt": null }), "{log}");
+    assert_eq!(
+        revocation["after"]["revokedAt"], revoked["revokedAt"],
+        "{log}"
+    );
+    assert!(creation["before"].is_null(), "{log}");
+    assert_eq!(creation["after"]["name"], "monitoring", "{log}");
+    assert_eq!(creation["after"]["scopes"], "read", "{log}");
+    assert!(!log.to_string().contains(&secret), "{log}");
+
+    // A server changed through the API: the entry holds the changed fields, old and new.
+    let (status, server) = c
+        .request(
+            Method::POST,
+            "/api/servers",
+            Some(json!({
+                "hostname": "audited.example.net", "ipAddress": "192.0.2.44",
+                "controlPanel": "cpanel", "controlPanelUrl": "https://audited.example.net:2087",
+                "maxAccounts": 50, "location": "fra1", "group": "shared",
+                "nameserver1": "ns1.example.net", "nameserver2": "ns2.example.net",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{server}");
+    let server_id = server["id"].as_i64().unwrap();
+    let (status, patched) = c
+        .request(
+            Method::PATCH,
+            &format!("/api/servers/{server_id}"),
+            Some(json!({ "status": "draining", "maxAccounts": 40 })),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    let (_, server_log) = c
+        .request(
+            Method::GET,
+            &format!("/api/activity?target=server:{server_id}"),
+            None,
+        )
+        .await;
+    let updated = &server_log["activity"][0];
+    assert_eq!(updated["action"], "server.updated", "{server_log}");
+    assert_eq!(
+        (&updated["before"], &updated["after"]),
+        (
+            &json!({ "status": "active", "maxAccounts": 50 }),
+            &json!({ "status": "draining", "maxAccounts": 40 })
+        ),
+        "{server_log}"
+    );
+    assert_eq!(server_log["activity"][1]["action"], "server.created");
+    assert!(
+        server_log["activity"][1]["before"].is_null(),
+        "{server_log}"
+    );
+    assert_eq!(
+        server_log["activity"][1]["after"]["hostname"],
+        "audited.example.net"
+    );
     let (_, by_actor) = c
         .request(
             Method::GET,

@@ -42,6 +42,8 @@ on_both_backends!(
     tasks_list_newest_first_with_filters_and_cursor,
     admin_tokens_authenticate_until_revoked,
     changes_and_their_activity_rows_are_written_together,
+    each_change_records_what_it_changed_before_and_after,
+    a_refused_change_writes_no_activity_row,
     concurrent_claimers_never_take_the_same_task,
     an_expired_lease_lets_another_worker_take_over,
     step_results_are_recorded_under_the_lease,
@@ -550,6 +552,352 @@ async fn changes_and_their_activity_rows_are_written_together(store: DynStore) {
             .len(),
         2
     );
+}
+
+/// The newest activity row of a record.
+async fn last_row(store: &DynStore, kind: &str, id: i64) -> store::ActivityEntry {
+    store
+        .list_activity(kind, id)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap_or_else(|| panic!("no activity for {kind}:{id}"))
+}
+
+fn sides(e: &store::ActivityEntry) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    (
+        e.before_state.as_ref().map(|j| j.0.clone()),
+        e.after_state.as_ref().map(|j| j.0.clone()),
+    )
+}
+
+async fn each_change_records_what_it_changed_before_and_after(store: DynStore) {
+    use serde_json::json;
+
+    // A server made, then changed: the creation shows the new record, the update only the
+    // fields it changed, as they were and as they are.
+    let s = store
+        .create_server(&new_server("before-after.example.net"), "admin:1")
+        .await
+        .unwrap();
+    let created = last_row(&store, "server", s.id.get()).await;
+    assert_eq!(created.action, "server.created");
+    let (before, after) = sides(&created);
+    assert_eq!(before, None);
+    let after = after.expect("a creation has an after");
+    assert_eq!(after["hostname"], "before-after.example.net");
+    assert_eq!(after["status"], "active");
+    assert_eq!(after["maxAccounts"], 500);
+    let patch = ServerPatch {
+        status: Some(ServerStatus::Draining),
+        max_accounts: Some(20),
+        location: Some("fra1".to_owned()),
+        ..ServerPatch::default()
+    };
+    store.update_server(s.id, &patch, "admin:2").await.unwrap();
+    let updated = last_row(&store, "server", s.id.get()).await;
+    assert_eq!(
+        (updated.actor.as_str(), updated.action.as_str()),
+        ("admin:2", "server.updated")
+    );
+    assert_eq!(
+        sides(&updated),
+        (
+            Some(json!({ "status": "active", "maxAccounts": 500 })),
+            Some(json!({ "status": "draining", "maxAccounts": 20 })),
+        ),
+        "an unchanged field (location) is left out"
+    );
+
+    // A service ordered, provisioned, suspended: each completed task's row says what it did to
+    // the service's status.
+    let c = customer(&store, "before-after@example.com").await;
+    let p = product(&store, "BeforeAfter").await;
+    let (service, _) = store
+        .create_service_with_task(&order(c, p, "before-after.example"), "admin:1")
+        .await
+        .unwrap();
+    let ordered = last_row(&store, "service", service.id.get()).await;
+    assert_eq!(ordered.action, "service.created");
+    assert_eq!(ordered.before_state, None);
+    assert_eq!(ordered.after_state.as_ref().unwrap().0["status"], "pending");
+    store
+        .set_service_credentials(service.id, "beforeaf", "sealed-panel-password")
+        .await
+        .unwrap();
+    let credentials = last_row(&store, "service", service.id.get()).await;
+    assert_eq!(credentials.action, "service.credentials_set");
+    assert_eq!(
+        credentials.after_state.as_ref().unwrap().0["username"],
+        "beforeaf"
+    );
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    store
+        .complete_service_task(task.id, "w", store::queue::ServiceChange::Activate)
+        .await
+        .unwrap();
+    let activated = last_row(&store, "service", service.id.get()).await;
+    assert_eq!(
+        (activated.actor.as_str(), activated.action.as_str()),
+        ("system", "service.activated")
+    );
+    assert_eq!(
+        sides(&activated),
+        (
+            Some(json!({ "status": "pending" })),
+            Some(json!({ "status": "active" }))
+        )
+    );
+    assert_eq!(activated.details.0["taskId"], task.id.get());
+    let queued = store
+        .enqueue_checked(&store::queue::CheckedEnqueue {
+            service: service.id,
+            kind: TaskKind::Suspend,
+            params: json!({ "reason": "abuse" }),
+            max_retries: 3,
+            actor: "admin:3",
+            allowed_from: &[ServiceStatus::Active],
+            suspension_reason: None,
+            details: json!({ "reason": "abuse" }),
+        })
+        .await
+        .unwrap()
+        .expect("an active service may be suspended");
+    let asked = last_row(&store, "service", service.id.get()).await;
+    assert_eq!(
+        (asked.actor.as_str(), asked.action.as_str()),
+        ("admin:3", "task.suspend.queued")
+    );
+    assert_eq!(
+        sides(&asked),
+        (
+            Some(json!({ "openTask": null })),
+            Some(json!({ "openTask": { "id": queued.id.get(), "kind": "suspend" } }))
+        )
+    );
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(task.id, queued.id);
+    store
+        .complete_service_task(
+            task.id,
+            "w",
+            store::queue::ServiceChange::Suspend {
+                reason: "abuse".to_owned(),
+            },
+        )
+        .await
+        .unwrap();
+    let suspended = last_row(&store, "service", service.id.get()).await;
+    assert_eq!(suspended.action, "service.suspended");
+    assert_eq!(
+        sides(&suspended),
+        (
+            Some(json!({ "status": "active", "suspensionReason": null })),
+            Some(json!({ "status": "suspended", "suspensionReason": "abuse" }))
+        )
+    );
+
+    // An invoice paid in full: its status, amount paid and paid time.
+    let now = store::now_ms();
+    let invoice = store
+        .create_invoice(
+            &store::billing::NewInvoice {
+                customer_id: c.get(),
+                service_id: None,
+                period_start: None,
+                period_end: None,
+                subtotal_minor: 1500,
+                tax_minor: 0,
+                tax_rate_bp: 0,
+                currency: "USD".to_owned(),
+                lines: vec![store::billing::InvoiceLine {
+                    description: "Setup".to_owned(),
+                    amount: 1500,
+                }],
+                issued_at: now,
+                due_at: now,
+                next_charge_at: None,
+            },
+            &[],
+            "cron:recurring-billing",
+        )
+        .await
+        .unwrap()
+        .expect("a new invoice");
+    let issued = last_row(&store, "invoice", invoice.id).await;
+    assert_eq!(issued.action, "invoice.created");
+    assert_eq!(issued.before_state, None);
+    let issued_after = issued.after_state.as_ref().unwrap().0.clone();
+    assert_eq!(
+        (&issued_after["status"], &issued_after["total"]),
+        (&json!("unpaid"), &json!(1500))
+    );
+    store
+        .record_payment(
+            &store::billing::NewPayment {
+                invoice_id: invoice.id,
+                amount_minor: 1500,
+                currency: "USD".to_owned(),
+                provider: "offline".to_owned(),
+                provider_ref: "transfer-77".to_owned(),
+                method: "bank_transfer".to_owned(),
+                reference: None,
+                now,
+            },
+            "admin:4",
+            None,
+        )
+        .await
+        .unwrap();
+    let paid = last_row(&store, "invoice", invoice.id).await;
+    assert_eq!(
+        (paid.actor.as_str(), paid.action.as_str()),
+        ("admin:4", "invoice.payment")
+    );
+    let (before, after) = sides(&paid);
+    let (before, after) = (before.unwrap(), after.unwrap());
+    assert_eq!(before["status"], "unpaid");
+    assert_eq!(before["amountPaid"], 0);
+    assert_eq!(before["paidAt"], serde_json::Value::Null);
+    assert_eq!(after["status"], "paid");
+    assert_eq!(after["amountPaid"], 1500);
+    assert!(after["paidAt"].is_string(), "{after}");
+    assert!(
+        before.get("number").is_none(),
+        "the number did not change: {before}"
+    );
+
+    // A token revoked: its revokedAt, and never the token's hash.
+    let token = store
+        .create_scoped_admin_token(
+            &store::NewAdminToken {
+                name: "ci".to_owned(),
+                token_hash: "hash-of-a-secret-token".to_owned(),
+                scopes: "read".to_owned(),
+                expires_at: None,
+            },
+            "admin:1",
+        )
+        .await
+        .unwrap();
+    store
+        .revoke_admin_token_as(token.id, "admin:5")
+        .await
+        .unwrap();
+    let revoked = last_row(&store, "admin_token", token.id).await;
+    assert_eq!(revoked.action, "admin_token.revoked");
+    let (before, after) = sides(&revoked);
+    assert_eq!(before, Some(json!({ "revokedAt": null })));
+    assert!(after.unwrap()["revokedAt"].is_string());
+
+    // A cron run asked for by hand: a new run, queued.
+    let (run, new) = store
+        .request_manual_cron_run("backup-cleanup", now, "admin:6")
+        .await
+        .unwrap();
+    assert!(new);
+    let requested = last_row(&store, "cron_run", run.id).await;
+    assert_eq!(requested.action, "cron.run_requested");
+    assert_eq!(requested.before_state, None);
+    let after = requested.after_state.as_ref().unwrap().0.clone();
+    assert_eq!(
+        (&after["job"], &after["status"], &after["trigger"]),
+        (&json!("backup-cleanup"), &json!("queued"), &json!("manual"))
+    );
+
+    // A server deleted: the record as it was, no after.
+    let spare = store
+        .create_server(&new_server("spare.example.net"), "admin:1")
+        .await
+        .unwrap();
+    store.delete_server(spare.id, "admin:7").await.unwrap();
+    let deleted = last_row(&store, "server", spare.id.get()).await;
+    assert_eq!(deleted.action, "server.deleted");
+    let (before, after) = sides(&deleted);
+    assert_eq!(before.unwrap()["hostname"], "spare.example.net");
+    assert_eq!(after, None);
+
+    // No secret anywhere in the log.
+    let everything = store
+        .search_activity(&store::ActivityFilter {
+            page: Page {
+                limit: 500,
+                after_id: None,
+            },
+            ..store::ActivityFilter::default()
+        })
+        .await
+        .unwrap();
+    for e in &everything {
+        let text = format!("{:?} {:?} {:?}", e.details.0, e.before_state, e.after_state);
+        assert!(!text.contains("sealed-panel-password"), "{text}");
+        assert!(!text.contains("hash-of-a-secret-token"), "{text}");
+    }
+}
+
+async fn a_refused_change_writes_no_activity_row(store: DynStore) {
+    let s = store
+        .create_server(&new_server("refused-a.example.net"), "admin:1")
+        .await
+        .unwrap();
+    store
+        .create_server(&new_server("refused-b.example.net"), "admin:1")
+        .await
+        .unwrap();
+    let rows = |kind: &'static str, id: i64| {
+        let store = store.clone();
+        async move { store.list_activity(kind, id).await.unwrap().len() }
+    };
+    // The update reaches the database and is refused there (the hostname is taken): neither
+    // the change nor its row is kept.
+    let taken = ServerPatch {
+        hostname: Some("refused-b.example.net".to_owned()),
+        max_accounts: Some(1),
+        ..ServerPatch::default()
+    };
+    assert!(matches!(
+        store.update_server(s.id, &taken, "admin:2").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(rows("server", s.id.get()).await, 1);
+    assert_eq!(store.get_server(s.id).await.unwrap().max_accounts, 500);
+
+    // A task whose change the service's state forbids (a pending service cannot be
+    // suspended): the service keeps its status and no row is written.
+    let c = customer(&store, "refused@example.com").await;
+    let p = product(&store, "Refused").await;
+    let (service, _) = store
+        .create_service_with_task(&order(c, p, "refused.example"), "admin:1")
+        .await
+        .unwrap();
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    let refused = store
+        .complete_service_task(
+            task.id,
+            "w",
+            store::queue::ServiceChange::Suspend {
+                reason: "abuse".to_owned(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(rows("service", service.id.get()).await, 1);
+    assert_eq!(
+        store.get_service(service.id).await.unwrap().status,
+        ServiceStatus::Pending
+    );
+
+    // A server that still has a service is not deleted, and no row says it was.
+    store.assign_server(service.id, s.id).await.unwrap();
+    let placed = rows("server", s.id.get()).await;
+    assert!(matches!(
+        store.delete_server(s.id, "admin:3").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(rows("server", s.id.get()).await, placed);
 }
 
 async fn orders(store: &DynStore, n: usize) -> Vec<mpanel_common::ids::TaskId> {

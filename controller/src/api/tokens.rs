@@ -1,74 +1,133 @@
 //! Admin tokens over the API (`GET/POST /api/tokens`, `DELETE /api/tokens/:id`; all need a
-//! token with every scope) and the audit log (`GET /api/activity`).
+//! token with every scope) and the audit log (`GET /api/activity`), whose entries say who
+//! changed what and how: `before` and `after` hold the fields the change touched.
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Admin, Scope, parse_scopes};
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId};
 use super::fields::{instant_ms, rfc3339, text};
-use super::listing::{Params, finish};
+use super::listing::{PageQuery, Params, finish};
+use super::openapi::{Conflict, NotFound};
 use crate::app::AppState;
 use crate::store::{ActivityEntry, ActivityFilter, AdminToken, NewAdminToken, now_ms};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/tokens", get(list_tokens).post(create_token))
-        .route("/api/tokens/{id}", delete(revoke_token))
-        .route("/api/activity", get(list_activity))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(list_activity))
 }
 
-fn token_json(t: &AdminToken, now: i64) -> Value {
-    let status = if t.revoked_at.is_some() {
-        "revoked"
-    } else if t.expires_at.is_some_and(|e| e <= now) {
-        "expired"
-    } else {
-        "active"
-    };
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "scopes": parse_scopes(&t.scopes).iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "status": status,
-        "createdAt": rfc3339(t.created_at),
-        "lastUsedAt": t.last_used_at.map(rfc3339),
-        "expiresAt": t.expires_at.map(rfc3339),
-        "revokedAt": t.revoked_at.map(rfc3339),
-    })
+/// An admin token as admins see it: never the token nor its hash.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AdminToken)]
+#[serde(rename_all = "camelCase")]
+struct TokenDto {
+    id: i64,
+    name: String,
+    /// Some of read, write, billing, fleet.
+    scopes: Vec<&'static str>,
+    /// active, expired or revoked.
+    status: &'static str,
+    created_at: String,
+    last_used_at: Option<String>,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
 }
 
-async fn list_tokens(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+impl TokenDto {
+    fn new(t: &AdminToken, now: i64) -> Self {
+        let status = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        TokenDto {
+            id: t.id,
+            name: t.name.clone(),
+            scopes: parse_scopes(&t.scopes).iter().map(|s| s.as_str()).collect(),
+            status,
+            created_at: rfc3339(t.created_at),
+            last_used_at: t.last_used_at.map(rfc3339),
+            expires_at: t.expires_at.map(rfc3339),
+            revoked_at: t.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// A token just made, with the token itself: shown this once, only its hash is kept.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TokenCreated {
+    #[serde(flatten)]
+    stored: TokenDto,
+    /// The bearer token (`mpa_…`).
+    token: String,
+}
+
+/// The admin tokens, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TokenList {
+    tokens: Vec<TokenDto>,
+}
+
+/// The admin tokens, newest first, revoked and expired ones included.
+#[utoipa::path(
+    get,
+    path = "/api/tokens",
+    tag = "tokens",
+    operation_id = "list_admin_tokens",
+    responses((status = 200, description = "Every token.", body = TokenList))
+)]
+async fn list_tokens(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<TokenList>> {
     let now = now_ms();
     let tokens = state.store.list_admin_tokens().await?;
-    Ok(Json(json!({
-        "tokens": tokens.iter().map(|t| token_json(t, now)).collect::<Vec<_>>()
-    })))
+    Ok(Json(TokenList {
+        tokens: tokens.iter().map(|t| TokenDto::new(t, now)).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateToken {
+    /// Up to 100 characters, for people.
     name: String,
+    /// At least one of read, write, billing, fleet.
     scopes: Vec<String>,
+    /// An RFC 3339 time or a date in the future; absent for a token that does not expire.
     #[serde(default)]
     expires_at: Option<String>,
 }
 
-/// Answers the token itself once, in `token`; only its hash is kept.
+/// Makes a token. Answers the token itself once, in `token`; only its hash is kept.
+#[utoipa::path(
+    post,
+    path = "/api/tokens",
+    tag = "tokens",
+    operation_id = "create_admin_token",
+    request_body = CreateToken,
+    responses((status = 201, description = "Made; `token` is shown this once.", body = TokenCreated))
+)]
 async fn create_token(
     admin: Admin,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateToken>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let name = text("name", &body.name, 100)?;
     if body.scopes.is_empty() {
         return Err(ApiError::invalid(
@@ -130,16 +189,44 @@ async fn create_token(
             &admin.actor(),
         )
         .await?;
-    let mut shown = token_json(&stored, now);
-    shown["token"] = Value::String(token);
-    Ok((StatusCode::CREATED, Json(shown)))
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            stored: TokenDto::new(&stored, now),
+            token,
+        }),
+    ))
 }
 
+/// The `{id}` of a token route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TokenPath {
+    /// The token's id.
+    #[param(minimum = 1)]
+    id: i64,
+}
+
+/// Revokes a token at once; it stays listed, as revoked. Revoking one already revoked is a
+/// 409.
+#[utoipa::path(
+    delete,
+    path = "/api/tokens/{id}",
+    tag = "tokens",
+    operation_id = "revoke_admin_token",
+    params(TokenPath),
+    responses(
+        (status = 200, description = "The token as it is now, revoked.", body = TokenDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn revoke_token(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<i64>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TokenDto>> {
     let existing = state.store.get_admin_token(id).await?;
     if existing.revoked_at.is_some() {
         return Err(ApiError::new(
@@ -152,31 +239,85 @@ async fn revoke_token(
         .store
         .revoke_admin_token_as(id, &admin.actor())
         .await?;
-    Ok(Json(token_json(&revoked, now_ms())))
+    Ok(Json(TokenDto::new(&revoked, now_ms())))
 }
 
-fn activity_json(e: &ActivityEntry) -> Value {
-    json!({
-        "id": e.id,
-        "actor": e.actor,
-        "action": e.action,
-        "target": match e.entity_id {
-            Some(id) => format!("{}:{id}", e.entity_type),
-            None => e.entity_type.clone(),
-        },
-        "details": e.details.0,
-        "requestId": e.request_id,
-        "createdAt": rfc3339(e.created_at),
-    })
+/// One change: who made it, what it did to which record, and the request that asked for it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ActivityEntry)]
+#[serde(rename_all = "camelCase")]
+struct ActivityDto {
+    id: i64,
+    /// `admin:<token id>`, `system`, `billing`, `cron:<job>`, `customer`, `agent`, `cli`, …
+    actor: String,
+    /// What was done, e.g. `server.updated`, `service.suspended`, `invoice.payment`.
+    action: String,
+    /// The record changed: `type:id` (`service:42`), or `type` for a change to many.
+    target: String,
+    /// What else is worth knowing about the change (the task queued, a payment's reference).
+    #[schema(value_type = Object)]
+    details: Value,
+    /// The fields the change touched, as they were; null for a creation (and for rows written
+    /// before changes were recorded).
+    #[schema(value_type = Option<Object>)]
+    before: Option<Value>,
+    /// The same fields as they are after it; null for a deletion.
+    #[schema(value_type = Option<Object>)]
+    after: Option<Value>,
+    /// The id of the HTTP request that made the change, when one did.
+    request_id: Option<String>,
+    created_at: String,
 }
 
-/// `target` is `type` or `type:id` (`service:42`), `actor` as the log names it (`admin:3`,
-/// `cron:service-suspension`, `billing`), `since` an RFC 3339 time or a date.
+impl From<&ActivityEntry> for ActivityDto {
+    fn from(e: &ActivityEntry) -> Self {
+        ActivityDto {
+            id: e.id,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            target: match e.entity_id {
+                Some(id) => format!("{}:{id}", e.entity_type),
+                None => e.entity_type.clone(),
+            },
+            details: e.details.0.clone(),
+            before: e.before_state.as_ref().map(|j| j.0.clone()),
+            after: e.after_state.as_ref().map(|j| j.0.clone()),
+            request_id: e.request_id.clone(),
+            created_at: rfc3339(e.created_at),
+        }
+    }
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ActivityPage {
+    activity: Vec<ActivityDto>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// The audit log, newest first. `target` is `type` or `type:id` (`service:42`), `actor` as the
+/// log names it (`admin:3`, `cron:service-suspension`, `billing`), `since` an RFC 3339 time or a
+/// date.
+#[utoipa::path(
+    get,
+    path = "/api/activity",
+    tag = "tokens",
+    operation_id = "list_activity",
+    params(
+        ("target" = Option<String>, Query, description = "`type` or `type:id`, e.g. `service` or `service:42`."),
+        ("actor" = Option<String>, Query, description = "Only this actor's changes, e.g. `admin:3` or `billing`."),
+        ("since" = Option<String>, Query, description = "Only changes at or after this RFC 3339 time or date."),
+        PageQuery,
+    ),
+    responses((status = 200, description = "A page of the log.", body = ActivityPage))
+)]
 async fn list_activity(
     _admin: Admin,
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActivityPage>> {
     let params = Params::parse(query, &["target", "actor", "since", "limit", "cursor"])?;
     let (entity_type, entity_id) = match params.get("target") {
         None => (None, None),
@@ -214,8 +355,8 @@ async fn list_activity(
         })
         .await?;
     let next = finish(&mut rows, page, |r| r.id);
-    Ok(Json(json!({
-        "activity": rows.iter().map(activity_json).collect::<Vec<_>>(),
-        "nextCursor": next,
-    })))
+    Ok(Json(ActivityPage {
+        activity: rows.iter().map(ActivityDto::from).collect(),
+        next_cursor: next,
+    }))
 }

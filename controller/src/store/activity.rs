@@ -1,9 +1,17 @@
-//! The activity log: who changed what. Every change writes its row in its own transaction
-//! through `record_activity`, which this module gives each backend.
+//! The activity log: who changed what, and how. Every change writes its row in its own
+//! transaction through `record_activity`, which this module gives each backend, with a
+//! [`Change`]: the fields the change touched as they were and as they are. The summaries of each
+//! kind of record are made here, so every writer shows a record the same way and none shows a
+//! secret (passwords, tokens, card data and ciphertext appear, at most, as the fact that they
+//! changed).
 
 use async_trait::async_trait;
+use serde_json::{Value, json};
 
-use super::{ActivityEntry, ActivityFilter, StoreResult};
+use super::billing::{Invoice, Order};
+use super::{
+    ActivityEntry, ActivityFilter, AdminToken, Customer, Product, Server, Service, StoreResult,
+};
 
 #[async_trait]
 pub trait ActivityStore: Send + Sync {
@@ -16,35 +24,245 @@ pub trait ActivityStore: Send + Sync {
     async fn search_activity(&self, filter: &ActivityFilter) -> StoreResult<Vec<ActivityEntry>>;
 }
 
+/// What one change did to its record: `before` as it was and `after` as it is, each a JSON
+/// object of the fields concerned. A creation has no `before`, a deletion no `after`; a change
+/// that touches no field of its own (queueing a task, say) has neither.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+impl Change {
+    /// Nothing of the record itself changed.
+    pub fn none() -> Change {
+        Change::default()
+    }
+
+    /// A new record, as written.
+    pub fn created(after: Value) -> Change {
+        Change {
+            before: None,
+            after: Some(after),
+        }
+    }
+
+    /// A record gone, as it was.
+    pub fn deleted(before: Value) -> Change {
+        Change {
+            before: Some(before),
+            after: None,
+        }
+    }
+
+    /// Exactly these two summaries.
+    pub fn updated(before: Value, after: Value) -> Change {
+        Change {
+            before: Some(before),
+            after: Some(after),
+        }
+    }
+
+    /// Of two whole summaries of one record, only the fields whose values differ, so an update
+    /// shows what it changed and nothing else.
+    pub fn between(before: Value, after: Value) -> Change {
+        match (before, after) {
+            (Value::Object(mut before), Value::Object(mut after)) => {
+                let same: Vec<String> = before
+                    .iter()
+                    .filter(|(k, v)| after.get(*k) == Some(*v))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in same {
+                    before.remove(&key);
+                    after.remove(&key);
+                }
+                for key in after.keys() {
+                    before.entry(key.clone()).or_insert(Value::Null);
+                }
+                for key in before.keys() {
+                    after.entry(key.clone()).or_insert(Value::Null);
+                }
+                Change::updated(Value::Object(before), Value::Object(after))
+            }
+            (before, after) => Change::updated(before, after),
+        }
+    }
+}
+
+/// Unix milliseconds as RFC 3339 (UTC), as the API shows times.
+pub fn instant(ms: i64) -> Value {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+fn opt_instant(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, instant)
+}
+
+fn opt_date(ms: Option<i64>) -> Value {
+    ms.map_or(Value::Null, |d| {
+        Value::String(mpanel_common::billing::format_date(
+            mpanel_common::billing::ms_to_date(d),
+        ))
+    })
+}
+
+/// A server as the log shows it (it holds no secret).
+pub fn server_summary(s: &Server) -> Value {
+    json!({
+        "hostname": s.hostname,
+        "ipAddress": s.ip_address,
+        "controlPanel": s.control_panel.as_str(),
+        "controlPanelUrl": s.control_panel_url,
+        "maxAccounts": s.max_accounts,
+        "status": s.status.as_str(),
+        "location": s.location,
+        "group": s.server_group,
+        "nameserver1": s.nameserver1,
+        "nameserver2": s.nameserver2,
+        "dnsProvider": s.dns_provider.as_str(),
+        "sslProvider": s.ssl_provider.as_str(),
+    })
+}
+
+/// A service as the log shows it: never its passwords nor their ciphertext.
+pub fn service_summary(s: &Service) -> Value {
+    json!({
+        "customerId": s.customer_id.get(),
+        "productId": s.product_id.get(),
+        "serverId": s.server_id,
+        "domain": s.domain,
+        "username": s.username,
+        "status": s.status.as_str(),
+        "billingCycle": s.billing_cycle.as_str(),
+        "nextDueDate": opt_date(s.next_due_at),
+        "suspensionReason": s.suspension_reason,
+        "provisioningError": s.provisioning_error,
+        "disputeRef": s.dispute_ref,
+    })
+}
+
+/// A customer as the log shows it: no Stripe ids, no card.
+pub fn customer_summary(c: &Customer) -> Value {
+    json!({
+        "email": c.email,
+        "name": c.name,
+        "status": c.status.as_str(),
+    })
+}
+
+/// A product with its prices.
+pub fn product_summary(p: &Product) -> Value {
+    json!({
+        "name": p.name,
+        "group": p.server_group,
+        "packages": {
+            "cpanel": p.package_cpanel,
+            "plesk": p.package_plesk,
+            "directadmin": p.package_directadmin,
+        },
+        "quotas": {
+            "diskMb": p.disk_mb,
+            "emailQuotaMb": p.email_quota_mb,
+            "databases": p.databases,
+        },
+        "active": p.active,
+        "taxRateBp": p.tax_rate_bp,
+        "backupSchedule": p.backup_schedule.as_str(),
+        "prices": p.prices.iter().map(|price| json!({
+            "cycle": price.billing_cycle.as_str(),
+            "amount": price.amount_minor,
+            "currency": price.currency,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// An admin token: never the token nor its hash.
+pub fn token_summary(t: &AdminToken) -> Value {
+    json!({
+        "name": t.name,
+        "scopes": t.scopes,
+        "expiresAt": opt_instant(t.expires_at),
+        "revokedAt": opt_instant(t.revoked_at),
+    })
+}
+
+/// An invoice's state and money (amounts in minor units); not its payment link.
+pub fn invoice_summary(i: &Invoice) -> Value {
+    json!({
+        "number": i.number,
+        "status": i.status,
+        "currency": i.currency,
+        "total": i.amount_minor,
+        "amountPaid": i.amount_paid_minor,
+        "amountRefunded": i.amount_refunded_minor,
+        "dueAt": instant(i.due_at),
+        "paidAt": opt_instant(i.paid_at),
+        "voidedAt": opt_instant(i.voided_at),
+        "chargeAttempts": i.charge_attempts,
+        "nextChargeAt": opt_instant(i.next_charge_at),
+        "lastChargeError": i.last_charge_error,
+    })
+}
+
+/// An order's state and what it led to; not its checkout link nor Stripe's ids.
+pub fn order_summary(o: &Order) -> Value {
+    json!({
+        "status": o.status,
+        "failure": o.failure,
+        "domain": o.domain,
+        "productId": o.product_id,
+        "billingCycle": o.billing_cycle,
+        "total": o.total_minor,
+        "currency": o.currency,
+        "customerId": o.customer_id,
+        "serviceId": o.service_id,
+        "invoiceId": o.invoice_id,
+    })
+}
+
 macro_rules! impl_activity_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
             use sqlx::types::Json;
-            use $crate::store::{ActivityEntry, ActivityFilter, ActivityStore, StoreResult, now_ms};
+            use $crate::store::{ActivityEntry, ActivityFilter, ActivityStore, Change, StoreResult, now_ms};
 
             impl $store {
                 /// Writes one activity row inside the caller's transaction, so a change and its
                 /// row commit together or not at all.
+                /// `change` is what the change did to the record (see [`Change`]); `details`
+                /// what else is worth knowing (the task queued, the payment's reference).
                 pub(crate) async fn record_activity(
                     tx: &mut sqlx::Transaction<'static, $db>,
                     actor: &str,
                     action: &str,
                     entity_type: &str,
-                    entity_id: i64,
+                    entity_id: impl Into<Option<i64>> + Send,
                     details: serde_json::Value,
+                    change: Change,
                 ) -> StoreResult<()> {
                     sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at, request_id)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at,
+                             request_id, before_state, after_state)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(actor)
                     .bind(action)
                     .bind(entity_type)
-                    .bind(entity_id)
+                    .bind(entity_id.into())
                     .bind(Json(details))
                     .bind(now_ms())
                     .bind($crate::request_id::current())
+                    .bind(change.before.map(Json))
+                    .bind(change.after.map(Json))
                     .execute(&mut **tx)
                     .await?;
                     Ok(())
@@ -88,3 +306,46 @@ macro_rules! impl_activity_store {
 }
 
 pub(crate) use impl_activity_store;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Change;
+
+    #[test]
+    fn an_update_keeps_only_the_fields_that_changed() {
+        let change = Change::between(
+            json!({ "hostname": "a.example", "status": "active", "maxAccounts": 500 }),
+            json!({ "hostname": "a.example", "status": "draining", "maxAccounts": 20 }),
+        );
+        assert_eq!(
+            change.before,
+            Some(json!({ "status": "active", "maxAccounts": 500 }))
+        );
+        assert_eq!(
+            change.after,
+            Some(json!({ "status": "draining", "maxAccounts": 20 }))
+        );
+    }
+
+    #[test]
+    fn a_field_on_one_side_only_shows_null_on_the_other() {
+        let change = Change::between(json!({ "a": 1 }), json!({ "b": 2 }));
+        assert_eq!(change.before, Some(json!({ "a": 1, "b": null })));
+        assert_eq!(change.after, Some(json!({ "a": null, "b": 2 })));
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_has_empty_sides() {
+        let change = Change::between(json!({ "a": 1 }), json!({ "a": 1 }));
+        assert_eq!(change.before, Some(json!({})));
+        assert_eq!(change.after, Some(json!({})));
+    }
+
+    #[test]
+    fn creations_have_no_before_and_deletions_no_after() {
+        assert_eq!(Change::created(json!({ "a": 1 })).before, None);
+        assert_eq!(Change::deleted(json!({ "a": 1 })).after, None);
+    }
+}

@@ -29,7 +29,14 @@ macro_rules! impl_admin_token_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
-            use $crate::store::{AdminToken, AdminTokenStore, NewAdminToken, StoreError, StoreResult, now_ms};
+            use $crate::store::{AdminToken, AdminTokenStore, Change, NewAdminToken, StoreError, StoreResult, now_ms};
+            use $crate::store::activity::token_summary;
+
+            /// A live token revoked: only `revokedAt` changed.
+            fn revocation(revoked: &AdminToken) -> Change {
+                let live = AdminToken { revoked_at: None, ..revoked.clone() };
+                Change::between(token_summary(&live), token_summary(revoked))
+            }
 
             macro_rules! token_columns {
                 () => {
@@ -51,7 +58,8 @@ macro_rules! impl_admin_token_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "token already exists"))?;
-                    <$store>::record_activity(&mut tx, "cli", "admin_token.created", "admin_token", token.id, serde_json::json!({ "name": name }))
+                    <$store>::record_activity(&mut tx, "cli", "admin_token.created", "admin_token", token.id, serde_json::json!({ "name": name }),
+                        Change::created(token_summary(&token)))
                         .await?;
                     tx.commit().await?;
                     Ok(token)
@@ -104,6 +112,7 @@ macro_rules! impl_admin_token_store {
                         "admin_token",
                         token.id,
                         serde_json::json!({ "name": new.name, "scopes": new.scopes, "expiresAt": new.expires_at }),
+                        Change::created(token_summary(&token)),
                     )
                     .await?;
                     tx.commit().await?;
@@ -146,6 +155,7 @@ macro_rules! impl_admin_token_store {
                         "admin_token",
                         id,
                         serde_json::json!({ "name": token.name }),
+                        revocation(&token),
                     )
                     .await?;
                     tx.commit().await?;
@@ -153,17 +163,27 @@ macro_rules! impl_admin_token_store {
                 }
 
                 async fn revoke_admin_token(&self, id: i64) -> StoreResult<()> {
-                    let updated = sqlx::query(
-                        "UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                    )
+                    let mut tx = self.begin_write().await?;
+                    let token = sqlx::query_as::<_, AdminToken>(concat!(
+                        "UPDATE admin_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL
+                         RETURNING ", token_columns!()
+                    ))
                     .bind(id)
                     .bind(now_ms())
-                    .execute(self.writer())
+                    .fetch_optional(&mut *tx)
                     .await?
-                    .rows_affected();
-                    if updated == 0 {
-                        return Err(StoreError::not_found("admin token", id));
-                    }
+                    .ok_or_else(|| StoreError::not_found("admin token", id))?;
+                    <$store>::record_activity(
+                        &mut tx,
+                        "cli",
+                        "admin_token.revoked",
+                        "admin_token",
+                        id,
+                        serde_json::json!({ "name": token.name }),
+                        revocation(&token),
+                    )
+                    .await?;
+                    tx.commit().await?;
                     Ok(())
                 }
             }

@@ -86,8 +86,9 @@ macro_rules! impl_agent_store {
             use sqlx::types::Json;
             use $crate::store::{
                 AgentHello, AgentLiveness, AgentRow, AgentStore, CaRecord, EnrollmentToken,
-                IssuedCertificate, NewCa, StoreError, StoreResult, now_ms,
+                Change, IssuedCertificate, NewCa, StoreError, StoreResult, now_ms,
             };
+            use $crate::store::activity::instant;
 
             async fn insert_certificate(
                 tx: &mut sqlx::Transaction<'static, $db>,
@@ -166,15 +167,19 @@ macro_rules! impl_agent_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "server does not exist"))?;
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ($1, 'server.enrollment_token_created', 'server', $2, $3, $4)",
+                    // The token itself is a secret: the row names it by id only.
+                    <$store>::record_activity(
+                        &mut tx,
+                        actor,
+                        "server.enrollment_token_created",
+                        "server",
+                        server_id.get(),
+                        serde_json::json!({ "tokenId": token_id, "expiresAt": expires_at }),
+                        Change::updated(
+                            serde_json::json!({ "enrollmentToken": null }),
+                            serde_json::json!({ "enrollmentToken": { "id": token_id, "expiresAt": instant(expires_at) } }),
+                        ),
                     )
-                    .bind(actor)
-                    .bind(server_id.get())
-                    .bind(Json(serde_json::json!({ "tokenId": token_id, "expiresAt": expires_at })))
-                    .bind(now)
-                    .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     Ok(())
@@ -228,6 +233,11 @@ macro_rules! impl_agent_store {
                     .execute(&mut *tx)
                     .await?;
                     insert_certificate(&mut tx, cert, now).await?;
+                    let previous: Option<(String, Option<String>)> =
+                        sqlx::query_as("SELECT status, cert_serial FROM agents WHERE server_id = $1")
+                            .bind(cert.server_id.get())
+                            .fetch_optional(&mut *tx)
+                            .await?;
                     sqlx::query(
                         "INSERT INTO agents (server_id, status, enrolled_at, cert_serial, cert_not_after,
                              revoked_at, agent_version, updated_at)
@@ -245,14 +255,18 @@ macro_rules! impl_agent_store {
                     .bind(agent_version)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ('agent', 'agent.enrolled', 'server', $1, $2, $3)",
+                    <$store>::record_activity(
+                        &mut tx,
+                        "agent",
+                        "agent.enrolled",
+                        "server",
+                        cert.server_id.get(),
+                        serde_json::json!({ "serial": cert.serial, "notAfter": cert.not_after }),
+                        Change::updated(
+                            serde_json::json!({ "agent": previous.as_ref().map(|(status, serial)| serde_json::json!({ "status": status, "certSerial": serial })) }),
+                            serde_json::json!({ "agent": { "status": "pending", "certSerial": cert.serial, "certNotAfter": instant(cert.not_after) } }),
+                        ),
                     )
-                    .bind(cert.server_id.get())
-                    .bind(Json(serde_json::json!({ "serial": cert.serial, "notAfter": cert.not_after })))
-                    .bind(now)
-                    .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     Ok(superseded)
@@ -299,6 +313,11 @@ macro_rules! impl_agent_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    let previous: Option<String> =
+                        sqlx::query_scalar("SELECT status FROM agents WHERE server_id = $1")
+                            .bind(server_id.get())
+                            .fetch_optional(&mut *tx)
+                            .await?;
                     sqlx::query(
                         "UPDATE agents SET status = 'revoked', revoked_at = $2, updated_at = $2 WHERE server_id = $1",
                     )
@@ -306,15 +325,21 @@ macro_rules! impl_agent_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                         VALUES ($1, 'agent.certificate_revoked', 'server', $2, $3, $4)",
+                    <$store>::record_activity(
+                        &mut tx,
+                        actor,
+                        "agent.certificate_revoked",
+                        "server",
+                        server_id.get(),
+                        serde_json::json!({ "serials": serials }),
+                        Change::updated(
+                            serde_json::json!({ "agentStatus": previous, "liveCertificates": serials }),
+                            serde_json::json!({
+                                "agentStatus": previous.as_ref().map(|_| "revoked"),
+                                "liveCertificates": Vec::<String>::new(),
+                            }),
+                        ),
                     )
-                    .bind(actor)
-                    .bind(server_id.get())
-                    .bind(Json(serde_json::json!({ "serials": serials })))
-                    .bind(now)
-                    .execute(&mut *tx)
                     .await?;
                     tx.commit().await?;
                     Ok(serials)

@@ -448,7 +448,8 @@ macro_rules! impl_billing_store {
             use sqlx::types::Json;
             use $crate::store::billing::*;
             use $crate::store::lease_queue::BILLING;
-            use $crate::store::{Customer, Service, StoreError, StoreResult, Task, TaskResult, now_ms};
+            use $crate::store::{Change, Customer, Service, StoreError, StoreResult, Task, TaskResult, now_ms};
+            use $crate::store::activity::{customer_summary, invoice_summary, order_summary, service_summary};
 
             type Tx = sqlx::Transaction<'static, $db>;
 
@@ -573,14 +574,21 @@ macro_rules! impl_billing_store {
                 .map_err(|e| StoreError::on_constraint(e, "the service already has an invoice for this period"))
             }
 
-            async fn assign_number(tx: &mut Tx, invoice: &Invoice) -> StoreResult<()> {
+            async fn assign_number(tx: &mut Tx, invoice: &Invoice) -> StoreResult<String> {
                 let number = next_invoice_number(tx, invoice.issued_at).await?;
                 sqlx::query("UPDATE invoices SET number = $2 WHERE id = $1")
                     .bind(invoice.id)
-                    .bind(number)
+                    .bind(&number)
                     .execute(&mut **tx)
                     .await?;
-                Ok(())
+                Ok(number)
+            }
+
+            /// A calendar date (`YYYY-MM-DD`) for a summary.
+            fn day(ms: Option<i64>) -> serde_json::Value {
+                ms.map_or(serde_json::Value::Null, |d| {
+                    mpanel_common::billing::format_date(mpanel_common::billing::ms_to_date(d)).into()
+                })
             }
 
             /// One payment row; its provider reference is unique, so a second record of the same
@@ -674,7 +682,8 @@ macro_rules! impl_billing_store {
                     .fetch_one(&mut *tx)
                     .await?;
                     <$store>::record_activity(&mut tx, "customer", "order.created", "order", order.id,
-                        serde_json::json!({ "domain": new.domain, "productId": new.product_id, "total": new.total_minor, "currency": new.currency })).await?;
+                        serde_json::json!({ "domain": new.domain, "productId": new.product_id, "total": new.total_minor, "currency": new.currency }),
+                        Change::created(order_summary(&order))).await?;
                     tx.commit().await?;
                     Ok(order)
                 }
@@ -763,8 +772,10 @@ macro_rules! impl_billing_store {
                         taken.map(|s| format!("domain {} was taken by service {s} before the payment arrived", order.domain))
                     };
                     if let Some(reason) = held {
-                        let order = set_order_state(&mut tx, order.id, "paid", Some(&reason), f.payment_intent_id.as_deref(), now).await?;
-                        <$store>::record_activity(&mut tx, "billing", "order.held", "order", order.id, serde_json::json!({ "reason": reason })).await?;
+                        let held = set_order_state(&mut tx, order.id, "paid", Some(&reason), f.payment_intent_id.as_deref(), now).await?;
+                        <$store>::record_activity(&mut tx, "billing", "order.held", "order", order.id, serde_json::json!({ "reason": reason }),
+                            Change::between(order_summary(&order), order_summary(&held))).await?;
+                        let order = held;
                         event_outcome(&mut tx, event, "held").await?;
                         tx.commit().await?;
                         return Ok(EventEffect::Applied(FulfilOutcome::Held(order)));
@@ -796,7 +807,7 @@ macro_rules! impl_billing_store {
                             .await
                             .map_err(|e| StoreError::on_constraint(e, "the Stripe customer belongs to another customer"))?;
                             <$store>::record_activity(&mut tx, "billing", "customer.created", "customer", c.id.get(),
-                                serde_json::json!({ "orderId": order.id })).await?;
+                                serde_json::json!({ "orderId": order.id }), Change::created(customer_summary(&c))).await?;
                             c
                         }
                     };
@@ -857,13 +868,14 @@ macro_rules! impl_billing_store {
                         now,
                     };
                     insert_payment(&mut tx, invoice.id, customer.id.get(), &order.currency, &payment, now).await?;
+                    let ordered = order;
                     let order = sqlx::query_as::<_, Order>(
                         "UPDATE orders SET status = 'fulfilled', customer_id = $2, service_id = $3, invoice_id = $4,
                              payment_intent_id = COALESCE($5, payment_intent_id),
                              stripe_customer_id = COALESCE($6, stripe_customer_id), updated_at = $7, completed_at = $7
                          WHERE id = $1 RETURNING *",
                     )
-                    .bind(order.id).bind(customer.id.get()).bind(service.id.get()).bind(invoice.id)
+                    .bind(ordered.id).bind(customer.id.get()).bind(service.id.get()).bind(invoice.id)
                     .bind(&f.payment_intent_id).bind(&f.stripe_customer_id).bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -879,11 +891,18 @@ macro_rules! impl_billing_store {
                     }
                     insert_job(&mut tx, &email_job("payment_receipt", &invoice), now).await?;
                     <$store>::record_activity(&mut tx, "billing", "service.created", "service", service.id.get(),
-                        serde_json::json!({ "domain": order.domain, "taskId": task.id.get(), "orderId": order.id })).await?;
+                        serde_json::json!({ "domain": order.domain, "taskId": task.id.get(), "orderId": order.id }),
+                        Change::created(service_summary(&service))).await?;
                     <$store>::record_activity(&mut tx, "billing", "order.fulfilled", "order", order.id,
-                        serde_json::json!({ "serviceId": service.id.get(), "invoiceId": invoice.id, "payment": f.payment_ref })).await?;
+                        serde_json::json!({ "serviceId": service.id.get(), "invoiceId": invoice.id, "payment": f.payment_ref }),
+                        Change::between(order_summary(&ordered), order_summary(&order))).await?;
                     event_outcome(&mut tx, event, "fulfilled").await?;
-                    assign_number(&mut tx, &invoice).await?;
+                    // The invoice's row comes last, once it has its number (see above).
+                    let mut numbered = invoice.clone();
+                    numbered.number = assign_number(&mut tx, &invoice).await?;
+                    <$store>::record_activity(&mut tx, "billing", "invoice.created", "invoice", invoice.id,
+                        serde_json::json!({ "number": numbered.number, "serviceId": service.id.get(), "orderId": order.id }),
+                        Change::created(invoice_summary(&numbered))).await?;
                     tx.commit().await?;
                     Ok(EventEffect::Applied(FulfilOutcome::Fulfilled {
                         order,
@@ -908,7 +927,11 @@ macro_rules! impl_billing_store {
                     .await?;
                     if let Some(o) = &order {
                         <$store>::record_activity(&mut tx, "billing", &format!("order.{status}"), "order", o.id,
-                            serde_json::json!({ "reason": reason })).await?;
+                            serde_json::json!({ "reason": reason }),
+                            Change::updated(
+                                serde_json::json!({ "status": "open", "failure": null }),
+                                serde_json::json!({ "status": o.status, "failure": o.failure }),
+                            )).await?;
                         if status == "failed" {
                             insert_job(&mut tx, &NewBillingJob {
                                 kind: "invoice_email",
@@ -954,9 +977,13 @@ macro_rules! impl_billing_store {
                         // A card payment on a closed invoice is still money received: keep it
                         // on record for an admin to refund, without touching the invoice.
                         if p.provider == "stripe" {
-                            insert_payment(&mut tx, invoice.id, invoice.customer_id, &p.currency, p, now).await?;
+                            let kept = insert_payment(&mut tx, invoice.id, invoice.customer_id, &p.currency, p, now).await?;
                             <$store>::record_activity(&mut tx, actor, "payment.unapplied", "invoice", invoice.id,
-                                serde_json::json!({ "reason": reason, "ref": p.provider_ref, "amount": p.amount_minor })).await?;
+                                serde_json::json!({ "reason": reason, "ref": p.provider_ref, "amount": p.amount_minor }),
+                                Change::updated(
+                                    serde_json::json!({ "unappliedPayment": null }),
+                                    serde_json::json!({ "unappliedPayment": { "id": kept.id, "amount": kept.amount_minor, "currency": kept.currency } }),
+                                )).await?;
                             event_outcome(&mut tx, event, "unapplied").await?;
                             tx.commit().await?;
                         }
@@ -965,6 +992,7 @@ macro_rules! impl_billing_store {
                     let payment = insert_payment(&mut tx, invoice.id, invoice.customer_id, &invoice.currency, p, now).await?;
                     let paid_total = invoice.amount_paid_minor + p.amount_minor;
                     let settled = paid_total >= invoice.amount_minor;
+                    let unpaid = invoice;
                     let invoice = sqlx::query_as::<_, Invoice>(
                         "UPDATE invoices SET amount_paid_minor = $2,
                              status = CASE WHEN $3 THEN 'paid' ELSE status END,
@@ -973,7 +1001,7 @@ macro_rules! impl_billing_store {
                              updated_at = $4
                          WHERE id = $1 RETURNING *",
                     )
-                    .bind(invoice.id).bind(paid_total).bind(settled).bind(now)
+                    .bind(unpaid.id).bind(paid_total).bind(settled).bind(now)
                     .fetch_one(&mut *tx)
                     .await?;
                     let mut unsuspends = None;
@@ -981,9 +1009,14 @@ macro_rules! impl_billing_store {
                         if let (Some(service), Some(start), Some(end)) = (invoice.service_id, invoice.period_start, invoice.period_end) {
                             // Compare-and-set: the period paid for is the one due, so paying
                             // moves the due date one cycle once, however often it is replayed.
-                            sqlx::query("UPDATE services SET next_due_at = $3, updated_at = $4 WHERE id = $1 AND next_due_at = $2")
+                            let moved = sqlx::query("UPDATE services SET next_due_at = $3, updated_at = $4 WHERE id = $1 AND next_due_at = $2")
                                 .bind(service).bind(start).bind(end).bind(now)
-                                .execute(&mut *tx).await?;
+                                .execute(&mut *tx).await?.rows_affected();
+                            if moved > 0 {
+                                <$store>::record_activity(&mut tx, actor, "service.next_due_changed", "service", service,
+                                    serde_json::json!({ "invoiceId": invoice.id }),
+                                    Change::updated(serde_json::json!({ "nextDueDate": day(Some(start)) }), serde_json::json!({ "nextDueDate": day(Some(end)) }))).await?;
+                            }
                         }
                         if let Some(service) = invoice.service_id {
                             let row: Option<(String, Option<String>)> = sqlx::query_as(
@@ -1014,7 +1047,7 @@ macro_rules! impl_billing_store {
                     }
                     <$store>::record_activity(&mut tx, actor, "invoice.payment", "invoice", invoice.id, serde_json::json!({
                         "paymentId": payment.id, "amount": p.amount_minor, "method": p.method, "ref": p.provider_ref, "status": invoice.status,
-                    })).await?;
+                    }), Change::between(invoice_summary(&unpaid), invoice_summary(&invoice))).await?;
                     event_outcome(&mut tx, event, "payment_recorded").await?;
                     tx.commit().await?;
                     Ok(EventEffect::Applied(PaymentOutcome::Recorded { invoice, payment, unsuspends }))
@@ -1041,6 +1074,9 @@ macro_rules! impl_billing_store {
                         event_outcome(&mut tx, event, "refund_recorded").await?;
                         tx.commit().await?;
                         return Ok(EventEffect::Applied(None));
+                    };
+                    let Some(before) = lock_invoice(&mut tx, invoice_id).await? else {
+                        return Err(StoreError::not_found("invoice", invoice_id));
                     };
                     let invoice = sqlx::query_as::<_, Invoice>(
                         "UPDATE invoices SET
@@ -1075,7 +1111,7 @@ macro_rules! impl_billing_store {
                     }
                     <$store>::record_activity(&mut tx, "billing", "invoice.refund", "invoice", invoice_id, serde_json::json!({
                         "ref": provider_ref, "refundedTotal": refunded, "status": invoice.status,
-                    })).await?;
+                    }), Change::between(invoice_summary(&before), invoice_summary(&invoice))).await?;
                     event_outcome(&mut tx, event, if full { "refunded" } else { "partly_refunded" }).await?;
                     tx.commit().await?;
                     Ok(EventEffect::Applied(Some(invoice)))
@@ -1100,10 +1136,13 @@ macro_rules! impl_billing_store {
                         None => None,
                     };
                     if let Some(s) = service {
+                        let previous: Option<String> = sqlx::query_scalar::<_, Option<String>>("SELECT dispute_ref FROM services WHERE id = $1")
+                            .bind(s).fetch_optional(&mut *tx).await?.flatten();
                         sqlx::query("UPDATE services SET dispute_ref = $2, updated_at = $3 WHERE id = $1")
                             .bind(s).bind(dispute_id).bind(now).execute(&mut *tx).await?;
                         <$store>::record_activity(&mut tx, "billing", "service.disputed", "service", s,
-                            serde_json::json!({ "dispute": dispute_id, "paymentId": payment.id })).await?;
+                            serde_json::json!({ "dispute": dispute_id, "paymentId": payment.id }),
+                            Change::updated(serde_json::json!({ "disputeRef": previous }), serde_json::json!({ "disputeRef": dispute_id }))).await?;
                     }
                     for job in jobs {
                         let mut job = job.clone();
@@ -1141,7 +1180,7 @@ macro_rules! impl_billing_store {
                     }
                     <$store>::record_activity(&mut tx, actor, "invoice.created", "invoice", invoice.id, serde_json::json!({
                         "number": invoice.number, "serviceId": invoice.service_id, "total": invoice.amount_minor, "currency": invoice.currency,
-                    })).await?;
+                    }), Change::created(invoice_summary(&invoice))).await?;
                     tx.commit().await?;
                     Ok(Some(invoice))
                 }
@@ -1184,11 +1223,13 @@ macro_rules! impl_billing_store {
                     if invoice.status != "unpaid" || invoice.amount_paid_minor > 0 || open_charge.is_some() {
                         return Ok(Some(Err(invoice)));
                     }
+                    let before = invoice;
                     let invoice = sqlx::query_as::<_, Invoice>(
                         "UPDATE invoices SET status = 'void', voided_at = $2, next_charge_at = NULL, updated_at = $2 WHERE id = $1 RETURNING *",
                     )
                     .bind(id).bind(now).fetch_one(&mut *tx).await?;
-                    <$store>::record_activity(&mut tx, actor, "invoice.voided", "invoice", id, serde_json::json!({ "number": invoice.number })).await?;
+                    <$store>::record_activity(&mut tx, actor, "invoice.voided", "invoice", id, serde_json::json!({ "number": invoice.number }),
+                        Change::between(invoice_summary(&before), invoice_summary(&invoice))).await?;
                     tx.commit().await?;
                     Ok(Some(Ok(invoice)))
                 }
@@ -1210,7 +1251,8 @@ macro_rules! impl_billing_store {
                     )
                     .bind(id).bind(due_at).bind(now).fetch_one(&mut *tx).await?;
                     <$store>::record_activity(&mut tx, actor, "invoice.due_changed", "invoice", id,
-                        serde_json::json!({ "from": invoice.due_at, "to": due_at })).await?;
+                        serde_json::json!({ "from": invoice.due_at, "to": due_at }),
+                        Change::between(invoice_summary(&invoice), invoice_summary(&moved))).await?;
                     tx.commit().await?;
                     Ok(Some(Ok(moved)))
                 }
@@ -1293,8 +1335,10 @@ macro_rules! impl_billing_store {
                         return Ok(Err(ChargeRefusal::NoSavedCard(invoice)));
                     };
                     let attempt = invoice.charge_attempts + 1;
-                    sqlx::query("UPDATE invoices SET charge_attempts = $2, next_charge_at = NULL, updated_at = $3 WHERE id = $1")
-                        .bind(invoice_id).bind(attempt).bind(now).execute(&mut *tx).await?;
+                    let charging = sqlx::query_as::<_, Invoice>(
+                        "UPDATE invoices SET charge_attempts = $2, next_charge_at = NULL, updated_at = $3 WHERE id = $1 RETURNING *",
+                    )
+                    .bind(invoice_id).bind(attempt).bind(now).fetch_one(&mut *tx).await?;
                     let key = format!("invoice-{invoice_id}-charge-{attempt}");
                     insert_job(&mut tx, &NewBillingJob {
                         kind: "charge",
@@ -1310,7 +1354,8 @@ macro_rules! impl_billing_store {
                     let job = sqlx::query_as::<_, BillingJob>("SELECT * FROM billing_jobs WHERE dedupe_key = $1")
                         .bind(&key).fetch_one(&mut *tx).await?;
                     <$store>::record_activity(&mut tx, actor, "invoice.charge_queued", "invoice", invoice_id,
-                        serde_json::json!({ "attempt": attempt, "jobId": job.id })).await?;
+                        serde_json::json!({ "attempt": attempt, "jobId": job.id }),
+                        Change::between(invoice_summary(&invoice), invoice_summary(&charging))).await?;
                     tx.commit().await?;
                     Ok(Ok((job, true)))
                 }
@@ -1318,20 +1363,25 @@ macro_rules! impl_billing_store {
                 async fn record_charge_declined(&self, d: &ChargeDeclined, actor: &str) -> StoreResult<()> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
-                    sqlx::query(
+                    let before = lock_invoice(&mut tx, d.invoice_id).await?;
+                    let after = sqlx::query_as::<_, Invoice>(
                         "UPDATE invoices SET last_charge_error = $2,
                              next_charge_at = CASE WHEN status = 'unpaid' THEN $3 ELSE NULL END,
                              pay_url = COALESCE($4, pay_url), updated_at = $5
-                         WHERE id = $1",
+                         WHERE id = $1 RETURNING *",
                     )
                     .bind(d.invoice_id).bind(&d.error).bind(d.next_charge_at).bind(&d.pay_url).bind(now)
-                    .execute(&mut *tx).await?;
+                    .fetch_optional(&mut *tx).await?;
+                    let change = match (&before, &after) {
+                        (Some(b), Some(a)) => Change::between(invoice_summary(b), invoice_summary(a)),
+                        _ => Change::none(),
+                    };
                     if let Some(notice) = &d.notice {
                         insert_job(&mut tx, notice, now).await?;
                     }
                     <$store>::record_activity(&mut tx, actor, "invoice.charge_declined", "invoice", d.invoice_id, serde_json::json!({
                         "attempt": d.attempt, "error": d.error, "nextChargeAt": d.next_charge_at,
-                    })).await?;
+                    }), change).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -1374,11 +1424,17 @@ macro_rules! impl_billing_store {
 
                 async fn save_card(&self, customer_id: i64, payment_method: &str, brand: Option<&str>, last4: Option<&str>, actor: &str) -> StoreResult<()> {
                     let mut tx = self.begin_write().await?;
+                    let had_card: Option<bool> = sqlx::query_scalar(
+                        "SELECT payment_method_id IS NOT NULL FROM customers WHERE id = $1",
+                    )
+                    .bind(customer_id).fetch_optional(&mut *tx).await?;
                     sqlx::query("UPDATE customers SET payment_method_id = $2, card_brand = $3, card_last4 = $4, updated_at = $5 WHERE id = $1")
                         .bind(customer_id).bind(payment_method).bind(brand).bind(last4).bind(now_ms())
                         .execute(&mut *tx).await?;
+                    // Card data stays out of the summary: only whether one is on file.
                     <$store>::record_activity(&mut tx, actor, "customer.card_saved", "customer", customer_id,
-                        serde_json::json!({ "brand": brand, "last4": last4 })).await?;
+                        serde_json::json!({ "brand": brand, "last4": last4 }),
+                        Change::updated(serde_json::json!({ "cardOnFile": had_card.unwrap_or(false) }), serde_json::json!({ "cardOnFile": true }))).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -1392,6 +1448,10 @@ macro_rules! impl_billing_store {
 
                 async fn set_next_due(&self, service_id: i64, next_due_at: Option<i64>, billing_day: Option<i32>, actor: &str) -> StoreResult<()> {
                     let mut tx = self.begin_write().await?;
+                    let before: Option<(Option<i64>, Option<i32>)> = sqlx::query_as(
+                        "SELECT next_due_at, billing_day FROM services WHERE id = $1",
+                    )
+                    .bind(service_id).fetch_optional(&mut *tx).await?;
                     let rows = sqlx::query("UPDATE services SET next_due_at = $2, billing_day = COALESCE($3, billing_day), updated_at = $4 WHERE id = $1")
                         .bind(service_id).bind(next_due_at).bind(billing_day).bind(now_ms())
                         .execute(&mut *tx).await?.rows_affected();
@@ -1399,7 +1459,11 @@ macro_rules! impl_billing_store {
                         return Err(StoreError::not_found("service", service_id));
                     }
                     <$store>::record_activity(&mut tx, actor, "service.next_due_changed", "service", service_id,
-                        serde_json::json!({ "nextDueAt": next_due_at })).await?;
+                        serde_json::json!({ "nextDueAt": next_due_at }),
+                        Change::between(
+                            serde_json::json!({ "nextDueDate": day(before.and_then(|b| b.0)), "billingDay": before.and_then(|b| b.1) }),
+                            serde_json::json!({ "nextDueDate": day(next_due_at), "billingDay": billing_day.or(before.and_then(|b| b.1)) }),
+                        )).await?;
                     tx.commit().await?;
                     Ok(())
                 }

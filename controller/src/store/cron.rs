@@ -280,7 +280,11 @@ macro_rules! impl_cron_store {
                     let result = match new {
                         Some(run) => {
                             <$store>::record_activity(&mut tx, actor, "cron.run_requested", "cron_run", run.id,
-                                serde_json::json!({ "job": job })).await?;
+                                serde_json::json!({ "job": job }),
+                                $crate::store::Change::created(serde_json::json!({
+                                    "job": run.job_name, "trigger": "manual", "status": run.status,
+                                    "scheduledFor": $crate::store::activity::instant(run.scheduled_for),
+                                }))).await?;
                             (run, true)
                         }
                         None => match sqlx::query_as::<_, CronRun>(OPEN).bind(job).fetch_optional(&mut *tx).await? {

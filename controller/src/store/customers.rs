@@ -25,7 +25,9 @@ macro_rules! impl_customer_store {
         const _: () = {
             use async_trait::async_trait;
             use mpanel_common::ids::CustomerId;
-            use $crate::store::{Customer, CustomerPatch, CustomerStore, NewCustomer, Page, StoreError, StoreResult, now_ms};
+            use sqlx::AssertSqlSafe;
+            use $crate::store::{Change, Customer, CustomerPatch, CustomerStore, NewCustomer, Page, StoreError, StoreResult, now_ms};
+            use $crate::store::activity::customer_summary;
 
             #[async_trait]
             impl CustomerStore for $store {
@@ -41,7 +43,8 @@ macro_rules! impl_customer_store {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "a customer with that email already exists"))?;
-                    <$store>::record_activity(&mut tx, actor, "customer.created", "customer", customer.id.get(), serde_json::json!({}))
+                    <$store>::record_activity(&mut tx, actor, "customer.created", "customer", customer.id.get(), serde_json::json!({}),
+                        Change::created(customer_summary(&customer)))
                         .await?;
                     tx.commit().await?;
                     Ok(customer)
@@ -57,6 +60,14 @@ macro_rules! impl_customer_store {
 
                 async fn update_customer(&self, id: CustomerId, patch: &CustomerPatch, actor: &str) -> StoreResult<Customer> {
                     let mut tx = self.begin_write().await?;
+                    let before = sqlx::query_as::<_, Customer>(AssertSqlSafe(format!(
+                        "SELECT * FROM customers WHERE id = $1{}",
+                        <$store>::FOR_UPDATE
+                    )))
+                    .bind(id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("customer", id))?;
                     let customer = sqlx::query_as::<_, Customer>(
                         "UPDATE customers SET
                              email = COALESCE($2, email),
@@ -75,7 +86,8 @@ macro_rules! impl_customer_store {
                     .await
                     .map_err(|e| StoreError::on_constraint(e, "a customer with that email already exists"))?
                     .ok_or_else(|| StoreError::not_found("customer", id))?;
-                    <$store>::record_activity(&mut tx, actor, "customer.updated", "customer", id.get(), serde_json::json!({ "status": customer.status.as_str() }))
+                    <$store>::record_activity(&mut tx, actor, "customer.updated", "customer", id.get(), serde_json::json!({ "status": customer.status.as_str() }),
+                        Change::between(customer_summary(&before), customer_summary(&customer)))
                         .await?;
                     tx.commit().await?;
                     Ok(customer)

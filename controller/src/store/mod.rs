@@ -33,7 +33,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mpanel_common::ids::ServerId;
 
-pub use activity::ActivityStore;
+pub use activity::{ActivityStore, Change};
 pub use admin_tokens::AdminTokenStore;
 pub use agents::{
     AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,

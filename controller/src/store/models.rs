@@ -370,6 +370,12 @@ pub struct ActivityEntry {
     pub created_at: i64,
     #[sqlx(default)]
     pub request_id: Option<String>,
+    /// The fields the change touched, as they were; none for a creation.
+    #[sqlx(default)]
+    pub before_state: Option<Json<serde_json::Value>>,
+    /// The same fields as they are now; none for a deletion.
+    #[sqlx(default)]
+    pub after_state: Option<Json<serde_json::Value>>,
 }
 
 /// A server that may take a new service, with how full it is.

@@ -27,7 +27,9 @@ macro_rules! impl_product_store {
         const _: () = {
             use async_trait::async_trait;
             use mpanel_common::ids::ProductId;
-            use $crate::store::{NewProduct, Price, Product, ProductPatch, ProductStore, StoreError, StoreResult, now_ms};
+            use sqlx::AssertSqlSafe;
+            use $crate::store::{Change, NewProduct, Price, Product, ProductPatch, ProductStore, StoreError, StoreResult, now_ms};
+            use $crate::store::activity::product_summary;
 
             async fn load_prices(
                 pool: &sqlx::Pool<$db>,
@@ -39,6 +41,20 @@ macro_rules! impl_product_store {
                 )
                 .bind(product_id)
                 .fetch_all(pool)
+                .await?)
+            }
+
+            /// The prices as the transaction sees them, in `load_prices`' order.
+            async fn prices_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                product_id: i64,
+            ) -> StoreResult<Vec<Price>> {
+                Ok(sqlx::query_as::<_, Price>(
+                    "SELECT billing_cycle, amount_minor, currency FROM product_prices
+                     WHERE product_id = $1 ORDER BY billing_cycle, currency",
+                )
+                .bind(product_id)
+                .fetch_all(&mut **tx)
                 .await?)
             }
 
@@ -80,7 +96,9 @@ macro_rules! impl_product_store {
                         .await
                         .map_err(|e| StoreError::on_constraint(e, "the same billing cycle and currency is priced twice"))?;
                     }
-                    <$store>::record_activity(&mut tx, actor, "product.created", "product", product.id.get(), serde_json::json!({ "name": new.name }))
+                    product.prices = prices_in(&mut tx, product.id.get()).await?;
+                    <$store>::record_activity(&mut tx, actor, "product.created", "product", product.id.get(), serde_json::json!({ "name": new.name }),
+                        Change::created(product_summary(&product)))
                         .await?;
                     tx.commit().await?;
                     product.prices = load_prices(&self.pool, product.id.get()).await?;
@@ -99,6 +117,15 @@ macro_rules! impl_product_store {
 
                 async fn update_product(&self, id: ProductId, patch: &ProductPatch, actor: &str) -> StoreResult<Product> {
                     let mut tx = self.begin_write().await?;
+                    let mut before = sqlx::query_as::<_, Product>(AssertSqlSafe(format!(
+                        "SELECT * FROM products WHERE id = $1{}",
+                        <$store>::FOR_UPDATE
+                    )))
+                    .bind(id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("product", id))?;
+                    before.prices = prices_in(&mut tx, id.get()).await?;
                     let name = patch.name.clone();
                     let mut product = sqlx::query_as::<_, Product>(
                         "UPDATE products SET
@@ -153,7 +180,9 @@ macro_rules! impl_product_store {
                             .map_err(|e| StoreError::on_constraint(e, "the same billing cycle and currency is priced twice"))?;
                         }
                     }
-                    <$store>::record_activity(&mut tx, actor, "product.updated", "product", id.get(), serde_json::json!({ "name": product.name }))
+                    product.prices = prices_in(&mut tx, id.get()).await?;
+                    <$store>::record_activity(&mut tx, actor, "product.updated", "product", id.get(), serde_json::json!({ "name": product.name }),
+                        Change::between(product_summary(&before), product_summary(&product)))
                         .await?;
                     tx.commit().await?;
                     product.prices = load_prices(&self.pool, id.get()).await?;

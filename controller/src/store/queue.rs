@@ -110,7 +110,8 @@ macro_rules! impl_task_queue {
             use mpanel_common::status::ServiceStatus;
             use $crate::store::queue::{CheckedEnqueue, EnqueueRefusal, ServiceChange, TaskQueue};
             use $crate::store::lease_queue::PROVISIONING;
-            use $crate::store::{StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
+            use $crate::store::{Change, StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
+            use $crate::store::activity::service_summary;
 
             /// A write that must find the task in `processing` under this holder.
             fn held(rows: u64, task: TaskId) -> StoreResult<()> {
@@ -139,6 +140,34 @@ macro_rules! impl_task_queue {
                         .map_err(|e| StoreError::Corrupt(format!("service {service}: {e}")))
                 })
                 .transpose()
+            }
+
+            /// The whole service row, locked like `lock_service`.
+            async fn service_row(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                service: i64,
+            ) -> StoreResult<$crate::store::Service> {
+                sqlx::query_as::<_, $crate::store::Service>(sqlx::AssertSqlSafe(format!(
+                    "SELECT * FROM services WHERE id = $1{}",
+                    <$store>::FOR_UPDATE
+                )))
+                .bind(service)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::not_found("service", service))
+            }
+
+            /// The activity a completed task's change is logged as.
+            fn completion_action(change: &ServiceChange) -> &'static str {
+                match change {
+                    ServiceChange::Activate => "service.activated",
+                    ServiceChange::Suspend { .. } => "service.suspended",
+                    ServiceChange::Unsuspend => "service.unsuspended",
+                    ServiceChange::Terminate => "service.terminated",
+                    ServiceChange::Restore => "service.restored",
+                    ServiceChange::ChangeProduct { .. } => "service.product_changed",
+                    ServiceChange::NewPassword { .. } => "service.password_changed",
+                }
             }
 
             async fn open_task(
@@ -242,6 +271,10 @@ macro_rules! impl_task_queue {
                         "service",
                         req.service.get(),
                         details,
+                        Change::updated(
+                            serde_json::json!({ "openTask": null }),
+                            serde_json::json!({ "openTask": { "id": task.id.get(), "kind": req.kind.as_str() } }),
+                        ),
                     )
                     .await?;
                     tx.commit().await?;
@@ -285,6 +318,7 @@ macro_rules! impl_task_queue {
                         "service",
                         service.get(),
                         serde_json::json!({}),
+                        Change::updated(serde_json::json!({ "status": "pending" }), serde_json::json!({ "status": "cancelled" })),
                     )
                     .await?;
                     tx.commit().await?;
@@ -299,20 +333,19 @@ macro_rules! impl_task_queue {
                 ) -> StoreResult<()> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
-                    let service: Option<(i64, String)> = sqlx::query_as(
-                        "SELECT s.id, s.status FROM provisioning_tasks t JOIN services s ON s.id = t.service_id
-                         WHERE t.id = $1 AND t.lease_holder = $2 AND t.status = 'processing'",
+                    let held: Option<(i64, String)> = sqlx::query_as(
+                        "SELECT service_id, task_type FROM provisioning_tasks
+                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
                     )
                     .bind(task.get())
                     .bind(holder)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    let Some((service_id, status)) = service else {
+                    let Some((service_id, task_type)) = held else {
                         return Err(lost(task));
                     };
-                    let current: ServiceStatus = status
-                        .parse()
-                        .map_err(|e| StoreError::Corrupt(format!("service {service_id}: {e}")))?;
+                    let before = service_row(&mut tx, service_id).await?;
+                    let current = before.status;
                     let target = match &change {
                         ServiceChange::Activate => Some(ServiceStatus::Active),
                         ServiceChange::Suspend { .. } => Some(ServiceStatus::Suspended),
@@ -379,6 +412,26 @@ macro_rules! impl_task_queue {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    let after = service_row(&mut tx, service_id).await?;
+                    let mut audit = Change::between(service_summary(&before), service_summary(&after));
+                    if matches!(change, ServiceChange::NewPassword { .. }) {
+                        // Only that it changed: the password is a secret.
+                        for (side, word) in [(&mut audit.before, "previous"), (&mut audit.after, "new")] {
+                            if let Some(serde_json::Value::Object(o)) = side {
+                                o.insert("password".to_owned(), serde_json::Value::from(word));
+                            }
+                        }
+                    }
+                    <$store>::record_activity(
+                        &mut tx,
+                        "system",
+                        completion_action(&change),
+                        "service",
+                        service_id,
+                        serde_json::json!({ "taskId": task.get(), "task": task_type }),
+                        audit,
+                    )
+                    .await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -403,11 +456,11 @@ macro_rules! impl_task_queue {
                 async fn fail_task(&self, task: TaskId, holder: &str, error: &str) -> StoreResult<()> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
-                    let service_id: Option<i64> = sqlx::query_scalar(
+                    let failed: Option<(i64, String)> = sqlx::query_as(
                         "UPDATE provisioning_tasks SET status = 'failed', error = $3, completed_at = $4,
                              updated_at = $4, lease_holder = NULL, lease_expires_at = NULL
                          WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
-                         RETURNING service_id",
+                         RETURNING service_id, task_type",
                     )
                     .bind(task.get())
                     .bind(holder)
@@ -415,15 +468,29 @@ macro_rules! impl_task_queue {
                     .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    let Some(service_id) = service_id else {
+                    let Some((service_id, task_type)) = failed else {
                         return Err(lost(task));
                     };
+                    let before = service_row(&mut tx, service_id).await?;
                     sqlx::query("UPDATE services SET provisioning_error = $2, updated_at = $3 WHERE id = $1")
                         .bind(service_id)
                         .bind(error)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    <$store>::record_activity(
+                        &mut tx,
+                        "system",
+                        &format!("task.{task_type}.failed"),
+                        "service",
+                        service_id,
+                        serde_json::json!({ "taskId": task.get() }),
+                        Change::updated(
+                            serde_json::json!({ "provisioningError": before.provisioning_error }),
+                            serde_json::json!({ "provisioningError": error }),
+                        ),
+                    )
+                    .await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -451,6 +518,10 @@ macro_rules! impl_task_queue {
                         "service",
                         requeued.service_id.get(),
                         serde_json::json!({ "taskId": task.get() }),
+                        Change::updated(
+                            serde_json::json!({ "openTask": null }),
+                            serde_json::json!({ "openTask": { "id": task.get(), "kind": requeued.task_type.as_str() } }),
+                        ),
                     )
                     .await?;
                     tx.commit().await?;

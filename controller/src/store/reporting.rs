@@ -97,7 +97,6 @@ macro_rules! impl_reporting_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
-            use sqlx::types::Json;
             use $crate::store::reporting::{MetricsSample, QueueDepth, QueueStats, ReportingStore};
             use $crate::store::{StoreResult, now_ms};
 
@@ -210,14 +209,18 @@ macro_rules! impl_reporting_store {
                     .await?
                     .rows_affected();
                     if cleared > 0 {
-                        sqlx::query(
-                            "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at)
-                             VALUES ($1, 'tasks.failed_cleared', 'provisioning_task', NULL, $2, $3)",
+                        <$store>::record_activity(
+                            &mut tx,
+                            actor,
+                            "tasks.failed_cleared",
+                            "provisioning_task",
+                            None,
+                            serde_json::json!({ "cleared": cleared }),
+                            $crate::store::Change::updated(
+                                serde_json::json!({ "unclearedFailed": cleared }),
+                                serde_json::json!({ "unclearedFailed": 0 }),
+                            ),
                         )
-                        .bind(actor)
-                        .bind(Json(serde_json::json!({ "cleared": cleared })))
-                        .bind(now)
-                        .execute(&mut *tx)
                         .await?;
                     }
                     tx.commit().await?;

@@ -26,7 +26,9 @@ macro_rules! impl_server_store {
         const _: () = {
             use async_trait::async_trait;
             use mpanel_common::ids::ServerId;
-            use $crate::store::{NewServer, Server, ServerPatch, ServerStore, StoreError, StoreResult, now_ms};
+            use sqlx::AssertSqlSafe;
+            use $crate::store::{Change, NewServer, Server, ServerPatch, ServerStore, StoreError, StoreResult, now_ms};
+            use $crate::store::activity::server_summary;
 
             #[async_trait]
             impl ServerStore for $store {
@@ -64,6 +66,7 @@ macro_rules! impl_server_store {
                         "server",
                         server.id.get(),
                         serde_json::json!({ "hostname": server.hostname }),
+                        Change::created(server_summary(&server)),
                     )
                     .await?;
                     tx.commit().await?;
@@ -91,6 +94,14 @@ macro_rules! impl_server_store {
                     actor: &str,
                 ) -> StoreResult<Server> {
                     let mut tx = self.begin_write().await?;
+                    let before = sqlx::query_as::<_, Server>(AssertSqlSafe(format!(
+                        "SELECT * FROM servers WHERE id = $1{}",
+                        <$store>::FOR_UPDATE
+                    )))
+                    .bind(id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("server", id))?;
                     let server = sqlx::query_as::<_, Server>(
                         "UPDATE servers SET
                              hostname = COALESCE($2, hostname),
@@ -132,6 +143,7 @@ macro_rules! impl_server_store {
                         "server",
                         id.get(),
                         serde_json::json!({ "status": server.status.as_str() }),
+                        Change::between(server_summary(&before), server_summary(&server)),
                     )
                     .await?;
                     tx.commit().await?;
@@ -150,15 +162,13 @@ macro_rules! impl_server_store {
                             "server {id} still has {services} service(s); move or terminate them first"
                         )));
                     }
-                    let deleted = sqlx::query("DELETE FROM servers WHERE id = $1")
+                    let deleted = sqlx::query_as::<_, Server>("DELETE FROM servers WHERE id = $1 RETURNING *")
                         .bind(id.get())
-                        .execute(&mut *tx)
+                        .fetch_optional(&mut *tx)
                         .await?
-                        .rows_affected();
-                    if deleted == 0 {
-                        return Err(StoreError::not_found("server", id));
-                    }
-                    <$store>::record_activity(&mut tx, actor, "server.deleted", "server", id.get(), serde_json::json!({}))
+                        .ok_or_else(|| StoreError::not_found("server", id))?;
+                    <$store>::record_activity(&mut tx, actor, "server.deleted", "server", id.get(),
+                        serde_json::json!({ "hostname": deleted.hostname }), Change::deleted(server_summary(&deleted)))
                         .await?;
                     tx.commit().await?;
                     Ok(())

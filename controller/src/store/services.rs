@@ -74,7 +74,9 @@ macro_rules! impl_service_store {
             use async_trait::async_trait;
             use mpanel_common::ids::{CustomerId, ServerId, ServiceId, TaskId};
             use sqlx::types::Json;
-            use $crate::store::{NewService, Service, ServiceFilter, ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms};
+            use sqlx::AssertSqlSafe;
+            use $crate::store::{Change, NewService, Service, ServiceFilter, ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms};
+            use $crate::store::activity::service_summary;
 
             #[async_trait]
             impl ServiceStore for $store {
@@ -129,6 +131,7 @@ macro_rules! impl_service_store {
                         "service",
                         service.id.get(),
                         serde_json::json!({ "domain": new.domain, "taskId": task.id.get() }),
+                        Change::created(service_summary(&service)),
                     )
                     .await?;
                     tx.commit().await?;
@@ -164,7 +167,8 @@ macro_rules! impl_service_store {
                     if updated == 0 {
                         return Err(StoreError::Conflict(format!("service {service_id} does not exist or is already placed")));
                     }
-                    <$store>::record_activity(&mut tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }))
+                    <$store>::record_activity(&mut tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }),
+                        Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })))
                         .await?;
                     tx.commit().await?;
                     Ok(())
@@ -176,6 +180,14 @@ macro_rules! impl_service_store {
                     username: &str,
                     password_sealed: &str,
                 ) -> StoreResult<()> {
+                    let mut tx = self.begin_write().await?;
+                    let previous: Option<Option<String>> = sqlx::query_scalar(AssertSqlSafe(format!(
+                        "SELECT username FROM services WHERE id = $1{}",
+                        <$store>::FOR_UPDATE
+                    )))
+                    .bind(service_id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?;
                     let updated = sqlx::query(
                         "UPDATE services SET username = $2, password_encrypted = $3, updated_at = $4
                          WHERE id = $1 AND (username IS NULL OR username = $2)",
@@ -184,7 +196,7 @@ macro_rules! impl_service_store {
                     .bind(username)
                     .bind(password_sealed)
                     .bind(now_ms())
-                    .execute(self.writer())
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?
                     .rows_affected();
@@ -193,6 +205,23 @@ macro_rules! impl_service_store {
                             "service {service_id} does not exist or already has another username"
                         )));
                     }
+                    // A retry that sets the same username again changes nothing worth a row.
+                    if previous == Some(None) {
+                        <$store>::record_activity(
+                            &mut tx,
+                            "system",
+                            "service.credentials_set",
+                            "service",
+                            service_id.get(),
+                            serde_json::json!({}),
+                            Change::updated(
+                                serde_json::json!({ "username": null, "password": null }),
+                                serde_json::json!({ "username": username, "password": "set" }),
+                            ),
+                        )
+                        .await?;
+                    }
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -334,6 +363,14 @@ macro_rules! impl_service_store {
                     actor: &str,
                 ) -> StoreResult<Service> {
                     let mut tx = self.begin_write().await?;
+                    let before = sqlx::query_as::<_, Service>(AssertSqlSafe(format!(
+                        "SELECT * FROM services WHERE id = $1{}",
+                        <$store>::FOR_UPDATE
+                    )))
+                    .bind(id.get())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("service", id))?;
                     let service = sqlx::query_as::<_, Service>(
                         "UPDATE services SET
                              next_due_at = CASE WHEN $2 THEN $3 ELSE next_due_at END,
@@ -357,6 +394,7 @@ macro_rules! impl_service_store {
                         "service",
                         id.get(),
                         serde_json::json!({ "nextDueAt": service.next_due_at }),
+                        Change::between(service_summary(&before), service_summary(&service)),
                     )
                     .await?;
                     tx.commit().await?;
