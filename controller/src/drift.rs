@@ -4,6 +4,7 @@
 
 use mpanel_common::status::ServiceStatus;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::store::Service;
 
@@ -18,7 +19,8 @@ pub struct PanelAccount {
     pub suspended: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An account on the panel that no live service owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrphanAccount {
     pub username: String,
@@ -27,20 +29,26 @@ pub struct OrphanAccount {
     pub former_service_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An active or suspended service whose account is not on the panel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MissingAccount {
     pub service_id: i64,
     pub username: String,
     pub domain: String,
+    /// The service's status: active or suspended.
+    #[schema(value_type = String, example = "active")]
     pub status: ServiceStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A service whose account is suspended on the panel when it should not be, or the reverse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StateMismatch {
     pub service_id: i64,
     pub username: String,
+    /// active or suspended.
+    #[schema(value_type = String, example = "active")]
     pub service_status: ServiceStatus,
     pub panel_suspended: bool,
 }

@@ -1,9 +1,10 @@
 //! Admin token scopes over the whole route list, and tokens and the audit log through the API.
 //!
 //! The route list is read from the API's OpenAPI document, which is generated from the route
-//! definitions, so a route added later is in the matrix without anyone listing it. Each route is tried with every method: a method
-//! the route lacks answers 405 and is skipped; a route that answers 401 to a full-scope token is
-//! not an admin route (the customer portal's) and neither is one that answers without a token.
+//! definitions, so a route added later is in the matrix without anyone listing it. Each route
+//! is tried with every method: a method the route lacks answers 405 and is skipped; a route
+//! that answers 401 to a full-scope token is not an admin route (the customer portal's) and
+//! neither is one that answers without a token.
 //! For the rest, a token with one scope must get 403 exactly where the rules below say it lacks
 //! what the request needs, and the full-scope token never gets 403.
 

@@ -1,39 +1,42 @@
 //! `POST /api/services/:id/backups` (an admin takes a backup now, through the service's server
 //! agent; the row is recorded whatever the outcome) and `GET /api/services/:id/backups`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use mpanel_common::ids::ServiceId;
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::drift::agent_error;
 use super::error::{ApiError, ApiResult};
 use super::extract::PathId;
 use super::fields::rfc3339;
+use super::openapi::{Conflict, ErrorBody, NotFound};
 use crate::app::AppState;
 use crate::backups::BackupError;
 use crate::store::{BackupRow, now_ms};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/api/services/{id}/backups",
-        get(list_backups).post(take_backup),
-    )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(list_backups, take_backup))
 }
 
 /// A backup as admins see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Backup)]
 #[serde(rename_all = "camelCase")]
 struct BackupDto {
     id: i64,
     service_id: i64,
+    /// The server it was taken on; null once that server is deleted.
     server_id: Option<i64>,
+    /// The panel's name for the archive; empty while pending.
     location: String,
     size_bytes: i64,
+    /// pending, completed, failed or deleted.
     status: String,
     /// `manual`, `scheduled` (the product's schedule) or `final` (before a termination).
     purpose: String,
@@ -57,6 +60,42 @@ impl From<BackupRow> for BackupDto {
     }
 }
 
+/// The service's backups, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct BackupList {
+    backups: Vec<BackupDto>,
+}
+
+/// The `{id}` of a service's backups.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ServicePath {
+    /// The service's id.
+    #[param(minimum = 1)]
+    id: i64,
+}
+
+/// Takes a backup of the service's account now, through its server's agent.
+///
+/// The backup is recorded whatever the outcome: one the agent could not take is listed as
+/// `failed`.
+#[utoipa::path(
+    post,
+    path = "/api/services/{id}/backups",
+    tag = "backups",
+    params(ServicePath),
+    responses(
+        (status = 201, description = "Taken.", body = BackupDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 502, description = "The panel could not take the backup (`panel_error`).", body = ErrorBody),
+        (status = 503, description = "The server's agent is not connected (`agent_offline`); or, \
+            with no body, the request took longer than the API's 60 s limit, or the database is \
+            unreachable.", body = ErrorBody),
+        (status = 504, description = "The agent did not answer in time (`agent_timeout`).", body = ErrorBody),
+    )
+)]
 async fn take_backup(
     _admin: Admin,
     State(state): State<AppState>,
@@ -74,11 +113,22 @@ async fn take_backup(
     }
 }
 
+/// The service's backups, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/services/{id}/backups",
+    tag = "backups",
+    params(ServicePath),
+    responses(
+        (status = 200, description = "The backups.", body = BackupList),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn list_backups(
     _admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServiceId>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BackupList>> {
     state.store.get_service(id).await?;
     let backups: Vec<BackupDto> = state
         .store
@@ -87,5 +137,5 @@ async fn list_backups(
         .into_iter()
         .map(Into::into)
         .collect();
-    Ok(Json(json!({ "backups": backups })))
+    Ok(Json(BackupList { backups }))
 }

@@ -7,62 +7,70 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use mpanel_common::Currency;
 use mpanel_common::ids::{CustomerId, ProductId};
 use mpanel_common::status::{BackupSchedule, BillingCycle, CustomerStatus};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId, given};
 use super::fields::{email, package_name, rfc3339, text};
-use super::listing::{Params, finish};
+use super::listing::{PageQuery, Params, finish};
+use super::openapi::{Conflict, NotFound};
 use crate::app::AppState;
 use crate::store::{
     Customer, CustomerPatch, NewCustomer, NewProduct, Price, Product, ProductPatch,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/products", get(list_products).post(create_product))
-        .route("/api/products/{id}", get(get_product).patch(update_product))
-        .route("/api/customers", get(list_customers).post(create_customer))
-        .route(
-            "/api/customers/{id}",
-            get(get_customer).patch(update_customer),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(get_product, update_product))
+        .routes(routes!(list_customers, create_customer))
+        .routes(routes!(get_customer, update_customer))
 }
 
-#[derive(Debug, Serialize)]
+/// Something that can be ordered: the panel package it is set up with on each kind of panel,
+/// its quotas and its prices.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Product)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductDto {
     id: i64,
     name: String,
+    /// The server group its services are placed in.
     group: String,
     packages: Packages,
     quotas: Quotas,
     prices: Vec<PriceDto>,
+    /// Inactive products cannot be ordered.
     active: bool,
+    /// Tax on the prices in basis points (2000 = 20 %).
     tax_rate_bp: i32,
+    /// How often the `backups` job backs its accounts up: none, daily, weekly or monthly.
+    #[schema(value_type = String, example = "none")]
     backup_schedule: &'static str,
     created_at: String,
     updated_at: String,
 }
 
-#[derive(Debug, Serialize)]
+/// The panel package (plan) a product's account is created with, per kind of panel.
+#[derive(Debug, Serialize, ToSchema)]
 struct Packages {
     cpanel: String,
     plesk: String,
     directadmin: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Quotas {
     disk_mb: i32,
@@ -70,10 +78,17 @@ struct Quotas {
     databases: i32,
 }
 
-#[derive(Debug, Serialize)]
+/// One price: a billing cycle in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Price)]
 struct PriceDto {
+    /// monthly, quarterly or annually.
+    #[schema(value_type = String, example = "monthly")]
     cycle: &'static str,
+    /// In minor units: 999 is 9.99.
     amount: i64,
+    /// ISO 4217, upper case.
+    #[schema(example = "USD")]
     currency: String,
 }
 
@@ -111,46 +126,92 @@ impl From<Product> for ProductDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new product. Text is trimmed; names hold no control characters.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateProduct {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     name: String,
+    /// The server group its services are placed in; `default` when absent.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     group: Option<String>,
     #[serde(default)]
     packages: PackagesIn,
     #[serde(default)]
     quotas: QuotasIn,
+    /// At most one price per billing cycle and currency.
     prices: Vec<PriceIn>,
     /// Tax on the prices in basis points (2000 = 20 %); 0 when absent.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000)]
     tax_rate_bp: Option<i64>,
-    /// How often the `backups` job backs its accounts up; `none` when absent.
+    /// How often the `backups` job backs its accounts up: none (when absent), daily, weekly or
+    /// monthly.
     #[serde(default)]
+    #[schema(pattern = "^(none|daily|weekly|monthly)$")]
     backup_schedule: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The panel package (plan) per kind of panel: ASCII letters, digits, space, `_`, `-` and `.`,
+/// starting with a letter or digit. On creation a package left out is `default` (`Unlimited`
+/// on Plesk); on a change it stays as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PackagesIn {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9 _.-]*$"
+    )]
     cpanel: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9 _.-]*$"
+    )]
     plesk: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9][A-Za-z0-9 _.-]*$"
+    )]
     directadmin: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Quotas, none negative. On creation one left out is 0 (1 for `databases`); on a change it
+/// stays as it is.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct QuotasIn {
+    #[schema(minimum = 0)]
     disk_mb: Option<i32>,
+    #[schema(minimum = 0)]
     email_quota_mb: Option<i32>,
+    #[schema(minimum = 0)]
     databases: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One price: a billing cycle in one currency.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PriceIn {
+    /// monthly, quarterly or annually.
+    #[schema(pattern = "^(monthly|quarterly|annually)$", example = "monthly")]
     cycle: String,
+    /// In minor units: 999 is 9.99.
+    #[schema(minimum = 0, example = 999)]
     amount: i64,
+    /// ISO 4217 code, in either case.
+    #[schema(pattern = "^[A-Za-z]{3}$", example = "USD")]
     currency: String,
 }
 
@@ -236,6 +297,52 @@ fn prices(raw: &[PriceIn]) -> ApiResult<Vec<Price>> {
     Ok(prices)
 }
 
+/// The `{id}` of a product route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ProductPath {
+    /// The product's id.
+    #[param(minimum = 1)]
+    id: i64,
+}
+
+/// The `{id}` of a customer route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct CustomerPath {
+    /// The customer's id.
+    #[param(minimum = 1)]
+    id: i64,
+}
+
+/// Every product, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct ProductList {
+    products: Vec<ProductDto>,
+}
+
+/// A page of customers, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CustomerPage {
+    customers: Vec<CustomerDto>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// Adds a product.
+#[utoipa::path(
+    post,
+    path = "/api/products",
+    tag = "catalogue",
+    request_body = CreateProduct,
+    responses(
+        (status = 201, description = "Added.", body = ProductDto),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn create_product(
     admin: Admin,
     State(state): State<AppState>,
@@ -265,7 +372,17 @@ async fn create_product(
     Ok((StatusCode::CREATED, Json(product.into())))
 }
 
-async fn list_products(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Every product, inactive ones included.
+#[utoipa::path(
+    get,
+    path = "/api/products",
+    tag = "catalogue",
+    responses((status = 200, description = "The products.", body = ProductList))
+)]
+async fn list_products(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> ApiResult<Json<ProductList>> {
     let products: Vec<ProductDto> = state
         .store
         .list_products()
@@ -273,9 +390,20 @@ async fn list_products(_admin: Admin, State(state): State<AppState>) -> ApiResul
         .into_iter()
         .map(ProductDto::from)
         .collect();
-    Ok(Json(json!({ "products": products })))
+    Ok(Json(ProductList { products }))
 }
 
+/// One product.
+#[utoipa::path(
+    get,
+    path = "/api/products/{id}",
+    tag = "catalogue",
+    params(ProductPath),
+    responses(
+        (status = 200, description = "The product.", body = ProductDto),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_product(
     _admin: Admin,
     State(state): State<AppState>,
@@ -284,27 +412,52 @@ async fn get_product(
     Ok(Json(state.store.get_product(id).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change, validated as on creation; a field left out stays as it is, and none
+/// may be null.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateProduct {
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     name: Option<String>,
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = String, min_length = 1, max_length = 64, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     group: Option<String>,
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = PackagesIn)]
     packages: Option<PackagesIn>,
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = QuotasIn)]
     quotas: Option<QuotasIn>,
+    /// Replace the whole list; at most one price per billing cycle and currency.
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = Vec<PriceIn>)]
     prices: Option<Vec<PriceIn>>,
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = bool)]
     active: Option<bool>,
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = i64, minimum = 0, maximum = 10000)]
     tax_rate_bp: Option<i64>,
+    /// none, daily, weekly or monthly.
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = String, pattern = "^(none|daily|weekly|monthly)$")]
     backup_schedule: Option<String>,
 }
 
+/// Changes a product; `prices`, when given, replace the whole list.
+#[utoipa::path(
+    patch,
+    path = "/api/products/{id}",
+    tag = "catalogue",
+    params(ProductPath),
+    request_body = UpdateProduct,
+    responses(
+        (status = 200, description = "The product as it is now.", body = ProductDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn update_product(
     admin: Admin,
     State(state): State<AppState>,
@@ -346,13 +499,19 @@ async fn update_product(
     Ok(Json(product.into()))
 }
 
-#[derive(Debug, Serialize)]
+/// Who orders services and pays for them.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Customer)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerDto {
     id: i64,
+    /// Lower case.
     email: String,
     name: String,
+    /// active (may order) or closed (keeps its history, orders nothing new).
+    #[schema(value_type = String, example = "active")]
     status: &'static str,
+    /// The customer's id at Stripe, once it has one.
     stripe_customer_id: Option<String>,
     created_at: String,
     updated_at: String,
@@ -372,13 +531,32 @@ impl From<Customer> for CustomerDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new customer.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCustomer {
+    /// An email address with a domain that has a dot; kept in lower case, and unique.
+    #[schema(min_length = 5, max_length = 254, example = "ann@example.com")]
     email: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     name: String,
 }
 
+/// Adds a customer.
+#[utoipa::path(
+    post,
+    path = "/api/customers",
+    tag = "catalogue",
+    request_body = CreateCustomer,
+    responses(
+        (status = 201, description = "Added.", body = CustomerDto),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn create_customer(
     admin: Admin,
     State(state): State<AppState>,
@@ -392,19 +570,41 @@ async fn create_customer(
     Ok((StatusCode::CREATED, Json(customer.into())))
 }
 
+/// The customers, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/customers",
+    tag = "catalogue",
+    params(PageQuery),
+    responses((status = 200, description = "A page of customers.", body = CustomerPage))
+)]
 async fn list_customers(
     _admin: Admin,
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CustomerPage>> {
     let params = Params::parse(query, &["limit", "cursor"])?;
     let page = params.page(50, 500)?;
     let mut customers = state.store.list_customers(page).await?;
     let next = finish(&mut customers, page, |c| c.id.get());
     let customers: Vec<CustomerDto> = customers.into_iter().map(CustomerDto::from).collect();
-    Ok(Json(json!({ "customers": customers, "nextCursor": next })))
+    Ok(Json(CustomerPage {
+        customers,
+        next_cursor: next,
+    }))
 }
 
+/// One customer.
+#[utoipa::path(
+    get,
+    path = "/api/customers/{id}",
+    tag = "catalogue",
+    params(CustomerPath),
+    responses(
+        (status = 200, description = "The customer.", body = CustomerDto),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_customer(
     _admin: Admin,
     State(state): State<AppState>,
@@ -413,17 +613,36 @@ async fn get_customer(
     Ok(Json(state.store.get_customer(id).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change, validated as on creation; a field left out stays as it is, and none
+/// may be null.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateCustomer {
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = String, min_length = 5, max_length = 254)]
     email: Option<String>,
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$")]
     name: Option<String>,
+    /// active or closed.
     #[serde(default, deserialize_with = "given")]
+    #[schema(value_type = String, pattern = "^(active|closed)$")]
     status: Option<String>,
 }
 
+/// Changes a customer: `email`, `name` or `status`.
+#[utoipa::path(
+    patch,
+    path = "/api/customers/{id}",
+    tag = "catalogue",
+    params(CustomerPath),
+    request_body = UpdateCustomer,
+    responses(
+        (status = 200, description = "The customer as it is now.", body = CustomerDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn update_customer(
     admin: Admin,
     State(state): State<AppState>,

@@ -44,16 +44,16 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The routes under the API's 60 s timeout, with their documentation.
 fn timed_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
-        .merge(health::routes().into())
-        .merge(servers::routes().into())
-        .merge(agents::routes().into())
-        .merge(drift::routes().into())
-        .merge(catalogue::routes().into())
-        .merge(services::routes().into())
-        .merge(backups::routes().into())
+        .merge(health::routes())
+        .merge(servers::routes())
+        .merge(agents::routes())
+        .merge(drift::routes())
+        .merge(catalogue::routes())
+        .merge(services::routes())
+        .merge(backups::routes())
         .merge(provisioning::routes().into())
         .merge(billing::routes().into())
-        .merge(cron::routes().into())
+        .merge(cron::routes())
         .merge(tokens::routes().into())
 }
 

@@ -1,17 +1,17 @@
 //! `/api/servers`: the hosting servers of the fleet, their enrollment tokens, certificate
 //! revocation and a diagnostic command route. Admin only. Times are RFC 3339 here. The list is
-//! paged like every other (`?limit=&cursor=`, `nextCursor`).
+//! paged like every other (`?limit=&cursor=`, `nextCursor`). The drift report of a server is
+//! in `drift`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
 use mpanel_common::DomainName;
 use mpanel_common::command::{Command, Echo};
 use mpanel_common::ids::ServerId;
@@ -19,49 +19,59 @@ use mpanel_common::status::{DnsProvider, ServerStatus, SslProvider};
 use mpanel_common::username::PanelKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathId};
 use super::fields::rfc3339;
 use super::listing::{Params, finish};
+use super::openapi::{Conflict, ErrorBody, NotFound};
 use crate::app::AppState;
 use crate::fleet::{CommandError, Reply};
 use crate::store::{NewServer, Server, ServerPatch};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/servers", get(list_servers).post(create_server))
-        .route(
-            "/api/servers/{id}",
-            patch(update_server).delete(delete_server).get(get_server),
-        )
-        .route(
-            "/api/servers/{id}/enrollment-token",
-            post(create_enrollment_token),
-        )
-        .route(
-            "/api/servers/{id}/revoke-certificate",
-            post(revoke_certificate),
-        )
-        .route("/api/servers/{id}/commands", post(send_command))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(list_servers, create_server))
+        .routes(routes!(get_server, update_server, delete_server))
+        .routes(routes!(create_enrollment_token))
+        .routes(routes!(revoke_certificate))
+        .routes(routes!(send_command))
 }
 
-#[derive(Debug, Serialize)]
+/// A hosting server of the fleet.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Server)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerDto {
     id: i64,
+    /// The server's DNS name, in its ASCII form.
     hostname: String,
     ip_address: String,
+    /// cpanel, plesk or directadmin.
+    #[schema(value_type = String, example = "cpanel")]
     control_panel: &'static str,
     control_panel_url: String,
+    /// The most live services it may hold.
     max_accounts: i32,
+    /// active, draining (keeps its services, receives no new ones) or disabled.
+    #[schema(value_type = String, example = "active")]
     status: &'static str,
     location: String,
+    /// The placement group: a product's services go to servers of its group.
     group: String,
+    /// Empty when not set.
     nameserver1: String,
+    /// Empty when not set.
     nameserver2: String,
+    /// Who serves its DNS zones: panel or powerdns.
+    #[schema(value_type = String, example = "panel")]
     dns_provider: &'static str,
+    /// Where its TLS certificates come from: acme or autossl.
+    #[schema(value_type = String, example = "acme")]
     ssl_provider: &'static str,
     created_at: String,
     updated_at: String,
@@ -89,26 +99,47 @@ impl From<Server> for ServerDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateServer {
+    /// The server's DNS name; a Unicode name is kept in its ASCII form.
+    #[schema(example = "web1.example.net")]
     hostname: String,
+    /// An IPv4 or IPv6 address.
+    #[schema(example = "192.0.2.10")]
     ip_address: String,
+    /// cpanel, plesk or directadmin.
+    #[schema(pattern = "^(cpanel|plesk|directadmin)$", example = "cpanel")]
     control_panel: String,
+    /// An `http://` or `https://` URL.
+    #[schema(
+        pattern = "^\\s*https?://\\S",
+        example = "https://web1.example.net:2087"
+    )]
     control_panel_url: String,
+    /// The most live services it may hold; 500 when absent.
     #[serde(default = "default_max_accounts")]
+    #[schema(minimum = 0, default = 500)]
     max_accounts: i32,
     #[serde(default)]
     location: String,
+    /// The placement group; `default` when absent.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S", default = "default")]
     group: Option<String>,
+    /// A DNS name, or empty for none.
     #[serde(default)]
     nameserver1: String,
+    /// A DNS name, or empty for none.
     #[serde(default)]
     nameserver2: String,
+    /// panel (the default) or powerdns.
     #[serde(default)]
+    #[schema(pattern = "^(panel|powerdns)$")]
     dns_provider: Option<String>,
+    /// acme (the default) or autossl.
     #[serde(default)]
+    #[schema(pattern = "^(acme|autossl)$")]
     ssl_provider: Option<String>,
 }
 
@@ -116,19 +147,35 @@ fn default_max_accounts() -> i32 {
     500
 }
 
-#[derive(Debug, Deserialize)]
+/// The fields to change, validated as `POST` validates them; a field left out or null stays
+/// as it is. The control panel cannot be changed.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateServer {
+    /// A DNS name.
     hostname: Option<String>,
+    /// An IPv4 or IPv6 address.
     ip_address: Option<String>,
+    /// An `http://` or `https://` URL.
+    #[schema(pattern = "^\\s*https?://\\S")]
     control_panel_url: Option<String>,
+    #[schema(minimum = 0)]
     max_accounts: Option<i32>,
+    /// active, draining or disabled.
+    #[schema(pattern = "^(active|draining|disabled)$")]
     status: Option<String>,
     location: Option<String>,
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     group: Option<String>,
+    /// A DNS name, or empty for none.
     nameserver1: Option<String>,
+    /// A DNS name, or empty for none.
     nameserver2: Option<String>,
+    /// panel or powerdns.
+    #[schema(pattern = "^(panel|powerdns)$")]
     dns_provider: Option<String>,
+    /// acme or autossl.
+    #[schema(pattern = "^(acme|autossl)$")]
     ssl_provider: Option<String>,
 }
 
@@ -161,7 +208,10 @@ fn ip_address(raw: &str) -> ApiResult<String> {
 
 fn panel_url(raw: &str) -> ApiResult<String> {
     let raw = raw.trim();
-    if (raw.starts_with("https://") || raw.starts_with("http://")) && raw.len() > "https://".len() {
+    let rest = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"));
+    if rest.is_some_and(|rest| !rest.is_empty()) {
         Ok(raw.to_owned())
     } else {
         Err(ApiError::invalid(
@@ -200,7 +250,7 @@ fn one_of<T: FromStr<Err = mpanel_common::ParseEnumError>>(field: &str, raw: &st
 
 fn group(raw: &str) -> ApiResult<String> {
     let raw = raw.trim();
-    if raw.is_empty() || raw.len() > 64 {
+    if raw.is_empty() || raw.chars().count() > 64 {
         return Err(ApiError::invalid(
             "group",
             "invalid_group",
@@ -210,12 +260,42 @@ fn group(raw: &str) -> ApiResult<String> {
     Ok(raw.to_owned())
 }
 
-/// A fleet is a few hundred servers at most, so the page is cut from the whole list.
+/// A page of servers, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ServerPage {
+    servers: Vec<ServerDto>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// The `{id}` of a server route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct ServerPath {
+    /// The server's id.
+    #[param(minimum = 1)]
+    id: i64,
+}
+
+/// The servers, oldest first.
+// A fleet is a few hundred servers at most, so the page is cut from the whole list.
+#[utoipa::path(
+    get,
+    path = "/api/servers",
+    tag = "servers",
+    params(
+        ("limit" = Option<i64>, Query, description = "How many servers to answer: 1 to 500, 100 when absent.", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the page before.", pattern = "^[1-9][0-9]{0,17}$"),
+    ),
+    responses((status = 200, description = "A page of servers.", body = ServerPage))
+)]
 async fn list_servers(
     _admin: Admin,
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ServerPage>> {
     let params = Params::parse(query, &["limit", "cursor"])?;
     let page = params.page(100, 500)?;
     let mut servers = state.store.list_servers().await?;
@@ -227,9 +307,23 @@ async fn list_servers(
         .collect();
     let next = finish(&mut servers, page, |s| s.id.get());
     let servers: Vec<ServerDto> = servers.into_iter().map(ServerDto::from).collect();
-    Ok(Json(json!({ "servers": servers, "nextCursor": next })))
+    Ok(Json(ServerPage {
+        servers,
+        next_cursor: next,
+    }))
 }
 
+/// One server.
+#[utoipa::path(
+    get,
+    path = "/api/servers/{id}",
+    tag = "servers",
+    params(ServerPath),
+    responses(
+        (status = 200, description = "The server.", body = ServerDto),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_server(
     _admin: Admin,
     State(state): State<AppState>,
@@ -238,6 +332,17 @@ async fn get_server(
     Ok(Json(state.store.get_server(id).await?.into()))
 }
 
+/// Adds a server to the fleet (`active`); enrol its agent with an enrollment token.
+#[utoipa::path(
+    post,
+    path = "/api/servers",
+    tag = "servers",
+    request_body = CreateServer,
+    responses(
+        (status = 201, description = "Added.", body = ServerDto),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn create_server(
     admin: Admin,
     State(state): State<AppState>,
@@ -279,6 +384,19 @@ async fn create_server(
     Ok((StatusCode::CREATED, Json(server.into())))
 }
 
+/// Changes a server's fields; `status` moves it between active, draining and disabled.
+#[utoipa::path(
+    patch,
+    path = "/api/servers/{id}",
+    tag = "servers",
+    params(ServerPath),
+    request_body = UpdateServer,
+    responses(
+        (status = 200, description = "The server as it is now.", body = ServerDto),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn update_server(
     admin: Admin,
     State(state): State<AppState>,
@@ -341,6 +459,18 @@ async fn update_server(
     Ok(Json(server.into()))
 }
 
+/// Deletes a server that holds no services; its certificates and live session go with it.
+#[utoipa::path(
+    delete,
+    path = "/api/servers/{id}",
+    tag = "servers",
+    params(ServerPath),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn delete_server(
     admin: Admin,
     State(state): State<AppState>,
@@ -352,11 +482,34 @@ async fn delete_server(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What `mpanel-agent enroll` takes.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct EnrollmentToken {
+    /// One use, valid for an hour; it carries the CA's fingerprint, which the agent pins.
+    #[schema(example = "mpe_….<fingerprint>")]
+    token: String,
+    expires_at: String,
+    /// The fingerprint of the controller's CA.
+    ca_fingerprint: String,
+}
+
+/// A one-use enrollment token for the server's agent, valid for an hour.
+#[utoipa::path(
+    post,
+    path = "/api/servers/{id}/enrollment-token",
+    tag = "servers",
+    params(ServerPath),
+    responses(
+        (status = 201, description = "Made.", body = EnrollmentToken),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn create_enrollment_token(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServerId>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<EnrollmentToken>)> {
     state.store.get_server(id).await?;
     let grant = state
         .fleet
@@ -365,19 +518,42 @@ async fn create_enrollment_token(
         .map_err(ApiError::internal)?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "token": grant.token,
-            "expiresAt": rfc3339(grant.expires_at_ms),
-            "caFingerprint": grant.ca_fingerprint,
-        })),
+        Json(EnrollmentToken {
+            token: grant.token,
+            expires_at: rfc3339(grant.expires_at_ms),
+            ca_fingerprint: grant.ca_fingerprint,
+        }),
     ))
 }
 
+/// The certificates a revocation revoked.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Revoked {
+    server_id: i64,
+    /// The serials of the certificates revoked now; empty when none was valid.
+    revoked_serials: Vec<String>,
+}
+
+/// Revokes every certificate of the server's agent.
+///
+/// New handshakes are refused and a live session is closed; only a new enrolment brings the
+/// agent back.
+#[utoipa::path(
+    post,
+    path = "/api/servers/{id}/revoke-certificate",
+    tag = "servers",
+    params(ServerPath),
+    responses(
+        (status = 200, description = "Revoked.", body = Revoked),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn revoke_certificate(
     admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServerId>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Revoked>> {
     let serials = state
         .fleet
         .revoke(id, &admin.actor())
@@ -386,29 +562,69 @@ async fn revoke_certificate(
             crate::fleet::FleetError::Store(s) => ApiError::from(s),
             other => ApiError::internal(other),
         })?;
-    Ok(Json(json!({ "serverId": id, "revokedSerials": serials })))
+    Ok(Json(Revoked {
+        server_id: id.get(),
+        revoked_serials: serials,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A diagnostic command for the server's agent.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CommandBody {
+    /// ping or echo.
+    #[schema(pattern = "^(ping|echo)$", example = "ping")]
     kind: String,
+    /// For `echo`: any JSON, sent back unchanged; null when absent.
     #[serde(default)]
     payload: Value,
+    /// The agent runs a command once per key; a fresh one when absent.
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// How long to wait for the answer, in milliseconds: 10000 when absent, at most 60000 (a
+    /// longer wait is cut to that).
     #[serde(default)]
+    #[schema(default = 10000)]
     timeout_ms: Option<u64>,
 }
 
-/// Diagnostic commands only (`ping`, `echo`): the provisioning pipeline sends the real ones
-/// through `Fleet::send_command`, never through the HTTP API.
+/// What the agent answered.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct CommandAnswer {
+    /// For `ping`, `{"pong": true, "version": "<agent version>"}`; for `echo`, the payload sent.
+    data: Value,
+    /// From sending the command to its answer, in milliseconds.
+    round_trip_ms: f64,
+}
+
+/// Sends a diagnostic command (`ping` or `echo`) to the server's agent and waits for its answer.
+// Diagnostic commands only: the provisioning pipeline sends the real ones through
+// `Fleet::send_command`, never through the HTTP API.
+#[utoipa::path(
+    post,
+    path = "/api/servers/{id}/commands",
+    tag = "servers",
+    operation_id = "send_server_command",
+    params(ServerPath),
+    request_body = CommandBody,
+    responses(
+        (status = 200, description = "The agent's answer.", body = CommandAnswer),
+        (status = 502, description = "The agent failed the command or answered something else \
+            (`agent_failed`).", body = ErrorBody),
+        (status = 404, response = NotFound),
+        (status = 503, description = "The server's agent is not connected (`agent_offline`); \
+            or, with no body, the request took longer than the API's 60 s limit, or the database \
+            is unreachable.", body = ErrorBody),
+        (status = 504, description = "The agent did not answer in time (`agent_timeout`).", body = ErrorBody),
+    )
+)]
 async fn send_command(
     _admin: Admin,
     State(state): State<AppState>,
     PathId(id): PathId<ServerId>,
     JsonBody(body): JsonBody<CommandBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CommandAnswer>> {
     let command = match body.kind.as_str() {
         "ping" => Command::Ping,
         // The payload travels as opaque bytes and comes back unchanged.
@@ -427,6 +643,8 @@ async fn send_command(
     let key = body
         .idempotency_key
         .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4()));
+    // An unknown server is a 404, not an offline agent.
+    state.store.get_server(id).await?;
     let started = std::time::Instant::now();
     let reply = state
         .fleet
@@ -450,10 +668,10 @@ async fn send_command(
             ));
         }
     };
-    Ok(Json(json!({
-        "data": data,
-        "roundTripMs": started.elapsed().as_secs_f64() * 1000.0,
-    })))
+    Ok(Json(CommandAnswer {
+        data,
+        round_trip_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
 }
 
 fn command_error(e: &CommandError) -> ApiError {
