@@ -54,7 +54,7 @@ fn timed_routes() -> OpenApiRouter<AppState> {
         .merge(provisioning::routes().into())
         .merge(billing::routes().into())
         .merge(cron::routes())
-        .merge(tokens::routes().into())
+        .merge(tokens::routes())
 }
 
 /// The routes that wait for a task for up to two minutes, outside the timeout.
