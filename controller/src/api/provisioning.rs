@@ -106,8 +106,8 @@ struct StepDto {
     /// success, failed or waiting.
     #[schema(value_type = String)]
     status: StepStatus,
-    /// What the step recorded; the welcome email's carries `sent`, whether the outbox has
-    /// delivered it.
+    /// What the step recorded. In the answers of the task and list routes the welcome
+    /// email's also carries `sent`, whether the outbox has delivered it.
     #[schema(value_type = Object)]
     data: Value,
     /// Absent when the step did not fail.
