@@ -10,26 +10,29 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use mpanel_common::JobId;
 use mpanel_common::ids::{CustomerId, ProductId, ServiceId, TaskId};
-use mpanel_common::status::{ProvisioningStep, TaskStatus, TaskStep};
+use mpanel_common::status::{ProvisioningStep, StepStatus, TaskStatus, TaskStep};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult};
 use super::extract::{JsonBody, PathSegment};
 use super::fields::domain;
-use super::listing::{Params, finish};
+use super::listing::{PageQuery, Params, finish};
+use super::openapi::{Conflict, NotFound, Unprocessable};
 use super::queueing::{Queued, queued};
 use crate::app::AppState;
 use crate::lifecycle::{Actor, LifecycleError};
-use crate::store::{Task, TaskFilter, TaskResult, now_ms};
+use crate::store::{StepRecord, Task, TaskFilter, now_ms};
 
 /// How long `manual` waits for its task, and how often it looks.
 const MANUAL_WAIT: Duration = Duration::from_secs(120);
@@ -37,46 +40,96 @@ const MANUAL_POLL: Duration = Duration::from_millis(50);
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/provisioning/provision", post(provision))
-        .route("/api/provisioning/tasks", get(list_tasks))
-        .route("/api/provisioning/tasks/{id}", get(get_task))
-        .route("/api/provisioning/retry/{id}", post(retry))
-        .route("/api/provisioning/stats", get(stats))
-        .route(
-            "/api/provisioning/failed",
-            get(list_failed).delete(clear_failed),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(provision))
+        .routes(routes!(list_tasks))
+        .routes(routes!(get_task))
+        .routes(routes!(retry))
+        .routes(routes!(stats))
+        .routes(routes!(list_failed, clear_failed))
 }
 
 /// Routes that wait for work on purpose, longer than the router's request timeout.
-pub fn waiting_routes() -> Router<AppState> {
-    Router::new().route("/api/provisioning/manual", post(manual))
+pub fn waiting_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default().routes(routes!(manual))
 }
 
 /// A task as the original documentation shows it. Never the task's params (they may hold a
-/// sealed password).
-#[derive(Debug, Serialize)]
+/// sealed password). Times are Unix milliseconds.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Task)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskDto {
     id: i64,
+    #[schema(value_type = String, example = "job_42")]
     job_id: JobId,
     service_id: i64,
+    /// provision, suspend, unsuspend, terminate, change_package, change_password or restore.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     task_type: &'static str,
+    /// pending, processing, completed or failed.
+    #[schema(value_type = String)]
     status: &'static str,
     created_at: i64,
     completed_at: Option<i64>,
     attempts: i32,
     max_retries: i32,
     error: Option<String>,
+    /// Why a pending task is waiting for something outside (DNS pointing at the server).
     wait_reason: Option<String>,
     next_attempt_at: i64,
+    /// When the task was cleared from the failed list.
     cleared_at: Option<i64>,
     /// The HTTP request that queued it (its `x-request-id`), when one did.
     request_id: Option<String>,
-    result: TaskResult,
+    result: TaskResultDto,
+}
+
+/// What the task's steps did so far.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskResult)]
+struct TaskResultDto {
+    steps: Vec<StepDto>,
+}
+
+/// One step's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskStepResult)]
+#[serde(rename_all = "camelCase")]
+struct StepDto {
+    /// A provisioning step (account, dns, ssl, email, database, welcome_email), or for a
+    /// lifecycle task its kind.
+    #[schema(value_type = String)]
+    step: TaskStep,
+    /// success, failed or waiting.
+    #[schema(value_type = String)]
+    status: StepStatus,
+    /// What the step recorded. In the answers of the task and list routes the welcome
+    /// email's also carries `sent`, whether the outbox has delivered it.
+    #[schema(value_type = Object)]
+    data: Value,
+    /// Absent when the step did not fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
+    error: Option<String>,
+    /// Unix milliseconds; absent while the step has not finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
+    finished_at: Option<i64>,
+}
+
+impl From<StepRecord> for StepDto {
+    fn from(s: StepRecord) -> Self {
+        StepDto {
+            step: s.step,
+            status: s.status,
+            data: s.data,
+            error: s.error,
+            finished_at: s.finished_at,
+        }
+    }
 }
 
 impl From<Task> for TaskDto {
@@ -96,12 +149,16 @@ impl From<Task> for TaskDto {
             next_attempt_at: t.next_attempt_at,
             cleared_at: t.cleared_at,
             request_id: t.request_id,
-            result: t.result.0,
+            result: TaskResultDto {
+                steps: t.result.0.steps.into_iter().map(StepDto::from).collect(),
+            },
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The service to provision, named in full: each member must match what the service holds.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ProvisionRequest)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProvisionBody {
     service_id: i64,
@@ -161,6 +218,23 @@ async fn provision_task(state: &AppState, admin: &Admin, body: &ProvisionBody) -
     }
 }
 
+/// Queues the provisioning of a pending service.
+///
+/// A provision task already open for the service is answered with its job instead of a
+/// second one.
+#[utoipa::path(
+    post,
+    path = "/api/provisioning/provision",
+    tag = "provisioning",
+    operation_id = "queue_provisioning",
+    request_body = ProvisionBody,
+    responses(
+        (status = 202, description = "Queued, or the open provision task's job.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn provision(
     admin: Admin,
     State(state): State<AppState>,
@@ -171,9 +245,29 @@ async fn provision(
     Ok(queued("Provisioning job queued", &task))
 }
 
-/// Queues (or reuses) the task and waits until a worker finishes it: 200 with the finished
-/// task, or 202 with the task as it stands when it has not finished within two minutes (or
-/// the controller is shutting down).
+/// Queues (or reuses) the provision task and waits up to two minutes for it to finish.
+///
+/// 200 with the finished task, or 202 with the task as it stands when it has not finished
+/// within two minutes (or the controller is shutting down).
+#[utoipa::path(
+    post,
+    path = "/api/provisioning/manual",
+    tag = "provisioning",
+    operation_id = "provision_and_wait",
+    request_body = ProvisionBody,
+    responses(
+        (status = 200, description = "The task finished: `status` is completed or failed.", body = TaskDto),
+        (
+            status = 202,
+            description = "Not finished within two minutes, or the controller is shutting down: \
+                the task as it stands; follow it with `GET /api/provisioning/tasks/{jobId}`.",
+            body = TaskDto
+        ),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 422, response = Unprocessable),
+    )
+)]
 async fn manual(
     admin: Admin,
     State(state): State<AppState>,
@@ -203,11 +297,43 @@ fn job_id(raw: &str) -> ApiResult<TaskId> {
     JobId::parse(raw).map_err(|e| ApiError::invalid("id", "invalid_job_id", e))
 }
 
+/// The `{id}` of a task route.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct JobPath {
+    /// The task's job id, `job_<n>` or `<n>`.
+    #[param(pattern = "^(job_)?[1-9][0-9]{0,17}$", example = "job_42")]
+    id: String,
+}
+
+/// A page of tasks, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct TaskPage {
+    tasks: Vec<TaskDto>,
+    /// Give it as `cursor` for the next page; null on the last.
+    next_cursor: Option<String>,
+}
+
+/// The tasks, newest first, filtered by status or service.
+#[utoipa::path(
+    get,
+    path = "/api/provisioning/tasks",
+    tag = "provisioning",
+    operation_id = "list_provisioning_tasks",
+    params(
+        ("status" = Option<String>, Query, description = "pending, processing, completed or failed.", pattern = "^(pending|processing|completed|failed)$"),
+        ("serviceId" = Option<i64>, Query, description = "Only this service's tasks.", minimum = 1),
+        PageQuery,
+    ),
+    responses((status = 200, description = "A page of tasks.", body = TaskPage))
+)]
 async fn list_tasks(
     _admin: Admin,
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TaskPage>> {
     let params = Params::parse(query, &["status", "serviceId", "limit", "cursor"])?;
     let status = params
         .get("status")
@@ -233,12 +359,15 @@ async fn list_tasks(
     task_page(&state, &filter).await
 }
 
-async fn task_page(state: &AppState, filter: &TaskFilter) -> ApiResult<Json<Value>> {
+async fn task_page(state: &AppState, filter: &TaskFilter) -> ApiResult<Json<TaskPage>> {
     let mut tasks = state.store.list_tasks(filter).await?;
     let next = finish(&mut tasks, filter.page, |t| t.id.get());
     let mut tasks: Vec<TaskDto> = tasks.into_iter().map(TaskDto::from).collect();
     with_welcome_delivery(state, &mut tasks).await?;
-    Ok(Json(json!({ "tasks": tasks, "nextCursor": next })))
+    Ok(Json(TaskPage {
+        tasks,
+        next_cursor: next,
+    }))
 }
 
 /// The welcome-email step ends once its message is committed to the outbox; whether it has
@@ -270,6 +399,18 @@ async fn with_welcome_delivery(state: &AppState, tasks: &mut [TaskDto]) -> ApiRe
     Ok(())
 }
 
+/// One task, by its job id.
+#[utoipa::path(
+    get,
+    path = "/api/provisioning/tasks/{id}",
+    tag = "provisioning",
+    operation_id = "get_provisioning_task",
+    params(JobPath),
+    responses(
+        (status = 200, description = "The task.", body = TaskDto),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_task(
     _admin: Admin,
     State(state): State<AppState>,
@@ -282,6 +423,19 @@ async fn get_task(
     Ok(Json(task))
 }
 
+/// Re-queues a failed task, when its service has no other task open.
+#[utoipa::path(
+    post,
+    path = "/api/provisioning/retry/{id}",
+    tag = "provisioning",
+    operation_id = "retry_provisioning_task",
+    params(JobPath),
+    responses(
+        (status = 202, description = "Re-queued.", body = Queued),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+    )
+)]
 async fn retry(
     admin: Admin,
     State(state): State<AppState>,
@@ -295,55 +449,145 @@ async fn retry(
     Ok(queued("Task re-queued", &task))
 }
 
-/// Queue depths and the last seven days of tasks. Each queue carries `pending` (waiting for a
-/// worker) and `processing` (in a worker's hands now), as the contract spells out; the emails
-/// queue adds `failed`, the invoices queue `unpaid` and `overdue` (awaiting payment past the due date).
-/// An invoice waits on a payment, so unpaid invoices are its `pending`, and those whose charge
-/// a billing worker holds now its `processing`. `billing` is the billing jobs (charges, cards,
-/// billing emails, moves payments ask for). `failed` counts the failed list (failed tasks not
-/// cleared); `processing_total` counts work in hand right now (tasks processing, emails
-/// sending, billing jobs running).
-async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let s = state.store.queue_stats(now_ms() - 7 * DAY_MS).await?;
-    let recent = s.recent();
-    Ok(Json(json!({
-        "queue": {
-            "provisioning": { "pending": s.tasks_pending, "processing": s.tasks_processing },
-            "emails": {
-                "pending": s.emails_queued,
-                "processing": s.emails_sending,
-                "failed": s.emails_failed,
-            },
-            "invoices": {
-                "pending": s.invoices_unpaid,
-                "processing": s.charges_processing,
-                "unpaid": s.invoices_unpaid,
-                "overdue": s.invoices_overdue,
-            },
-            "billing": {
-                "pending": s.billing_pending,
-                "processing": s.billing_processing,
-                "failed": s.billing_failed,
-            },
-            "failed": s.tasks_failed_uncleared,
-            "processing_total": s.tasks_processing + s.emails_sending + s.billing_processing,
-        },
-        "tasks": {
-            "last_7_days": {
-                "pending": recent.pending,
-                "processing": recent.processing,
-                "completed": recent.completed,
-                "failed": recent.failed,
-            }
-        }
-    })))
+/// Queue depths and the last seven days of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = QueueStats)]
+struct StatsDto {
+    queue: QueueDepths,
+    tasks: RecentTasks,
 }
 
+/// What waits in each queue now.
+#[derive(Debug, Serialize, ToSchema)]
+struct QueueDepths {
+    /// Provisioning and lifecycle tasks.
+    provisioning: Depth,
+    /// The email outbox; `failed` counts emails given up on.
+    emails: DepthWithFailed,
+    invoices: InvoiceDepth,
+    /// Billing jobs: charges, cards, billing emails, the moves payments ask for.
+    billing: DepthWithFailed,
+    /// The failed list: failed tasks not cleared.
+    failed: i64,
+    /// Work in hand right now: tasks processing, emails sending, billing jobs running.
+    processing_total: i64,
+}
+
+/// A queue's depth.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = QueueDepth)]
+struct Depth {
+    /// Waiting for a worker.
+    pending: i64,
+    /// In a worker's hands now.
+    processing: i64,
+}
+
+/// A queue's depth, with what it gave up on.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = QueueDepthWithFailed)]
+struct DepthWithFailed {
+    pending: i64,
+    processing: i64,
+    failed: i64,
+}
+
+/// Invoices awaiting payment: unpaid invoices are the queue's `pending`, those whose charge a
+/// billing worker holds now its `processing`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = InvoiceQueueDepth)]
+struct InvoiceDepth {
+    pending: i64,
+    processing: i64,
+    unpaid: i64,
+    /// Unpaid past the due date.
+    overdue: i64,
+}
+
+/// Tasks created in the last seven days, by status now.
+#[derive(Debug, Serialize, ToSchema)]
+struct RecentTasks {
+    last_7_days: TaskCountsDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TaskCounts)]
+struct TaskCountsDto {
+    pending: i64,
+    processing: i64,
+    completed: i64,
+    failed: i64,
+}
+
+/// Queue depths and the last seven days of tasks.
+///
+/// Each queue carries `pending` (waiting for a worker) and `processing` (in a worker's hands
+/// now), as the contract spells out; the emails queue adds `failed`, the invoices queue
+/// `unpaid` and `overdue` (awaiting payment past the due date). An invoice waits on a payment,
+/// so unpaid invoices are its `pending`, and those whose charge a billing worker holds now its
+/// `processing`. `billing` is the billing jobs (charges, cards, billing emails, moves payments
+/// ask for). `failed` counts the failed list (failed tasks not cleared); `processing_total`
+/// counts work in hand right now (tasks processing, emails sending, billing jobs running).
+#[utoipa::path(
+    get,
+    path = "/api/provisioning/stats",
+    tag = "provisioning",
+    operation_id = "provisioning_stats",
+    responses((status = 200, description = "The queues now and the last seven days.", body = StatsDto))
+)]
+async fn stats(_admin: Admin, State(state): State<AppState>) -> ApiResult<Json<StatsDto>> {
+    let s = state.store.queue_stats(now_ms() - 7 * DAY_MS).await?;
+    let recent = s.recent();
+    Ok(Json(StatsDto {
+        queue: QueueDepths {
+            provisioning: Depth {
+                pending: s.tasks_pending,
+                processing: s.tasks_processing,
+            },
+            emails: DepthWithFailed {
+                pending: s.emails_queued,
+                processing: s.emails_sending,
+                failed: s.emails_failed,
+            },
+            invoices: InvoiceDepth {
+                pending: s.invoices_unpaid,
+                processing: s.charges_processing,
+                unpaid: s.invoices_unpaid,
+                overdue: s.invoices_overdue,
+            },
+            billing: DepthWithFailed {
+                pending: s.billing_pending,
+                processing: s.billing_processing,
+                failed: s.billing_failed,
+            },
+            failed: s.tasks_failed_uncleared,
+            processing_total: s.tasks_processing + s.emails_sending + s.billing_processing,
+        },
+        tasks: RecentTasks {
+            last_7_days: TaskCountsDto {
+                pending: recent.pending,
+                processing: recent.processing,
+                completed: recent.completed,
+                failed: recent.failed,
+            },
+        },
+    }))
+}
+
+/// The failed list: failed tasks not cleared, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/provisioning/failed",
+    tag = "provisioning",
+    operation_id = "list_failed_tasks",
+    params(PageQuery),
+    responses((status = 200, description = "A page of failed tasks.", body = TaskPage))
+)]
 async fn list_failed(
     _admin: Admin,
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TaskPage>> {
     let params = Params::parse(query, &["limit", "cursor"])?;
     let filter = TaskFilter {
         status: Some(TaskStatus::Failed),
@@ -354,8 +598,25 @@ async fn list_failed(
     task_page(&state, &filter).await
 }
 
-async fn clear_failed(admin: Admin, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// How many failed tasks were cleared from the list.
+#[derive(Debug, Serialize, ToSchema)]
+struct FailedCleared {
+    cleared: u64,
+}
+
+/// Clears the failed list; the tasks stay readable by id.
+#[utoipa::path(
+    delete,
+    path = "/api/provisioning/failed",
+    tag = "provisioning",
+    operation_id = "clear_failed_tasks",
+    responses((status = 200, description = "Cleared.", body = FailedCleared))
+)]
+async fn clear_failed(
+    admin: Admin,
+    State(state): State<AppState>,
+) -> ApiResult<Json<FailedCleared>> {
     let cleared = state.store.clear_failed_tasks(&admin.actor()).await?;
     tracing::info!(cleared, "failed list cleared");
-    Ok(Json(json!({ "cleared": cleared })))
+    Ok(Json(FailedCleared { cleared }))
 }
