@@ -51,8 +51,8 @@ fn timed_routes() -> OpenApiRouter<AppState> {
         .merge(catalogue::routes())
         .merge(services::routes())
         .merge(backups::routes())
-        .merge(provisioning::routes().into())
-        .merge(billing::routes().into())
+        .merge(provisioning::routes())
+        .merge(billing::routes())
         .merge(cron::routes())
         .merge(tokens::routes())
 }
@@ -60,8 +60,8 @@ fn timed_routes() -> OpenApiRouter<AppState> {
 /// The routes that wait for a task for up to two minutes, outside the timeout.
 fn waiting_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
-        .merge(provisioning::waiting_routes().into())
-        .merge(billing::waiting_routes().into())
+        .merge(provisioning::waiting_routes())
+        .merge(billing::waiting_routes())
 }
 
 /// The OpenAPI document of every route [`router`] serves.
