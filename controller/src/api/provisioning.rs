@@ -106,9 +106,10 @@ struct StepDto {
     /// success, failed or waiting.
     #[schema(value_type = String)]
     status: StepStatus,
-    /// What the step recorded. In the answers of the task and list routes the welcome
-    /// email's also carries `sent`, whether the outbox has delivered it.
-    #[schema(value_type = Object)]
+    /// What the step recorded; null when a failed step recorded nothing. In the answers of the
+    /// task and list routes the welcome email's also carries `sent`, whether the outbox has
+    /// delivered it.
+    #[schema(value_type = Option<Object>)]
     data: Value,
     /// Absent when the step did not fail.
     #[serde(skip_serializing_if = "Option::is_none")]

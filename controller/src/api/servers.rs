@@ -581,10 +581,9 @@ struct CommandBody {
     /// The agent runs a command once per key; a fresh one when absent.
     #[serde(default)]
     idempotency_key: Option<String>,
-    /// How long to wait for the answer, in milliseconds: 10000 when absent, at most 60000 (a
-    /// longer wait is cut to that).
+    /// How long to wait for the answer, in milliseconds: 1 to 60000, 10000 when absent.
     #[serde(default)]
-    #[schema(default = 10000)]
+    #[schema(default = 10000, minimum = 1, maximum = 60000)]
     timeout_ms: Option<u64>,
 }
 
@@ -639,7 +638,17 @@ async fn send_command(
             ));
         }
     };
-    let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(10_000).clamp(1, 60_000));
+    let timeout = match body.timeout_ms {
+        None => Duration::from_secs(10),
+        Some(ms @ 1..=60_000) => Duration::from_millis(ms),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "timeoutMs",
+                "invalid_timeout",
+                "must be 1 to 60000 milliseconds",
+            ));
+        }
+    };
     let key = body
         .idempotency_key
         .unwrap_or_else(|| format!("api:{}", uuid::Uuid::new_v4()));

@@ -1,9 +1,13 @@
 //! The API against its own OpenAPI document, by schemathesis (PyPI package; scripts/test
-//! installs it): a real controller on PostgreSQL with a real agent and a simulated cPanel,
-//! holding a product, a customer and an active service, is sent generated requests for every
-//! documented operation, valid and invalid, with an admin token. No answer may be a 5xx, and
+//! installs it): a real controller on PostgreSQL with a real agent, a simulated cPanel and the
+//! Stripe double, holding a product, a customer and an active service, is sent generated
+//! requests for every documented operation, valid and invalid, with an admin token. No answer may be a 5xx, and
 //! every answer must be one its operation documents, with the documented content type, headers
 //! and body schema; invalid input must be refused; a missing token must be refused.
+//!
+//! The routes that carry a command to an agent may answer 502/503/504 when that server's agent
+//! is away (other generated requests drain, disable or revoke it): tests/e2e/contract/
+//! schemathesis.toml says so for them alone.
 //!
 //! One operation is left out of the generated requests: `DELETE /api/tokens/{id}` could revoke
 //! the token the run itself uses, after which every answer is a 401. Its answers are covered
@@ -16,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use mpanel_e2e::cluster::{ControllerProcess, TestDir};
 use mpanel_e2e::databases::TestDatabase;
+use mpanel_e2e::stripe::{STRIPE_TEST_KEY, STRIPE_WEBHOOK_SECRET, StripeDouble};
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::*;
@@ -28,8 +33,25 @@ const MAX_EXAMPLES: &str = "20";
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let dir = TestDir::create("contract");
     let db = TestDatabase::create().await;
-    let controller =
-        ControllerProcess::start(&dir, "controller", &[("DATABASE_URL", &db.url)]).await;
+    // Stripe is the project's double, so the billing routes reach their logic instead of
+    // answering that payments are not configured.
+    let stripe = StripeDouble::start(&dir, "stripedouble", None).await;
+    let controller = ControllerProcess::start(
+        &dir,
+        "controller",
+        &[
+            ("DATABASE_URL", &db.url),
+            ("STRIPE_API_BASE", &stripe.url),
+            ("STRIPE_SECRET_KEY", STRIPE_TEST_KEY),
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET),
+            ("EMAIL_PROVIDER", "log"),
+            ("EMAIL_FROM", "billing@hostco.example"),
+        ],
+    )
+    .await;
+    stripe
+        .set_webhook(&format!("{}/api/webhooks/stripe", controller.http_url()))
+        .await;
     let fleet = servers(&dir, &[&controller], &[("cpanel", &[])]).await;
 
     // Records for the generated requests to find: ids start at 1, and the generator tries
@@ -93,8 +115,9 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
 
     let started = Instant::now();
     let report = dir.path().join("schemathesis.ndjson");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/contract/schemathesis.toml");
     let out = tokio::process::Command::new("python3")
-        .args(["-m", "schemathesis.cli", "run"])
+        .args(["-m", "schemathesis.cli", "--config-file", config, "run"])
         .arg(format!("{}/api/openapi.json", controller.http_url()))
         .args(["--url", &controller.http_url()])
         .args(["--header", &format!("Authorization: Bearer {token}")])
