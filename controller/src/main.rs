@@ -37,6 +37,33 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the admins who sign in to the web dashboard (/admin/login).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin. Without --password-stdin, a generated password is printed once on
+    /// stdout; only its argon2id hash is stored.
+    Create {
+        /// The admin's email, used to sign in (unique, whatever its case).
+        #[arg(long)]
+        email: String,
+        /// Read the password from stdin (at least 12 characters; one trailing newline is
+        /// dropped) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the admins: id, email, created, and whether disabled.
+    List,
+    /// Disable an admin: it can no longer sign in, and its sessions are revoked.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,5 +110,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { admin: _, name },
         } => commands::create_admin_token(&config, &name).await,
+        Command::Admin { command } => match command {
+            AdminCommand::Create {
+                email,
+                password_stdin,
+            } => commands::create_admin_user(&config, &email, password_stdin).await,
+            AdminCommand::List => commands::list_admin_users(&config).await,
+            AdminCommand::Disable { email } => commands::disable_admin_user(&config, &email).await,
+        },
     }
 }
