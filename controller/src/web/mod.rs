@@ -110,7 +110,7 @@ impl Web {
         match self
             .pages
             .get_template(name)
-            .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&ctx))))
+            .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(ctx))))
         {
             Ok(html) => (
                 status,
