@@ -22,10 +22,10 @@ struct Cli {
 enum Command {
     /// Run the HTTP API, the agents' gRPC endpoint, workers and cron until SIGTERM/SIGINT.
     ///
-    /// Listens on HTTP_LISTEN (API, webhooks, /healthz, /readyz, /metrics) and GRPC_LISTEN
-    /// (agents, mutual TLS; enrollment on the same port). Applies pending migrations first.
-    /// Needs ENCRYPTION_KEY. On SIGTERM the servers drain and workers finish or release the task
-    /// in hand.
+    /// Listens on HTTP_LISTEN (API, webhooks, /healthz, /readyz, /metrics, the dashboard's
+    /// /admin pages) and GRPC_LISTEN (agents, mutual TLS; enrollment on the same port). Applies
+    /// pending migrations first. Needs ENCRYPTION_KEY. On SIGTERM the servers drain and workers
+    /// finish or release the task in hand.
     Serve,
     /// Apply database migrations for the configured backend and exit.
     ///
