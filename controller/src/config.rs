@@ -773,12 +773,42 @@ mod tests {
             ("CRON_SERVICE_SUSPENSION", "every night"),
             ("CRON_TIMEZONE", "Mars/Olympus_Mons"),
             ("CRON_LEASE_SECS", "0"),
+            ("ADMIN_SESSION_HOURS", "0"),
+            ("ADMIN_LOGIN_MAX_FAILURES", "many"),
+            ("ADMIN_LOGIN_WINDOW_SECS", "0"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(&env(&[(key, value)]), &env(&[]), None).unwrap_err();
             assert_eq!(err.key, key, "{key}={value} gave {err}");
             assert!(err.to_string().starts_with(&format!("{key}: ")));
         }
+    }
+
+    #[test]
+    fn admin_sign_in_settings_have_defaults_and_can_be_set() {
+        let c = Config::from_sources(&env(&[]), &env(&[]), None).unwrap();
+        assert_eq!(
+            c.admin_login,
+            AdminLoginConfig {
+                session_hours: 12,
+                max_failures: 5,
+                window_secs: 900,
+            }
+        );
+        let e = env(&[
+            ("ADMIN_SESSION_HOURS", "1"),
+            ("ADMIN_LOGIN_MAX_FAILURES", "3"),
+            ("ADMIN_LOGIN_WINDOW_SECS", "2"),
+        ]);
+        let c = Config::from_sources(&e, &env(&[]), None).unwrap();
+        assert_eq!(
+            (
+                c.admin_login.session_hours,
+                c.admin_login.max_failures,
+                c.admin_login.window_secs
+            ),
+            (1, 3, 2)
+        );
     }
 
     #[test]
