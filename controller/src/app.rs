@@ -285,7 +285,8 @@ pub async fn run_with(
         handle: prometheus,
         sampler,
     };
-    let mut router = crate::api::router(state);
+    // The dashboard's pages beside the API: outside its OpenAPI document and its bearer auth.
+    let mut router = crate::api::router(state.clone()).merge(crate::web::router(state));
     match metrics {
         Some(listener) => {
             let addr = listener.local_addr()?;

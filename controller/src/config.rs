@@ -190,6 +190,21 @@ pub struct Config {
     pub dns_default_ttl: u32,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// The web dashboard's sign-in.
+    pub admin_login: AdminLoginConfig,
+}
+
+/// The web dashboard's sign-in: how long a session lasts and the failed-sign-in limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminLoginConfig {
+    /// `ADMIN_SESSION_HOURS` (12): a session ends this long after sign-in.
+    pub session_hours: u32,
+    /// `ADMIN_LOGIN_MAX_FAILURES` (5): failed sign-ins per email, and per client address, within
+    /// the window before further attempts are refused with 429.
+    pub max_failures: u32,
+    /// `ADMIN_LOGIN_WINDOW_SECS` (900): the window failures are counted over; the lock lifts
+    /// once enough of them are older than this.
+    pub window_secs: u32,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://mpanel.db?mode=rwc";
@@ -342,6 +357,11 @@ impl Config {
             ));
         }
         let cron = cron_config(&src)?;
+        let admin_login = AdminLoginConfig {
+            session_hours: at_least_one(&src, "ADMIN_SESSION_HOURS", 12, "a number of hours")?,
+            max_failures: at_least_one(&src, "ADMIN_LOGIN_MAX_FAILURES", 5, "a number")?,
+            window_secs: at_least_one(&src, "ADMIN_LOGIN_WINDOW_SECS", 900, "a number of seconds")?,
+        };
         let log_format = match src.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -456,6 +476,7 @@ impl Config {
             dns_default_ttl,
             log_filter: src.get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
+            admin_login,
         })
     }
 
@@ -625,6 +646,20 @@ fn payment_retry_days(raw: Option<String>) -> Result<Vec<u32>, ConfigError> {
 }
 
 /// `PUBLIC_URL`, or `http://` + `HTTP_LISTEN`; an http(s) URL without a trailing slash.
+/// A positive count (`key`, `default` when unset).
+fn at_least_one(
+    src: &Sources<'_>,
+    key: &'static str,
+    default: u32,
+    expected: &str,
+) -> Result<u32, ConfigError> {
+    let value: u32 = src.parse_or(key, default, expected)?;
+    if value == 0 {
+        return Err(ConfigError::new(key, "must be at least 1"));
+    }
+    Ok(value)
+}
+
 fn public_url(raw: Option<String>, http_listen: SocketAddr) -> Result<String, ConfigError> {
     let Some(raw) = raw else {
         return Ok(format!("http://{http_listen}"));
@@ -738,12 +773,42 @@ mod tests {
             ("CRON_SERVICE_SUSPENSION", "every night"),
             ("CRON_TIMEZONE", "Mars/Olympus_Mons"),
             ("CRON_LEASE_SECS", "0"),
+            ("ADMIN_SESSION_HOURS", "0"),
+            ("ADMIN_LOGIN_MAX_FAILURES", "many"),
+            ("ADMIN_LOGIN_WINDOW_SECS", "0"),
         ];
         for (key, value) in cases {
             let err = Config::from_sources(&env(&[(key, value)]), &env(&[]), None).unwrap_err();
             assert_eq!(err.key, key, "{key}={value} gave {err}");
             assert!(err.to_string().starts_with(&format!("{key}: ")));
         }
+    }
+
+    #[test]
+    fn admin_sign_in_settings_have_defaults_and_can_be_set() {
+        let c = Config::from_sources(&env(&[]), &env(&[]), None).unwrap();
+        assert_eq!(
+            c.admin_login,
+            AdminLoginConfig {
+                session_hours: 12,
+                max_failures: 5,
+                window_secs: 900,
+            }
+        );
+        let e = env(&[
+            ("ADMIN_SESSION_HOURS", "1"),
+            ("ADMIN_LOGIN_MAX_FAILURES", "3"),
+            ("ADMIN_LOGIN_WINDOW_SECS", "2"),
+        ]);
+        let c = Config::from_sources(&e, &env(&[]), None).unwrap();
+        assert_eq!(
+            (
+                c.admin_login.session_hours,
+                c.admin_login.max_failures,
+                c.admin_login.window_secs
+            ),
+            (1, 3, 2)
+        );
     }
 
     #[test]

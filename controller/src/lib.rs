@@ -23,3 +23,4 @@ pub mod ssl;
 pub mod store;
 pub mod telemetry;
 pub mod usage;
+pub mod web;

@@ -22,10 +22,10 @@ struct Cli {
 enum Command {
     /// Run the HTTP API, the agents' gRPC endpoint, workers and cron until SIGTERM/SIGINT.
     ///
-    /// Listens on HTTP_LISTEN (API, webhooks, /healthz, /readyz, /metrics) and GRPC_LISTEN
-    /// (agents, mutual TLS; enrollment on the same port). Applies pending migrations first.
-    /// Needs ENCRYPTION_KEY. On SIGTERM the servers drain and workers finish or release the task
-    /// in hand.
+    /// Listens on HTTP_LISTEN (API, webhooks, /healthz, /readyz, /metrics, the dashboard's
+    /// /admin pages) and GRPC_LISTEN (agents, mutual TLS; enrollment on the same port). Applies
+    /// pending migrations first. Needs ENCRYPTION_KEY. On SIGTERM the servers drain and workers
+    /// finish or release the task in hand.
     Serve,
     /// Apply database migrations for the configured backend and exit.
     ///
@@ -36,6 +36,33 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Manage the admins who sign in to the web dashboard (/admin/login).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin. Without --password-stdin, a generated password is printed once on
+    /// stdout; only its argon2id hash is stored.
+    Create {
+        /// The admin's email, used to sign in (unique, whatever its case).
+        #[arg(long)]
+        email: String,
+        /// Read the password from stdin (at least 12 characters; one trailing newline is
+        /// dropped) instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the admins: id, email, created, and whether disabled.
+    List,
+    /// Disable an admin: it can no longer sign in, and its sessions are revoked.
+    Disable {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -83,5 +110,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { admin: _, name },
         } => commands::create_admin_token(&config, &name).await,
+        Command::Admin { command } => match command {
+            AdminCommand::Create {
+                email,
+                password_stdin,
+            } => commands::create_admin_user(&config, &email, password_stdin).await,
+            AdminCommand::List => commands::list_admin_users(&config).await,
+            AdminCommand::Disable { email } => commands::disable_admin_user(&config, &email).await,
+        },
     }
 }

@@ -48,7 +48,7 @@ fn under(route: &str, prefix: &str) -> bool {
 
 /// Whether a token holding only `scope` may make this request (the documented rules).
 fn allowed(scope: &str, method: &Method, route: &str) -> bool {
-    if under(route, "/api/tokens") {
+    if under(route, "/api/tokens") || under(route, "/api/admin") {
         return false;
     }
     if *method == Method::GET {

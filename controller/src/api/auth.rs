@@ -6,7 +6,8 @@
 //! - reading (`GET`, `HEAD`) needs `read`;
 //! - changing servers, agents and their enrolment (`/api/servers…`, `/api/agents…`) needs `fleet`;
 //! - changing invoices and payments (`/api/invoices…`, `/api/orders…`) needs `billing`;
-//! - managing tokens (`/api/tokens…`, reads included) needs all four scopes;
+//! - managing tokens and dashboard sessions (`/api/tokens…`, `/api/admin…`, reads included)
+//!   needs all four scopes;
 //! - any other change needs `write`.
 
 use axum::extract::{FromRequestParts, MatchedPath};
@@ -64,7 +65,7 @@ pub fn required_scopes(method: &Method, route: &str) -> &'static [Scope] {
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    if under("/api/tokens") {
+    if under("/api/tokens") || under("/api/admin") {
         return &Scope::ALL;
     }
     if matches!(*method, Method::GET | Method::HEAD) {
@@ -170,6 +171,10 @@ mod tests {
             [Scope::Billing]
         );
         assert_eq!(required_scopes(&Method::GET, "/api/tokens"), Scope::ALL);
+        assert_eq!(
+            required_scopes(&Method::GET, "/api/admin/sessions"),
+            Scope::ALL
+        );
         // A prefix is a path segment, not a string prefix.
         assert_eq!(
             required_scopes(&Method::POST, "/api/serversx"),

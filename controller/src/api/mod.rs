@@ -8,6 +8,7 @@
 //! answers of routes that queue tasks). A new route goes in the module of its resource, added to
 //! that module's `routes()`.
 
+mod admin_sessions;
 mod agents;
 pub mod auth;
 mod backups;
@@ -55,6 +56,7 @@ fn timed_routes() -> OpenApiRouter<AppState> {
         .merge(billing::routes())
         .merge(cron::routes())
         .merge(tokens::routes())
+        .merge(admin_sessions::routes())
 }
 
 /// The routes that wait for a task for up to two minutes, outside the timeout.

@@ -10,6 +10,7 @@
 
 mod activity;
 mod admin_tokens;
+pub mod admin_users;
 mod agents;
 pub mod backups;
 pub mod billing;
@@ -35,6 +36,7 @@ use mpanel_common::ids::ServerId;
 
 pub use activity::{ActivityStore, Change};
 pub use admin_tokens::AdminTokenStore;
+pub use admin_users::{AdminSession, AdminUser, AdminUserStore, LoginFailure, NewAdminSession};
 pub use agents::{
     AgentHello, AgentLiveness, AgentRow, CaRecord, EnrollmentToken, IssuedCertificate, NewCa,
 };
@@ -163,6 +165,7 @@ pub trait Store:
     + ProductStore
     + ServiceStore
     + AdminTokenStore
+    + AdminUserStore
     + ActivityStore
     + AgentStore
     + reporting::ReportingStore

@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::activity::impl_activity_store;
 use super::admin_tokens::impl_admin_token_store;
+use super::admin_users::impl_admin_user_store;
 use super::agents::impl_agent_store;
 use super::backups::impl_backup_store;
 use super::billing::impl_billing_store;
@@ -75,6 +76,7 @@ impl_customer_store!(PostgresStore, Postgres);
 impl_product_store!(PostgresStore, Postgres);
 impl_service_store!(PostgresStore, Postgres);
 impl_admin_token_store!(PostgresStore, Postgres);
+impl_admin_user_store!(PostgresStore, Postgres);
 impl_task_queue!(PostgresStore, Postgres);
 impl_outbox_store!(PostgresStore, Postgres);
 impl_lease_queue_store!(PostgresStore);

@@ -18,6 +18,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::activity::impl_activity_store;
 use super::admin_tokens::impl_admin_token_store;
+use super::admin_users::impl_admin_user_store;
 use super::agents::impl_agent_store;
 use super::backups::impl_backup_store;
 use super::billing::impl_billing_store;
@@ -99,6 +100,7 @@ impl_customer_store!(SqliteStore, Sqlite);
 impl_product_store!(SqliteStore, Sqlite);
 impl_service_store!(SqliteStore, Sqlite);
 impl_admin_token_store!(SqliteStore, Sqlite);
+impl_admin_user_store!(SqliteStore, Sqlite);
 impl_task_queue!(SqliteStore, Sqlite);
 impl_outbox_store!(SqliteStore, Sqlite);
 impl_lease_queue_store!(SqliteStore);
