@@ -29,7 +29,10 @@ pub const TAGS: &[(&str, &str)] = &[
         "Checkout, invoices, payments and Stripe's webhooks.",
     ),
     ("cron", "Scheduled jobs and their runs."),
-    ("tokens", "Admin tokens and the audit log."),
+    (
+        "tokens",
+        "Admin tokens, admin sign-in sessions and the audit log.",
+    ),
 ];
 
 #[derive(utoipa::OpenApi)]
