@@ -183,7 +183,12 @@ fn bad_usage_exits_2_and_version_exits_0() {
         .take_while(|l| !l.trim().is_empty())
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["serve", "migrate", "token", "help"], "{help}");
+    // The contract's commands, and `admin` for the web dashboard's sign-in accounts.
+    assert_eq!(
+        commands,
+        ["serve", "migrate", "token", "admin", "help"],
+        "{help}"
+    );
     // The demo is its own binary (mpanel-demo); the production controller has no such command.
     let demo = run(controller(dir.path()).arg("demo"));
     assert_eq!(demo.status.code(), Some(2));
