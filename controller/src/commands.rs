@@ -44,7 +44,7 @@ pub async fn create_admin_user(
     password_stdin: bool,
 ) -> anyhow::Result<()> {
     use crate::web::credentials;
-    let email = credentials::admin_email(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let email = credentials::email_address(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
     let (password, generated) = if password_stdin {
         let mut raw = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut raw)
@@ -107,8 +107,8 @@ pub async fn list_admin_users(config: &Config) -> anyhow::Result<()> {
 
 /// Disables a dashboard admin and revokes its sessions.
 pub async fn disable_admin_user(config: &Config, email: &str) -> anyhow::Result<()> {
-    let email =
-        crate::web::credentials::admin_email(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
+    let email = crate::web::credentials::email_address(email)
+        .map_err(|e| anyhow::anyhow!("--email: {e}"))?;
     let store = app::open_store(config).await?;
     let result = store.disable_admin_user(&email, "cli").await;
     store.close().await;

@@ -139,36 +139,11 @@ pub(crate) fn date(ms: i64) -> String {
     mpanel_common::billing::format_date(mpanel_common::billing::ms_to_date(ms))
 }
 
-/// A deliverable-looking address: one `@`, a plain local part, a valid domain with a dot.
-/// Lower-cased, so the unique index catches the same address typed twice.
+/// A deliverable-looking address (see [`crate::web::credentials::email_address`]), or a 400
+/// naming `email`. Lower-cased, so the unique index catches the same address typed twice.
 pub(super) fn email(raw: &str) -> ApiResult<String> {
-    let value = raw.trim().to_lowercase();
-    let bad = |why: &str| ApiError::invalid("email", "invalid_email", why);
-    if value.is_empty() || value.len() > 254 {
-        return Err(bad("must be an email address of at most 254 characters"));
-    }
-    let Some((local, domain)) = value.split_once('@') else {
-        return Err(bad("must contain @"));
-    };
-    let local_ok = !local.is_empty()
-        && local.len() <= 64
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
-    if !local_ok {
-        return Err(bad(&format!(
-            "'{}' is not a valid address",
-            value.chars().take(60).collect::<String>()
-        )));
-    }
-    match DomainName::parse(domain) {
-        Ok(d) if d.as_str().contains('.') => Ok(format!("{local}@{}", d.as_str())),
-        Ok(_) => Err(bad("the domain after @ must contain a dot")),
-        Err(e) => Err(bad(&format!("the domain after @ {e}"))),
-    }
+    crate::web::credentials::email_address(raw)
+        .map_err(|why| ApiError::invalid("email", "invalid_email", why))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// A deliverable-looking address (one `@`, a plain local part, a domain with a dot), trimmed
 /// and lower-cased; the error says what is wrong with it.
-pub fn admin_email(raw: &str) -> Result<String, String> {
+pub fn email_address(raw: &str) -> Result<String, String> {
     let value = raw.trim().to_lowercase();
     if value.is_empty() || value.len() > 254 {
         return Err("must be an email address of at most 254 characters".into());
@@ -111,7 +111,10 @@ mod tests {
 
     #[test]
     fn emails_are_lower_cased_and_checked() {
-        assert_eq!(admin_email(" Ops@Example.COM ").unwrap(), "ops@example.com");
+        assert_eq!(
+            email_address(" Ops@Example.COM ").unwrap(),
+            "ops@example.com"
+        );
         for bad in [
             "",
             "ops",
@@ -120,7 +123,7 @@ mod tests {
             "ops@localhost",
             "a..b@example.com",
         ] {
-            assert!(admin_email(bad).is_err(), "{bad}");
+            assert!(email_address(bad).is_err(), "{bad}");
         }
     }
 
