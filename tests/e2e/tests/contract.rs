@@ -137,6 +137,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         .args(["--report", "ndjson", "--report-ndjson-path"])
         .arg(&report)
         .args(["--no-color", "--output-truncate", "false"])
+        // Its caches go in the test's directory, not the source tree.
+        .current_dir(dir.path())
         .stdin(std::process::Stdio::null())
         .output()
         .await
