@@ -7,7 +7,7 @@ mod fleet_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fleet_support::Controller;
+use fleet_support::{Controller, concrete};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -29,20 +29,6 @@ fn operations(doc: &Value) -> BTreeMap<(String, String), Value> {
         }
     }
     ops
-}
-
-/// A concrete path for a template: every `{param}` becomes a value no record has.
-fn concrete(template: &str) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').unwrap() + start;
-        out.push_str("999999");
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn is_public(op: &Value) -> bool {
@@ -212,7 +198,7 @@ async fn the_served_routes_are_exactly_the_documented_ones() {
     let paths: BTreeSet<&String> = ops.keys().map(|(p, _)| p).collect();
     let mut probed = 0;
     for template in paths {
-        let path = concrete(template);
+        let path = concrete(template, "999999");
         for method in METHODS {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let documented = ops.get(&(template.clone(), method.to_owned()));

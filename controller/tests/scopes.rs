@@ -12,7 +12,7 @@ mod fleet_support;
 
 use std::collections::BTreeSet;
 
-use fleet_support::Controller;
+use fleet_support::{Controller, concrete};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -26,20 +26,6 @@ fn routes() -> BTreeSet<String> {
         .collect();
     assert!(found.len() > 30, "too few routes found: {found:?}");
     found
-}
-
-/// A concrete path for a template: every `{param}` becomes `1`.
-fn concrete(template: &str) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').unwrap() + start;
-        out.push('1');
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn under(route: &str, prefix: &str) -> bool {
@@ -107,7 +93,7 @@ async fn each_scope_is_refused_exactly_where_it_does_not_reach() {
     let mut checked = 0;
     let mut refused = 0;
     for template in routes() {
-        let path = concrete(&template);
+        let path = concrete(&template, "1");
         for method in &methods {
             let (anonymous, _) = call(&c, method, &path, None).await;
             if anonymous != 401 {

@@ -37,6 +37,20 @@ pub fn init() {
         .try_init();
 }
 
+/// A concrete path for a route template: every `{param}` becomes `value`.
+pub fn concrete(template: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 pub struct Controller {
     pub http: String,
     pub grpc_port: u16,
