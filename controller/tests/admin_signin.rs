@@ -3,131 +3,19 @@
 //! built binary. Admins are made through the store, as `admin create` does.
 
 mod fleet_support;
+mod web_support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use fleet_support::Controller;
+use web_support::{Browser, Page};
 use mpanel_controller::store::{self, DynStore};
 use mpanel_controller::web::credentials::hash_password;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A browser without JavaScript: keeps cookies, does not follow redirects.
-struct Browser {
-    base: String,
-    client: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    fn set_cookies(&self) -> Vec<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn set_cookie(&self, name: &str) -> Option<String> {
-        self.set_cookies()
-            .into_iter()
-            .find(|c| c.starts_with(&format!("{name}=")))
-    }
-
-    /// The hidden CSRF field of the page's form.
-    fn csrf(&self) -> String {
-        let start = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("no CSRF field in {}", self.body))
-            + "name=\"csrf\" value=\"".len();
-        let end = self.body[start..].find('"').unwrap() + start;
-        self.body[start..end].to_owned()
-    }
-}
-
-impl Browser {
-    fn new(c: &Controller) -> Browser {
-        Browser {
-            base: c.http.clone(),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-        }
-    }
-
-    async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("user-agent", "signin-test/1");
-        if !self.cookies.is_empty() {
-            let header: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req = req.header("cookie", header.join("; "));
-        }
-        if let Some(fields) = form {
-            req = req.form(fields);
-        }
-        let resp = req.send().await.unwrap();
-        let page = Page {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        };
-        for cookie in page.set_cookies() {
-            let pair = cookie.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if cookie.contains("Max-Age=0") || value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        page
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        self.send(Method::GET, path, None).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        self.send(Method::POST, path, Some(form)).await
-    }
-
-    /// Opens the sign-in page and posts `email` and `password` with its CSRF token.
-    async fn sign_in(&mut self, email: &str, password: &str) -> Page {
-        let form = self.get("/admin/login").await;
-        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
-        let csrf = form.csrf();
-        self.post(
-            "/admin/login",
-            &[("email", email), ("password", password), ("csrf", &csrf)],
-        )
-        .await
-    }
-}
 
 async fn start(overrides: &[(&str, &str)]) -> (Controller, DynStore) {
     let c = Controller::start(overrides).await;

@@ -1,0 +1,251 @@
+//! Admin sign-in, the signed-in landing page and sign-out. Failed sign-ins are counted in the
+//! database per email and per client address (`ADMIN_LOGIN_MAX_FAILURES` within
+//! `ADMIN_LOGIN_WINDOW_SECS`), so the limit holds across replicas. The JSON API's side of
+//! sessions (listing, revoking) is in `api::admin_sessions`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::header::{RETRY_AFTER, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use serde_json::json;
+
+use crate::crypto::{new_token, token_hash};
+use crate::store::{AdminSession, LoginFailure, NewAdminSession, now_ms};
+use crate::web::{Web, cookie_value, credentials, form_fields, see_other, with_cookie};
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "mpanel_admin_session";
+/// The random value the sign-in form's CSRF token is an HMAC of.
+pub const LOGIN_CSRF_COOKIE: &str = "mpanel_login_csrf";
+
+const INCORRECT: &str = "The email or password is incorrect.";
+
+impl Web {
+    /// The browser's live admin session and its cookie, if it has one.
+    pub(crate) async fn admin_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<(AdminSession, String)>, Response> {
+        let Some(cookie) = cookie_value(headers, SESSION_COOKIE) else {
+            return Ok(None);
+        };
+        match self
+            .app
+            .store
+            .authenticate_admin_session(&token_hash(&cookie))
+            .await
+        {
+            Ok(found) => Ok(found.map(|s| (s, cookie))),
+            Err(e) => Err(self.failure(&e, "/admin/login")),
+        }
+    }
+
+    fn admin_forbidden(&self) -> Response {
+        self.forbidden("/admin/login", "Reload the sign-in page")
+    }
+
+    /// The sign-in form with `error`, its CSRF token bound to the browser's login cookie (set
+    /// here when the browser has no usable one).
+    fn login_form(&self, headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> Response {
+        let (nonce, fresh) = match self.nonce(headers, LOGIN_CSRF_COOKIE) {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+        let mut response = self.render(
+            status,
+            "admin/login.html",
+            json!({ "csrf": self.token("login", &nonce), "error": error }),
+        );
+        if fresh {
+            let cookie = self.cookie(headers, LOGIN_CSRF_COOKIE, &nonce, 24 * 3600);
+            response = with_cookie(response, cookie);
+        }
+        response
+    }
+
+}
+
+pub(super) async fn login_page(State(web): State<Web>, headers: HeaderMap) -> Response {
+    match web.admin_session(&headers).await {
+        Ok(Some(_)) => see_other("/admin"),
+        Ok(None) => web.login_form(&headers, StatusCode::OK, None),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn login(
+    State(web): State<Web>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let fields = form_fields(form);
+    let csrf_ok = cookie_value(&headers, LOGIN_CSRF_COOKIE)
+        .is_some_and(|nonce| web.token_matches("login", &nonce, fields.get("csrf")));
+    if !csrf_ok {
+        tracing::warn!(client = %peer.ip(), "sign-in refused: missing or wrong CSRF token");
+        return web.admin_forbidden();
+    }
+    let email = fields.get("email").map_or("", |e| e.trim());
+    let password = fields.get("password").map_or("", String::as_str);
+    if email.is_empty() || password.is_empty() || email.len() > 254 {
+        return web.login_form(
+            &headers,
+            StatusCode::BAD_REQUEST,
+            Some("Enter your email and password."),
+        );
+    }
+    let settings = &web.app.config.admin_login;
+    let window_ms = i64::from(settings.window_secs) * 1000;
+    let max = i64::from(settings.max_failures);
+    let email_key = format!("email:{}", email.to_lowercase());
+    let ip_key = format!("ip:{}", peer.ip());
+    let store = &web.app.store;
+
+    // Locked while `max` failures of either key fall within the window; it lifts when the
+    // oldest of those leaves it. A correct password does not open a lock.
+    let now = now_ms();
+    let mut locked_for_ms = 0;
+    for key in [&email_key, &ip_key] {
+        match store.recent_login_failures(key, now - window_ms, max).await {
+            Ok(times) if times.len() as i64 >= max => {
+                if let Some(oldest) = times.last() {
+                    locked_for_ms = locked_for_ms.max(oldest + window_ms - now);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return web.failure(&e, "/admin/login"),
+        }
+    }
+    if locked_for_ms > 0 {
+        let secs = (locked_for_ms + 999) / 1000;
+        tracing::warn!(client = %peer.ip(), retry_after = secs, "sign-in refused: too many failures");
+        let minutes = (secs + 59) / 60;
+        let message = format!(
+            "Too many failed sign-ins. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut response = web.login_form(&headers, StatusCode::TOO_MANY_REQUESTS, Some(&message));
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return response;
+    }
+
+    let found = match store.find_admin_user_by_email(email).await {
+        Ok(found) => found,
+        Err(e) => return web.failure(&e, "/admin/login"),
+    };
+    let known_id = found.as_ref().map(|u| u.id);
+    let user = found.filter(|u| u.disabled_at.is_none());
+    let matches = credentials::verify_password_blocking(
+        password.to_owned(),
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
+    let Some(user) = user.filter(|_| matches) else {
+        let failure = LoginFailure {
+            keys: vec![email_key, ip_key],
+            user_id: known_id,
+            email: email.to_lowercase(),
+            ip_address: peer.ip().to_string(),
+            forget_before: now - window_ms,
+        };
+        if let Err(e) = store.record_login_failure(&failure).await {
+            return web.failure(&e, "/admin/login");
+        }
+        tracing::warn!(client = %peer.ip(), "sign-in failed");
+        return web.login_form(&headers, StatusCode::UNAUTHORIZED, Some(INCORRECT));
+    };
+
+    let token = match new_token("mps_") {
+        Ok(token) => token,
+        Err(e) => return web.failure(&e, "/admin/login"),
+    };
+    let lifetime_ms = i64::from(settings.session_hours) * 3_600_000;
+    let user_agent = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(300).collect());
+    let new = NewAdminSession {
+        user_id: user.id,
+        token_hash: token_hash(&token),
+        expires_at: now_ms() + lifetime_ms,
+        user_agent,
+        ip_address: Some(peer.ip().to_string()),
+    };
+    let session = match store.create_admin_session(&new, &email_key).await {
+        Ok(session) => session,
+        Err(e) => return web.failure(&e, "/admin/login"),
+    };
+    tracing::info!(
+        admin_user = user.id,
+        session = session.id,
+        "admin signed in"
+    );
+    let cookie = web.cookie(&headers, SESSION_COOKIE, &token, lifetime_ms / 1000);
+    with_cookie(see_other("/admin"), cookie)
+}
+
+pub(super) async fn home(State(web): State<Web>, headers: HeaderMap) -> Response {
+    let (session, cookie) = match web.admin_session(&headers).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return see_other("/admin/login"),
+        Err(response) => return response,
+    };
+    let expires_at = crate::store::admin_users::shown_time(session.expires_at);
+    web.render(
+        StatusCode::OK,
+        "admin/home.html",
+        json!({
+            "email": session.email,
+            "expires_at": expires_at,
+            "csrf": web.token("session", &cookie),
+        }),
+    )
+}
+
+pub(super) async fn logout(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let fields = form_fields(form);
+    let (session, cookie) = match web.admin_session(&headers).await {
+        Ok(Some(found)) => found,
+        // Nothing to sign out of; the form is refused all the same.
+        Ok(None) => return web.admin_forbidden(),
+        Err(response) => return response,
+    };
+    if !web.token_matches("session", &cookie, fields.get("csrf")) {
+        tracing::warn!(
+            session = session.id,
+            "sign-out refused: missing or wrong CSRF token"
+        );
+        return web.admin_forbidden();
+    }
+    let actor = format!("admin_user:{}", session.user_id);
+    match web
+        .app
+        .store
+        .revoke_admin_session(session.id, &actor, "admin.signed_out")
+        .await
+    {
+        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => {}
+        Err(e) => return web.failure(&e, "/admin/login"),
+    }
+    tracing::info!(
+        admin_user = session.user_id,
+        session = session.id,
+        "admin signed out"
+    );
+    with_cookie(
+        see_other("/admin/login"),
+        web.cookie(&headers, SESSION_COOKIE, "", 0),
+    )
+}
+
