@@ -5,7 +5,6 @@
 mod fleet_support;
 mod web_support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use fleet_support::Controller;

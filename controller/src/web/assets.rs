@@ -1,5 +1,5 @@
-//! Static assets compiled into the binary: the stylesheet every page links and the one script
-//! that keeps live parts of a page current. Served under `/assets/<name>` with a strong ETag, so
+//! Static assets compiled into the binary: the stylesheet and icon every page links, and the one
+//! script that keeps live parts of a page current. Served under `/assets/<name>` with a strong ETag, so
 //! a browser revalidates instead of downloading again.
 
 use axum::Router;
@@ -17,6 +17,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "style.css",
         "text/css; charset=utf-8",
         include_bytes!("assets/style.css"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("assets/favicon.svg"),
     ),
     (
         "live.js",

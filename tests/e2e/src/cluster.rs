@@ -426,6 +426,31 @@ impl ControllerProcess {
             .fail(&format!("controller {} did not restart", self.name));
     }
 
+    /// A dashboard admin, made as an operator does: `admin create --email … --password-stdin`.
+    pub fn create_admin(&self, email: &str, password: &str) {
+        use std::io::Write;
+        let (log_path, log) = self.dir.log(&format!("{}-admin", self.name));
+        let mut cmd = command(&self.binary, self.dir.path(), &log);
+        cmd.args(["admin", "create", "--email", email, "--password-stdin"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run mpanel-controller admin create: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(format!("{password}\n").as_bytes())
+                .expect("write the password");
+        }
+        let status = child.wait().expect("admin create");
+        if !status.success() {
+            self.dir.fail(&format!(
+                "`admin create --email {email}` failed ({status}); see {}",
+                log_path.display()
+            ));
+        }
+    }
+
     /// An admin API call; answers (status, JSON body or `null`).
     pub async fn api(
         &self,
