@@ -20,6 +20,7 @@ use mpanel_agent::config::{AgentConfig, PanelSection};
 use mpanel_common::username::PanelKind;
 use mpanel_controller::app;
 use mpanel_controller::config::{DEFAULT_DATABASE_URL, EmailProvider, EncryptionKeys};
+use mpanel_controller::web::credentials;
 use mpanel_controller::{commands, crypto, telemetry};
 use mpanel_panelsim::{SimConfig, SimHandle, SimKind};
 use serde_json::{Value, json};
@@ -30,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 /// (cPanel, Plesk, DirectAdmin) and three agents enrolled over mutual TLS, all in this process.
 ///
 /// It orders one hosting service per panel, prints every provisioning step as it completes,
-/// then keeps running until Ctrl-C. Once the fleet is up it prints two lines a shell can
-/// `eval`: MPANEL_URL (the admin API) and MPANEL_TOKEN (an admin token).
+/// then keeps running until Ctrl-C. Once the fleet is up it prints lines a shell can `eval`:
+/// MPANEL_URL (the admin API), MPANEL_TOKEN (an admin token), and the dashboard's sign-in
+/// (MPANEL_ADMIN_EMAIL, MPANEL_ADMIN_PASSWORD; the dashboard is at MPANEL_URL/admin).
 ///
 /// Configuration as for `mpanel-controller serve` (environment, .env, --config): HTTP_LISTEN
 /// (default 127.0.0.1:8080), GRPC_LISTEN (default 0.0.0.0:7443), DATABASE_URL (default: a fresh
@@ -100,6 +102,16 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
     store
         .create_admin_token("demo", &crypto::token_hash(&token))
         .await?;
+    // A dashboard admin with a one-time password, as `mpanel-controller admin create` makes.
+    let admin_email = format!("admin{}@demo.example", names.tag);
+    let admin_password = credentials::generated_password()?;
+    store
+        .create_admin_user(
+            &admin_email,
+            &credentials::hash_password(&admin_password)?,
+            "demo",
+        )
+        .await?;
     store.close().await;
 
     let stop = CancellationToken::new();
@@ -117,6 +129,9 @@ async fn demo(cli: Cli) -> anyhow::Result<()> {
             fleet.start(&api, &names, &format!("https://{grpc}"), &state_root, &stop).await?;
             println!("MPANEL_URL={}", api.base);
             println!("MPANEL_TOKEN={token}");
+            println!("MPANEL_ADMIN_EMAIL={admin_email}");
+            println!("MPANEL_ADMIN_PASSWORD={admin_password}");
+            println!("# Dashboard: {}/admin (sign in with the two lines above)", api.base);
             let orders = place_orders(&api, &names).await?;
             follow_orders(&api, &orders).await
         } => r.map(|()| true),

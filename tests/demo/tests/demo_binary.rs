@@ -87,6 +87,12 @@ async fn the_demo_provisions_one_service_per_panel_and_hands_out_a_working_token
     let token = demo.wait_for(Duration::from_secs(5), |l| {
         l.strip_prefix("MPANEL_TOKEN=").map(str::to_owned)
     });
+    let admin_email = demo.wait_for(Duration::from_secs(5), |l| {
+        l.strip_prefix("MPANEL_ADMIN_EMAIL=").map(str::to_owned)
+    });
+    let admin_password = demo.wait_for(Duration::from_secs(5), |l| {
+        l.strip_prefix("MPANEL_ADMIN_PASSWORD=").map(str::to_owned)
+    });
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(
         !url.ends_with(":0"),
@@ -123,6 +129,7 @@ async fn the_demo_provisions_one_service_per_panel_and_hands_out_a_working_token
         .await
         .unwrap();
     let agents = agents["agents"].as_array().unwrap();
+    sign_in_to_the_dashboard(&url, &admin_email, &admin_password).await;
     assert_eq!(agents.len(), 3, "{agents:?}");
     assert!(agents.iter().all(|a| a["status"] == "online"), "{agents:?}");
     let services: Value = client
@@ -157,4 +164,40 @@ async fn the_demo_provisions_one_service_per_panel_and_hands_out_a_working_token
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// Signs in to the dashboard with the printed email and password, as a browser would: the form's
+/// CSRF cookie and field, then the session cookie and the redirect to `/admin`.
+async fn sign_in_to_the_dashboard(url: &str, email: &str, password: &str) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = client.get(format!("{url}/admin/login")).send().await.unwrap();
+    let cookie = form
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let body = form.text().await.unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let start = body.find(marker).expect("a CSRF field") + marker.len();
+    let csrf = &body[start..start + body[start..].find('"').unwrap()];
+    let signed_in = client
+        .post(format!("{url}/admin/login"))
+        .header("cookie", cookie)
+        .form(&[("email", email), ("password", password), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303, "{:?}", signed_in.headers());
+    assert_eq!(signed_in.headers()["location"], "/admin");
+    assert!(
+        signed_in.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("mpanel_admin_session=")
+    );
 }
