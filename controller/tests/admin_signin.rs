@@ -8,11 +8,11 @@ mod web_support;
 use std::time::Duration;
 
 use fleet_support::Controller;
-use web_support::{Browser, Page};
 use mpanel_controller::store::{self, DynStore};
 use mpanel_controller::web::credentials::hash_password;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use web_support::{Browser, Page};
 
 const PASSWORD: &str = "correct horse battery staple";
 

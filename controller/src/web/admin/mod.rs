@@ -13,9 +13,18 @@ pub use signin::{LOGIN_CSRF_COOKIE, SESSION_COOKIE};
 
 /// The admin area's templates, named `admin/…`.
 pub(super) const TEMPLATES: &[(&str, &str)] = &[
-    ("admin/layout.html", include_str!("../templates/admin/layout.html")),
-    ("admin/login.html", include_str!("../templates/admin/login.html")),
-    ("admin/home.html", include_str!("../templates/admin/home.html")),
+    (
+        "admin/layout.html",
+        include_str!("../templates/admin/layout.html"),
+    ),
+    (
+        "admin/login.html",
+        include_str!("../templates/admin/login.html"),
+    ),
+    (
+        "admin/home.html",
+        include_str!("../templates/admin/home.html"),
+    ),
 ];
 
 pub(super) fn routes() -> Router<Web> {

@@ -66,7 +66,6 @@ impl Web {
         }
         response
     }
-
 }
 
 pub(super) async fn login_page(State(web): State<Web>, headers: HeaderMap) -> Response {
@@ -248,4 +247,3 @@ pub(super) async fn logout(
         web.cookie(&headers, SESSION_COOKIE, "", 0),
     )
 }
-
