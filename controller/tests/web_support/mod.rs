@@ -68,7 +68,12 @@ impl Browser {
         }
     }
 
-    pub async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> Page {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -122,4 +127,3 @@ impl Browser {
         .await
     }
 }
-
