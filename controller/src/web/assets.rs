@@ -33,10 +33,7 @@ async fn asset(State(web): State<Web>, Path(name): Path<String>, headers: Header
     let Some((_, content_type, bytes)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
         return web.not_found("/");
     };
-    let etag = format!(
-        "\"{}\"",
-        hex::encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref()[..12])
-    );
+    let etag = format!("\"{}\"", hex::encode(&aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref()[..12]));
     let cache = HeaderValue::from_static("public, max-age=300, must-revalidate");
     let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let fresh = headers

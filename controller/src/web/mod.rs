@@ -110,12 +110,7 @@ fn pages() -> Environment<'static> {
 }
 
 impl Web {
-    pub(crate) fn render(
-        &self,
-        status: StatusCode,
-        name: &str,
-        ctx: serde_json::Value,
-    ) -> Response {
+    pub(crate) fn render(&self, status: StatusCode, name: &str, ctx: serde_json::Value) -> Response {
         match self.render_string(name, ctx) {
             Ok(html) => (
                 status,
@@ -159,11 +154,7 @@ impl Web {
 
     /// A pre-session CSRF nonce: the browser's cookie `name` when it holds a usable one, else a
     /// fresh one (`true`: the caller sets it with [`Web::cookie`]).
-    pub(crate) fn nonce(
-        &self,
-        headers: &HeaderMap,
-        name: &str,
-    ) -> Result<(String, bool), Response> {
+    pub(crate) fn nonce(&self, headers: &HeaderMap, name: &str) -> Result<(String, bool), Response> {
         match cookie_value(headers, name).filter(|n| plausible(n)) {
             Some(nonce) => Ok((nonce, false)),
             None => new_token("")

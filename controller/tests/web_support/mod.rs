@@ -68,12 +68,7 @@ impl Browser {
         }
     }
 
-    pub async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        form: Option<&[(&str, &str)]>,
-    ) -> Page {
+    pub async fn send(&mut self, method: Method, path: &str, form: Option<&[(&str, &str)]>) -> Page {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -127,3 +122,4 @@ impl Browser {
         .await
     }
 }
+
