@@ -102,7 +102,7 @@ async fn poll(hub: Arc<LiveHub>, web: Web, tx: Arc<Feed>) {
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, "dashboard poll failed; keeping the last snapshot")
+                tracing::warn!(error = %e, "dashboard poll failed; keeping the last snapshot");
             }
         }
     }
