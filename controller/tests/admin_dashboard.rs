@@ -124,13 +124,17 @@ struct Live {
 
 impl Live {
     async fn open(browser: &Browser) -> reqwest::Response {
+        Live::open_at(browser, "/admin/live").await
+    }
+
+    async fn open_at(browser: &Browser, path: &str) -> reqwest::Response {
         let cookies: Vec<String> = browser
             .cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         reqwest::Client::new()
-            .get(format!("{}/admin/live", browser.base))
+            .get(format!("{}{path}", browser.base))
             .header("cookie", cookies.join("; "))
             .header("accept", "text/event-stream")
             .send()
@@ -139,7 +143,11 @@ impl Live {
     }
 
     async fn start(browser: &Browser) -> Live {
-        let response = Live::open(browser).await;
+        Live::start_at(browser, "/admin/live").await
+    }
+
+    async fn start_at(browser: &Browser, path: &str) -> Live {
+        let response = Live::open_at(browser, path).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert!(
             response.headers()["content-type"]
@@ -196,8 +204,9 @@ impl Live {
         loop {
             match self.next(deadline).await {
                 Some((region, html)) if region == id => {
+                    let first_tag = &html[..html.find('>').unwrap_or(0)];
                     assert!(
-                        html.starts_with(&format!("<section id=\"{id}\"")),
+                        html.starts_with('<') && first_tag.contains(&format!(" id=\"{id}\"")),
                         "a region's HTML is the element itself: {html}"
                     );
                     if check(&html) {
@@ -294,9 +303,11 @@ async fn the_overview_shows_every_server_with_the_status_its_heartbeats_give() {
         }
     }
     for needle in [
-        "data-live=\"/admin/live\"",
+        // `/` and `&` are escaped as every attribute value is.
+        "data-live=\"&#x2f;admin&#x2f;live?fleet=",
         "<script src=\"/assets/live.js\" defer></script>",
-        "<section id=\"fleet\"",
+        "<div id=\"fleet\">",
+        "<div id=\"fleet-actions\">",
         "<section id=\"queue\"",
         "<section id=\"billing\"",
         "<section id=\"cron\"",
@@ -337,12 +348,12 @@ async fn the_live_stream_follows_an_agent_that_drops_and_ends_with_its_session()
         StatusCode::UNAUTHORIZED
     );
 
-    let (browser, _) = signed_in(&c, &store, "ops@example.com").await;
+    let (mut browser, _) = signed_in(&c, &store, "ops@example.com").await;
     let mut live = Live::start(&browser).await;
     // A new stream starts with every region.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut regions = Vec::new();
-    while regions.len() < 4 {
+    while regions.len() < 5 {
         let (id, html) = live.next(deadline).await.expect("the first regions");
         if id == "fleet" {
             assert_eq!(
@@ -353,8 +364,33 @@ async fn the_live_stream_follows_an_agent_that_drops_and_ends_with_its_session()
         regions.push(id);
     }
     regions.sort();
-    assert_eq!(regions, ["billing", "cron", "fleet", "queue"]);
+    assert_eq!(
+        regions,
+        ["billing", "cron", "fleet", "fleet-actions", "queue"]
+    );
     assert_eq!(live.retry, Some(1000));
+
+    // The page's own stream address names what it shows: only what changes since is sent
+    // (here the fleet table, which every heartbeat changes).
+    let page = browser.get("/admin").await;
+    let at = page.body.find("data-live=\"").unwrap() + "data-live=\"".len();
+    let address = page.body[at..at + page.body[at..].find('"').unwrap()]
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    let mut from_page = Live::start_at(&browser, &address).await;
+    let quiet_until = Instant::now() + Duration::from_millis(2500);
+    while let Some((region, _)) = from_page.next(quiet_until).await {
+        assert_eq!(
+            region, "fleet",
+            "only the fleet table changed since the page"
+        );
+    }
+    assert_eq!(
+        from_page.retry,
+        Some(1000),
+        "the reconnection delay comes first"
+    );
+    drop(from_page);
 
     agent.stop().await;
     let row_id = format!("server-{server}");

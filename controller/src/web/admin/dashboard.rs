@@ -36,9 +36,12 @@ const CERT_WARNING_MS: i64 = 14 * DAY_MS;
 /// Error texts are cut to this many characters on the overview.
 const ERROR_CHARS: usize = 300;
 
-/// The live regions of the overview: element id and the partial that renders it.
-pub(super) const REGIONS: [(&str, &str); 4] = [
+/// The live regions of the overview: element id and the partial that renders it. The server
+/// forms are a region of their own, so the heartbeats that change the fleet table every few
+/// seconds do not replace a button under the admin's pointer.
+pub(super) const REGIONS: [(&str, &str); 5] = [
     ("fleet", "admin/partials/fleet.html"),
+    ("fleet-actions", "admin/partials/fleet_actions.html"),
     ("queue", "admin/partials/queue.html"),
     ("billing", "admin/partials/billing.html"),
     ("cron", "admin/partials/cron.html"),
@@ -59,7 +62,7 @@ impl Snapshot {
     /// The data of the region with this element id.
     pub(super) fn region(&self, id: &str) -> &Value {
         match id {
-            "fleet" => &self.fleet,
+            "fleet" | "fleet-actions" => &self.fleet,
             "queue" => &self.queue,
             "billing" => &self.billing,
             _ => &self.cron,
@@ -76,6 +79,27 @@ impl Snapshot {
             "cron": self.cron,
         })
     }
+}
+
+/// A region rendered alone, as the event stream sends it.
+pub(super) fn region_html(
+    web: &Web,
+    template: &str,
+    ctx: Value,
+) -> Result<String, minijinja::Error> {
+    // The protocol splits data on newlines; a carriage return would add empty lines.
+    Ok(web
+        .render_string(template, ctx)?
+        .trim()
+        .replace("\r\n", "\n")
+        .replace('\r', "\n"))
+}
+
+/// A short digest of a region's HTML: the page names what it shows by these, so a stream
+/// opened by that page sends only what changed since.
+pub(super) fn fingerprint(html: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, html.as_bytes());
+    hex::encode(&digest.as_ref()[..8])
 }
 
 /// Reads everything the overview shows, as of now.
@@ -127,6 +151,15 @@ pub(super) async fn overview(
         .ok()
         .and_then(|Query(q)| q.get("done").and_then(|d| flash(d)));
     let mut ctx = snapshot.context(&admin.csrf(&web));
+    let mut live_url = "/admin/live?".to_owned();
+    for (id, template) in REGIONS {
+        match region_html(&web, template, ctx.clone()) {
+            Ok(html) => live_url.push_str(&format!("{id}={}&", fingerprint(&html))),
+            Err(e) => return web.failure(&e, "/admin"),
+        }
+    }
+    live_url.pop();
+    ctx["live_url"] = json!(live_url);
     ctx["email"] = json!(admin.session.email);
     ctx["expires_at"] = json!(shown_time(admin.session.expires_at));
     ctx["flash"] = json!(done);
@@ -384,11 +417,15 @@ fn steps(t: &Task) -> Vec<Value> {
         StepStatus::Failed => "failed",
         StepStatus::Waiting => "waiting",
     };
+    // A step's error is shown unless it is the task's own, shown beside it already.
     let step = |name: &str, state: &str, r: Option<&StepRecord>| {
         json!({
             "name": name,
             "state": state,
-            "error": r.and_then(|r| r.error.as_deref()).map(cut),
+            "error": r
+                .and_then(|r| r.error.as_deref())
+                .filter(|e| t.error.as_deref() != Some(*e))
+                .map(cut),
         })
     };
     if t.task_type != TaskKind::Provision {

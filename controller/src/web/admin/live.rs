@@ -1,7 +1,10 @@
 //! `GET /admin/live`: the overview's Server-Sent Events. Each event's data is a region's element
 //! id, a newline and the region's new HTML (the protocol of `/assets/live.js`), sent only when
-//! that HTML changed; a stream starts by sending every region, so a browser that reconnects
-//! catches up.
+//! that HTML changed. The page's stream address names what the page shows (`?fleet=<digest>&…`),
+//! so a stream starts by sending only the regions that differ from it: nothing is replaced
+//! under the admin's pointer right after the page loads, and a browser that reconnects catches
+//! up. A region the address does not name is sent at once, and so is every region to a browser
+//! that reconnects after updates (it sends `Last-Event-ID`).
 //!
 //! One poller per controller reads the store once a second into a [`Snapshot`] and publishes it
 //! on a watch channel only when it changed; every open stream renders from it with its own CSRF
@@ -15,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +28,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::dashboard::{REGIONS, Snapshot, gather};
+use super::dashboard::{REGIONS, Snapshot, fingerprint, gather, region_html};
 use crate::store::now_ms;
 use crate::web::Web;
 
@@ -120,12 +124,17 @@ struct Viewer {
     /// The snapshot last rendered, and the HTML last sent per region.
     last: Option<Arc<Stamped>>,
     sent: HashMap<&'static str, String>,
+    /// The digests of the regions the page showed, until the first render.
+    shown: HashMap<String, String>,
+    /// The reconnection delay is sent first, once.
+    retry_sent: bool,
 }
 
 pub(super) async fn stream(
     State(web): State<Web>,
     Extension(hub): Extension<Arc<LiveHub>>,
     headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
     let (session, cookie) = match web.admin_session(&headers).await {
         Ok(Some(found)) => found,
@@ -153,6 +162,13 @@ pub(super) async fn stream(
         web,
         last: None,
         sent: HashMap::new(),
+        // A browser that had updates since its page (it names the last) is sent every region.
+        shown: if headers.contains_key("last-event-id") {
+            HashMap::new()
+        } else {
+            query.map(|Query(q)| q).unwrap_or_default()
+        },
+        retry_sent: false,
     };
     let events = futures::stream::unfold(viewer, Viewer::next_events)
         .flat_map(futures::stream::iter)
@@ -166,6 +182,10 @@ impl Viewer {
     /// Waits for a snapshot that changes some region and answers its events; `None` ends the
     /// stream.
     async fn next_events(mut self) -> Option<(Vec<Event>, Viewer)> {
+        if !self.retry_sent {
+            self.retry_sent = true;
+            return Some((vec![Event::default().retry(RETRY)], self));
+        }
         loop {
             let latest = self.rx.borrow_and_update().clone();
             if let Some(latest) = latest
@@ -197,10 +217,8 @@ impl Viewer {
         }
     }
 
-    /// The events of the regions whose HTML differs from what this browser was last sent; the
-    /// first carries the reconnection delay.
+    /// The events of the regions whose HTML differs from what this browser shows.
     fn render(&mut self, latest: &Stamped) -> Vec<Event> {
-        let first = self.sent.is_empty();
         let ctx = latest.snapshot.context(&self.csrf);
         let mut events = Vec::new();
         for (id, template) in REGIONS {
@@ -211,24 +229,28 @@ impl Viewer {
             if unchanged && self.sent.contains_key(id) {
                 continue;
             }
-            let html = match self.web.render_string(template, ctx.clone()) {
-                // The protocol splits on newlines; a carriage return would add empty lines.
-                Ok(html) => html.trim().replace("\r\n", "\n").replace('\r', "\n"),
+            let html = match region_html(&self.web, template, ctx.clone()) {
+                Ok(html) => html,
                 Err(e) => {
                     tracing::error!(template, error = %e, "cannot render a live region");
                     continue;
                 }
             };
-            if self.sent.get(id) == Some(&html) {
-                continue;
+            let on_page = self
+                .shown
+                .remove(id)
+                .is_some_and(|digest| digest == fingerprint(&html));
+            if !on_page && self.sent.get(id) != Some(&html) {
+                // An id makes a reconnecting browser say it has had updates since the page.
+                events.push(
+                    Event::default()
+                        .id(latest.taken_at.to_string())
+                        .data(format!("{id}\n{html}")),
+                );
             }
-            let mut event = Event::default().data(format!("{id}\n{html}"));
-            if first && events.is_empty() {
-                event = event.retry(RETRY);
-            }
-            events.push(event);
             self.sent.insert(id, html);
         }
+        self.shown.clear();
         events
     }
 }

@@ -42,6 +42,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/admin/partials/fleet.html"),
     ),
     (
+        "admin/partials/fleet_actions.html",
+        include_str!("../templates/admin/partials/fleet_actions.html"),
+    ),
+    (
         "admin/partials/queue.html",
         include_str!("../templates/admin/partials/queue.html"),
     ),
