@@ -26,8 +26,10 @@ pub const DEFAULT_MAX_RETRIES: i32 = 3;
 /// Who asked for a change; the activity log records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// An admin, by the id of the token (or session) they used.
+    /// An admin of the API, by the id of the token they used.
     Admin(i64),
+    /// An admin signed in to the dashboard, by their admin user id.
+    AdminUser(i64),
     Customer(CustomerId),
     /// The billing side (a payment, a webhook).
     Billing,
@@ -41,6 +43,7 @@ impl std::fmt::Display for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Actor::Admin(id) => write!(f, "admin:{id}"),
+            Actor::AdminUser(id) => write!(f, "admin_user:{id}"),
             Actor::Customer(id) => write!(f, "customer:{id}"),
             Actor::Billing => f.write_str("billing"),
             Actor::Cron(job) => write!(f, "cron:{job}"),

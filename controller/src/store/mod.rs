@@ -17,6 +17,7 @@ pub mod billing;
 pub mod certificates;
 pub mod cron;
 mod customers;
+pub mod dashboard;
 pub mod lease_queue;
 mod models;
 pub mod outbox;
@@ -174,6 +175,7 @@ pub trait Store:
     + billing::BillingStore
     + cron::CronStore
     + usage::UsageStore
+    + dashboard::DashboardStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

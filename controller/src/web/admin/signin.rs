@@ -1,4 +1,4 @@
-//! Admin sign-in, the signed-in landing page and sign-out. Failed sign-ins are counted in the
+//! Admin sign-in, sign-out and the session every other admin page needs. Failed sign-ins are counted in the
 //! database per email and per client address (`ADMIN_LOGIN_MAX_FAILURES` within
 //! `ADMIN_LOGIN_WINDOW_SECS`), so the limit holds across replicas. The JSON API's side of
 //! sessions (listing, revoking) is in `api::admin_sessions`.
@@ -24,6 +24,24 @@ pub const LOGIN_CSRF_COOKIE: &str = "mpanel_login_csrf";
 
 const INCORRECT: &str = "The email or password is incorrect.";
 
+/// A signed-in admin: their session, and the cookie their forms' CSRF tokens are bound to.
+pub(crate) struct SignedIn {
+    pub(crate) session: AdminSession,
+    pub(crate) cookie: String,
+}
+
+impl SignedIn {
+    /// The CSRF token of this admin's forms.
+    pub(crate) fn csrf(&self, web: &Web) -> String {
+        web.token("session", &self.cookie)
+    }
+
+    /// How this admin is named in the activity log.
+    pub(crate) fn actor(&self) -> String {
+        crate::lifecycle::Actor::AdminUser(self.session.user_id).to_string()
+    }
+}
+
 impl Web {
     /// The browser's live admin session and its cookie, if it has one.
     pub(crate) async fn admin_session(
@@ -46,6 +64,35 @@ impl Web {
 
     fn admin_forbidden(&self) -> Response {
         self.forbidden("/admin/login", "Reload the sign-in page")
+    }
+
+    /// The admin of a page request, or the answer to send instead: a 303 to the sign-in page
+    /// without a live session.
+    pub(crate) async fn admin_page(&self, headers: &HeaderMap) -> Result<SignedIn, Response> {
+        match self.admin_session(headers).await? {
+            Some((session, cookie)) => Ok(SignedIn { session, cookie }),
+            None => Err(see_other("/admin/login")),
+        }
+    }
+
+    /// The admin of a form post whose CSRF token matches their session, or the answer to send
+    /// instead: 403 without a live session or with a missing or wrong token (nothing done).
+    pub(crate) async fn admin_form(
+        &self,
+        headers: &HeaderMap,
+        fields: &HashMap<String, String>,
+    ) -> Result<SignedIn, Response> {
+        let Some((session, cookie)) = self.admin_session(headers).await? else {
+            return Err(self.admin_forbidden());
+        };
+        if !self.token_matches("session", &cookie, fields.get("csrf")) {
+            tracing::warn!(
+                session = session.id,
+                "admin form refused: missing or wrong CSRF token"
+            );
+            return Err(self.forbidden("/admin", "Back to the dashboard"));
+        }
+        Ok(SignedIn { session, cookie })
     }
 
     /// The sign-in form with `error`, its CSRF token bound to the browser's login cookie (set
@@ -190,24 +237,6 @@ pub(super) async fn login(
     with_cookie(see_other("/admin"), cookie)
 }
 
-pub(super) async fn home(State(web): State<Web>, headers: HeaderMap) -> Response {
-    let (session, cookie) = match web.admin_session(&headers).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return see_other("/admin/login"),
-        Err(response) => return response,
-    };
-    let expires_at = crate::store::admin_users::shown_time(session.expires_at);
-    web.render(
-        StatusCode::OK,
-        "admin/home.html",
-        json!({
-            "email": session.email,
-            "expires_at": expires_at,
-            "csrf": web.token("session", &cookie),
-        }),
-    )
-}
-
 pub(super) async fn logout(
     State(web): State<Web>,
     headers: HeaderMap,
@@ -227,7 +256,7 @@ pub(super) async fn logout(
         );
         return web.admin_forbidden();
     }
-    let actor = format!("admin_user:{}", session.user_id);
+    let actor = crate::lifecycle::Actor::AdminUser(session.user_id).to_string();
     match web
         .app
         .store
