@@ -50,6 +50,8 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "service_terminated",
     "ssl_expiring",
     "over_quota",
+    "account_verify",
+    "password_reset",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,7 @@ pub mod backups;
 pub mod billing;
 pub mod certificates;
 pub mod cron;
+pub mod customer_accounts;
 mod customers;
 pub mod lease_queue;
 mod models;
@@ -174,6 +175,7 @@ pub trait Store:
     + billing::BillingStore
     + cron::CronStore
     + usage::UsageStore
+    + customer_accounts::CustomerAccountStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.
