@@ -22,8 +22,7 @@ use web_support::{Browser, Page};
 const PASSWORD: &str = "correct horse battery staple";
 
 fn cipher(env: &Env) -> Cipher {
-    let config =
-        Config::from_sources(&env.c.env, &std::collections::HashMap::new(), None).unwrap();
+    let config = Config::from_sources(&env.c.env, &std::collections::HashMap::new(), None).unwrap();
     Cipher::new(config.require_encryption_keys().unwrap())
 }
 
@@ -156,7 +155,11 @@ async fn sign_in(browser: &mut Browser, email: &str, password: &str) -> Page {
     browser
         .post(
             "/login",
-            &[("email", email), ("password", password), ("csrf", &form.csrf())],
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf", &form.csrf()),
+            ],
         )
         .await
 }
@@ -220,8 +223,15 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
 
     let home = browser.get("/").await;
     assert_eq!(home.status, StatusCode::OK);
-    assert!(home.body.contains("Basic") && home.body.contains("9.99 USD"), "{}", home.body);
-    assert!(home.body.contains(&format!("href=\"/order?product={product}\"")));
+    assert!(
+        home.body.contains("Basic") && home.body.contains("9.99 USD"),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body
+            .contains(&format!("href=\"/order?product={product}\""))
+    );
 
     let form = browser.get(&format!("/order?product={product}")).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
@@ -243,7 +253,10 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
         "{}",
         form.header("content-security-policy")
     );
-    assert!(home.header("content-security-policy").contains("form-action 'self';"));
+    assert!(
+        home.header("content-security-policy")
+            .contains("form-action 'self';")
+    );
     let placed = browser
         .post(
             "/order",
@@ -260,10 +273,19 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
         .await;
     assert_eq!(placed.status, StatusCode::SEE_OTHER, "{}", placed.body);
     let url = placed.header("location").to_owned();
-    assert!(url.starts_with(&format!("{}/pay/cs_", env.stripe.url)), "{url}");
-    assert!(placed.set_cookie("mpanel_session").is_some(), "signed in at checkout");
+    assert!(
+        url.starts_with(&format!("{}/pay/cs_", env.stripe.url)),
+        "{url}"
+    );
+    assert!(
+        placed.set_cookie("mpanel_session").is_some(),
+        "signed in at checkout"
+    );
     let session = url.rsplit('/').next().unwrap().to_owned();
-    assert_eq!(env.scalar("SELECT COUNT(*) FROM customer_accounts").await, 1);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM customer_accounts").await,
+        1
+    );
     assert_eq!(
         env.scalar("SELECT COUNT(*) FROM orders WHERE status = 'open' AND customer_id IS NOT NULL")
             .await,
@@ -279,7 +301,13 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
         waiting.header("content-security-policy"),
         "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     );
-    assert!(waiting.body.contains("<p id=\"order-status\" data-status=\"open\">"), "{}", waiting.body);
+    assert!(
+        waiting
+            .body
+            .contains("<p id=\"order-status\" data-status=\"open\">"),
+        "{}",
+        waiting.body
+    );
     // Minijinja writes the slashes of a value as character references.
     assert!(
         waiting
@@ -289,7 +317,11 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
         "{}",
         waiting.body
     );
-    assert!(waiting.body.contains("<script src=\"/assets/live.js\" defer></script>"));
+    assert!(
+        waiting
+            .body
+            .contains("<script src=\"/assets/live.js\" defer></script>")
+    );
     // A client that asks for JSON still gets the contract's answer.
     let (status, json) = env.c.request(reqwest::Method::GET, &success, None).await;
     assert_eq!(status, 200, "{json}");
@@ -299,23 +331,39 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
     let first = events.until(&["data-status=\"open\""]).await;
     assert!(first.starts_with("order\n<section id=\"order\""), "{first}");
 
-    env.stripe.complete_checkout(&session, "paid", "pm_card_visa").await;
-    let paid = events.until(&["data-status=\"fulfilled\"", "id=\"service-status\""]).await;
+    env.stripe
+        .complete_checkout(&session, "paid", "pm_card_visa")
+        .await;
+    let paid = events
+        .until(&["data-status=\"fulfilled\"", "id=\"service-status\""])
+        .await;
     assert!(paid.contains("data-status=\"pending\""), "{paid}");
     let service = env
         .scalar("SELECT service_id FROM orders WHERE status = 'fulfilled'")
         .await;
     // The job runner makes the service active once its account exists (no server here, so
     // the test plays that last step); the open page hears of it.
-    env.exec(&format!("UPDATE services SET status = 'active' WHERE id = {service}"))
+    env.exec(&format!(
+        "UPDATE services SET status = 'active' WHERE id = {service}"
+    ))
+    .await;
+    let active = events
+        .until(&["id=\"service-status\"", "data-status=\"active\""])
         .await;
-    let active = events.until(&["id=\"service-status\"", "data-status=\"active\""]).await;
     assert!(active.contains("data-status=\"fulfilled\""), "{active}");
     drop(events);
 
     let done = browser_get(&browser, &success).await;
-    assert!(done.body.contains("data-status=\"fulfilled\""), "{}", done.body);
-    assert!(done.body.contains("<span id=\"service-status\""), "{}", done.body);
+    assert!(
+        done.body.contains("data-status=\"fulfilled\""),
+        "{}",
+        done.body
+    );
+    assert!(
+        done.body.contains("<span id=\"service-status\""),
+        "{}",
+        done.body
+    );
     assert!(!done.body.contains("data-live="), "nothing left to follow");
 
     // Later, signed in again: the service and its paid invoice.
@@ -324,15 +372,27 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
     let signed = sign_in(&mut later, "ada@example.com", PASSWORD).await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
     let services = later.get("/services").await;
-    assert!(services.body.contains(&format!("<tr id=\"service-{service}\" data-status=\"active\">")), "{}", services.body);
+    assert!(
+        services.body.contains(&format!(
+            "<tr id=\"service-{service}\" data-status=\"active\">"
+        )),
+        "{}",
+        services.body
+    );
     let invoice = env.scalar("SELECT id FROM invoices").await;
     let invoices = later.get("/invoices").await;
     assert!(
-        invoices.body.contains(&format!("<tr id=\"invoice-{invoice}\" data-status=\"paid\">")),
+        invoices.body.contains(&format!(
+            "<tr id=\"invoice-{invoice}\" data-status=\"paid\">"
+        )),
         "{}",
         invoices.body
     );
-    assert!(invoices.body.contains("Visa ending 4242"), "{}", invoices.body);
+    assert!(
+        invoices.body.contains("Visa ending 4242"),
+        "{}",
+        invoices.body
+    );
     let pdf = later.get(&format!("/invoices/{invoice}.pdf")).await;
     assert_eq!(pdf.status, StatusCode::OK);
     assert_eq!(pdf.header("content-type"), "application/pdf");
@@ -374,11 +434,16 @@ async fn customer_with_service(
 ) -> (i64, i64) {
     let (_, _, service, customer) = env.paid_order(product, domain, email, "pm_card_visa").await;
     let invoice = env
-        .scalar(&format!("SELECT id FROM invoices WHERE customer_id = {customer}"))
+        .scalar(&format!(
+            "SELECT id FROM invoices WHERE customer_id = {customer}"
+        ))
         .await;
     let form = browser.get("/password/reset").await;
     let asked = browser
-        .post("/password/reset", &[("email", email), ("csrf", &form.csrf())])
+        .post(
+            "/password/reset",
+            &[("email", email), ("csrf", &form.csrf())],
+        )
         .await;
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
     assert!(asked.body.contains("id=\"reset-sent\""));
@@ -398,7 +463,11 @@ async fn customer_with_service(
     assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.body);
     assert_eq!(set.header("location"), "/services");
     let spent = browser.get(&link).await;
-    assert_eq!(spent.status, StatusCode::NOT_FOUND, "a reset link works once");
+    assert_eq!(
+        spent.status,
+        StatusCode::NOT_FOUND,
+        "a reset link works once"
+    );
     (service, invoice)
 }
 
@@ -407,10 +476,22 @@ async fn customers_see_only_their_own(postgres: bool) {
     let product = env.product("Basic", 0).await;
     let mut ann = Browser::new(&env.c);
     let mut bob = Browser::new(&env.c);
-    let (ann_service, ann_invoice) =
-        customer_with_service(&env, &mut ann, product, "ann.example.com", "ann@example.com").await;
-    let (bob_service, bob_invoice) =
-        customer_with_service(&env, &mut bob, product, "bob.example.com", "bob@example.com").await;
+    let (ann_service, ann_invoice) = customer_with_service(
+        &env,
+        &mut ann,
+        product,
+        "ann.example.com",
+        "ann@example.com",
+    )
+    .await;
+    let (bob_service, bob_invoice) = customer_with_service(
+        &env,
+        &mut bob,
+        product,
+        "bob.example.com",
+        "bob@example.com",
+    )
+    .await;
     // Bob's first reset request must not have reached Ann, nor Ann's link signed Bob in.
     assert_eq!(
         env.scalar("SELECT COUNT(*) FROM customer_accounts").await,
@@ -425,18 +506,30 @@ async fn customers_see_only_their_own(postgres: bool) {
     for (path, missing) in [
         (format!("/services/{bob_service}"), "/services/999999"),
         (format!("/invoices/{bob_invoice}"), "/invoices/999999"),
-        (format!("/invoices/{bob_invoice}.pdf"), "/invoices/999999.pdf"),
+        (
+            format!("/invoices/{bob_invoice}.pdf"),
+            "/invoices/999999.pdf",
+        ),
     ] {
         let missing = ann.get(missing).await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
         let page = ann.get(&path).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(page.body, missing.body, "{path}: the same page as a missing id");
+        assert_eq!(
+            page.body, missing.body,
+            "{path}: the same page as a missing id"
+        );
         assert!(!page.body.contains("bob"), "{path}");
     }
     for (path, form) in [
-        (format!("/services/{bob_service}/credentials"), vec![("password", PASSWORD)]),
-        (format!("/services/{bob_service}/password"), vec![("new_password", "a brand new password")]),
+        (
+            format!("/services/{bob_service}/credentials"),
+            vec![("password", PASSWORD)],
+        ),
+        (
+            format!("/services/{bob_service}/password"),
+            vec![("new_password", "a brand new password")],
+        ),
         (format!("/invoices/{bob_invoice}/pay"), vec![]),
     ] {
         let mut fields = form.clone();
@@ -451,8 +544,16 @@ async fn customers_see_only_their_own(postgres: bool) {
         assert!(!list.body.contains(&format!("id=\"service-{bob_service}\"")));
         assert!(!list.body.contains(&format!("id=\"invoice-{bob_invoice}\"")));
     }
-    assert!(lists[1].body.contains(&format!("id=\"invoice-{ann_invoice}\"")));
-    assert_eq!(written(&env).await, before, "nothing written for another's ids");
+    assert!(
+        lists[1]
+            .body
+            .contains(&format!("id=\"invoice-{ann_invoice}\""))
+    );
+    assert_eq!(
+        written(&env).await,
+        before,
+        "nothing written for another's ids"
+    );
     let own_pdf = ann.get(&format!("/invoices/{ann_invoice}.pdf")).await;
     assert_eq!(own_pdf.status, StatusCode::OK);
     finish(env).await;
@@ -482,9 +583,14 @@ async fn credentials_password_and_cancellation(postgres: bool) {
     let env = start("portal-credentials", postgres, &[]).await;
     let product = env.product("Basic", 0).await;
     let mut browser = Browser::new(&env.c);
-    let (service, _) =
-        customer_with_service(&env, &mut browser, product, "cred.example.com", "cred@example.com")
-            .await;
+    let (service, _) = customer_with_service(
+        &env,
+        &mut browser,
+        product,
+        "cred.example.com",
+        "cred@example.com",
+    )
+    .await;
     let secret = "panel-Secret-4711-zz";
     let sealed = cipher(&env).seal_str(secret).unwrap();
     env.exec(&format!(
@@ -503,13 +609,19 @@ async fn credentials_password_and_cancellation(postgres: bool) {
     let wrong = browser
         .post(
             &format!("/services/{service}/credentials"),
-            &[("password", "not my password at all"), ("csrf", &page.csrf())],
+            &[
+                ("password", "not my password at all"),
+                ("csrf", &page.csrf()),
+            ],
         )
         .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_field_error(&wrong, "password");
     assert!(!wrong.body.contains(secret));
-    assert_eq!(activity_count(&env, "service.credentials_revealed").await, 0);
+    assert_eq!(
+        activity_count(&env, "service.credentials_revealed").await,
+        0
+    );
 
     let shown = browser
         .post(
@@ -520,7 +632,10 @@ async fn credentials_password_and_cancellation(postgres: bool) {
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
     assert!(shown.body.contains(secret));
     assert_eq!(shown.header("cache-control"), "no-store");
-    assert_eq!(activity_count(&env, "service.credentials_revealed").await, 1);
+    assert_eq!(
+        activity_count(&env, "service.credentials_revealed").await,
+        1
+    );
     let again = browser.get(&format!("/services/{service}")).await;
     assert!(!again.body.contains(secret), "shown once, on request");
 
@@ -539,7 +654,10 @@ async fn credentials_password_and_cancellation(postgres: bool) {
     let changed = browser
         .post(
             &format!("/services/{service}/password"),
-            &[("new_password", "a brand new hosting pass"), ("csrf", &page.csrf())],
+            &[
+                ("new_password", "a brand new hosting pass"),
+                ("csrf", &page.csrf()),
+            ],
         )
         .await;
     assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
@@ -559,11 +677,15 @@ async fn credentials_password_and_cancellation(postgres: bool) {
     let page = browser.get(&format!("/services/{service}")).await;
     assert!(page.body.contains("id=\"cancel-form\""), "{}", page.body);
     let unconfirmed = browser
-        .post(&format!("/services/{service}/cancel"), &[("csrf", &page.csrf())])
+        .post(
+            &format!("/services/{service}/cancel"),
+            &[("csrf", &page.csrf())],
+        )
         .await;
     assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
     assert_field_error(&unconfirmed, "confirm");
-    let cancelled = format!("SELECT COUNT(*) FROM services WHERE id = {service} AND cancel_at IS NOT NULL");
+    let cancelled =
+        format!("SELECT COUNT(*) FROM services WHERE id = {service} AND cancel_at IS NOT NULL");
     assert_eq!(env.scalar(&cancelled).await, 0);
     let done = browser
         .post(
@@ -573,16 +695,24 @@ async fn credentials_password_and_cancellation(postgres: bool) {
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     assert_eq!(env.scalar(&cancelled).await, 1);
-    assert_eq!(activity_count(&env, "service.cancellation_requested").await, 1);
+    assert_eq!(
+        activity_count(&env, "service.cancellation_requested").await,
+        1
+    );
     let shown = browser.get(&format!("/services/{service}")).await;
     assert!(shown.body.contains("id=\"cancel-at\""), "{}", shown.body);
     assert!(!shown.body.contains("id=\"cancel-form\""));
     let due = env
-        .scalar(&format!("SELECT next_due_at FROM services WHERE id = {service}"))
+        .scalar(&format!(
+            "SELECT next_due_at FROM services WHERE id = {service}"
+        ))
         .await;
     let invoices = env.scalar("SELECT COUNT(*) FROM invoices").await;
     let early = env.billing.run_recurring(due - 86_400_000).await.unwrap();
-    assert_eq!(early.invoices_created, 0, "a cancelled service is not renewed");
+    assert_eq!(
+        early.invoices_created, 0,
+        "a cancelled service is not renewed"
+    );
     assert_eq!(early.cancellations_ended, 0, "not before its date");
     let ended = env.billing.run_recurring(due + 1).await.unwrap();
     assert_eq!(ended.cancellations_ended, 1, "{ended:?}");
@@ -611,7 +741,10 @@ async fn sign_in_limit_and_csrf(postgres: bool) {
     let env = start(
         "portal-signin",
         postgres,
-        &[("ADMIN_LOGIN_MAX_FAILURES", "3"), ("ADMIN_LOGIN_WINDOW_SECS", "600")],
+        &[
+            ("ADMIN_LOGIN_MAX_FAILURES", "3"),
+            ("ADMIN_LOGIN_WINDOW_SECS", "600"),
+        ],
     )
     .await;
     let mut browser = Browser::new(&env.c);
@@ -631,21 +764,40 @@ async fn sign_in_limit_and_csrf(postgres: bool) {
         assert!(!page.body.contains("wrong password here"));
     }
     let locked = sign_in(&mut stranger, "eve@example.com", PASSWORD).await;
-    assert_eq!(locked.status, StatusCode::TOO_MANY_REQUESTS, "{}", locked.body);
+    assert_eq!(
+        locked.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        locked.body
+    );
     let retry: u64 = locked.header("retry-after").parse().unwrap();
     assert!((1..=600).contains(&retry), "{retry}");
     assert_eq!(activity_count(&env, "customer.sign_in_failed").await, 3);
 
     let right = sign_in(&mut Browser::new(&env.c), "eve@example.com", "x").await;
-    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS, "a new browser is refused too");
+    assert_eq!(
+        right.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a new browser is refused too"
+    );
 
     // Forms without their token.
     let before = written(&env).await;
     let mut fresh = Browser::new(&env.c);
     let _ = fresh.get("/signup").await;
     for (path, form) in [
-        ("/signup", vec![("name", "Mallory"), ("email", "mal@example.com"), ("password", PASSWORD)]),
-        ("/login", vec![("email", "eve@example.com"), ("password", PASSWORD)]),
+        (
+            "/signup",
+            vec![
+                ("name", "Mallory"),
+                ("email", "mal@example.com"),
+                ("password", PASSWORD),
+            ],
+        ),
+        (
+            "/login",
+            vec![("email", "eve@example.com"), ("password", PASSWORD)],
+        ),
         ("/password/reset", vec![("email", "eve@example.com")]),
         ("/logout", vec![]),
     ] {
@@ -672,15 +824,26 @@ async fn bad_input_in_every_form_is_shown_at_the_field_and_writes_nothing() {
     let page = browser
         .post(
             "/signup",
-            &[("name", " "), ("email", "not-an-address"), ("password", "short pw"), ("csrf", &csrf)],
+            &[
+                ("name", " "),
+                ("email", "not-an-address"),
+                ("password", "short pw"),
+                ("csrf", &csrf),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     for field in ["name", "email", "password"] {
         assert_field_error(&page, field);
     }
-    assert!(page.body.contains("value=\"not-an-address\""), "values kept");
-    assert!(!page.body.contains("short pw"), "passwords are not shown again");
+    assert!(
+        page.body.contains("value=\"not-an-address\""),
+        "values kept"
+    );
+    assert!(
+        !page.body.contains("short pw"),
+        "passwords are not shown again"
+    );
 
     let page = browser
         .post(
@@ -703,19 +866,29 @@ async fn bad_input_in_every_form_is_shown_at_the_field_and_writes_nothing() {
     assert!(page.body.contains("value=\"exa mple.com\""));
     assert!(page.body.contains("id=\"order-form\""));
 
-    let page = browser.post("/login", &[("email", ""), ("password", ""), ("csrf", &csrf)]).await;
+    let page = browser
+        .post(
+            "/login",
+            &[("email", ""), ("password", ""), ("csrf", &csrf)],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert_field_error(&page, "email");
     assert_field_error(&page, "password");
 
-    let page = browser.post("/password/reset", &[("email", "nobody@"), ("csrf", &csrf)]).await;
+    let page = browser
+        .post("/password/reset", &[("email", "nobody@"), ("csrf", &csrf)])
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert_field_error(&page, "email");
     assert_eq!(written(&env).await, before, "bad input writes nothing");
 
     // An unknown address gets the same answer as a known one, and no email.
     let page = browser
-        .post("/password/reset", &[("email", "nobody@example.com"), ("csrf", &csrf)])
+        .post(
+            "/password/reset",
+            &[("email", "nobody@example.com"), ("csrf", &csrf)],
+        )
         .await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("id=\"reset-sent\""));
@@ -724,7 +897,10 @@ async fn bad_input_in_every_form_is_shown_at_the_field_and_writes_nothing() {
     // A known one: mismatched passwords on the link's form change nothing.
     sign_up(&mut Browser::new(&env.c), "known@example.com").await;
     let page = browser
-        .post("/password/reset", &[("email", "known@example.com"), ("csrf", &csrf)])
+        .post(
+            "/password/reset",
+            &[("email", "known@example.com"), ("csrf", &csrf)],
+        )
         .await;
     assert!(page.body.contains("id=\"reset-sent\""));
     let link = emailed_link(&env, "password_reset", "known@example.com").await;
@@ -732,24 +908,53 @@ async fn bad_input_in_every_form_is_shown_at_the_field_and_writes_nothing() {
     let page = browser
         .post(
             &link,
-            &[("password", PASSWORD), ("password_confirm", "something else entirely"), ("csrf", &csrf)],
+            &[
+                ("password", PASSWORD),
+                ("password_confirm", "something else entirely"),
+                ("csrf", &csrf),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert_field_error(&page, "password_confirm");
     let short = browser
-        .post(&link, &[("password", "short"), ("password_confirm", "short"), ("csrf", &csrf)])
+        .post(
+            &link,
+            &[
+                ("password", "short"),
+                ("password_confirm", "short"),
+                ("csrf", &csrf),
+            ],
+        )
         .await;
     assert_field_error(&short, "password");
-    assert_eq!(text(&env, "SELECT password_hash FROM customer_accounts").await, hash);
-    assert_eq!(browser.get(&link).await.status, StatusCode::OK, "the link is not spent");
-    assert_eq!(browser.get("/password/reset/not-a-real-token-at-all").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        text(&env, "SELECT password_hash FROM customer_accounts").await,
+        hash
+    );
+    assert_eq!(
+        browser.get(&link).await.status,
+        StatusCode::OK,
+        "the link is not spent"
+    );
+    assert_eq!(
+        browser
+            .get("/password/reset/not-a-real-token-at-all")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // Signing up with a taken address.
     let page = browser
         .post(
             "/signup",
-            &[("name", "Other"), ("email", "KNOWN@example.com"), ("password", PASSWORD), ("csrf", &csrf)],
+            &[
+                ("name", "Other"),
+                ("email", "KNOWN@example.com"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
         )
         .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);

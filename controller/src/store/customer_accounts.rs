@@ -98,15 +98,13 @@ pub(crate) fn account_summary(email: &str, verified_at: Option<i64>) -> Value {
 #[async_trait]
 pub trait CustomerAccountStore: Send + Sync {
     /// The account of the customer with this email (compared without regard to case).
-    async fn customer_account_by_email(&self, email: &str)
-    -> StoreResult<Option<CustomerAccount>>;
+    async fn customer_account_by_email(&self, email: &str) -> StoreResult<Option<CustomerAccount>>;
     async fn customer_account(&self, customer_id: i64) -> StoreResult<Option<CustomerAccount>>;
     /// A new customer with a portal account and its verification link and email, in one
     /// transaction (`Conflict` when a customer with the email exists).
     async fn sign_up_customer(&self, new: &NewSignUp, ip_address: &str) -> StoreResult<i64>;
     /// Issues a one-time link to an existing customer and commits its email.
-    async fn issue_customer_link(&self, customer_id: i64, link: &NewLinkEmail)
-    -> StoreResult<()>;
+    async fn issue_customer_link(&self, customer_id: i64, link: &NewLinkEmail) -> StoreResult<()>;
     /// The customer a live (unused, unexpired) link of `purpose` belongs to; spends nothing.
     async fn customer_link_owner(
         &self,

@@ -48,7 +48,10 @@ pub(super) fn check_name(raw: &str) -> Result<String, &'static str> {
 }
 
 /// A new account's fields (name, email, password), checked; errors go to `form`.
-pub(super) fn check_new_account(fields: &Fields, form: &mut FormState) -> Option<(String, String, String)> {
+pub(super) fn check_new_account(
+    fields: &Fields,
+    form: &mut FormState,
+) -> Option<(String, String, String)> {
     let name = field(fields, "name");
     let email = field(fields, "email");
     let password = field(fields, "password");
@@ -177,9 +180,16 @@ impl Web {
             password_hash: hash,
             verification,
         };
-        match self.app.store.sign_up_customer(&new, &client_ip(peer)).await {
+        match self
+            .app
+            .store
+            .sign_up_customer(&new, &client_ip(peer))
+            .await
+        {
             Ok(id) => {
-                self.app.dispatcher.wake_queue(&crate::store::lease_queue::EMAIL);
+                self.app
+                    .dispatcher
+                    .wake_queue(&crate::store::lease_queue::EMAIL);
                 tracing::info!(customer_id = id, "customer signed up");
                 Ok(Some(id))
             }
@@ -201,7 +211,14 @@ impl Web {
         form: &FormState,
         notice: Option<&str>,
     ) -> Response {
-        self.portal_form(headers, None, status, "portal/login.html", form, json!({ "notice": notice }))
+        self.portal_form(
+            headers,
+            None,
+            status,
+            "portal/login.html",
+            form,
+            json!({ "notice": notice }),
+        )
     }
 }
 
@@ -247,7 +264,10 @@ pub(super) async fn login(
     let now = now_ms();
     let mut locked_for_ms = 0;
     for key in [&email_key, &ip_key] {
-        match store.recent_customer_login_failures(key, now - window_ms, max).await {
+        match store
+            .recent_customer_login_failures(key, now - window_ms, max)
+            .await
+        {
             Ok(times) if times.len() as i64 >= max => {
                 if let Some(oldest) = times.last() {
                     locked_for_ms = locked_for_ms.max(oldest + window_ms - now);
@@ -268,7 +288,8 @@ pub(super) async fn login(
                 if minutes == 1 { "" } else { "s" }
             ),
         );
-        let mut response = web.portal_login_form(&headers, StatusCode::TOO_MANY_REQUESTS, &form, None);
+        let mut response =
+            web.portal_login_form(&headers, StatusCode::TOO_MANY_REQUESTS, &form, None);
         if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
             response.headers_mut().insert(RETRY_AFTER, value);
         }
@@ -302,7 +323,13 @@ pub(super) async fn login(
         return web.portal_login_form(&headers, StatusCode::UNAUTHORIZED, &form, None);
     };
     match web
-        .start_customer_session(&headers, &peer, account.customer_id, &account.email, "/services")
+        .start_customer_session(
+            &headers,
+            &peer,
+            account.customer_id,
+            &account.email,
+            "/services",
+        )
         .await
     {
         Ok((_, cookie)) => with_cookie(see_other("/services"), cookie),
@@ -322,19 +349,29 @@ pub(super) async fn logout(
         Err(response) => return response,
     };
     if !web.portal_csrf_ok(&headers, Some(&customer), &fields) {
-        tracing::warn!(session = customer.session.id, "portal sign-out refused: missing or wrong CSRF token");
+        tracing::warn!(
+            session = customer.session.id,
+            "portal sign-out refused: missing or wrong CSRF token"
+        );
         return web.portal_forbidden();
     }
     if let Err(e) = web
         .app
         .store
-        .revoke_customer_session(customer.session.id, customer.id())
+        .revoke_customer_session(customer.session.id, customer.customer_id())
         .await
     {
         return web.failure(&e, "/");
     }
-    tracing::info!(customer_id = customer.id(), session = customer.session.id, "customer signed out");
-    with_cookie(see_other("/login"), web.cookie(&headers, SESSION_COOKIE, "", 0))
+    tracing::info!(
+        customer_id = customer.customer_id(),
+        session = customer.session.id,
+        "customer signed out"
+    );
+    with_cookie(
+        see_other("/login"),
+        web.cookie(&headers, SESSION_COOKIE, "", 0),
+    )
 }
 
 pub(super) async fn signup_page(State(web): State<Web>, headers: HeaderMap) -> Response {
@@ -365,16 +402,36 @@ pub(super) async fn signup(
     let mut form = FormState::default();
     let checked = check_new_account(&fields, &mut form);
     let Some((name, email, password)) = checked else {
-        return web.portal_form(&headers, None, StatusCode::BAD_REQUEST, "portal/signup.html", &form, json!({}));
+        return web.portal_form(
+            &headers,
+            None,
+            StatusCode::BAD_REQUEST,
+            "portal/signup.html",
+            &form,
+            json!({}),
+        );
     };
-    let id = match web.sign_up(&name, &email, &password, &peer, &mut form).await {
+    let id = match web
+        .sign_up(&name, &email, &password, &peer, &mut form)
+        .await
+    {
         Ok(Some(id)) => id,
         Ok(None) => {
-            return web.portal_form(&headers, None, StatusCode::BAD_REQUEST, "portal/signup.html", &form, json!({}));
+            return web.portal_form(
+                &headers,
+                None,
+                StatusCode::BAD_REQUEST,
+                "portal/signup.html",
+                &form,
+                json!({}),
+            );
         }
         Err(response) => return response,
     };
-    match web.start_customer_session(&headers, &peer, id, &email, "/services").await {
+    match web
+        .start_customer_session(&headers, &peer, id, &email, "/services")
+        .await
+    {
         Ok((_, cookie)) => with_cookie(see_other("/services"), cookie),
         Err(response) => response,
     }
@@ -408,7 +465,14 @@ pub(super) async fn reset_request(
         Ok(email) => email,
         Err(e) => {
             form.error("email", format!("Enter a valid email address: {e}."));
-            return web.portal_form(&headers, None, StatusCode::BAD_REQUEST, "portal/reset_request.html", &form, json!({}));
+            return web.portal_form(
+                &headers,
+                None,
+                StatusCode::BAD_REQUEST,
+                "portal/reset_request.html",
+                &form,
+                json!({}),
+            );
         }
     };
     // The same answer whether or not the address is known; only a known, open customer gets
@@ -421,19 +485,30 @@ pub(super) async fn reset_request(
         let sent = async {
             let token = new_token("")?;
             let link = web.link_email(TokenPurpose::ResetPassword, &token, &customer.name)?;
-            web.app.store.issue_customer_link(customer.id.get(), &link).await?;
+            web.app
+                .store
+                .issue_customer_link(customer.id.get(), &link)
+                .await?;
             anyhow::Ok(())
         }
         .await;
         if let Err(e) = sent {
             return web.failure(&e, "/password/reset");
         }
-        web.app.dispatcher.wake_queue(&crate::store::lease_queue::EMAIL);
+        web.app
+            .dispatcher
+            .wake_queue(&crate::store::lease_queue::EMAIL);
         tracing::info!(customer_id = customer.id.get(), client = %peer.ip(), "password reset link sent");
     } else {
         tracing::info!(client = %peer.ip(), "password reset asked for an unknown address");
     }
-    web.portal_page(&headers, None, StatusCode::OK, "portal/reset_request.html", json!({ "sent": true }))
+    web.portal_page(
+        &headers,
+        None,
+        StatusCode::OK,
+        "portal/reset_request.html",
+        json!({ "sent": true }),
+    )
 }
 
 /// A link that is not (or no longer) valid: the same page for every reason.
@@ -520,7 +595,12 @@ pub(super) async fn reset(
             Err(e) => return web.failure(&e, "/password/reset"),
         }
     };
-    let id = match web.app.store.reset_customer_password(&token_hash(&token), &hash).await {
+    let id = match web
+        .app
+        .store
+        .reset_customer_password(&token_hash(&token), &hash)
+        .await
+    {
         Ok(Some(id)) => id,
         Ok(None) => return dead_link(&web, "password reset"),
         Err(e) => return web.failure(&e, "/password/reset"),
@@ -531,7 +611,10 @@ pub(super) async fn reset(
         Err(e) => return web.failure(&e, "/login"),
     };
     tracing::info!(customer_id = id, "customer password reset");
-    match web.start_customer_session(&headers, &peer, id, &account.email, "/services").await {
+    match web
+        .start_customer_session(&headers, &peer, id, &account.email, "/services")
+        .await
+    {
         Ok((_, cookie)) => with_cookie(see_other("/services"), cookie),
         Err(response) => response,
     }
@@ -545,7 +628,12 @@ pub(super) async fn verify(
     if !plausible_token(&token) {
         return dead_link(&web, "verification");
     }
-    match web.app.store.verify_customer_email(&token_hash(&token)).await {
+    match web
+        .app
+        .store
+        .verify_customer_email(&token_hash(&token))
+        .await
+    {
         Ok(Some(id)) => {
             tracing::info!(customer_id = id, "customer email verified");
             let customer = match web.customer(&headers).await {

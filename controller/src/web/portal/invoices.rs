@@ -31,7 +31,7 @@ async fn own_invoice(web: &Web, customer: &Customer, id: Option<i64>) -> Result<
         return Err(web.not_found("/invoices"));
     };
     match web.app.store.get_invoice(id).await {
-        Ok(Some(i)) if i.customer_id == customer.id() => Ok(i),
+        Ok(Some(i)) if i.customer_id == customer.customer_id() => Ok(i),
         Ok(_) | Err(StoreError::NotFound { .. }) => Err(web.not_found("/invoices")),
         Err(e) => Err(web.failure(&e, "/invoices")),
     }
@@ -84,7 +84,7 @@ pub(super) async fn list(State(web): State<Web>, headers: HeaderMap) -> Response
         Err(response) => return response,
     };
     let filter = InvoiceFilter {
-        customer_id: Some(customer.id()),
+        customer_id: Some(customer.customer_id()),
         service_id: None,
         status: None,
         page: Page {
@@ -96,7 +96,7 @@ pub(super) async fn list(State(web): State<Web>, headers: HeaderMap) -> Response
         Ok(invoices) => invoices,
         Err(e) => return web.failure(&e, "/"),
     };
-    let card = match web.app.store.customer_card(customer.id()).await {
+    let card = match web.app.store.customer_card(customer.customer_id()).await {
         Ok(card) => card.and_then(|(brand, last4)| {
             Some(json!({
                 "brand": capitalised(brand.as_deref().unwrap_or("card")),
@@ -178,7 +178,12 @@ fn invoice_page(
 }
 
 async fn invoice_pdf(web: &Web, customer: &Customer, invoice: &Invoice) -> Response {
-    let owner = match web.app.store.get_customer(customer.id().into()).await {
+    let owner = match web
+        .app
+        .store
+        .get_customer(customer.customer_id().into())
+        .await
+    {
         Ok(c) => c,
         Err(e) => return web.failure(&e, "/invoices"),
     };
@@ -193,8 +198,9 @@ async fn invoice_pdf(web: &Web, customer: &Customer, invoice: &Invoice) -> Respo
         Ok(bytes) => bytes,
         Err(e) => return web.failure(&e, "/invoices"),
     };
-    let disposition = HeaderValue::from_str(&format!("inline; filename=\"{}\"", document.file_name()))
-        .unwrap_or_else(|_| HeaderValue::from_static("inline"));
+    let disposition =
+        HeaderValue::from_str(&format!("inline; filename=\"{}\"", document.file_name()))
+            .unwrap_or_else(|_| HeaderValue::from_static("inline"));
     (
         StatusCode::OK,
         [
@@ -241,17 +247,29 @@ pub(super) async fn pay(
     };
     match web.app.billing.invoice_checkout(&invoice, &key).await {
         Ok(url) if !url.is_empty() => {
-            tracing::info!(customer_id = customer.id(), invoice_id = invoice.id, "invoice payment started from the portal");
+            tracing::info!(
+                customer_id = customer.customer_id(),
+                invoice_id = invoice.id,
+                "invoice payment started from the portal"
+            );
             see_other(&url)
         }
-        Ok(_) => web.failure(&"Stripe answered a Checkout Session without a URL", "/invoices"),
-        Err(BillingError::Invalid { code: "no_stripe_customer", .. }) => invoice_page(
+        Ok(_) => web.failure(
+            &"Stripe answered a Checkout Session without a URL",
+            "/invoices",
+        ),
+        Err(BillingError::Invalid {
+            code: "no_stripe_customer",
+            ..
+        }) => invoice_page(
             &web,
             &headers,
             &customer,
             &invoice,
             StatusCode::CONFLICT,
-            Some("Paying by card online is not set up for your account yet; please contact us to pay this invoice."),
+            Some(
+                "Paying by card online is not set up for your account yet; please contact us to pay this invoice.",
+            ),
         ),
         Err(BillingError::NotConfigured | BillingError::Stripe(_)) => invoice_page(
             &web,

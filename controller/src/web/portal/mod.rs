@@ -37,7 +37,10 @@ pub const CSRF_COOKIE: &str = "mpanel_portal_csrf";
 
 /// The portal's templates, named `portal/…`.
 pub(super) const TEMPLATES: &[(&str, &str)] = &[
-    ("portal/layout.html", include_str!("../templates/portal/layout.html")),
+    (
+        "portal/layout.html",
+        include_str!("../templates/portal/layout.html"),
+    ),
     (
         "portal/partials/fields.html",
         include_str!("../templates/portal/partials/fields.html"),
@@ -46,14 +49,26 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         "portal/partials/order.html",
         include_str!("../templates/portal/partials/order.html"),
     ),
-    ("portal/home.html", include_str!("../templates/portal/home.html")),
-    ("portal/order.html", include_str!("../templates/portal/order.html")),
+    (
+        "portal/home.html",
+        include_str!("../templates/portal/home.html"),
+    ),
+    (
+        "portal/order.html",
+        include_str!("../templates/portal/order.html"),
+    ),
     (
         "portal/checkout.html",
         include_str!("../templates/portal/checkout.html"),
     ),
-    ("portal/login.html", include_str!("../templates/portal/login.html")),
-    ("portal/signup.html", include_str!("../templates/portal/signup.html")),
+    (
+        "portal/login.html",
+        include_str!("../templates/portal/login.html"),
+    ),
+    (
+        "portal/signup.html",
+        include_str!("../templates/portal/signup.html"),
+    ),
     (
         "portal/reset_request.html",
         include_str!("../templates/portal/reset_request.html"),
@@ -114,7 +129,7 @@ pub(crate) struct Customer {
 }
 
 impl Customer {
-    pub fn id(&self) -> i64 {
+    pub fn customer_id(&self) -> i64 {
         self.session.customer_id
     }
 }
@@ -171,11 +186,11 @@ impl Web {
         &self,
         headers: &HeaderMap,
         customer: Option<&Customer>,
-    ) -> Result<(String, Option<HeaderValue>), Response> {
+    ) -> Result<(String, Option<HeaderValue>), Box<Response>> {
         if let Some(c) = customer {
             return Ok((self.token("portal", &c.cookie), None));
         }
-        let (nonce, fresh) = self.nonce(headers, CSRF_COOKIE)?;
+        let (nonce, fresh) = self.nonce(headers, CSRF_COOKIE).map_err(Box::new)?;
         let cookie = fresh.then(|| self.cookie(headers, CSRF_COOKIE, &nonce, 24 * 3600));
         Ok((self.token("portal-anonymous", &nonce), cookie))
     }
@@ -211,7 +226,7 @@ impl Web {
     ) -> Response {
         let (csrf, cookie) = match self.portal_csrf(headers, customer) {
             Ok(found) => found,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         if let Value::Object(map) = &mut ctx {
             map.insert("csrf".into(), Value::String(csrf));
@@ -260,8 +275,10 @@ impl Web {
             }
             format!("{scheme}://{host}")
         };
-        let policy = super::CONTENT_SECURITY_POLICY_VALUE
-            .replace("form-action 'self'", &format!("form-action 'self' {origin}"));
+        let policy = super::CONTENT_SECURITY_POLICY_VALUE.replace(
+            "form-action 'self'",
+            &format!("form-action 'self' {origin}"),
+        );
         HeaderValue::from_str(&policy).ok()
     }
 
@@ -340,7 +357,11 @@ pub fn prefers_html(headers: &HeaderMap) -> bool {
         let mut pieces = part.split(';');
         let kind = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
         let q: f32 = pieces
-            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse().ok()))
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse().ok())
+            })
             .unwrap_or(1.0);
         let rank = (q, -(position as i64));
         match kind.as_str() {

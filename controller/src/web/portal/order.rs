@@ -141,22 +141,35 @@ fn checkout_refusal(e: &BillingError, form: &mut FormState) -> bool {
                 .strip_prefix("domain: ")
                 .or_else(|| message.strip_prefix("productId: "))
                 .unwrap_or(message);
-            form.error(at, format!("{}.", capitalised(message.trim_end_matches('.'))));
+            form.error(
+                at,
+                format!("{}.", capitalised(message.trim_end_matches('.'))),
+            );
             true
         }
         BillingError::Conflict { code, message } => {
-            let at = if *code == "domain_taken" { "domain" } else { "form" };
+            let at = if *code == "domain_taken" {
+                "domain"
+            } else {
+                "form"
+            };
             let message = message.strip_prefix("domain: ").unwrap_or(message);
             form.error(at, format!("{}.", capitalised(message)));
             true
         }
         BillingError::NotConfigured => {
-            form.error("form", "Card payments are not available right now. Please try again later.");
+            form.error(
+                "form",
+                "Card payments are not available right now. Please try again later.",
+            );
             true
         }
         BillingError::Stripe(_) => {
             tracing::error!(error = %e, "checkout from the portal failed at Stripe");
-            form.error("form", "The payment provider could not be reached. Please try again in a moment.");
+            form.error(
+                "form",
+                "The payment provider could not be reached. Please try again in a moment.",
+            );
             true
         }
         BillingError::NotFound { .. } => {
@@ -211,7 +224,10 @@ pub(super) async fn place_order(
     let domain = match DomainName::parse(field(&fields, "domain")) {
         Ok(d) => Some(d),
         Err(e) => {
-            form.error("domain", format!("Enter a domain name such as example.com: {e}."));
+            form.error(
+                "domain",
+                format!("Enter a domain name such as example.com: {e}."),
+            );
             None
         }
     };
@@ -244,7 +260,10 @@ pub(super) async fn place_order(
         return reshow(&web, customer.as_ref(), &form);
     }
     if !web.app.checkout_limiter.allow(Some(peer.ip())) {
-        form.error("form", "Too many orders from your address. Please wait a minute and try again.");
+        form.error(
+            "form",
+            "Too many orders from your address. Please wait a minute and try again.",
+        );
         let mut response = reshow(&web, customer.as_ref(), &form);
         *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         return response;
@@ -257,12 +276,18 @@ pub(super) async fn place_order(
         let Some((name, email, password)) = new_account else {
             return reshow(&web, None, &form);
         };
-        let id = match web.sign_up(&name, &email, &password, &peer, &mut form).await {
+        let id = match web
+            .sign_up(&name, &email, &password, &peer, &mut form)
+            .await
+        {
             Ok(Some(id)) => id,
             Ok(None) => return reshow(&web, None, &form),
             Err(response) => return response,
         };
-        match web.start_customer_session(&headers, &peer, id, &email, "/order").await {
+        match web
+            .start_customer_session(&headers, &peer, id, &email, "/order")
+            .await
+        {
             Ok((signed_in, cookie)) => {
                 customer = Some(signed_in);
                 session_cookie = Some(cookie);
@@ -284,7 +309,7 @@ pub(super) async fn place_order(
     let response = match web.app.billing.start_checkout(&req).await {
         Ok(started) => {
             tracing::info!(
-                customer_id = signed_in.id(),
+                customer_id = signed_in.customer_id(),
                 order_id = started.order_id,
                 "order placed from the portal"
             );
@@ -437,8 +462,11 @@ async fn order_region(web: &Web, order_id: i64) -> Option<String> {
         Some(id) => Some(web.app.store.get_service(id.into()).await.ok()?),
         None => None,
     };
-    web.render_string("portal/partials/order.html", order_view(&order, service.as_ref()))
-        .ok()
+    web.render_string(
+        "portal/partials/order.html",
+        order_view(&order, service.as_ref()),
+    )
+    .ok()
 }
 
 /// The success page's live updates: the order region whenever it changes, checked about once

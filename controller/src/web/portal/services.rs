@@ -35,7 +35,7 @@ async fn own_service(web: &Web, customer: &Customer, raw: &str) -> Result<Servic
         return Err(web.not_found("/services"));
     };
     match web.app.store.get_service(ServiceId::new(id)).await {
-        Ok(s) if s.customer_id.get() == customer.id() => Ok(s),
+        Ok(s) if s.customer_id.get() == customer.customer_id() => Ok(s),
         Ok(_) | Err(StoreError::NotFound { .. }) => Err(web.not_found("/services")),
         Err(e) => Err(web.failure(&e, "/services")),
     }
@@ -54,7 +54,13 @@ async fn service_view(web: &Web, s: &Service) -> Value {
         Some(id) => web.app.store.get_server(ServerId::new(id)).await.ok(),
         None => None,
     };
-    let cancel_at = web.app.store.service_cancel_at(s.id.get()).await.ok().flatten();
+    let cancel_at = web
+        .app
+        .store
+        .service_cancel_at(s.id.get())
+        .await
+        .ok()
+        .flatten();
     let live = matches!(s.status, ServiceStatus::Active | ServiceStatus::Suspended);
     json!({
         "id": s.id.get(),
@@ -80,7 +86,7 @@ pub(super) async fn list(State(web): State<Web>, headers: HeaderMap) -> Response
         Err(response) => return response,
     };
     let filter = ServiceFilter {
-        customer_id: Some(customer.id().into()),
+        customer_id: Some(customer.customer_id().into()),
         status: None,
         server_id: None,
         page: Page {
@@ -130,7 +136,14 @@ async fn service_page(
     if let (Value::Object(map), Value::Object(extra)) = (&mut ctx, extra) {
         map.extend(extra);
     }
-    web.portal_form(headers, Some(customer), status, "portal/service.html", form, ctx)
+    web.portal_form(
+        headers,
+        Some(customer),
+        status,
+        "portal/service.html",
+        form,
+        ctx,
+    )
 }
 
 pub(super) async fn show(
@@ -151,7 +164,9 @@ pub(super) async fn show(
         Some("password") => Some(
             "The new hosting password is on its way to the server; it takes effect within a minute or two.",
         ),
-        Some("cancel") => Some("Your cancellation is recorded. The service stays on until the end of the period you paid for."),
+        Some("cancel") => Some(
+            "Your cancellation is recorded. The service stays on until the end of the period you paid for.",
+        ),
         _ => None,
     };
     service_page(
@@ -179,7 +194,16 @@ async fn reauthenticate(
     let mut form = FormState::default();
     if password.is_empty() {
         form.error("password", "Enter your account password.");
-        return Err(service_page(web, headers, customer, service, StatusCode::BAD_REQUEST, &form, json!({})).await);
+        return Err(service_page(
+            web,
+            headers,
+            customer,
+            service,
+            StatusCode::BAD_REQUEST,
+            &form,
+            json!({}),
+        )
+        .await);
     }
     let settings = &web.app.config.admin_login;
     let window_ms = i64::from(settings.window_secs) * 1000;
@@ -193,16 +217,26 @@ async fn reauthenticate(
         .await
         .map_err(|e| web.failure(&e, "/services"))?;
     if recent.len() as i64 >= max {
-        let secs = recent.last().map_or(60, |oldest| (oldest + window_ms - now + 999) / 1000);
+        let secs = recent
+            .last()
+            .map_or(60, |oldest| (oldest + window_ms - now + 999) / 1000);
         form.error("password", "Too many wrong passwords. Try again later.");
-        let mut response =
-            service_page(web, headers, customer, service, StatusCode::TOO_MANY_REQUESTS, &form, json!({})).await;
+        let mut response = service_page(
+            web,
+            headers,
+            customer,
+            service,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form,
+            json!({}),
+        )
+        .await;
         if let Ok(value) = HeaderValue::from_str(&secs.max(1).to_string()) {
             response.headers_mut().insert(RETRY_AFTER, value);
         }
         return Err(response);
     }
-    let hash = match web.app.store.customer_account(customer.id()).await {
+    let hash = match web.app.store.customer_account(customer.customer_id()).await {
         Ok(found) => found.map(|a| a.password_hash),
         Err(e) => return Err(web.failure(&e, "/services")),
     };
@@ -211,7 +245,7 @@ async fn reauthenticate(
     }
     let failure = LoginFailure {
         keys: vec![email_key],
-        user_id: Some(customer.id()),
+        user_id: Some(customer.customer_id()),
         email: customer.session.email.to_lowercase(),
         ip_address: client_ip(peer),
         forget_before: now - window_ms,
@@ -220,7 +254,16 @@ async fn reauthenticate(
         return Err(web.failure(&e, "/services"));
     }
     form.error("password", "That is not your account password.");
-    Err(service_page(web, headers, customer, service, StatusCode::UNAUTHORIZED, &form, json!({})).await)
+    Err(service_page(
+        web,
+        headers,
+        customer,
+        service,
+        StatusCode::UNAUTHORIZED,
+        &form,
+        json!({}),
+    )
+    .await)
 }
 
 pub(super) async fn reveal(
@@ -244,32 +287,54 @@ pub(super) async fn reveal(
         Err(response) => return response,
     };
     let password = fields.get("password").map_or("", String::as_str);
-    if let Err(response) = reauthenticate(&web, &headers, &peer, &customer, &service, password).await {
+    if let Err(response) =
+        reauthenticate(&web, &headers, &peer, &customer, &service, password).await
+    {
         return response;
     }
     let Some(sealed) = service.password_encrypted.as_deref() else {
         let mut form = FormState::default();
         form.error("form", "This account has no password yet.");
-        return service_page(&web, &headers, &customer, &service, StatusCode::CONFLICT, &form, json!({})).await;
+        return service_page(
+            &web,
+            &headers,
+            &customer,
+            &service,
+            StatusCode::CONFLICT,
+            &form,
+            json!({}),
+        )
+        .await;
     };
     let cipher = &web.app.cipher;
     let opened = (
         cipher.open_string(sealed),
-        service.mailbox_password_encrypted.as_deref().map(|s| cipher.open_string(s)).transpose(),
-        service.database_password_encrypted.as_deref().map(|s| cipher.open_string(s)).transpose(),
+        service
+            .mailbox_password_encrypted
+            .as_deref()
+            .map(|s| cipher.open_string(s))
+            .transpose(),
+        service
+            .database_password_encrypted
+            .as_deref()
+            .map(|s| cipher.open_string(s))
+            .transpose(),
     );
     let (Ok(password), Ok(mailbox), Ok(database)) = opened else {
-        return web.failure(&"a service secret does not open with the current keys", "/services");
+        return web.failure(
+            &"a service secret does not open with the current keys",
+            "/services",
+        );
     };
     if let Err(e) = web
         .app
         .store
-        .record_credentials_revealed(customer.id(), service.id.get(), &client_ip(&peer))
+        .record_credentials_revealed(customer.customer_id(), service.id.get(), &client_ip(&peer))
         .await
     {
         return web.failure(&e, "/services");
     }
-    tracing::info!(customer_id = customer.id(), service_id = %service.id, "service credentials shown to their customer");
+    tracing::info!(customer_id = customer.customer_id(), service_id = %service.id, "service credentials shown to their customer");
     service_page(
         &web,
         &headers,
@@ -304,31 +369,71 @@ pub(super) async fn change_password(
     let password = fields.get("new_password").map_or("", String::as_str);
     let chars = password.chars().count();
     let mut form = FormState::default();
-    if !(MIN_HOSTING_PASSWORD..=MAX_HOSTING_PASSWORD).contains(&chars) || password.chars().any(char::is_control) {
+    if !(MIN_HOSTING_PASSWORD..=MAX_HOSTING_PASSWORD).contains(&chars)
+        || password.chars().any(char::is_control)
+    {
         form.error(
             "new_password",
             format!("Use {MIN_HOSTING_PASSWORD} to {MAX_HOSTING_PASSWORD} characters, without control characters."),
         );
-        return service_page(&web, &headers, &customer, &service, StatusCode::BAD_REQUEST, &form, json!({})).await;
+        return service_page(
+            &web,
+            &headers,
+            &customer,
+            &service,
+            StatusCode::BAD_REQUEST,
+            &form,
+            json!({}),
+        )
+        .await;
     }
     let secret = Secret::new(password.to_owned());
     match web
         .app
         .lifecycle()
-        .change_password(&Actor::Customer(customer.id().into()), service.id, Some(&secret), &web.app.cipher)
+        .change_password(
+            &Actor::Customer(customer.customer_id().into()),
+            service.id,
+            Some(&secret),
+            &web.app.cipher,
+        )
         .await
     {
         Ok(task) => {
-            tracing::info!(customer_id = customer.id(), service_id = %service.id, task_id = %task.id, "hosting password change queued by its customer");
+            tracing::info!(customer_id = customer.customer_id(), service_id = %service.id, task_id = %task.id, "hosting password change queued by its customer");
             see_other(&format!("/services/{}?done=password", service.id.get()))
         }
         Err(LifecycleError::TaskOpen { .. }) => {
-            form.error("new_password", "Another change to this service is under way. Try again in a few minutes.");
-            service_page(&web, &headers, &customer, &service, StatusCode::CONFLICT, &form, json!({})).await
+            form.error(
+                "new_password",
+                "Another change to this service is under way. Try again in a few minutes.",
+            );
+            service_page(
+                &web,
+                &headers,
+                &customer,
+                &service,
+                StatusCode::CONFLICT,
+                &form,
+                json!({}),
+            )
+            .await
         }
         Err(LifecycleError::IllegalMove { status, .. }) => {
-            form.error("new_password", format!("The password of a {status} service cannot be changed."));
-            service_page(&web, &headers, &customer, &service, StatusCode::CONFLICT, &form, json!({})).await
+            form.error(
+                "new_password",
+                format!("The password of a {status} service cannot be changed."),
+            );
+            service_page(
+                &web,
+                &headers,
+                &customer,
+                &service,
+                StatusCode::CONFLICT,
+                &form,
+                json!({}),
+            )
+            .await
         }
         Err(e) => web.failure(&e, "/services"),
     }
@@ -359,27 +464,51 @@ pub(super) async fn cancel(
     let mut form = FormState::default();
     if fields.get("confirm").map(String::as_str) != Some("yes") {
         form.error("confirm", "Tick the box to confirm the cancellation.");
-        return service_page(&web, &headers, &customer, &service, StatusCode::BAD_REQUEST, &form, json!({})).await;
+        return service_page(
+            &web,
+            &headers,
+            &customer,
+            &service,
+            StatusCode::BAD_REQUEST,
+            &form,
+            json!({}),
+        )
+        .await;
     }
     let store = &web.app.store;
-    let cancel_at = match store.request_service_cancellation(customer.id(), service.id.get()).await {
+    let cancel_at = match store
+        .request_service_cancellation(customer.customer_id(), service.id.get())
+        .await
+    {
         Ok(Some(at)) => at,
         Ok(None) => {
             form.error("confirm", "This service cannot be cancelled now: it is not running, not billed, or already cancelled.");
-            return service_page(&web, &headers, &customer, &service, StatusCode::CONFLICT, &form, json!({})).await;
+            return service_page(
+                &web,
+                &headers,
+                &customer,
+                &service,
+                StatusCode::CONFLICT,
+                &form,
+                json!({}),
+            )
+            .await;
         }
         Err(e) => return web.failure(&e, "/services"),
     };
     let filter = crate::store::billing::InvoiceFilter {
-        customer_id: Some(customer.id()),
+        customer_id: Some(customer.customer_id()),
         service_id: Some(service.id.get()),
         status: Some("unpaid".to_owned()),
         page: Page::default(),
     };
-    let actor = Actor::Customer(customer.id().into()).to_string();
+    let actor = Actor::Customer(customer.customer_id().into()).to_string();
     match store.list_invoices(&filter).await {
         Ok(invoices) => {
-            for invoice in invoices.iter().filter(|i| i.period_start == Some(cancel_at)) {
+            for invoice in invoices
+                .iter()
+                .filter(|i| i.period_start == Some(cancel_at))
+            {
                 if let Err(e) = store.void_invoice(invoice.id, &actor).await {
                     return web.failure(&e, "/services");
                 }
@@ -387,6 +516,6 @@ pub(super) async fn cancel(
         }
         Err(e) => return web.failure(&e, "/services"),
     }
-    tracing::info!(customer_id = customer.id(), service_id = %service.id, cancel_at, "service cancellation requested by its customer");
+    tracing::info!(customer_id = customer.customer_id(), service_id = %service.id, cancel_at, "service cancellation requested by its customer");
     see_other(&format!("/services/{}?done=cancel", service.id.get()))
 }
