@@ -401,12 +401,20 @@ async fn buys_a_plan_by_signing_up_at_checkout(postgres: bool) {
     // The address is confirmed through the emailed link, once.
     let verify = emailed_link(&env, "account_verify", "ada@example.com").await;
     assert!(verify.starts_with("/verify/"), "{verify}");
+    assert!(services.body.contains("id=\"verify-notice\""));
     let confirmed = later.get(&verify).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
     assert_eq!(
         env.scalar("SELECT COUNT(*) FROM customer_accounts WHERE email_verified_at IS NOT NULL")
             .await,
         1
+    );
+    assert!(
+        !later
+            .get("/services")
+            .await
+            .body
+            .contains("id=\"verify-notice\"")
     );
     let again = later.get(&verify).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "a link works once");
@@ -530,6 +538,10 @@ async fn customers_see_only_their_own(postgres: bool) {
             format!("/services/{bob_service}/password"),
             vec![("new_password", "a brand new password")],
         ),
+        (
+            format!("/services/{bob_service}/cancel"),
+            vec![("confirm", "yes")],
+        ),
         (format!("/invoices/{bob_invoice}/pay"), vec![]),
     ] {
         let mut fields = form.clone();
@@ -556,6 +568,94 @@ async fn customers_see_only_their_own(postgres: bool) {
     );
     let own_pdf = ann.get(&format!("/invoices/{ann_invoice}.pdf")).await;
     assert_eq!(own_pdf.status, StatusCode::OK);
+
+    // Pay now: a paid invoice has nothing to pay; an open one goes to Stripe Checkout.
+    let paid = ann.get(&format!("/invoices/{ann_invoice}")).await;
+    assert!(paid.body.contains("data-status=\"paid\""), "{}", paid.body);
+    assert!(!paid.body.contains("id=\"pay-form\""));
+    let refused = ann
+        .post(&format!("/invoices/{ann_invoice}/pay"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let ann_customer = env
+        .scalar(&format!(
+            "SELECT customer_id FROM invoices WHERE id = {ann_invoice}"
+        ))
+        .await;
+    let (status, extra) = env
+        .request(
+            reqwest::Method::POST,
+            "/api/invoices",
+            Some(serde_json::json!({
+                "customerId": ann_customer,
+                "currency": "USD",
+                "lines": [{"description": "Setup", "amount": 2500}],
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{extra}");
+    let open = extra["id"].as_i64().unwrap();
+    let page = ann.get(&format!("/invoices/{open}")).await;
+    assert!(page.body.contains("id=\"pay-form\""), "{}", page.body);
+    assert!(page.body.contains("25.00 USD"));
+    let forged = ann
+        .post(&format!("/invoices/{open}/pay"), &[("csrf", "00ff")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let pay = ann
+        .post(&format!("/invoices/{open}/pay"), &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(pay.status, StatusCode::SEE_OTHER, "{}", pay.body);
+    assert!(
+        pay.header("location")
+            .starts_with(&format!("{}/pay/cs_", env.stripe.url)),
+        "{}",
+        pay.header("location")
+    );
+
+    // A signed-in customer orders without signing up again.
+    let form = ann.get(&format!("/order?product={product}")).await;
+    assert!(
+        !form.body.contains("id=\"password\""),
+        "no sign-up fields when signed in"
+    );
+    let customers = env.scalar("SELECT COUNT(*) FROM customers").await;
+    let placed = ann
+        .post(
+            "/order",
+            &[
+                ("product", &product.to_string()),
+                ("cycle", "monthly"),
+                ("domain", "ann-second.example.com"),
+                ("csrf", &form.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(placed.status, StatusCode::SEE_OTHER, "{}", placed.body);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM customers").await,
+        customers
+    );
+    assert_eq!(
+        env.scalar(&format!(
+            "SELECT COUNT(*) FROM orders WHERE domain = 'ann-second.example.com' AND customer_id = {ann_customer}"
+        ))
+        .await,
+        1
+    );
+    let taken = ann
+        .post(
+            "/order",
+            &[
+                ("product", &product.to_string()),
+                ("cycle", "monthly"),
+                ("domain", "bob.example.com"),
+                ("csrf", &form.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::BAD_REQUEST);
+    assert_field_error(&taken, "domain");
     finish(env).await;
 }
 
@@ -650,6 +750,29 @@ async fn credentials_password_and_cancellation(postgres: bool) {
     assert_field_error(&short, "new_password");
     assert!(!short.body.contains("value=\"short\""));
     let tasks = "SELECT COUNT(*) FROM provisioning_tasks WHERE task_type = 'change_password'";
+    assert_eq!(env.scalar(tasks).await, 0);
+    let forged = browser
+        .post(
+            &format!("/services/{service}/password"),
+            &[("new_password", "a brand new hosting pass")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let anonymous_token = Browser::new(&env.c).get("/login").await.csrf();
+    let forged = browser
+        .post(
+            &format!("/services/{service}/password"),
+            &[
+                ("new_password", "a brand new hosting pass"),
+                ("csrf", &anonymous_token),
+            ],
+        )
+        .await;
+    assert_eq!(
+        forged.status,
+        StatusCode::FORBIDDEN,
+        "another browser's token"
+    );
     assert_eq!(env.scalar(tasks).await, 0);
     let changed = browser
         .post(
