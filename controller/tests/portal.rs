@@ -613,6 +613,35 @@ async fn customers_see_only_their_own(postgres: bool) {
         pay.header("location")
     );
 
+    // Back from Stripe after paying: the invoice's page says so, and the webhook marks it paid.
+    let session = pay
+        .header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    env.stripe
+        .complete_checkout(&session, "paid", "pm_card_visa")
+        .await;
+    env.wait_for("the invoice to be paid", || async {
+        let i = env.store().get_invoice(open).await.unwrap()?;
+        (i.status == "paid").then_some(())
+    })
+    .await;
+    let back = browser_get(&ann, &format!("/api/checkout/success?session_id={session}")).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert!(
+        back.body.contains("Thank you for your payment"),
+        "{}",
+        back.body
+    );
+    assert!(
+        ann.get("/invoices")
+            .await
+            .body
+            .contains(&format!("<tr id=\"invoice-{open}\" data-status=\"paid\">"))
+    );
+
     // A signed-in customer orders without signing up again.
     let form = ann.get(&format!("/order?product={product}")).await;
     assert!(

@@ -395,6 +395,9 @@ async fn success_page(app: &AppState, headers: &HeaderMap, session_id: Option<&s
     let (order, service) = match app.billing.checkout_success(session_id).await {
         Ok(found) => found,
         Err(BillingError::NotFound { .. }) => {
+            if let Some(response) = invoice_payment_page(&web, session_id).await {
+                return response;
+            }
             return web.render(
                 StatusCode::NOT_FOUND,
                 "message.html",
@@ -453,6 +456,41 @@ fn page_headers(headers: &mut HeaderMap) {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// Stripe returns a customer who paid an invoice (pay now, a payment link) to the same address:
+/// the session names the invoice, whose page says where the payment stands. `None` when the
+/// session is not an invoice's.
+async fn invoice_payment_page(web: &Web, session_id: &str) -> Option<Response> {
+    let session = web
+        .app
+        .billing
+        .stripe()
+        .ok()?
+        .get_checkout_session(session_id)
+        .await
+        .ok()?;
+    let invoice_id: i64 = session.metadata.get("invoice_id")?.parse().ok()?;
+    let invoice = web.app.store.get_invoice(invoice_id).await.ok()??;
+    let paid = session.payment_status == crate::billing::stripe::CheckoutPaymentStatus::Paid;
+    let message = match (paid, invoice.status.as_str()) {
+        (_, "paid") => format!("Invoice {} is paid. Thank you.", invoice.number),
+        (true, _) => format!(
+            "Your payment for invoice {} went through; the invoice shows as paid in a moment.",
+            invoice.number
+        ),
+        (false, _) => format!("Invoice {} is not paid yet.", invoice.number),
+    };
+    Some(web.render(
+        StatusCode::OK,
+        "message.html",
+        json!({
+            "title": if paid { "Thank you for your payment" } else { "Payment not completed" },
+            "message": message,
+            "link": format!("/invoices/{}", invoice.id),
+            "link_text": "See the invoice",
+        }),
+    ))
 }
 
 /// The order region of the success page as it stands, or `None` when it cannot be read.
