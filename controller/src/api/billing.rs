@@ -112,7 +112,7 @@ const CHECKOUTS_PER_MINUTE: u32 = 10;
 pub struct CheckoutLimiter(Mutex<HashMap<IpAddr, (Instant, u32)>>);
 
 impl CheckoutLimiter {
-    fn allow(&self, ip: Option<IpAddr>) -> bool {
+    pub(crate) fn allow(&self, ip: Option<IpAddr>) -> bool {
         let Some(ip) = ip else {
             return true;
         };
@@ -297,7 +297,11 @@ struct CheckoutService {
         ("session_id" = String, Query, description = "The Checkout Session's id, as Stripe puts it in the return address.", pattern = "^cs_[A-Za-z0-9_]{0,252}$"),
     ),
     responses(
-        (status = 200, description = "The order, and its service once fulfilled.", body = CheckoutStatus),
+        (status = 200, description = "The order, and its service once fulfilled: JSON, or the portal's page that follows the order live when the request's `Accept` ranks `text/html` first (a browser's does).",
+            content(
+                (CheckoutStatus = "application/json"),
+                (String = "text/html"),
+            )),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 502, description = "Stripe could not be reached (`payment_gateway_error`).", body = ErrorBody),
@@ -305,8 +309,22 @@ struct CheckoutService {
 )]
 async fn checkout_success(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> ApiResult<Json<CheckoutStatus>> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    if crate::web::portal::prefers_html(&headers) {
+        let session_id = query
+            .as_ref()
+            .ok()
+            .and_then(|Query(q)| q.get("session_id").cloned());
+        return Ok(crate::web::portal::checkout_success_page(
+            &state,
+            &headers,
+            session_id.as_deref(),
+        )
+        .await);
+    }
     let params = Params::parse(query, &["session_id"])?;
     let session_id = params
         .get("session_id")
@@ -339,7 +357,8 @@ async fn checkout_success(
             status: s.status.as_str(),
             next_due_date: s.next_due_at.map(date),
         }),
-    }))
+    })
+    .into_response())
 }
 
 // ---- webhook ----------------------------------------------------------------------------------

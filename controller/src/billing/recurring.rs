@@ -28,6 +28,9 @@ pub struct RecurringSummary {
     pub charges_queued: u64,
     /// Services left out, with the reason (a product without a price for the cycle, say).
     pub skipped: Vec<String>,
+    /// Services their customers cancelled whose last paid period is over, queued for
+    /// termination.
+    pub cancellations_ended: u64,
 }
 
 /// How a charge attempt ended.
@@ -58,6 +61,7 @@ impl Billing {
         let today = date_to_ms(ms_to_date(now));
         let until = today + i64::from(self.config.invoice_days_before_renewal) * DAY_MS;
         let mut skipped_ids = std::collections::HashSet::new();
+        self.end_cancelled_services(now, &mut summary).await?;
         loop {
             let services = self.store.services_to_invoice(until, BATCH).await?;
             let fresh: Vec<_> = services
@@ -129,6 +133,26 @@ impl Billing {
             self.wake_jobs();
         }
         Ok(summary)
+    }
+
+    /// Services cancelled by their customer whose paid period is over are terminated (they are
+    /// never invoiced again: `services_to_invoice` leaves them out).
+    async fn end_cancelled_services(
+        &self,
+        now: i64,
+        summary: &mut RecurringSummary,
+    ) -> BillingResult<()> {
+        let actor = Actor::Cron("recurring-billing");
+        for service in self.store.services_due_for_cancellation(now, BATCH).await? {
+            match self.lifecycle.terminate(&actor, service.into()).await {
+                Ok(_) => summary.cancellations_ended += 1,
+                Err(crate::lifecycle::LifecycleError::Store(e)) => return Err(e.into()),
+                Err(other) => summary
+                    .skipped
+                    .push(format!("service {service}: cancelled, but {other}")),
+            }
+        }
+        Ok(())
     }
 
     /// Queues a charge of the invoice's balance now (the pay route), or answers with the

@@ -50,6 +50,8 @@ const BUILT_IN: &[(&str, &str)] = built_in![
     "service_terminated",
     "ssl_expiring",
     "over_quota",
+    "account_verify",
+    "password_reset",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -736,7 +738,30 @@ mod tests {
                 assert!(BUILT_IN.iter().any(|(n, _)| *n == file), "{file}");
             }
         }
-        assert_eq!(BUILT_IN.len(), 11 * 3);
+        assert_eq!(BUILT_IN.len(), 13 * 3);
+    }
+
+    #[test]
+    fn account_links_are_in_both_parts() {
+        for name in ["account_verify", "password_reset"] {
+            let ctx = json!({
+                "company_name": "Acme Hosting",
+                "support_email": null,
+                "customer_name": "Zoë",
+                "link": "https://portal.example/verify/abc_DEF-123",
+                "expires_in": "48 hours",
+            });
+            let r = render_with(
+                name,
+                &ctx,
+                &["https://portal.example/verify/abc_DEF-123", "48 hours"],
+            );
+            let html = r.html.replace("&#x2f;", "/");
+            assert!(
+                html.contains("href=\"https://portal.example/verify/abc_DEF-123\""),
+                "{html}"
+            );
+        }
     }
 
     #[test]

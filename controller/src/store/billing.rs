@@ -1261,6 +1261,7 @@ macro_rules! impl_billing_store {
                     Ok(sqlx::query_as::<_, Service>(
                         "SELECT s.* FROM services s
                          WHERE s.status IN ('active', 'suspended') AND s.next_due_at IS NOT NULL AND s.next_due_at <= $1
+                           AND s.cancel_at IS NULL
                            AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.service_id = s.id AND i.period_start = s.next_due_at)
                          ORDER BY s.next_due_at, s.id LIMIT $2",
                     )

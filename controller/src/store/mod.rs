@@ -16,6 +16,7 @@ pub mod backups;
 pub mod billing;
 pub mod certificates;
 pub mod cron;
+pub mod customer_accounts;
 mod customers;
 pub mod dashboard;
 pub mod lease_queue;
@@ -176,6 +177,7 @@ pub trait Store:
     + cron::CronStore
     + usage::UsageStore
     + dashboard::DashboardStore
+    + customer_accounts::CustomerAccountStore
 {
     fn backend(&self) -> Backend;
     /// Applies pending migrations for this backend.

@@ -14,6 +14,7 @@ use super::backups::impl_backup_store;
 use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
 use super::cron::impl_cron_store;
+use super::customer_accounts::impl_customer_account_store;
 use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
@@ -87,6 +88,7 @@ impl_backup_store!(PostgresStore);
 impl_billing_store!(PostgresStore, Postgres);
 impl_cron_store!(PostgresStore, Postgres);
 impl_usage_store!(PostgresStore, Postgres);
+impl_customer_account_store!(PostgresStore, Postgres);
 
 #[async_trait]
 impl Store for PostgresStore {

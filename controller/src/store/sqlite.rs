@@ -24,6 +24,7 @@ use super::backups::impl_backup_store;
 use super::billing::impl_billing_store;
 use super::certificates::impl_certificate_store;
 use super::cron::impl_cron_store;
+use super::customer_accounts::impl_customer_account_store;
 use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
@@ -111,6 +112,7 @@ impl_backup_store!(SqliteStore);
 impl_billing_store!(SqliteStore, Sqlite);
 impl_cron_store!(SqliteStore, Sqlite);
 impl_usage_store!(SqliteStore, Sqlite);
+impl_customer_account_store!(SqliteStore, Sqlite);
 
 #[async_trait]
 impl Store for SqliteStore {
