@@ -82,7 +82,7 @@ async fn signing_in_sets_a_session_cookie_and_reaches_the_dashboard() {
     assert_security_headers(&form);
     for needle in [
         "<label for=\"email\">",
-        "autocomplete=\"username\"",
+        "autocomplete=\"email\"",
         "<label for=\"password\">",
         "autocomplete=\"current-password\"",
         "type=\"password\"",

@@ -76,6 +76,25 @@ async fn an_admin_watches_an_agent_drop_and_retries_a_failed_task_from_the_dashb
     browser.wait_live().await;
     browser.capture("admin-dashboard").await;
 
+    // An enrollment token is shown once, on the page the form answers with.
+    browser
+        .click(&format!(
+            "#enrollment-token-server-{} button[type=submit]",
+            fleet[2].id
+        ))
+        .await;
+    let token = browser
+        .find("#enrollment-token", Duration::from_secs(5))
+        .await
+        .prop("value")
+        .await
+        .expect("token field")
+        .unwrap_or_default();
+    assert!(!token.is_empty(), "an enrollment token is shown");
+    browser.capture("admin-enrollment-token").await;
+    browser.goto(&format!("{http}/admin")).await;
+    browser.wait_live().await;
+
     // An agent process dies: its row turns suspect, then offline, with no reload.
     let dropped = fleet[1].id;
     fleet[1].agent.kill9();
@@ -194,7 +213,7 @@ async fn an_admin_watches_an_agent_drop_and_retries_a_failed_task_from_the_dashb
     }
     browser.capture("admin-after-retry").await;
 
-    let pages = browser.captured_html().await;
+    let pages = browser.captured_html();
     assert_valid(&dir, &pages);
     browser.close().await;
     eprintln!("admin browser test took {:.1}s", secs(start));
@@ -379,7 +398,7 @@ async fn a_customer_buys_a_plan_watches_it_go_live_and_finds_it_later() {
         .await;
     browser.capture("portal-invoice").await;
 
-    let pages = browser.captured_html().await;
+    let pages = browser.captured_html();
     assert_valid(&shop.dir, &pages);
     browser.close().await;
     eprintln!("portal browser test took {:.1}s", secs(start));
@@ -418,13 +437,73 @@ async fn a_forged_form_and_another_customers_urls_are_refused() {
         assert!(!html.contains("first.example.com"), "{path} leaks: {html}");
         second.goto(&url).await;
         assert!(!second.text("main").await.contains("first.example.com"));
+        // The browser reports the 404 itself, and nothing else.
+        let errors = second.console_errors().await;
+        assert!(
+            errors.iter().all(|e| e.starts_with(&format!(
+                "{url} - Failed to load resource: the server responded with a status of 404"
+            ))),
+            "{errors:#?}"
+        );
     }
     second
         .goto(&format!("{}/services/{service}", shop.http))
         .await;
     second.capture_with_status("portal-not-found", 404).await;
 
-    // A form posted without its CSRF token is refused, and nothing changes.
+    // The portal's own forms, posted without their CSRF token, are refused and change
+    // nothing: here the hosting password of the second customer's own service.
+    let (_, services) = shop
+        .controller
+        .api(Method::GET, "/api/services", None)
+        .await;
+    let own = services["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["domain"] == "second.example.com"))
+        .and_then(|s| s["id"].as_i64())
+        .expect("the second customer's service");
+    second.goto(&format!("{}/services/{own}", shop.http)).await;
+    second
+        .client
+        .execute(
+            "document.querySelectorAll('input[name=csrf]').forEach(e => e.remove());",
+            vec![],
+        )
+        .await
+        .expect("remove the token");
+    second.fill("#new_password", "a new hosting password").await;
+    second
+        .click("#change-password-form button[type=submit]")
+        .await;
+    let refused = second.text("main").await;
+    assert!(refused.contains("Form refused"), "{refused}");
+    second.capture_with_status("portal-form-refused", 403).await;
+    let (_, tasks) = shop
+        .controller
+        .api(Method::GET, "/api/provisioning/tasks", None)
+        .await;
+    assert!(
+        !tasks.to_string().contains("change_password"),
+        "no password change was queued: {tasks}"
+    );
+
+    // The pages a signed-out visitor reaches, for the validator and the screenshots.
+    second
+        .client
+        .delete_all_cookies()
+        .await
+        .expect("clear cookies");
+    for (page, path) in [
+        ("portal-sign-in", "/login"),
+        ("portal-sign-up", "/signup"),
+        ("portal-reset-request", "/password/reset"),
+    ] {
+        second.goto(&format!("{}{path}", shop.http)).await;
+        second.find("main form", Duration::from_secs(5)).await;
+        second.capture(page).await;
+    }
+
+    // The admin sign-in form, posted without its CSRF token, is refused too.
     second.goto(&format!("{}/admin/login", shop.http)).await;
     second
         .client
@@ -449,6 +528,8 @@ async fn a_forged_form_and_another_customers_urls_are_refused() {
         !log.to_string().contains("admin.sign_in_failed"),
         "a refused form is not even a failed sign-in: {log}"
     );
+    let pages = second.captured_html();
+    assert_valid(&shop.dir, &pages);
     second.close().await;
 }
 

@@ -61,7 +61,7 @@ fn product_view(p: &Product) -> Value {
         "id": p.id.get(),
         "name": p.name,
         "disk": if p.disk_mb > 0 { format!("{} MB", p.disk_mb) } else { "Unlimited".to_owned() },
-        "databases": if p.databases > 0 { p.databases.to_string() } else { "Unlimited".to_owned() },
+        "databases": p.databases,
         "prices": prices,
         "tax": tax,
     })
