@@ -298,8 +298,8 @@ fn older(a: &str, b: &str) -> bool {
 
 // ---- times ----------------------------------------------------------------------------------
 
-/// A moment as RFC 3339 and relative to `now` ("2 min ago", "in 3 days"), coarse enough that
-/// the text changes only when the difference matters.
+/// A moment as RFC 3339 and relative to `now` ("12 s ago", "2 minutes ago", "in 3 days"): to
+/// the second under a minute (a heartbeat's age matters there), coarser above.
 fn moment(ms: i64, now: i64) -> Value {
     json!({ "at": shown_time(ms), "relative": relative(ms, now) })
 }
@@ -314,12 +314,12 @@ fn relative(ms: i64, now: i64) -> String {
     }
 }
 
-/// A duration in seconds as a rough span; `None` under ten seconds.
+/// A duration in seconds as a rough span; `None` under a second.
 fn span(secs: u64) -> Option<String> {
     let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
     Some(match secs {
-        0..10 => return None,
-        10..60 => format!("{} s", secs / 10 * 10),
+        0 => return None,
+        1..60 => format!("{secs} s"),
         60..3600 => plural(secs / 60, "minute"),
         3600..172_800 => plural(secs / 3600, "hour"),
         _ => plural(secs / 86_400, "day"),
@@ -589,9 +589,10 @@ mod tests {
     }
 
     #[test]
-    fn relative_times_are_coarse() {
-        assert_eq!(relative(1_000, 5_000), "just now");
-        assert_eq!(relative(0, 25_000), "20 s ago");
+    fn relative_times_are_seconds_then_coarser() {
+        assert_eq!(relative(1_000, 1_500), "just now");
+        assert_eq!(relative(1_000, 5_000), "4 s ago");
+        assert_eq!(relative(0, 25_000), "25 s ago");
         assert_eq!(relative(0, 61_000), "1 minute ago");
         assert_eq!(relative(0, 3 * 3_600_000), "3 hours ago");
         assert_eq!(relative(3 * 86_400_000, 0), "in 3 days");
