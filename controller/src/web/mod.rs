@@ -163,12 +163,12 @@ impl Web {
         &self,
         headers: &HeaderMap,
         name: &str,
-    ) -> Result<(String, bool), Response> {
+    ) -> Result<(String, bool), Box<Response>> {
         match cookie_value(headers, name).filter(|n| plausible(n)) {
             Some(nonce) => Ok((nonce, false)),
             None => new_token("")
                 .map(|n| (n, true))
-                .map_err(|e| self.failure(&e, "/")),
+                .map_err(|e| Box::new(self.failure(&e, "/"))),
         }
     }
 

@@ -348,11 +348,14 @@ impl Browser {
     }
 }
 
-/// `<target>/screenshots/<test>/`, created.
+/// `<target>/screenshots/<test>/`, created: beside the profile directory the test runs from
+/// (`<target>/<profile>/deps/<test binary>`), which git ignores.
 pub fn screenshot_dir(test: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let exe = std::env::current_exe().expect("current test executable");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("test executable lives in <target>/<profile>/deps");
     let dir = target.join("screenshots").join(test);
     std::fs::create_dir_all(&dir)
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));

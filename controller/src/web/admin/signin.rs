@@ -100,7 +100,7 @@ impl Web {
     fn login_form(&self, headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> Response {
         let (nonce, fresh) = match self.nonce(headers, LOGIN_CSRF_COOKIE) {
             Ok(found) => found,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         let mut response = self.render(
             status,

@@ -190,7 +190,7 @@ impl Web {
         if let Some(c) = customer {
             return Ok((self.token("portal", &c.cookie), None));
         }
-        let (nonce, fresh) = self.nonce(headers, CSRF_COOKIE).map_err(Box::new)?;
+        let (nonce, fresh) = self.nonce(headers, CSRF_COOKIE)?;
         let cookie = fresh.then(|| self.cookie(headers, CSRF_COOKIE, &nonce, 24 * 3600));
         Ok((self.token("portal-anonymous", &nonce), cookie))
     }
