@@ -302,6 +302,90 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// Whose failed sign-ins a [`LoginLimit`] counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Accounts {
+    Admins,
+    Customers,
+}
+
+/// The sign-in rate limit both areas share: failures are counted per email and per client
+/// address (`ADMIN_LOGIN_MAX_FAILURES` within `ADMIN_LOGIN_WINDOW_SECS`), in the database, so
+/// the limit holds across replicas.
+pub(crate) struct LoginLimit {
+    pub(crate) email_key: String,
+    pub(crate) ip_key: String,
+    pub(crate) now: i64,
+    window_ms: i64,
+    max: i64,
+}
+
+impl LoginLimit {
+    pub(crate) fn new(web: &Web, email: &str, peer: &std::net::SocketAddr) -> LoginLimit {
+        let settings = &web.app.config.admin_login;
+        LoginLimit {
+            email_key: format!("email:{}", email.to_lowercase()),
+            ip_key: format!("ip:{}", peer.ip()),
+            now: crate::store::now_ms(),
+            window_ms: i64::from(settings.window_secs) * 1000,
+            max: i64::from(settings.max_failures),
+        }
+    }
+
+    /// Whole seconds until either key may try again, or `None` when neither is locked. A key is
+    /// locked while `max` of its failures fall within the window; the lock lifts when the oldest
+    /// of those leaves it, and a correct password does not open it.
+    pub(crate) async fn locked_for(
+        &self,
+        store: &crate::store::DynStore,
+        accounts: Accounts,
+    ) -> crate::store::StoreResult<Option<i64>> {
+        let since = self.now - self.window_ms;
+        let mut locked_for_ms = 0;
+        for key in [&self.email_key, &self.ip_key] {
+            let times = match accounts {
+                Accounts::Admins => store.recent_login_failures(key, since, self.max).await?,
+                Accounts::Customers => {
+                    store
+                        .recent_customer_login_failures(key, since, self.max)
+                        .await?
+                }
+            };
+            if times.len() as i64 >= self.max
+                && let Some(oldest) = times.last()
+            {
+                locked_for_ms = locked_for_ms.max(oldest + self.window_ms - self.now);
+            }
+        }
+        Ok((locked_for_ms > 0).then(|| (locked_for_ms + 999) / 1000))
+    }
+
+    /// What the sign-in form says while locked for `secs`.
+    pub(crate) fn message(secs: i64) -> String {
+        let minutes = (secs + 59) / 60;
+        format!(
+            "Too many failed sign-ins. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        )
+    }
+
+    /// A failed sign-in to count against both keys; `user_id` is whom the email named, if anyone.
+    pub(crate) fn failure(
+        &self,
+        user_id: Option<i64>,
+        email: &str,
+        peer: &std::net::SocketAddr,
+    ) -> crate::store::LoginFailure {
+        crate::store::LoginFailure {
+            keys: vec![self.email_key.clone(), self.ip_key.clone()],
+            user_id,
+            email: email.to_lowercase(),
+            ip_address: peer.ip().to_string(),
+            forget_before: self.now - self.window_ms,
+        }
+    }
+}
+
 /// Sets `cookie` on `response`.
 pub(crate) fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
     response.headers_mut().append(SET_COOKIE, cookie);

@@ -14,8 +14,10 @@ use axum::response::Response;
 use serde_json::json;
 
 use crate::crypto::{new_token, token_hash};
-use crate::store::{AdminSession, LoginFailure, NewAdminSession, now_ms};
-use crate::web::{Web, cookie_value, credentials, form_fields, see_other, with_cookie};
+use crate::store::{AdminSession, NewAdminSession, now_ms};
+use crate::web::{
+    Accounts, LoginLimit, Web, cookie_value, credentials, form_fields, see_other, with_cookie,
+};
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "mpanel_admin_session";
@@ -146,35 +148,16 @@ pub(super) async fn login(
         );
     }
     let settings = &web.app.config.admin_login;
-    let window_ms = i64::from(settings.window_secs) * 1000;
-    let max = i64::from(settings.max_failures);
-    let email_key = format!("email:{}", email.to_lowercase());
-    let ip_key = format!("ip:{}", peer.ip());
     let store = &web.app.store;
-
-    // Locked while `max` failures of either key fall within the window; it lifts when the
-    // oldest of those leaves it. A correct password does not open a lock.
-    let now = now_ms();
-    let mut locked_for_ms = 0;
-    for key in [&email_key, &ip_key] {
-        match store.recent_login_failures(key, now - window_ms, max).await {
-            Ok(times) if times.len() as i64 >= max => {
-                if let Some(oldest) = times.last() {
-                    locked_for_ms = locked_for_ms.max(oldest + window_ms - now);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return web.failure(&e, "/admin/login"),
-        }
-    }
-    if locked_for_ms > 0 {
-        let secs = (locked_for_ms + 999) / 1000;
+    let limit = LoginLimit::new(&web, email, &peer);
+    let locked = limit.locked_for(store, Accounts::Admins).await;
+    let locked = match locked {
+        Ok(locked) => locked,
+        Err(e) => return web.failure(&e, "/admin/login"),
+    };
+    if let Some(secs) = locked {
         tracing::warn!(client = %peer.ip(), retry_after = secs, "sign-in refused: too many failures");
-        let minutes = (secs + 59) / 60;
-        let message = format!(
-            "Too many failed sign-ins. Try again in {minutes} minute{}.",
-            if minutes == 1 { "" } else { "s" }
-        );
+        let message = LoginLimit::message(secs);
         let mut response = web.login_form(&headers, StatusCode::TOO_MANY_REQUESTS, Some(&message));
         if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
             response.headers_mut().insert(RETRY_AFTER, value);
@@ -194,13 +177,7 @@ pub(super) async fn login(
     )
     .await;
     let Some(user) = user.filter(|_| matches) else {
-        let failure = LoginFailure {
-            keys: vec![email_key, ip_key],
-            user_id: known_id,
-            email: email.to_lowercase(),
-            ip_address: peer.ip().to_string(),
-            forget_before: now - window_ms,
-        };
+        let failure = limit.failure(known_id, email, &peer);
         if let Err(e) = store.record_login_failure(&failure).await {
             return web.failure(&e, "/admin/login");
         }
@@ -224,7 +201,7 @@ pub(super) async fn login(
         user_agent,
         ip_address: Some(peer.ip().to_string()),
     };
-    let session = match store.create_admin_session(&new, &email_key).await {
+    let session = match store.create_admin_session(&new, &limit.email_key).await {
         Ok(session) => session,
         Err(e) => return web.failure(&e, "/admin/login"),
     };

@@ -18,8 +18,8 @@ use crate::crypto::{new_token, token_hash};
 use crate::store::customer_accounts::{
     CustomerAccount, NewCustomerSession, NewLinkEmail, NewSignUp, TokenPurpose,
 };
-use crate::store::{LoginFailure, StoreError, now_ms};
-use crate::web::{Web, credentials, form_fields, see_other, with_cookie};
+use crate::store::{StoreError, now_ms};
+use crate::web::{Accounts, LoginLimit, Web, credentials, form_fields, see_other, with_cookie};
 
 const INCORRECT: &str = "The email or password is incorrect.";
 /// How long an emailed link works.
@@ -255,39 +255,16 @@ pub(super) async fn login(
         return web.portal_login_form(&headers, StatusCode::BAD_REQUEST, &form, None);
     }
 
-    let settings = &web.app.config.admin_login;
-    let window_ms = i64::from(settings.window_secs) * 1000;
-    let max = i64::from(settings.max_failures);
-    let email_key = format!("email:{}", email.to_lowercase());
-    let ip_key = format!("ip:{}", peer.ip());
     let store = &web.app.store;
-    let now = now_ms();
-    let mut locked_for_ms = 0;
-    for key in [&email_key, &ip_key] {
-        match store
-            .recent_customer_login_failures(key, now - window_ms, max)
-            .await
-        {
-            Ok(times) if times.len() as i64 >= max => {
-                if let Some(oldest) = times.last() {
-                    locked_for_ms = locked_for_ms.max(oldest + window_ms - now);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return web.failure(&e, "/login"),
-        }
-    }
-    if locked_for_ms > 0 {
-        let secs = (locked_for_ms + 999) / 1000;
+    let limit = LoginLimit::new(&web, email, &peer);
+    let locked = limit.locked_for(store, Accounts::Customers).await;
+    let locked = match locked {
+        Ok(locked) => locked,
+        Err(e) => return web.failure(&e, "/login"),
+    };
+    if let Some(secs) = locked {
         tracing::warn!(client = %peer.ip(), retry_after = secs, "portal sign-in refused: too many failures");
-        let minutes = (secs + 59) / 60;
-        form.error(
-            "form",
-            format!(
-                "Too many failed sign-ins. Try again in {minutes} minute{}.",
-                if minutes == 1 { "" } else { "s" }
-            ),
-        );
+        form.error("form", LoginLimit::message(secs));
         let mut response =
             web.portal_login_form(&headers, StatusCode::TOO_MANY_REQUESTS, &form, None);
         if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
@@ -308,13 +285,7 @@ pub(super) async fn login(
     )
     .await;
     let Some(account) = account.filter(|_| matches) else {
-        let failure = LoginFailure {
-            keys: vec![email_key, ip_key],
-            user_id: known_id,
-            email: email.to_lowercase(),
-            ip_address: peer.ip().to_string(),
-            forget_before: now - window_ms,
-        };
+        let failure = limit.failure(known_id, email, &peer);
         if let Err(e) = store.record_customer_login_failure(&failure).await {
             return web.failure(&e, "/login");
         }
