@@ -219,14 +219,10 @@ pub(super) async fn pay(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let fields = form_fields(form);
-    let customer = match web.customer(&headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return web.portal_forbidden(),
+    let customer = match web.customer_form(&headers, &fields).await {
+        Ok(customer) => customer,
         Err(response) => return response,
     };
-    if !web.portal_csrf_ok(&headers, Some(&customer), &fields) {
-        return web.portal_forbidden();
-    }
     let invoice = match own_invoice(&web, &customer, path_id(&raw)).await {
         Ok(i) => i,
         Err(response) => return response,

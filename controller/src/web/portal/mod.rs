@@ -156,6 +156,23 @@ impl FormState {
 }
 
 impl Web {
+    /// The signed-in customer posting a form with its session's CSRF token; a 403 page when
+    /// there is no session or the token is missing or wrong.
+    pub(crate) async fn customer_form(
+        &self,
+        headers: &HeaderMap,
+        fields: &HashMap<String, String>,
+    ) -> Result<Customer, Response> {
+        let customer = self
+            .customer(headers)
+            .await?
+            .ok_or_else(|| self.portal_forbidden())?;
+        if !self.portal_csrf_ok(headers, Some(&customer), fields) {
+            return Err(self.portal_forbidden());
+        }
+        Ok(customer)
+    }
+
     /// The browser's live customer session, if it has one.
     pub(crate) async fn customer(&self, headers: &HeaderMap) -> Result<Option<Customer>, Response> {
         let Some(cookie) = cookie_value(headers, SESSION_COOKIE) else {

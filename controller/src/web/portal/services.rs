@@ -274,14 +274,10 @@ pub(super) async fn reveal(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let fields = form_fields(form);
-    let customer = match web.customer(&headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return web.portal_forbidden(),
+    let customer = match web.customer_form(&headers, &fields).await {
+        Ok(customer) => customer,
         Err(response) => return response,
     };
-    if !web.portal_csrf_ok(&headers, Some(&customer), &fields) {
-        return web.portal_forbidden();
-    }
     let service = match own_service(&web, &customer, &id).await {
         Ok(s) => s,
         Err(response) => return response,
@@ -354,14 +350,10 @@ pub(super) async fn change_password(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let fields = form_fields(form);
-    let customer = match web.customer(&headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return web.portal_forbidden(),
+    let customer = match web.customer_form(&headers, &fields).await {
+        Ok(customer) => customer,
         Err(response) => return response,
     };
-    if !web.portal_csrf_ok(&headers, Some(&customer), &fields) {
-        return web.portal_forbidden();
-    }
     let service = match own_service(&web, &customer, &id).await {
         Ok(s) => s,
         Err(response) => return response,
@@ -449,14 +441,10 @@ pub(super) async fn cancel(
     form: Result<Form<Fields>, FormRejection>,
 ) -> Response {
     let fields = form_fields(form);
-    let customer = match web.customer(&headers).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return web.portal_forbidden(),
+    let customer = match web.customer_form(&headers, &fields).await {
+        Ok(customer) => customer,
         Err(response) => return response,
     };
-    if !web.portal_csrf_ok(&headers, Some(&customer), &fields) {
-        return web.portal_forbidden();
-    }
     let service = match own_service(&web, &customer, &id).await {
         Ok(s) => s,
         Err(response) => return response,
