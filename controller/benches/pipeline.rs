@@ -19,7 +19,8 @@
 //! Per phase: CPU ms per service of this process (controller and the ordering clients) and of
 //! the helpers; on PostgreSQL also the server's CPU ms per service (its processes' CPU time),
 //! statements and execution ms per service from `pg_stat_statements`, write transactions per
-//! service (transaction ids used), and the top five statements by total time.
+//! service (transaction ids used), and the top five statements by total time
+//! (`PIPELINE_STATEMENTS=all`: every statement, most called first).
 //! `pg_stat_statements` needs `shared_preload_libraries = 'pg_stat_statements'` in the server's
 //! configuration; without it those figures are left out and the run says so.
 
@@ -298,10 +299,14 @@ impl PgProbe {
             per(exec_ms),
             per(writes as f64)
         );
+        // `PIPELINE_STATEMENTS=all`: every statement, by calls, not only the top five.
+        let all = std::env::var("PIPELINE_STATEMENTS").is_ok_and(|v| v == "all");
         let top: Vec<(i64, f64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT calls, total_exec_time, query FROM pg_stat_statements
-             WHERE dbid = {} AND {NOT_PROBE} ORDER BY total_exec_time DESC LIMIT 5",
-            self.dbid
+             WHERE dbid = {} AND {NOT_PROBE} ORDER BY {} LIMIT {}",
+            self.dbid,
+            if all { "calls DESC" } else { "total_exec_time DESC" },
+            if all { 1000 } else { 5 }
         )))
         .fetch_all(&self.pool)
         .await

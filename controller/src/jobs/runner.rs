@@ -1,8 +1,12 @@
 //! The worker loop every queue shares.
 //!
 //! Each worker loops: claim a due row with a lease, run it, record the outcome. Idle, it sleeps
-//! until the earliest due row, a wake-up for its queue, the poll interval or shutdown, whichever
-//! comes first. While a row runs, its lease is renewed at a third of its length; if a renewal
+//! until a wake-up for its queue or shutdown. Wake-ups come from whoever queued a row, from a
+//! worker that just claimed one (there may be more), and from the queue's one watcher, which
+//! reads when the earliest row falls due (a retry, a wait, an expired lease) and wakes a worker
+//! then, or at the latest every poll interval: the safety net for a wake-up that never came.
+//! One watcher per queue, not a timer per worker, so an idle controller asks the database once
+//! per queue and interval, not once per worker. While a row runs, its lease is renewed at a third of its length; if a renewal
 //! finds the lease lost (another worker took the row over after a stall), the job's
 //! `RunContext::lost` is cancelled, the job stops before its next write, and the runner writes
 //! nothing more: every write is fenced by the holder, so the successor's progress is safe.
@@ -62,14 +66,18 @@ impl<J: Job> Runner<J> {
     /// Starts the configured number of workers; each stops when `shutdown` is cancelled,
     /// finishing the row in hand first.
     pub fn spawn(self, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..self.settings.workers.max(1))
+        let mut handles: Vec<_> = (0..self.settings.workers.max(1))
             .map(|n| {
                 let worker = self.clone();
                 let holder = self.node.holder(J::QUEUE, n);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move { worker.work(holder, shutdown).await })
             })
-            .collect()
+            .collect();
+        let watcher = self.clone();
+        let shutdown = shutdown.clone();
+        handles.push(tokio::spawn(async move { watcher.watch(shutdown).await }));
+        handles
     }
 
     fn lease_ms(&self) -> i64 {
@@ -96,17 +104,40 @@ impl<J: Job> Runner<J> {
         }
     }
 
-    /// Sleeps until the earliest due row, a wake-up, the poll interval or shutdown.
+    /// Sleeps until a wake-up or shutdown.
     async fn idle(&self, shutdown: &CancellationToken) {
-        let mut sleep = self.settings.poll;
-        if let Ok(Some(due)) = self.store.next_due(J::QUEUE).await {
-            let until = u64::try_from(due - now_ms()).unwrap_or(0);
-            sleep = sleep.min(Duration::from_millis(until.max(5)));
-        }
         tokio::select! {
             () = shutdown.cancelled() => {}
             () = self.dispatcher.woken(J::QUEUE) => {}
-            () = tokio::time::sleep(sleep) => {}
+        }
+    }
+
+    /// The queue's watcher: wakes a worker when the earliest row is due, then looks again after
+    /// the poll interval (the woken worker passes the wake-up on while it finds rows); sleeps
+    /// until a row falls due within the interval.
+    async fn watch(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let poll = self.settings.poll;
+            let sleep = match self.store.next_due(J::QUEUE).await {
+                Ok(Some(due)) => {
+                    let until = due - now_ms();
+                    if until <= 0 {
+                        self.dispatcher.pass_on(J::QUEUE);
+                        poll
+                    } else {
+                        poll.min(Duration::from_millis(u64::try_from(until).unwrap_or(0)))
+                    }
+                }
+                Ok(None) => poll,
+                Err(e) => {
+                    tracing::warn!(queue = J::QUEUE.name, error = %e, "cannot read when the next row is due; looking again shortly");
+                    poll
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = tokio::time::sleep(sleep) => {}
+            }
         }
     }
 

@@ -7,9 +7,10 @@
 //! `0.6 × accounts/max_accounts + 0.25 × disk used fraction + 0.15 × min(load1/cpus, 1)`
 //!
 //! Accounts against capacity dominate, because that is the limit an operator sets; disk and CPU
-//! break ties between equally full servers. The count is re-checked under the server's row lock
-//! when the service is assigned (`ServiceStore::assign_server`), so two placements racing for
-//! the last slot cannot both take it.
+//! break ties between equally full servers. The count is the server's `live_services`, kept by
+//! the database as services change; assigning the service (`ServiceStore::assign_server`) raises
+//! it under the server's row lock and is refused past `max_accounts`, so two placements racing
+//! for the last slot cannot both take it.
 
 use mpanel_common::status::AgentStatus;
 

@@ -1396,12 +1396,10 @@ macro_rules! impl_billing_store {
 
                 async fn claim_next_billing_job(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<BillingJob>> {
                     let now = now_ms();
-                    let mut tx = self.begin_write().await?;
-                    let job = sqlx::query_as::<_, BillingJob>(AssertSqlSafe(BILLING.claim_sql(<$store>::BACKEND)))
+                    // One statement: atomic on its own, no transaction around it.
+                    Ok(sqlx::query_as::<_, BillingJob>(AssertSqlSafe(BILLING.claim_sql(<$store>::BACKEND)))
                         .bind(holder).bind(now).bind(now + lease_ms)
-                        .fetch_optional(&mut *tx).await?;
-                    tx.commit().await?;
-                    Ok(job)
+                        .fetch_optional(self.writer()).await?)
                 }
 
                 async fn complete_billing_job(&self, id: i64, holder: &str, result: &serde_json::Value) -> StoreResult<()> {

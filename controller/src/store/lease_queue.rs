@@ -126,16 +126,24 @@ impl QueueTable {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Two index range scans, not one OR over both states (which read every row by due
+        // time, finished ones included): a row whose lease expired first (its worker died),
+        // then the earliest due ready one. `COALESCE` reads the second only without the first.
         format!(
-            "UPDATE {table}
-             SET status = '{running}', lease_holder = $1, lease_expires_at = $3,
-                 attempts = attempts + 1{updated}
-             WHERE id = (
+            "WITH expired AS (
                  SELECT id FROM {table}
-                 WHERE (status = '{ready}' AND next_attempt_at <= $2)
-                    OR (status = '{running}' AND lease_expires_at < $2)
+                 WHERE status = '{running}' AND lease_expires_at < $2
+                 ORDER BY lease_expires_at, id
+                 LIMIT 1{lock}),
+             ready AS (
+                 SELECT id FROM {table}
+                 WHERE status = '{ready}' AND next_attempt_at <= $2
                  ORDER BY next_attempt_at, id
                  LIMIT 1{lock})
+             UPDATE {table}
+             SET status = '{running}', lease_holder = $1, lease_expires_at = $3,
+                 attempts = attempts + 1{updated}
+             WHERE id = COALESCE((SELECT id FROM expired), (SELECT id FROM ready))
              RETURNING *"
         )
     }

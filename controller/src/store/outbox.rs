@@ -152,14 +152,12 @@ macro_rules! impl_outbox_store {
 
                 async fn claim_next_email(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<OutboxEmail>> {
                     let now = now_ms();
-                    let mut tx = self.begin_write().await?;
                     let email = sqlx::query_as::<_, OutboxEmail>(sqlx::AssertSqlSafe(EMAIL.claim_sql(<$store>::BACKEND)))
                         .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms.max(1))
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(self.writer())
                         .await?;
-                    tx.commit().await?;
                     Ok(email)
                 }
 

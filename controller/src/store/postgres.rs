@@ -56,9 +56,17 @@ impl PostgresStore {
 
     pub(crate) const BACKEND: Backend = Backend::Postgres;
 
-    /// Holds the server's row until the placing transaction ends.
-    pub(crate) const LOCK_SERVER_SQL: &'static str =
-        "SELECT max_accounts FROM servers WHERE id = $1 FOR UPDATE";
+    /// Stores one step record of a task still held by `$2`: replaces the record of the same step
+    /// (`$3`) in place, or appends it. One statement, fenced by the holder.
+    pub(crate) const RECORD_STEP_SQL: &'static str = "UPDATE provisioning_tasks
+         SET result = jsonb_set(result, '{steps}',
+                 CASE WHEN result->'steps' @> jsonb_build_array(jsonb_build_object('step', $3::text))
+                      THEN (SELECT jsonb_agg(CASE WHEN s->>'step' = $3::text THEN $4::jsonb ELSE s END ORDER BY n)
+                            FROM jsonb_array_elements(result->'steps') WITH ORDINALITY AS e(s, n))
+                      ELSE result->'steps' || jsonb_build_array($4::jsonb)
+                 END),
+             updated_at = $5
+         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'";
 
     /// Row locks taken by the statements themselves are enough on PostgreSQL.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {

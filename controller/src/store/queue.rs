@@ -187,42 +187,26 @@ macro_rules! impl_task_queue {
             impl TaskQueue for $store {
                 async fn claim_next_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
                     let now = now_ms();
-                    let mut tx = self.begin_write().await?;
                     let task = sqlx::query_as::<_, Task>(sqlx::AssertSqlSafe(PROVISIONING.claim_sql(<$store>::BACKEND)))
                         .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(self.writer())
                         .await?;
-                    tx.commit().await?;
                     Ok(task)
                 }
 
                 async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord) -> StoreResult<()> {
-                    let mut tx = self.begin_write().await?;
-                    let current: Option<Json<TaskResult>> = sqlx::query_scalar(
-                        "SELECT result FROM provisioning_tasks
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
-                    )
-                    .bind(task.get())
-                    .bind(holder)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some(Json(mut result)) = current else {
-                        return Err(lost(task));
-                    };
-                    match result.steps.iter_mut().find(|s| s.step == record.step) {
-                        Some(existing) => *existing = record.clone(),
-                        None => result.steps.push(record.clone()),
-                    }
-                    sqlx::query("UPDATE provisioning_tasks SET result = $2, updated_at = $3 WHERE id = $1")
+                    let rows = sqlx::query(<$store>::RECORD_STEP_SQL)
                         .bind(task.get())
-                        .bind(Json(&result))
+                        .bind(holder)
+                        .bind(record.step.as_str())
+                        .bind(Json(record))
                         .bind(now_ms())
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(())
+                        .execute(self.writer())
+                        .await?
+                        .rows_affected();
+                    held(rows, task)
                 }
 
                 async fn enqueue_checked(

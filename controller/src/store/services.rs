@@ -48,8 +48,8 @@ pub trait ServiceStore: Send + Sync {
         which: ServiceSecret,
         sealed_candidate: &str,
     ) -> StoreResult<String>;
-    /// Active servers of this group (every panel kind), each with its count of live services:
-    /// one statement per placement.
+    /// Active servers of this group (every panel kind), each with its count of live services
+    /// (kept by the database's triggers as services change): one read per placement.
     async fn placement_candidates(
         &self,
         server_group: &str,
@@ -140,21 +140,11 @@ macro_rules! impl_service_store {
 
                 async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()> {
                     let mut tx = self.begin_write().await?;
-                    let max_accounts: i32 = sqlx::query_scalar(<$store>::LOCK_SERVER_SQL)
-                        .bind(server_id.get())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| StoreError::not_found("server", server_id))?;
-                    let live: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM services
-                         WHERE server_id = $1 AND status IN ('pending', 'active', 'suspended')",
-                    )
-                    .bind(server_id.get())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if live >= i64::from(max_accounts) {
-                        return Err(StoreError::Conflict(format!("server {server_id} is full ({live}/{max_accounts})")));
-                    }
+                    // The activity row first: the placement's UPDATE takes the server's row lock
+                    // (its live count, migration 0014), held from there to the commit only.
+                    <$store>::record_activity(&mut tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }),
+                        Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })))
+                        .await?;
                     let updated = sqlx::query(
                         "UPDATE services SET server_id = $2, updated_at = $3 WHERE id = $1 AND server_id IS NULL",
                     )
@@ -162,14 +152,21 @@ macro_rules! impl_service_store {
                     .bind(server_id.get())
                     .bind(now_ms())
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if updated == 0 {
-                        return Err(StoreError::Conflict(format!("service {service_id} does not exist or is already placed")));
+                    .await;
+                    match updated {
+                        Ok(done) if done.rows_affected() == 0 => {
+                            return Err(StoreError::Conflict(format!("service {service_id} does not exist or is already placed")));
+                        }
+                        Ok(_) => {}
+                        // The count's trigger refuses a placement past max_accounts.
+                        Err(sqlx::Error::Database(e)) if e.message().contains("is full") => {
+                            return Err(StoreError::Conflict(format!("server {server_id} is full")));
+                        }
+                        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                            return Err(StoreError::not_found("server", server_id));
+                        }
+                        Err(e) => return Err(e.into()),
                     }
-                    <$store>::record_activity(&mut tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }),
-                        Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })))
-                        .await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -254,12 +251,9 @@ macro_rules! impl_service_store {
                     server_group: &str,
                 ) -> StoreResult<Vec<$crate::store::PlacementCandidate>> {
                     Ok(sqlx::query_as::<_, $crate::store::PlacementCandidate>(
-                        "SELECT s.*, (SELECT COUNT(*) FROM services v
-                                      WHERE v.server_id = s.id
-                                        AND v.status IN ('pending', 'active', 'suspended')) AS live_services
-                         FROM servers s
-                         WHERE s.status = 'active' AND s.server_group = $1
-                         ORDER BY s.id",
+                        "SELECT * FROM servers
+                         WHERE status = 'active' AND server_group = $1
+                         ORDER BY id",
                     )
                     .bind(server_group)
                     .fetch_all(&self.pool)

@@ -81,9 +81,20 @@ impl SqliteStore {
 
     pub(crate) const BACKEND: Backend = Backend::Sqlite;
 
-    /// `BEGIN IMMEDIATE` already holds the database's write lock, so a plain read suffices.
-    pub(crate) const LOCK_SERVER_SQL: &'static str =
-        "SELECT max_accounts FROM servers WHERE id = $1";
+    /// Stores one step record of a task still held by `$2`: replaces the record of the same step
+    /// (`$3`) in place, or appends it. One statement, fenced by the holder.
+    pub(crate) const RECORD_STEP_SQL: &'static str = "UPDATE provisioning_tasks
+         SET result = CASE
+                 WHEN EXISTS (SELECT 1 FROM json_each(result, '$.steps')
+                              WHERE json_extract(value, '$.step') = $3)
+                 THEN json_set(result, '$.steps',
+                          (SELECT json_group_array(CASE WHEN json_extract(value, '$.step') = $3
+                                                        THEN json($4) ELSE json(value) END)
+                           FROM json_each(result, '$.steps')))
+                 ELSE json_insert(result, '$.steps[#]', json($4))
+             END,
+             updated_at = $5
+         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'";
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
