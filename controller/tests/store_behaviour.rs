@@ -1010,6 +1010,11 @@ async fn step_results_are_recorded_under_the_lease(store: DynStore) {
         .await
         .unwrap();
     store
+        .record_step(task.id, "w", &step("dns", "failed"))
+        .await
+        .unwrap();
+    // A record replaces its own step where it stands; the others keep their place.
+    store
         .record_step(task.id, "w", &step("dns", "success"))
         .await
         .unwrap();

@@ -1,6 +1,6 @@
 //! Usage: the store's rows on both backends (history and latest sample, unlimited and unknown
 //! kept apart, over-quota episodes that start, carry on and end, the retention sweep, keyset
-//! paging of live accounts), and the `usage-sync` job end to end through a real agent session
+//! paging of live accounts, the live-service count placement reads), and the `usage-sync` job end to end through a real agent session
 //! and the cPanel simulator, on both backends: samples stored and shown on the service, an
 //! offline agent's services left as they were and reported, one admin email per over-quota
 //! episode across repeated runs, the history route and its 404.
@@ -70,6 +70,7 @@ on_both_backends!(
     only_untold_episodes_are_listed_for_notice,
     pruning_deletes_only_samples_past_the_cutoff,
     live_accounts_are_paged_by_server_and_status,
+    a_server_counts_its_live_services_and_refuses_a_placement_past_capacity,
 );
 
 async fn server(store: &DynStore, hostname: &str) -> ServerId {
@@ -457,6 +458,140 @@ async fn live_accounts_are_paged_by_server_and_status(store: DynStore, sql: Sql)
             .is_empty(),
         "pending services are not asked about"
     );
+}
+
+/// Each server's `live_services` (what placement reads) follows every change of a service's
+/// server or status, made by the store or by any other statement; a placement that would pass
+/// `max_accounts` is refused and changes nothing.
+async fn a_server_counts_its_live_services_and_refuses_a_placement_past_capacity(
+    store: DynStore,
+    sql: Sql,
+) {
+    let a = server(&store, "ca.example.net").await;
+    let b = server(&store, "cb.example.net").await;
+    let on_a = services(&store, a, 3).await;
+    let live = |server: ServerId| {
+        let store = store.clone();
+        async move {
+            let candidates = store.placement_candidates("shared").await.unwrap();
+            candidates
+                .iter()
+                .find(|c| c.server.id == server)
+                .map(|c| c.live_services)
+                .unwrap()
+        }
+    };
+    let counted = |server: ServerId| {
+        format!(
+            "SELECT COUNT(*) FROM services WHERE server_id = {} AND status IN ('pending', 'active', 'suspended')",
+            server.get()
+        )
+    };
+    assert_eq!((live(a).await, live(b).await), (3, 0));
+    let set = |status: &str, id: ServiceId| {
+        format!(
+            "UPDATE services SET status = '{status}' WHERE id = {}",
+            id.get()
+        )
+    };
+    // Live to live changes nothing; leaving the live states counts down, coming back up.
+    sql.execute(&set("active", on_a[0])).await;
+    sql.execute(&set("suspended", on_a[1])).await;
+    assert_eq!(live(a).await, 3);
+    sql.execute(&set("terminated", on_a[2])).await;
+    assert_eq!(live(a).await, 2);
+    sql.execute(&set("active", on_a[2])).await;
+    sql.execute(&set("cancelled", on_a[1])).await;
+    assert_eq!(live(a).await, 2);
+    // Moving a service moves its count.
+    sql.execute(&format!(
+        "UPDATE services SET server_id = {} WHERE id = {}",
+        b.get(),
+        on_a[0].get()
+    ))
+    .await;
+    assert_eq!((live(a).await, live(b).await), (1, 1));
+    for server in [a, b] {
+        assert_eq!(live(server).await, sql.count(&counted(server)).await);
+    }
+
+    // Capacity: b takes one more, then refuses; the refused service stays unplaced and b's
+    // count stays at its limit.
+    sql.execute(&format!(
+        "UPDATE servers SET max_accounts = 2 WHERE id = {}",
+        b.get()
+    ))
+    .await;
+    let extra = services_unplaced(&store, 2, "unplaced").await;
+    store.assign_server(extra[0], b).await.unwrap();
+    let refused = store.assign_server(extra[1], b).await.unwrap_err();
+    assert!(
+        matches!(refused, mpanel_controller::store::StoreError::Conflict(ref m) if m.contains("full")),
+        "{refused:?}"
+    );
+    assert_eq!(store.get_service(extra[1]).await.unwrap().server_id, None);
+    assert_eq!(live(b).await, 2);
+    assert_eq!(sql.count(&counted(b)).await, 2);
+    // A service that was never placed, and one deleted, leave the counts right.
+    sql.execute(&format!("DELETE FROM provisioning_tasks WHERE service_id = {}", extra[0].get()))
+        .await;
+    sql.execute(&format!("DELETE FROM activity_log WHERE entity_type = 'service' AND entity_id = {}", extra[0].get()))
+        .await;
+    sql.execute(&format!("DELETE FROM services WHERE id = {}", extra[0].get()))
+        .await;
+    assert_eq!(live(b).await, 1);
+    store.assign_server(extra[1], b).await.unwrap();
+    assert_eq!(live(b).await, sql.count(&counted(b)).await);
+
+    // Placements racing for b's last slot: exactly one takes it.
+    sql.execute(&format!(
+        "UPDATE servers SET max_accounts = 3 WHERE id = {}",
+        b.get()
+    ))
+    .await;
+    let racers = services_unplaced(&store, 6, "racer").await;
+    let placed = futures::future::join_all(racers.iter().map(|&id| {
+        let store = store.clone();
+        async move { store.assign_server(id, b).await.is_ok() }
+    }))
+    .await;
+    assert_eq!(placed.iter().filter(|ok| **ok).count(), 1, "{placed:?}");
+    assert_eq!((live(b).await, sql.count(&counted(b)).await), (3, 3));
+}
+
+/// `n` ordered services not yet placed on any server.
+async fn services_unplaced(store: &DynStore, n: usize, tag: &str) -> Vec<ServiceId> {
+    let customer = store
+        .create_customer(
+            &NewCustomer {
+                email: format!("{tag}@example.com"),
+                name: "U".to_owned(),
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+    let product = store.list_products().await.unwrap()[0].id;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (service, _) = store
+            .create_service_with_task(
+                &NewService {
+                    customer_id: customer.id,
+                    product_id: product,
+                    domain: format!("{tag}{i}.example"),
+                    billing_cycle: BillingCycle::Monthly,
+                    max_retries: 3,
+                    next_due_at: None,
+                    billing_day: None,
+                },
+                "test",
+            )
+            .await
+            .unwrap();
+        ids.push(service.id);
+    }
+    ids
 }
 
 // ---- raw SQL on either backend --------------------------------------------------------------

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -91,6 +92,12 @@ impl<J: Job> Runner<J> {
                     // Where there was one due row there may be more: an idle sibling looks.
                     self.dispatcher.pass_on(J::QUEUE);
                     self.run_claimed(row, &holder).await;
+                    // Claim again at once only if a wake-up came meanwhile (a row queued, or a
+                    // sibling passing one on); otherwise the queue was seen empty by the sibling
+                    // woken above, and this worker waits like the others.
+                    if self.dispatcher.woken(J::QUEUE).now_or_never().is_none() {
+                        self.idle(&shutdown).await;
+                    }
                 }
                 Ok(None) => self.idle(&shutdown).await,
                 Err(e) => {
