@@ -619,6 +619,42 @@ async fn breakdown(name: &str, store: &DynStore, done: &[Done]) {
     println!("{name:<8}   where it goes (mean/p99 ms): {}", parts.join(", "));
 }
 
+/// Sum and count of each successful provisioning step's duration in the controller's metrics
+/// (the agent round trip, the panel's work and the controller's share of the step, not its
+/// record), by step.
+fn step_seconds() -> BTreeMap<String, (f64, f64)> {
+    let text = mpanel_controller::telemetry::metrics::install().render();
+    let mut steps: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("mpanel_provisioning_step_duration_seconds_") else {
+            continue;
+        };
+        let (kind, rest) = rest.split_once('{').unwrap_or_default();
+        if !rest.contains("outcome=\"success\"") {
+            continue;
+        }
+        let Some(step) = rest
+            .split("step=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+        else {
+            continue;
+        };
+        let value: f64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        let entry = steps.entry(step.to_owned()).or_default();
+        match kind {
+            "sum" => entry.0 = value,
+            "count" => entry.1 = value,
+            _ => {}
+        }
+    }
+    steps
+}
+
 /// Orders `count` services at `per_second` and reports their paid→active latency.
 async fn paced(
     name: &str,
@@ -630,6 +666,7 @@ async fn paced(
     tag: &str,
 ) {
     let meter = Meter::start(name, rig, pg).await;
+    let steps_before = step_seconds();
     let interval = Duration::from_secs_f64(1.0 / per_second);
     let t0 = Instant::now();
     for i in 0..count {
@@ -648,6 +685,18 @@ async fn paced(
     );
     meter.report(count).await;
     breakdown(name, &rig.store, done).await;
+    let steps: Vec<String> = step_seconds()
+        .into_iter()
+        .map(|(step, (sum, n))| {
+            let (sum0, n0) = steps_before.get(&step).copied().unwrap_or_default();
+            let mean_ms = 1000.0 * (sum - sum0) / (n - n0).max(1.0);
+            format!("{step} {mean_ms:.1}")
+        })
+        .collect();
+    println!(
+        "{name:<8}   each step's own time, agent round trip and panel included (mean ms): {}",
+        steps.join(", ")
+    );
 }
 
 async fn run_backend(name: &str, url: &str, orders: usize) {

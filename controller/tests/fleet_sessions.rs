@@ -1,6 +1,7 @@
 //! The fleet end to end over real TLS on loopback: enrollment, the session, heartbeats in
 //! `/api/agents`, commands, offline detection, reconnects after a controller restart, session
-//! takeover, renewal over the live session and revocation mid-session.
+//! takeover, renewal over the live session, revocation mid-session, and connections past the
+//! handshakes in flight closed at once.
 
 mod fleet_support;
 
@@ -289,4 +290,64 @@ async fn fleet_revocation_closes_the_live_session_within_a_second() {
     )
     .await;
     agent.stop().await;
+}
+
+/// Connections past the controller's TLS handshakes in flight wait their turn; past the waiting
+/// room they are closed at once, not left to time out; a waiting agent gets in as soon as a
+/// slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_connections_past_the_handshakes_in_flight_wait_and_past_the_queue_are_closed() {
+    use tokio::io::AsyncReadExt as _;
+
+    let c = Controller::start(&[]).await;
+    let (id, _dir, state) = enrolled_agent(&c, "storm.example.net").await;
+    let addr = format!("127.0.0.1:{}", c.grpc_port);
+    // Connections that never say a word: 64 hold every handshake slot, 4,096 fill the queue.
+    let mut silent = Vec::new();
+    for _ in 0..(64 + 4096) {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(4), extra.read(&mut buf))
+        .await
+        .expect("closed at once, not after a wait");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the connection is closed: {read:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let metrics = reqwest::get(format!("{}/metrics", c.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let shed = metrics
+        .lines()
+        .find(|l| l.starts_with("mpanel_agent_handshakes_shed_total"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok());
+    assert!(shed.is_some_and(|n| n >= 1.0), "{metrics}");
+
+    // Only the 64 in flight remain: an agent waits its turn and is let in once one of them
+    // goes away, well before its connect timeout.
+    let in_flight = silent.split_off(64);
+    drop(in_flight);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let agent = start_agent(&c.grpc_url(), &state);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.agent(id).await["connected"], false, "all slots are taken");
+    silent.pop();
+    c.wait_for_agent(id, Duration::from_secs(5), "connected", |a| {
+        a["connected"] == true
+    })
+    .await;
+    agent.stop().await;
+    c.stop().await;
 }

@@ -31,9 +31,26 @@ use crate::crypto::token_hash;
 use crate::store::{AgentHello, IssuedCertificate, StoreError, now_ms};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once. A handshake costs the controller about a millisecond of
+/// CPU; with this many in flight it is saturated, and more only make each one slower until they
+/// all time out together, so a fleet dialling back after a restart would keep failing and back
+/// off further and further. Connections past it wait their turn, in order of arrival, for up to
+/// `HANDSHAKE_QUEUE_WAIT` (half the agent's connect timeout), at most `HANDSHAKES_WAITING` of
+/// them; one arriving when that queue is full is closed at once, so its agent backs off with
+/// jitter and dials again instead of waiting out a timeout.
+const HANDSHAKES_IN_FLIGHT: usize = 64;
+const HANDSHAKES_WAITING: usize = 4096;
+const HANDSHAKE_QUEUE_WAIT: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per-session outbound queue; commands beyond it wait (back-pressure) rather than buffer.
 const OUTBOUND_QUEUE: usize = 16;
+
+/// Admission of TLS handshakes: `admitted` counts those in flight and waiting, `in_flight`
+/// those running (see `HANDSHAKES_IN_FLIGHT`).
+struct Handshakes {
+    admitted: Arc<tokio::sync::Semaphore>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
 
 /// The verified client certificate of the connection a request came on.
 #[derive(Debug, Clone)]
@@ -41,6 +58,12 @@ struct PeerIdentity(CertIdentity);
 
 pub(super) async fn serve(fleet: Fleet, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
     let acceptor = TlsAcceptor::from(tls);
+    let handshakes = Handshakes {
+        admitted: Arc::new(tokio::sync::Semaphore::new(
+            HANDSHAKES_IN_FLIGHT + HANDSHAKES_WAITING,
+        )),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT)),
+    };
     let service = AgentServiceServer::new(Endpoint {
         fleet: fleet.clone(),
     });
@@ -61,12 +84,18 @@ pub(super) async fn serve(fleet: Fleet, listener: TcpListener, tls: Arc<rustls::
                 }
             },
         };
+        let Ok(admitted) = handshakes.admitted.clone().try_acquire_owned() else {
+            crate::telemetry::metrics::agent_handshake_shed();
+            tracing::debug!(%peer, "too many TLS handshakes waiting; connection closed");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         tokio::spawn(connection(
             fleet.clone(),
             acceptor.clone(),
             service.clone(),
-            tcp,
+            (tcp, admitted, handshakes.in_flight.clone()),
             peer,
         ));
     }
@@ -76,10 +105,22 @@ async fn connection(
     fleet: Fleet,
     acceptor: TlsAcceptor,
     service: AgentServiceServer<Endpoint>,
-    tcp: TcpStream,
+    (tcp, admitted, in_flight): (
+        TcpStream,
+        tokio::sync::OwnedSemaphorePermit,
+        Arc<tokio::sync::Semaphore>,
+    ),
     peer: std::net::SocketAddr,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let Ok(Ok(turn)) = tokio::time::timeout(HANDSHAKE_QUEUE_WAIT, in_flight.acquire_owned()).await
+    else {
+        crate::telemetry::metrics::agent_handshake_shed();
+        tracing::debug!(%peer, "no TLS handshake slot in time; connection closed");
+        return;
+    };
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+    drop((turn, admitted));
+    let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "agent TLS handshake refused");

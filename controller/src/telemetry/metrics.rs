@@ -41,6 +41,7 @@ pub const AGENTS: &str = "mpanel_agents";
 pub const AGENT_HEARTBEAT_AGE_MAX: &str = "mpanel_agent_heartbeat_age_max_seconds";
 pub const AGENT_COMMANDS: &str = "mpanel_agent_commands_total";
 pub const AGENT_COMMAND_DURATION: &str = "mpanel_agent_command_duration_seconds";
+pub const AGENT_HANDSHAKES_SHED: &str = "mpanel_agent_handshakes_shed_total";
 
 pub const EMAILS_SENT: &str = "mpanel_emails_sent_total";
 pub const EMAIL_SEND_FAILURES: &str = "mpanel_email_send_failures_total";
@@ -132,6 +133,10 @@ fn describe() {
     describe_counter!(
         AGENT_COMMANDS,
         "Commands sent to agents by command and outcome"
+    );
+    describe_counter!(
+        AGENT_HANDSHAKES_SHED,
+        "Agent connections closed unanswered because too many TLS handshakes were in flight"
     );
     describe_histogram!(
         AGENT_COMMAND_DURATION,
@@ -289,6 +294,10 @@ pub fn step(step: &'static str, outcome: &'static str, elapsed: Duration) {
 pub fn agent_command(command: &'static str, outcome: &'static str, elapsed: Duration) {
     counter!(AGENT_COMMANDS, "command" => command, "outcome" => outcome).increment(1);
     histogram!(AGENT_COMMAND_DURATION, "command" => command).record(elapsed.as_secs_f64());
+}
+
+pub fn agent_handshake_shed() {
+    counter!(AGENT_HANDSHAKES_SHED).increment(1);
 }
 
 pub fn email_sent() {
