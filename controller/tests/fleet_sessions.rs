@@ -299,7 +299,7 @@ async fn fleet_revocation_closes_the_live_session_within_a_second() {
 async fn fleet_connections_past_the_handshakes_in_flight_wait_and_past_the_queue_are_closed() {
     use tokio::io::AsyncReadExt as _;
 
-    let c = Controller::start(&[]).await;
+    let mut c = Controller::start(&[]).await;
     let (id, _dir, state) = enrolled_agent(&c, "storm.example.net").await;
     let addr = format!("127.0.0.1:{}", c.grpc_port);
     // Connections that never say a word: 64 hold every handshake slot, 4,096 fill the queue.
