@@ -190,10 +190,21 @@ impl Browser {
         element.attr(attr).await.ok().flatten()
     }
 
-    /// The visible text of the element `css` finds.
+    /// The visible text of the element `css` finds. A live update may replace the element
+    /// between finding and reading it (a stale reference): it is found again, for up to 5 s.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.find(css, Duration::from_secs(5)).await;
-        element.text().await.expect("element text")
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let element = self.find(css, Duration::from_secs(5)).await;
+            match element.text().await {
+                Ok(text) => return text,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(css, error = %e, "element text unreadable; finding it again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("element text of {css}: {e}"),
+            }
+        }
     }
 
     /// Waits until the element `css` has `attr` equal to one of `wanted`, without reloading:
