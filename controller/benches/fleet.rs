@@ -82,7 +82,6 @@ fn open_files_limit() -> usize {
         .unwrap_or(1024)
 }
 
-
 /// This process's stdin, line by line, read on a thread of its own; the channel closes at EOF.
 fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -193,7 +192,11 @@ async fn start_controller() -> Controller {
 
 impl Controller {
     fn grpc(&self, k: usize) -> String {
-        format!("https://{}:{}", ADDRESSES[k % ADDRESSES.len()], self.grpc_port)
+        format!(
+            "https://{}:{}",
+            ADDRESSES[k % ADDRESSES.len()],
+            self.grpc_port
+        )
     }
 
     async fn wait_healthy(&self) {
@@ -468,13 +471,8 @@ async fn bench(asked: usize) {
     // jittered backoff.
     let restarted = c.kill_and_restart().await;
     let cpu0 = proc_cpu_ticks(c.child.id());
-    c.watch_connects(
-        "reconnect storm:",
-        n,
-        restarted,
-        Duration::from_secs(300),
-    )
-    .await;
+    c.watch_connects("reconnect storm:", n, restarted, Duration::from_secs(300))
+        .await;
     println!(
         "  controller CPU:         {:.1} s while the fleet reconnected ({:.1} s since the restart)",
         (proc_cpu_ticks(c.child.id()) - cpu0) as f64 / 100.0,

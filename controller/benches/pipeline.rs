@@ -75,7 +75,6 @@ fn postgres_cpu_ms() -> f64 {
         .sum()
 }
 
-
 /// This process's stdin, line by line, read on a thread of its own; the channel closes at EOF.
 fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -170,11 +169,18 @@ impl Helpers {
             let server: serde_json::Value = client
                 .post(format!("{api}/api/servers"))
                 .bearer_auth(token)
-                .json(&json!({"hostname": format!("bench{i}.test"), "ipAddress": "127.0.0.1",
+                .json(
+                    &json!({"hostname": format!("bench{i}.test"), "ipAddress": "127.0.0.1",
                     "controlPanel": "cpanel", "controlPanelUrl": url, "maxAccounts": 100000,
                     "location": "bench", "group": "bench",
-                    "nameserver1": "ns1.bench.test", "nameserver2": "ns2.bench.test"}))
-                .send().await.unwrap().json().await.unwrap();
+                    "nameserver1": "ns1.bench.test", "nameserver2": "ns2.bench.test"}),
+                )
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             let id = server["id"].as_i64().unwrap();
             let enrollment: serde_json::Value = client
                 .post(format!("{api}/api/servers/{id}/enrollment-token"))
@@ -221,7 +227,8 @@ struct PgMark {
 }
 
 /// Leaves the probe's own statements out of the figures.
-const NOT_PROBE: &str = "query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_xact_id%'";
+const NOT_PROBE: &str =
+    "query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_xact_id%'";
 
 impl PgProbe {
     async fn connect(url: &str) -> Option<PgProbe> {
@@ -300,12 +307,16 @@ impl PgProbe {
             per(writes as f64)
         );
         // `PIPELINE_STATEMENTS=all`: every statement, by calls, not only the top five.
-        let all = std::env::var("PIPELINE_STATEMENTS").is_ok_and(|v| v == "all");
+        let all = std::env::vars().any(|(k, v)| k == "PIPELINE_STATEMENTS" && v == "all");
         let top: Vec<(i64, f64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT calls, total_exec_time, query FROM pg_stat_statements
              WHERE dbid = {} AND {NOT_PROBE} ORDER BY {} LIMIT {}",
             self.dbid,
-            if all { "calls DESC" } else { "total_exec_time DESC" },
+            if all {
+                "calls DESC"
+            } else {
+                "total_exec_time DESC"
+            },
             if all { 1000 } else { 5 }
         )))
         .fetch_all(&self.pool)
@@ -616,7 +627,10 @@ async fn breakdown(name: &str, store: &DynStore, done: &[Done]) {
             format!("{label} {mean:.1}/{}", percentile(&ms, 0.99))
         })
         .collect();
-    println!("{name:<8}   where it goes (mean/p99 ms): {}", parts.join(", "));
+    println!(
+        "{name:<8}   where it goes (mean/p99 ms): {}",
+        parts.join(", ")
+    );
 }
 
 /// Sum and count of each successful provisioning step's duration in the controller's metrics

@@ -533,12 +533,21 @@ async fn a_server_counts_its_live_services_and_refuses_a_placement_past_capacity
     assert_eq!(live(b).await, 2);
     assert_eq!(sql.count(&counted(b)).await, 2);
     // A service that was never placed, and one deleted, leave the counts right.
-    sql.execute(&format!("DELETE FROM provisioning_tasks WHERE service_id = {}", extra[0].get()))
-        .await;
-    sql.execute(&format!("DELETE FROM activity_log WHERE entity_type = 'service' AND entity_id = {}", extra[0].get()))
-        .await;
-    sql.execute(&format!("DELETE FROM services WHERE id = {}", extra[0].get()))
-        .await;
+    sql.execute(&format!(
+        "DELETE FROM provisioning_tasks WHERE service_id = {}",
+        extra[0].get()
+    ))
+    .await;
+    sql.execute(&format!(
+        "DELETE FROM activity_log WHERE entity_type = 'service' AND entity_id = {}",
+        extra[0].get()
+    ))
+    .await;
+    sql.execute(&format!(
+        "DELETE FROM services WHERE id = {}",
+        extra[0].get()
+    ))
+    .await;
     assert_eq!(live(b).await, 1);
     store.assign_server(extra[1], b).await.unwrap();
     assert_eq!(live(b).await, sql.count(&counted(b)).await);

@@ -75,9 +75,8 @@ impl<J: Job> Runner<J> {
                 tokio::spawn(async move { worker.work(holder, shutdown).await })
             })
             .collect();
-        let watcher = self.clone();
         let shutdown = shutdown.clone();
-        handles.push(tokio::spawn(async move { watcher.watch(shutdown).await }));
+        handles.push(tokio::spawn(async move { self.watch(shutdown).await }));
         handles
     }
 
