@@ -35,7 +35,6 @@ use mpanel_agent::state::StateDir;
 use mpanel_agent::wiring::{Parts, session_options};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -48,27 +47,9 @@ const ADDRESSES: [&str; 4] = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"
 const FD_HEADROOM: usize = 300;
 
 use mpanel_e2e::ports::free_port;
+use support::{cpu_ticks, rss_kib, stdin_lines};
 
-fn proc_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime of a process, in clock ticks (100 Hz on Linux).
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let utime: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let stime: u64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    utime + stime
-}
+mod support;
 
 /// The soft open-files limit a child of this process inherits.
 fn open_files_limit() -> usize {
@@ -80,20 +61,6 @@ fn open_files_limit() -> usize {
                 .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
         })
         .unwrap_or(1024)
-}
-
-/// This process's stdin, line by line, read on a thread of its own; the channel closes at EOF.
-fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -345,7 +312,7 @@ impl AgentProcesses {
         self.children
             .iter()
             .filter_map(|(c, _)| c.id())
-            .map(proc_rss_kib)
+            .map(|pid| rss_kib(&pid.to_string()))
             .sum::<u64>() as f64
             / 1024.0
     }
@@ -408,11 +375,11 @@ async fn bench(asked: usize) {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let pid = c.child.id();
     let window = Duration::from_secs(30);
-    let (t0, c0) = (Instant::now(), proc_cpu_ticks(pid));
+    let (t0, c0) = (Instant::now(), cpu_ticks(&pid.to_string()));
     tokio::time::sleep(window).await;
-    let (t1, c1) = (Instant::now(), proc_cpu_ticks(pid));
+    let (t1, c1) = (Instant::now(), cpu_ticks(&pid.to_string()));
     let cpu_share = (c1 - c0) as f64 / 100.0 / (t1 - t0).as_secs_f64();
-    let rss = proc_rss_kib(pid);
+    let rss = rss_kib(&pid.to_string());
     println!(
         "controller RSS:           {:.1} MiB ({:.1} KiB per agent)",
         rss as f64 / 1024.0,
@@ -470,12 +437,12 @@ async fn bench(asked: usize) {
     // Reconnect storm: the controller dies and comes back; every agent dials again on its own
     // jittered backoff.
     let restarted = c.kill_and_restart().await;
-    let cpu0 = proc_cpu_ticks(c.child.id());
+    let cpu0 = cpu_ticks(&c.child.id().to_string());
     c.watch_connects("reconnect storm:", n, restarted, Duration::from_secs(300))
         .await;
     println!(
         "  controller CPU:         {:.1} s while the fleet reconnected ({:.1} s since the restart)",
-        (proc_cpu_ticks(c.child.id()) - cpu0) as f64 / 100.0,
+        (cpu_ticks(&c.child.id().to_string()) - cpu0) as f64 / 100.0,
         restarted.elapsed().as_secs_f64()
     );
     processes.stop().await;
@@ -576,12 +543,12 @@ async fn idle_agent_rss(c: &Controller, root: &std::path::Path) {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let (t0, c0) = (Instant::now(), proc_cpu_ticks(child.id()));
+    let (t0, c0) = (Instant::now(), cpu_ticks(&child.id().to_string()));
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let cpu = (proc_cpu_ticks(child.id()) - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    let cpu = (cpu_ticks(&child.id().to_string()) - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
     println!(
         "real agent idle RSS:      {:.1} MiB (idle CPU {:.2} % of one core)",
-        proc_rss_kib(child.id()) as f64 / 1024.0,
+        rss_kib(&child.id().to_string()) as f64 / 1024.0,
         cpu * 100.0
     );
     let _ = child.kill();

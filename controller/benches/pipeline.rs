@@ -40,24 +40,15 @@ use mpanel_e2e::databases::{TestDatabase, TestSqlite};
 use mpanel_panelsim::{SimConfig, SimKind};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use support::{cpu_ms, stdin_lines};
+
+mod support;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SERVERS: usize = 4;
 const SIM_TOKEN: &str = "bench-token";
-
-/// utime + stime of a process in milliseconds (`/proc/<pid>/stat`, 100 ticks a second).
-fn cpu_ms(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    ticks as f64 * 10.0
-}
 
 /// CPU time of every PostgreSQL server process on this machine.
 fn postgres_cpu_ms() -> f64 {
@@ -73,20 +64,6 @@ fn postgres_cpu_ms() -> f64 {
         })
         .map(|pid| cpu_ms(&pid))
         .sum()
-}
-
-/// This process's stdin, line by line, read on a thread of its own; the channel closes at EOF.
-fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 // --- the helpers process: simulated panels and their agents ------------------------------------

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fleet_support::*;
 use mpanel_common::command::{AccountUsage, Amount};
-use mpanel_common::ids::{ServerId, ServiceId};
+use mpanel_common::ids::{ProductId, ServerId, ServiceId};
 use mpanel_common::status::BillingCycle;
 use mpanel_common::username::PanelKind;
 use mpanel_controller::store::usage::NewUsageSample;
@@ -98,16 +98,6 @@ async fn server(store: &DynStore, hostname: &str) -> ServerId {
 
 /// `n` services placed on `server` with usernames `u0`, `u1`, … (status `pending`, as ordered).
 async fn services(store: &DynStore, server: ServerId, n: usize) -> Vec<ServiceId> {
-    let customer = store
-        .create_customer(
-            &NewCustomer {
-                email: format!("c{}@example.com", server.get()),
-                name: "C".to_owned(),
-            },
-            "test",
-        )
-        .await
-        .unwrap();
     let product = store
         .create_product(
             &NewProduct {
@@ -131,14 +121,37 @@ async fn services(store: &DynStore, server: ServerId, n: usize) -> Vec<ServiceId
         )
         .await
         .unwrap();
+    let ids = ordered(store, product.id, n, &format!("s{}", server.get())).await;
+    for (i, id) in ids.iter().enumerate() {
+        store.assign_server(*id, server).await.unwrap();
+        store
+            .set_service_credentials(*id, &format!("u{i}"), "sealed")
+            .await
+            .unwrap();
+    }
+    ids
+}
+
+/// `n` services of `product` ordered by a new customer `<tag>@example.com`, not yet placed.
+async fn ordered(store: &DynStore, product: ProductId, n: usize, tag: &str) -> Vec<ServiceId> {
+    let customer = store
+        .create_customer(
+            &NewCustomer {
+                email: format!("{tag}@example.com"),
+                name: "C".to_owned(),
+            },
+            "test",
+        )
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for i in 0..n {
         let (service, _) = store
             .create_service_with_task(
                 &NewService {
                     customer_id: customer.id,
-                    product_id: product.id,
-                    domain: format!("s{i}-{}.example", server.get()),
+                    product_id: product,
+                    domain: format!("{tag}-{i}.example"),
                     billing_cycle: BillingCycle::Monthly,
                     max_retries: 3,
                     next_due_at: None,
@@ -146,11 +159,6 @@ async fn services(store: &DynStore, server: ServerId, n: usize) -> Vec<ServiceId
                 },
                 "test",
             )
-            .await
-            .unwrap();
-        store.assign_server(service.id, server).await.unwrap();
-        store
-            .set_service_credentials(service.id, &format!("u{i}"), "sealed")
             .await
             .unwrap();
         ids.push(service.id);
@@ -382,7 +390,7 @@ async fn only_untold_episodes_are_listed_for_notice(store: DynStore, sql: Sql) {
     let first = store.unnotified_over_quota(None, 1).await.unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].latest.sample.service_id, ids[0]);
-    assert_eq!(first[0].domain, format!("s0-{}.example", srv.get()));
+    assert_eq!(first[0].domain, format!("s{}-0.example", srv.get()));
     assert_eq!(first[0].username.as_deref(), Some("u0"));
     assert_eq!(first[0].server_hostname.as_deref(), Some("n.example.net"));
     assert_eq!(first[0].latest.over_quota_since, Some(1_000));
@@ -522,7 +530,8 @@ async fn a_server_counts_its_live_services_and_refuses_a_placement_past_capacity
         b.get()
     ))
     .await;
-    let extra = services_unplaced(&store, 2, "unplaced").await;
+    let any_product = store.list_products().await.unwrap()[0].id;
+    let extra = ordered(&store, any_product, 2, "unplaced").await;
     store.assign_server(extra[0], b).await.unwrap();
     let refused = store.assign_server(extra[1], b).await.unwrap_err();
     assert!(
@@ -558,7 +567,7 @@ async fn a_server_counts_its_live_services_and_refuses_a_placement_past_capacity
         b.get()
     ))
     .await;
-    let racers = services_unplaced(&store, 6, "racer").await;
+    let racers = ordered(&store, any_product, 6, "racer").await;
     let placed = futures::future::join_all(racers.iter().map(|&id| {
         let store = store.clone();
         async move { store.assign_server(id, b).await.is_ok() }
@@ -566,41 +575,6 @@ async fn a_server_counts_its_live_services_and_refuses_a_placement_past_capacity
     .await;
     assert_eq!(placed.iter().filter(|ok| **ok).count(), 1, "{placed:?}");
     assert_eq!((live(b).await, sql.count(&counted(b)).await), (3, 3));
-}
-
-/// `n` ordered services not yet placed on any server.
-async fn services_unplaced(store: &DynStore, n: usize, tag: &str) -> Vec<ServiceId> {
-    let customer = store
-        .create_customer(
-            &NewCustomer {
-                email: format!("{tag}@example.com"),
-                name: "U".to_owned(),
-            },
-            "test",
-        )
-        .await
-        .unwrap();
-    let product = store.list_products().await.unwrap()[0].id;
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let (service, _) = store
-            .create_service_with_task(
-                &NewService {
-                    customer_id: customer.id,
-                    product_id: product,
-                    domain: format!("{tag}{i}.example"),
-                    billing_cycle: BillingCycle::Monthly,
-                    max_retries: 3,
-                    next_due_at: None,
-                    billing_day: None,
-                },
-                "test",
-            )
-            .await
-            .unwrap();
-        ids.push(service.id);
-    }
-    ids
 }
 
 // ---- raw SQL on either backend --------------------------------------------------------------
