@@ -68,7 +68,7 @@ pub struct JobSettings {
     /// A claimed row belongs to its worker this long; renewed at a third of it.
     pub lease: Duration,
     pub backoff: Backoff,
-    /// How often an idle worker looks for due rows even without a wake-up.
+    /// How often the queue's watcher looks for due rows even without a wake-up.
     pub poll: Duration,
     /// From this attempt on, a failed attempt is logged at `error`: someone should look.
     pub loud_after_attempts: i32,

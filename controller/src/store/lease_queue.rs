@@ -239,8 +239,8 @@ pub trait LeaseQueueStore: Send + Sync {
     ) -> StoreResult<()>;
     /// Running → failed for good, keeping the error.
     async fn fail_leased(&self, row: LeasedRow<'_>, error: &str) -> StoreResult<()>;
-    /// When the next row falls due (a ready one, or an expired lease), so an idle worker
-    /// knows how long to sleep.
+    /// When the next row falls due (a ready one, or an expired lease), so the queue's watcher
+    /// knows when to wake a worker.
     async fn next_due(&self, queue: &'static QueueTable) -> StoreResult<Option<i64>>;
     /// Expires at once the leases held by an earlier run of this controller node: holders
     /// starting with `node_prefix` but not with `own_prefix`. Only a node that knows its
