@@ -95,7 +95,9 @@ pub(super) async fn serve(fleet: Fleet, listener: TcpListener, tls: Arc<rustls::
             fleet.clone(),
             acceptor.clone(),
             service.clone(),
-            (tcp, admitted, handshakes.in_flight.clone()),
+            tcp,
+            admitted,
+            handshakes.in_flight.clone(),
             peer,
         ));
     }
@@ -105,11 +107,9 @@ async fn connection(
     fleet: Fleet,
     acceptor: TlsAcceptor,
     service: AgentServiceServer<Endpoint>,
-    (tcp, admitted, in_flight): (
-        TcpStream,
-        tokio::sync::OwnedSemaphorePermit,
-        Arc<tokio::sync::Semaphore>,
-    ),
+    tcp: TcpStream,
+    admitted: tokio::sync::OwnedSemaphorePermit,
+    in_flight: Arc<tokio::sync::Semaphore>,
     peer: std::net::SocketAddr,
 ) {
     let Ok(Ok(turn)) = tokio::time::timeout(HANDSHAKE_QUEUE_WAIT, in_flight.acquire_owned()).await

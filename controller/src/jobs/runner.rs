@@ -6,10 +6,11 @@
 //! reads when the earliest row falls due (a retry, a wait, an expired lease) and wakes a worker
 //! then, or at the latest every poll interval: the safety net for a wake-up that never came.
 //! One watcher per queue, not a timer per worker, so an idle controller asks the database once
-//! per queue and interval, not once per worker. While a row runs, its lease is renewed at a third of its length; if a renewal
-//! finds the lease lost (another worker took the row over after a stall), the job's
-//! `RunContext::lost` is cancelled, the job stops before its next write, and the runner writes
-//! nothing more: every write is fenced by the holder, so the successor's progress is safe.
+//! per queue and interval, not once per worker. While a row runs, its lease is renewed at a
+//! third of its length; if a renewal finds the lease lost (another worker took the row over
+//! after a stall), the job's `RunContext::lost` is cancelled, the job stops before its next
+//! write, and the runner writes nothing more: every write is fenced by the holder, so the
+//! successor's progress is safe.
 
 use std::sync::Arc;
 use std::time::Duration;
