@@ -247,16 +247,23 @@ impl<F: Fn(&str, &str)> Session<'_, F> {
 
     async fn run(self) -> SessionEnd {
         let opts = self.opts;
-        let channel = match tls::connect(
+        let handshake_done = Arc::new(AtomicBool::new(false));
+        let channel = match tls::connect_observed(
             self.host,
             self.port,
             self.identity.tls.clone(),
             Duration::from_secs(10),
+            &handshake_done,
         )
         .await
         {
             Ok(c) => c,
-            Err(e) => return SessionEnd::Failed(self.explain(tls::error_chain(&e)).await),
+            // A second handshake to read the controller's alert only where there can be one:
+            // a fleet dialling back into a busy controller must not double its handshakes.
+            Err(e) if handshake_done.load(Ordering::Relaxed) => {
+                return SessionEnd::Failed(self.explain(tls::error_chain(&e)).await);
+            }
+            Err(e) => return SessionEnd::Failed(tls::error_chain(&e)),
         };
         let mut client = AgentServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(64);

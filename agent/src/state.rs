@@ -95,8 +95,14 @@ impl StateDir {
         Ok(())
     }
 
-    /// Writes `name` atomically with mode 0600.
+    /// Writes `name` atomically with mode 0600, on disk before it returns.
     pub fn write_private(&self, path: &Path, contents: &[u8]) -> Result<(), StateError> {
+        Self::write_atomically(path, contents, true)
+    }
+
+    /// Writes `path` atomically (a temporary file renamed over it) with mode 0600; `durable`:
+    /// flushed to disk first, for what must survive a power cut (keys, certificates).
+    fn write_atomically(path: &Path, contents: &[u8], durable: bool) -> Result<(), StateError> {
         let tmp = path.with_extension("tmp");
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -114,7 +120,9 @@ impl StateDir {
                 .map_err(io(&tmp))?;
         }
         file.write_all(contents).map_err(io(&tmp))?;
-        file.sync_all().map_err(io(&tmp))?;
+        if durable {
+            file.sync_all().map_err(io(&tmp))?;
+        }
         drop(file);
         std::fs::rename(&tmp, path).map_err(io(path))?;
         Ok(())
@@ -173,9 +181,12 @@ impl StateDir {
         })
     }
 
+    /// The session's state for `mpanel-agent status`. Written at every connection attempt,
+    /// and only informative: not flushed to disk (a flush costs milliseconds of blocked I/O
+    /// each time, and a status lost in a power cut is rewritten at the next attempt).
     pub fn store_status(&self, status: &SessionStatus) -> Result<(), StateError> {
         let text = serde_json::to_vec(status).unwrap_or_default();
-        self.write_private(&self.status_path(), &text)
+        Self::write_atomically(&self.status_path(), &text, false)
     }
 
     pub fn status(&self) -> Option<SessionStatus> {

@@ -7,6 +7,7 @@
 //!   [`SwappableIdentity`], which renewal replaces in place, so the next handshake uses the new
 //!   certificate without rebuilding anything and the current session is untouched.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use hyper_util::rt::TokioIo;
@@ -201,15 +202,30 @@ pub async fn connect(
     tls: Arc<rustls::ClientConfig>,
     timeout: std::time::Duration,
 ) -> Result<Channel, tonic::transport::Error> {
+    connect_observed(host, port, tls, timeout, &Arc::default()).await
+}
+
+/// [`connect`], setting `handshake_done` once our side of the TLS handshake has completed: only
+/// then can a failure be the controller refusing our certificate. Before it, the controller
+/// was down, unreachable or turned the connection away (too many handshakes at once).
+pub async fn connect_observed(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    timeout: std::time::Duration,
+    handshake_done: &Arc<AtomicBool>,
+) -> Result<Channel, tonic::transport::Error> {
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
     let host = host.to_owned();
+    let done = handshake_done.clone();
     let connector = tower::service_fn(move |_uri: Uri| {
         let tls = tls.clone();
         let host = host.clone();
+        let done = done.clone();
         async move {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
@@ -218,6 +234,7 @@ pub async fn connect(
             let stream = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await?;
+            done.store(true, Ordering::Relaxed);
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });

@@ -302,9 +302,9 @@ async fn fleet_connections_past_the_handshakes_in_flight_wait_and_past_the_queue
     let mut c = Controller::start(&[]).await;
     let (id, _dir, state) = enrolled_agent(&c, "storm.example.net").await;
     let addr = format!("127.0.0.1:{}", c.grpc_port);
-    // Connections that never say a word: 64 hold every handshake slot, 4,096 fill the queue.
+    // Connections that never say a word: 512 hold every handshake slot, 4,096 fill the queue.
     let mut silent = Vec::new();
-    for _ in 0..(64 + 4096) {
+    for _ in 0..(512 + 4096) {
         silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -335,9 +335,9 @@ async fn fleet_connections_past_the_handshakes_in_flight_wait_and_past_the_queue
         .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok());
     assert!(shed.is_some_and(|n| n >= 1.0), "{metrics}");
 
-    // Only the 64 in flight remain: an agent waits its turn and is let in once one of them
+    // Only the 512 in flight remain: an agent waits its turn and is let in once one of them
     // goes away, well before its connect timeout.
-    let in_flight = silent.split_off(64);
+    let in_flight = silent.split_off(512);
     drop(in_flight);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let agent = start_agent(&c.grpc_url(), &state);

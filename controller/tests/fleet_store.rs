@@ -169,13 +169,16 @@ async fn fleet_store_revocation_and_liveness_round_trip(store: DynStore) {
         panel_kind: "cpanel".into(),
         capabilities: vec!["ping".into()],
     };
-    assert!(store.record_agent_hello(id, &hello).await.unwrap());
-    assert!(
-        !store
-            .record_agent_hello(ServerId::new(9_999), &hello)
+    // One batch: the enrolled agent is known, an unknown server is not, and the unknown row
+    // does not undo the known one.
+    assert_eq!(
+        store
+            .record_agent_hellos(&[(id, hello.clone()), (ServerId::new(9_999), hello.clone())])
             .await
-            .unwrap()
+            .unwrap(),
+        vec![true, false]
     );
+    assert_eq!(store.list_agents().await.unwrap()[0].panel_kind, "cpanel");
     store
         .save_agent_liveness(&[AgentLiveness {
             server_id: id,
@@ -210,7 +213,10 @@ async fn fleet_store_revocation_and_liveness_round_trip(store: DynStore) {
         }])
         .await
         .unwrap();
-    assert!(!store.record_agent_hello(id, &hello).await.unwrap());
+    assert_eq!(
+        store.record_agent_hellos(&[(id, hello)]).await.unwrap(),
+        vec![false]
+    );
     assert_eq!(store.list_agents().await.unwrap()[0].status, "revoked");
     assert!(matches!(
         store

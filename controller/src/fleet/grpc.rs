@@ -32,13 +32,15 @@ use crate::store::{AgentHello, IssuedCertificate, StoreError, now_ms};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes in progress at once. A handshake costs the controller about a millisecond of
-/// CPU; with this many in flight it is saturated, and more only make each one slower until they
-/// all time out together, so a fleet dialling back after a restart would keep failing and back
-/// off further and further. Connections past it wait their turn, in order of arrival, for up to
+/// CPU, but it lasts one and a half round trips of the agent's network and as long as the agent
+/// takes to answer: a limit sized to the CPU alone (64) let slow or distant agents hold every
+/// slot while the CPU idled. Without any limit, a fleet dialling back after a restart makes
+/// every handshake slower until they all time out together, and the agents back off further
+/// and further. Connections past it wait their turn, in order of arrival, for up to
 /// `HANDSHAKE_QUEUE_WAIT` (half the agent's connect timeout), at most `HANDSHAKES_WAITING` of
 /// them; one arriving when that queue is full is closed at once, so its agent backs off with
 /// jitter and dials again instead of waiting out a timeout.
-const HANDSHAKES_IN_FLIGHT: usize = 64;
+const HANDSHAKES_IN_FLIGHT: usize = 512;
 const HANDSHAKES_WAITING: usize = 4096;
 const HANDSHAKE_QUEUE_WAIT: Duration = Duration::from_secs(5);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -309,17 +311,16 @@ impl AgentService for Endpoint {
         }
         let known = self
             .fleet
-            .store()
-            .record_agent_hello(
+            .record_hello(
                 server_id,
-                &AgentHello {
+                AgentHello {
                     agent_version: hello.agent_version.clone(),
                     panel_kind: hello.panel_kind.clone(),
                     capabilities: hello.capabilities.clone(),
                 },
             )
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(Status::internal)?;
         if !known {
             return Err(Status::permission_denied(format!(
                 "server {server_id} is not enrolled (deleted?): this agent needs a new enrollment token"

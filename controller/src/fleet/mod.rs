@@ -16,6 +16,7 @@ pub mod ca;
 pub mod commands;
 mod grpc;
 pub mod heartbeat;
+mod hellos;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ pub use heartbeat::LoadReport;
 
 use crate::config::Config;
 use crate::crypto::{self, Cipher};
-use crate::store::{AgentRow, DynStore, StoreError, now_ms};
+use crate::store::{AgentHello, AgentRow, DynStore, StoreError, now_ms};
 use heartbeat::{LivenessTable, Thresholds};
 use tls::RevokedSerials;
 
@@ -141,6 +142,8 @@ struct FleetInner {
     liveness: Mutex<LivenessTable>,
     /// Agents whose last Hello was refused as too old, until one of them connects again.
     too_old: Mutex<HashMap<ServerId, TooOld>>,
+    /// The Hello writer's queue (`hellos.rs`).
+    hellos: mpsc::Sender<hellos::PendingHello>,
     next_id: AtomicU64,
     heartbeat_secs: u32,
     thresholds: Thresholds,
@@ -179,6 +182,8 @@ impl Fleet {
         revoked.replace(store.revoked_certificate_serials().await?);
         let mut liveness = LivenessTable::default();
         liveness.seed(&store.list_agents().await?);
+        let (hellos, queue) = mpsc::channel(hellos::QUEUE);
+        tokio::spawn(hellos::writer(store.clone(), queue));
         let fleet = Fleet {
             inner: Arc::new(FleetInner {
                 store,
@@ -189,6 +194,7 @@ impl Fleet {
                 pending: Mutex::new(HashMap::new()),
                 liveness: Mutex::new(liveness),
                 too_old: Mutex::new(HashMap::new()),
+                hellos,
                 next_id: AtomicU64::new(1),
                 heartbeat_secs: config.agent_heartbeat_secs.max(1),
                 thresholds: Thresholds {
@@ -539,6 +545,24 @@ impl Fleet {
     /// Remembers an agent refused for its protocol, for `GET /api/agents`.
     fn refused_too_old(&self, server_id: ServerId, refusal: TooOld) {
         lock(&self.inner.too_old).insert(server_id, refusal);
+    }
+
+    /// Records the agent's Hello (batched with others arriving at the same time); `false` when
+    /// the agent is not enrolled.
+    async fn record_hello(&self, server_id: ServerId, hello: AgentHello) -> Result<bool, String> {
+        let (done, outcome) = oneshot::channel();
+        self.inner
+            .hellos
+            .send(hellos::PendingHello {
+                server_id,
+                hello,
+                done,
+            })
+            .await
+            .map_err(|_| "the Hello writer has stopped".to_owned())?;
+        outcome
+            .await
+            .map_err(|_| "the Hello writer has stopped".to_owned())?
     }
 
     fn hello(&self, server_id: ServerId) {

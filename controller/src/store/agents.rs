@@ -367,22 +367,37 @@ macro_rules! impl_agent_store {
                     .await?)
                 }
 
-                async fn record_agent_hello(&self, server_id: ServerId, hello: &AgentHello) -> StoreResult<bool> {
-                    let updated = sqlx::query(
-                        "UPDATE agents SET agent_version = $2, panel_kind = $3, capabilities = $4,
-                             status = 'online',
-                             updated_at = $5
-                         WHERE server_id = $1 AND status <> 'revoked'",
-                    )
-                    .bind(server_id.get())
-                    .bind(&hello.agent_version)
-                    .bind(&hello.panel_kind)
-                    .bind(Json(&hello.capabilities))
-                    .bind(now_ms())
-                    .execute(self.writer())
-                    .await?
-                    .rows_affected();
-                    Ok(updated > 0)
+                async fn record_agent_hellos(
+                    &self,
+                    batch: &[(ServerId, AgentHello)],
+                ) -> StoreResult<Vec<bool>> {
+                    if batch.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let now = now_ms();
+                    // One transaction per batch: a fleet dialling back after a restart would
+                    // otherwise queue one commit per agent behind the single writer.
+                    let mut tx = self.begin_write().await?;
+                    let mut known = Vec::with_capacity(batch.len());
+                    for (server_id, hello) in batch {
+                        let updated = sqlx::query(
+                            "UPDATE agents SET agent_version = $2, panel_kind = $3, capabilities = $4,
+                                 status = 'online',
+                                 updated_at = $5
+                             WHERE server_id = $1 AND status <> 'revoked'",
+                        )
+                        .bind(server_id.get())
+                        .bind(&hello.agent_version)
+                        .bind(&hello.panel_kind)
+                        .bind(Json(&hello.capabilities))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        known.push(updated > 0);
+                    }
+                    tx.commit().await?;
+                    Ok(known)
                 }
 
                 async fn save_agent_liveness(&self, batch: &[AgentLiveness]) -> StoreResult<()> {

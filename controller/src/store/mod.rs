@@ -146,12 +146,12 @@ pub trait AgentStore: Send + Sync {
     /// Serials revoked and not yet expired: what the TLS verifier must refuse.
     async fn revoked_certificate_serials(&self) -> StoreResult<Vec<String>>;
     async fn list_agents(&self) -> StoreResult<Vec<AgentRow>>;
-    /// Records the agent's Hello and marks it online; `false` when the agent is not enrolled.
-    async fn record_agent_hello(
+    /// Records each agent's Hello and marks it online, all in one transaction; for each row,
+    /// `false` when that agent is not enrolled.
+    async fn record_agent_hellos(
         &self,
-        server_id: ServerId,
-        hello: &AgentHello,
-    ) -> StoreResult<bool>;
+        batch: &[(ServerId, AgentHello)],
+    ) -> StoreResult<Vec<bool>>;
     /// Writes a batch of liveness updates in one transaction.
     async fn save_agent_liveness(&self, batch: &[AgentLiveness]) -> StoreResult<()>;
 }
