@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The RPC is named `Connect`; the generated `connect` constructor would clash with it.
         // Clients build their own mTLS channel anyway and call `AgentServiceClient::new`.
         .build_transport(false)
+        // Smaller per-RPC buffers: a session is one RPC held open for the agent's lifetime.
+        .codec_path("crate::codec::SessionCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod v1 {
     tonic::include_proto!("mpanel.agent.v1");
 }
 
+pub mod codec;
 pub mod convert;
 
 /// The protocol revision this build speaks inside `v1`.
