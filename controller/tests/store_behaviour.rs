@@ -45,6 +45,8 @@ on_both_backends!(
     each_change_records_what_it_changed_before_and_after,
     a_refused_change_writes_no_activity_row,
     concurrent_claimers_never_take_the_same_task,
+    a_claim_says_whether_another_task_was_due,
+    credentials_and_service_secrets_are_kept_once_in_one_write,
     an_expired_lease_lets_another_worker_take_over,
     step_results_are_recorded_under_the_lease,
     a_released_task_waits_until_it_is_due,
@@ -901,12 +903,21 @@ async fn a_refused_change_writes_no_activity_row(store: DynStore) {
 }
 
 async fn orders(store: &DynStore, n: usize) -> Vec<mpanel_common::ids::TaskId> {
-    let c = customer(store, "queue@example.com").await;
-    let p = product(store, "Queue").await;
+    orders_for(store, "queue@example.com", n).await
+}
+
+async fn orders_for(
+    store: &DynStore,
+    email: &str,
+    n: usize,
+) -> Vec<mpanel_common::ids::TaskId> {
+    let prefix = email.split('@').next().unwrap_or("q");
+    let c = customer(store, email).await;
+    let p = product(store, &format!("Queue {prefix}")).await;
     let mut tasks = Vec::new();
     for i in 0..n {
         let (_, task) = store
-            .create_service_with_task(&order(c, p, &format!("q{i}.example")), "test")
+            .create_service_with_task(&order(c, p, &format!("{prefix}{i}.example")), "test")
             .await
             .unwrap();
         tasks.push(task.id);
@@ -947,6 +958,91 @@ async fn concurrent_claimers_never_take_the_same_task(store: DynStore) {
     expected.sort();
     assert_eq!(all, expected, "every task claimed exactly once");
     assert_eq!(count(&store, Some(TaskStatus::Processing)).await, 40);
+}
+
+async fn a_claim_says_whether_another_task_was_due(store: DynStore) {
+    let tasks = orders(&store, 2).await;
+    let first = store.claim_task("a", 60_000).await.unwrap().unwrap();
+    assert!(first.more_due, "the second order was due as well");
+    let second = store.claim_task("b", 60_000).await.unwrap().unwrap();
+    assert!(!second.more_due, "nothing else was due");
+    let mut claimed = vec![first.row.id, second.row.id];
+    claimed.sort();
+    assert_eq!(claimed, tasks);
+    assert!(store.claim_task("c", 60_000).await.unwrap().is_none());
+
+    // A row whose lease ran out is runnable too, and so counts as more.
+    orders_for(&store, "lease@example.com", 1).await;
+    let dies = store.claim_task("dies", 1).await.unwrap().unwrap();
+    assert!(!dies.more_due);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    orders_for(&store, "ready@example.com", 1).await;
+    let taken_over = store.claim_task("d", 60_000).await.unwrap().unwrap();
+    assert_eq!(taken_over.row.id, dies.row.id, "the expired lease first");
+    assert!(taken_over.more_due, "the new order is due too");
+    let last = store.claim_task("e", 60_000).await.unwrap().unwrap();
+    assert!(!last.more_due, "and nothing after it");
+}
+
+async fn credentials_and_service_secrets_are_kept_once_in_one_write(store: DynStore) {
+    let c = customer(&store, "secrets@example.com").await;
+    let p = product(&store, "Secrets").await;
+    let (service, _) = store
+        .create_service_with_task(&order(c, p, "secrets.example"), "test")
+        .await
+        .unwrap();
+    let offered = |m: &str, d: Option<&str>| store::SealedSecrets {
+        mailbox: Some(m.to_owned()),
+        database: d.map(str::to_owned),
+    };
+    let kept = store
+        .set_service_credentials_and_secrets(service.id, "secretsx", "pw1", &offered("m1", None))
+        .await
+        .unwrap();
+    assert_eq!(kept, offered("m1", None));
+    // A retry offers new secrets: the kept ones win, a missing one is taken.
+    let kept = store
+        .set_service_credentials_and_secrets(service.id, "secretsx", "pw2", &offered("m2", Some("d2")))
+        .await
+        .unwrap();
+    assert_eq!(kept, offered("m1", Some("d2")));
+    let row = store.get_service(service.id).await.unwrap();
+    assert_eq!(
+        (
+            row.username.as_deref(),
+            row.mailbox_password_encrypted.as_deref(),
+            row.database_password_encrypted.as_deref()
+        ),
+        (Some("secretsx"), Some("m1"), Some("d2"))
+    );
+    // The step's own keeper agrees with what the credentials' write kept.
+    assert_eq!(
+        store
+            .keep_service_secret(service.id, store::ServiceSecret::Mailbox, "m3")
+            .await
+            .unwrap(),
+        "m1"
+    );
+    // Another username is refused and changes nothing; the first write logged one row.
+    assert!(matches!(
+        store
+            .set_service_credentials_and_secrets(service.id, "otheruser", "pw3", &offered("m4", None))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let row = store.get_service(service.id).await.unwrap();
+    assert_eq!(row.username.as_deref(), Some("secretsx"));
+    let logged = store
+        .list_activity("service", service.id.get())
+        .await
+        .unwrap();
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|a| a.action == "service.credentials_set")
+            .count(),
+        1
+    );
 }
 
 async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {

@@ -13,7 +13,7 @@ use crate::billing::recurring::ChargeResult;
 use crate::billing::{Billing, BillingError};
 use crate::lifecycle::{Actor, LifecycleError};
 use crate::store::billing::BillingJob;
-use crate::store::lease_queue::{BILLING, QueueTable};
+use crate::store::lease_queue::{BILLING, Claimed, QueueTable};
 use crate::store::{DynStore, StoreResult};
 
 /// Attempts before a billing job is `failed` and shown to an admin (a charge's attempt is one
@@ -114,11 +114,20 @@ impl Job for BillingWorker {
         }
     }
 
-    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<BillingJob>> {
-        self.billing
+    async fn claim(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<Claimed<BillingJob>>> {
+        let job = self
+            .billing
             .store
             .claim_next_billing_job(holder, lease_ms)
-            .await
+            .await?;
+        Ok(job.map(|row| Claimed {
+            row,
+            more_due: true,
+        }))
     }
 
     async fn run(&self, job: &BillingJob, _ctx: &RunContext) -> Outcome<Value> {

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{Backoff, ClaimInfo, Job, JobSettings, Outcome, RunContext};
 use crate::cron::Registry;
 use crate::store::cron::CronRun;
-use crate::store::lease_queue::{CRON, QueueTable};
+use crate::store::lease_queue::{CRON, Claimed, QueueTable};
 use crate::store::{DynStore, StoreResult};
 
 /// The cron queue's worker: the registry of job bodies.
@@ -66,8 +66,12 @@ impl Job for CronWorker {
         }
     }
 
-    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<CronRun>> {
-        self.store.claim_next_cron_run(holder, lease_ms).await
+    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<CronRun>>> {
+        let run = self.store.claim_next_cron_run(holder, lease_ms).await?;
+        Ok(run.map(|row| Claimed {
+            row,
+            more_due: true,
+        }))
     }
 
     async fn run(&self, run: &CronRun, _ctx: &RunContext) -> Outcome<Value> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{Backoff, ClaimInfo, Job, JobSettings, Outcome, RunContext};
 use crate::mail::sender::{LEASE, LOUD_AFTER_ATTEMPTS, MAX_BACKOFF_MS};
 use crate::mail::{MailError, OutboxSender};
-use crate::store::lease_queue::{EMAIL, QueueTable};
+use crate::store::lease_queue::{Claimed, EMAIL, QueueTable};
 use crate::store::outbox::OutboxEmail;
 use crate::store::{DynStore, StoreResult};
 
@@ -42,10 +42,8 @@ impl Job for OutboxSender {
         }
     }
 
-    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<OutboxEmail>> {
-        OutboxSender::store(self)
-            .claim_next_email(holder, lease_ms)
-            .await
+    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<OutboxEmail>>> {
+        OutboxSender::store(self).claim_email(holder, lease_ms).await
     }
 
     async fn run(&self, email: &OutboxEmail, _ctx: &RunContext) -> Outcome<()> {

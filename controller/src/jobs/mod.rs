@@ -31,7 +31,7 @@ pub use node::Node;
 pub use runner::Runner;
 pub use wake::Dispatcher;
 
-use crate::store::lease_queue::{LeasedRow, QueueTable};
+use crate::store::lease_queue::{Claimed, LeasedRow, QueueTable};
 use crate::store::{DynStore, StoreResult};
 
 /// How one attempt at a job ended.
@@ -101,8 +101,9 @@ pub trait Job: Send + Sync + 'static {
         tracing::info_span!("job", queue = Self::QUEUE.name, id = Self::info(row).id)
     }
 
-    /// Claims the next due row for `holder` until `now + lease_ms`, counting an attempt.
-    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Self::Row>>;
+    /// Claims the next due row for `holder` until `now + lease_ms`, counting an attempt, and
+    /// says whether another row was due too (a queue that cannot tell says so).
+    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<Self::Row>>>;
     async fn run(&self, row: &Self::Row, ctx: &RunContext) -> Outcome<Self::Done>;
     /// Writes the finished state, fenced by `holder`.
     async fn complete(&self, row: &Self::Row, holder: &str, done: Self::Done) -> StoreResult<()>;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{Backoff, ClaimInfo, Job, JobSettings, Outcome, RunContext};
 use crate::provisioning::{Failure, Provisioner};
-use crate::store::lease_queue::{PROVISIONING, QueueTable};
+use crate::store::lease_queue::{Claimed, PROVISIONING, QueueTable};
 use crate::store::queue::ServiceChange;
 use crate::store::{DynStore, StoreResult, Task};
 
@@ -48,10 +48,8 @@ impl Job for Provisioner {
         }
     }
 
-    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
-        Provisioner::store(self)
-            .claim_next_task(holder, lease_ms)
-            .await
+    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<Task>>> {
+        Provisioner::store(self).claim_task(holder, lease_ms).await
     }
 
     fn span(task: &Task) -> tracing::Span {

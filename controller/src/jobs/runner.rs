@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{ClaimInfo, Dispatcher, Job, JobDeps, JobSettings, Node, Outcome, RunContext};
-use crate::store::lease_queue::{LeasedRow, Release};
+use crate::store::lease_queue::{Claimed, LeasedRow, Release};
 use crate::store::{DynStore, StoreError, now_ms};
 
 /// Runs the workers of one job kind.
@@ -88,13 +88,15 @@ impl<J: Job> Runner<J> {
     async fn work(self, holder: String, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             match self.job.claim(&holder, self.lease_ms()).await {
-                Ok(Some(row)) => {
-                    // Where there was one due row there may be more: an idle sibling looks.
-                    self.dispatcher.pass_on(J::QUEUE);
+                Ok(Some(Claimed { row, more_due })) => {
+                    // Another row was due as well: an idle sibling takes it.
+                    if more_due {
+                        self.dispatcher.pass_on(J::QUEUE);
+                    }
                     self.run_claimed(row, &holder).await;
                     // Claim again at once only if a wake-up came meanwhile (a row queued, or a
-                    // sibling passing one on); otherwise the queue was seen empty by the sibling
-                    // woken above, and this worker waits like the others.
+                    // sibling passing one on); otherwise no other row was due at the claim, or
+                    // the sibling woken above took it, and this worker waits like the others.
                     if self.dispatcher.woken(J::QUEUE).now_or_never().is_none() {
                         self.idle(&shutdown).await;
                     }

@@ -34,7 +34,7 @@ use crate::store::billing::NewBillingJob;
 use crate::store::lease_queue::{BILLING, EMAIL};
 use crate::store::queue::ServiceChange;
 use crate::store::{
-    BackupPurpose, BackupRow, DynStore, Product, Server, Service, ServiceSecret, StepRecord,
+    BackupPurpose, BackupRow, DynStore, Product, SealedSecrets, Server, Service, ServiceSecret, StepRecord,
     StoreError, Task, now_ms,
 };
 
@@ -211,8 +211,8 @@ impl Provisioner {
         };
         let domain = DomainName::parse(&service.domain)
             .map_err(|e| Failure::Permanent(format!("domain: {e}")))?;
-        let credentials = self
-            .panel_credentials(&service, &domain, server.control_panel)
+        let (credentials, secrets) = self
+            .panel_credentials(&service, &domain, server.control_panel, product.databases > 0)
             .await?;
         let customer = self.store.get_customer(service.customer_id).await?;
         let mut run = ProvisionRun {
@@ -225,8 +225,8 @@ impl Provisioner {
                 .filter(|s| s.status == StepStatus::Success)
                 .map(|s| (s.step, s.data.clone()))
                 .collect(),
-            mailbox_sealed: service.mailbox_password_encrypted.clone(),
-            database_sealed: service.database_password_encrypted.clone(),
+            mailbox_sealed: secrets.mailbox,
+            database_sealed: secrets.database,
             server,
             product,
             customer_email: customer.email,
@@ -398,7 +398,7 @@ impl Provisioner {
 
     async fn mailbox_step(&self, run: &mut ProvisionRun<'_>) -> Result<Value, Failure> {
         let (password, sealed) = self
-            .service_secret(run.service.id, ServiceSecret::Mailbox)
+            .service_secret(run.service.id, ServiceSecret::Mailbox, &run.mailbox_sealed)
             .await?;
         run.mailbox_sealed = Some(sealed);
         let request = CreateMailbox {
@@ -419,7 +419,7 @@ impl Provisioner {
             return Ok(step_data::no_database());
         }
         let (password, sealed) = self
-            .service_secret(run.service.id, ServiceSecret::Database)
+            .service_secret(run.service.id, ServiceSecret::Database, &run.database_sealed)
             .await?;
         run.database_sealed = Some(sealed);
         let request = CreateDatabase {
@@ -483,43 +483,60 @@ impl Provisioner {
         )))
     }
 
-    /// The service's panel username and password: chosen once, stored (password sealed), and
-    /// reused by every retry. `service` is the row read when the task was claimed.
+    /// The service's panel username and password, and its mailbox and database passwords:
+    /// chosen once, stored sealed in one write before any step runs (a database password only
+    /// when the product has databases), and reused by every retry. `service` is the row read
+    /// when the task was claimed.
     async fn panel_credentials(
         &self,
         service: &Service,
         domain: &DomainName,
         kind: PanelKind,
-    ) -> Result<PanelCredentials, Failure> {
+        wants_database: bool,
+    ) -> Result<(PanelCredentials, SealedSecrets), Failure> {
         if let (Some(username), Some(sealed)) = (&service.username, &service.password_encrypted) {
             let password = self
                 .cipher
                 .open_string(sealed)
                 .map_err(|e| Failure::Permanent(format!("stored password: {e}")))?;
-            return Ok(PanelCredentials {
-                username: username.clone(),
-                password: Secret::new(password),
-                sealed: sealed.clone(),
-            });
+            let kept = SealedSecrets {
+                mailbox: service.mailbox_password_encrypted.clone(),
+                database: service.database_password_encrypted.clone(),
+            };
+            return Ok((
+                PanelCredentials {
+                    username: username.clone(),
+                    password: Secret::new(password),
+                    sealed: sealed.clone(),
+                },
+                kept,
+            ));
         }
-        let password = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
-        let sealed = self
-            .cipher
-            .seal_str(&password)
-            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        let (password, sealed) = self.new_secret()?;
+        let offered = SealedSecrets {
+            mailbox: Some(self.new_secret()?.1),
+            database: if wants_database {
+                Some(self.new_secret()?.1)
+            } else {
+                None
+            },
+        };
         for attempt in 0..100 {
             let username = username_for(domain, kind, attempt);
             match self
                 .store
-                .set_service_credentials(service.id, username.as_str(), &sealed)
+                .set_service_credentials_and_secrets(service.id, username.as_str(), &sealed, &offered)
                 .await
             {
-                Ok(()) => {
-                    return Ok(PanelCredentials {
-                        username: username.as_str().to_owned(),
-                        password: Secret::new(password),
-                        sealed,
-                    });
+                Ok(kept) => {
+                    return Ok((
+                        PanelCredentials {
+                            username: username.as_str().to_owned(),
+                            password: Secret::new(password),
+                            sealed,
+                        },
+                        kept,
+                    ));
                 }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -531,22 +548,34 @@ impl Provisioner {
         )))
     }
 
-    /// The mailbox or database password of the service: the first one ever offered is kept,
-    /// so every retry of the step hands the panel the same one. Plain and sealed.
+    /// A new password, plain and sealed.
+    fn new_secret(&self) -> Result<(String, String), Failure> {
+        let password = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
+        let sealed = self
+            .cipher
+            .seal_str(&password)
+            .map_err(|e| Failure::Retryable(e.to_string()))?;
+        Ok((password, sealed))
+    }
+
+    /// The mailbox or database password of the service, plain and sealed: the one already kept
+    /// (`kept`, from the credentials' write), or else the first one ever offered, so every
+    /// retry of the step hands the panel the same one.
     async fn service_secret(
         &self,
         service: ServiceId,
         which: ServiceSecret,
+        kept: &Option<String>,
     ) -> Result<(Secret<String>, String), Failure> {
-        let candidate = generate_password().map_err(|e| Failure::Retryable(e.to_string()))?;
-        let sealed = self
-            .cipher
-            .seal_str(&candidate)
-            .map_err(|e| Failure::Retryable(e.to_string()))?;
-        let kept = self
-            .store
-            .keep_service_secret(service, which, &sealed)
-            .await?;
+        let kept = match kept {
+            Some(sealed) => sealed.clone(),
+            None => {
+                let (_, candidate) = self.new_secret()?;
+                self.store
+                    .keep_service_secret(service, which, &candidate)
+                    .await?
+            }
+        };
         let plain = self
             .cipher
             .open_string(&kept)

@@ -17,6 +17,28 @@ use async_trait::async_trait;
 
 use super::{Backend, StoreResult};
 
+/// A claimed row, and whether the claim saw another row runnable besides it.
+#[derive(Debug, Clone)]
+pub struct Claimed<R> {
+    pub row: R,
+    pub more_due: bool,
+}
+
+impl<R> Claimed<R> {
+    /// Decodes a row of `claim_sql`: the table's row and its `more_due` column.
+    pub(crate) fn from_row<'r, DB: sqlx::Row>(row: &'r DB) -> Result<Self, sqlx::Error>
+    where
+        R: sqlx::FromRow<'r, DB>,
+        bool: sqlx::Decode<'r, DB::Database> + sqlx::Type<DB::Database>,
+        &'static str: sqlx::ColumnIndex<DB>,
+    {
+        Ok(Self {
+            row: R::from_row(row)?,
+            more_due: row.try_get("more_due")?,
+        })
+    }
+}
+
 /// A table worked as a queue: its name and the words its status column uses.
 #[derive(Debug, PartialEq, Eq)]
 pub struct QueueTable {
@@ -129,6 +151,8 @@ impl QueueTable {
         // Two index range scans, not one OR over both states (which read every row by due
         // time, finished ones included): a row whose lease expired first (its worker died),
         // then the earliest due ready one. `COALESCE` reads the second only without the first.
+        // `more_due` says whether another row was runnable besides the one claimed, so the
+        // worker wakes a sibling only then (see `Claimed`).
         format!(
             "WITH expired AS (
                  SELECT id FROM {table}
@@ -144,7 +168,11 @@ impl QueueTable {
              SET status = '{running}', lease_holder = $1, lease_expires_at = $3,
                  attempts = attempts + 1{updated}
              WHERE id = COALESCE((SELECT id FROM expired), (SELECT id FROM ready))
-             RETURNING *"
+             RETURNING *, EXISTS (
+                 SELECT 1 FROM {table} other
+                 WHERE other.id <> {table}.id
+                   AND ((other.status = '{ready}' AND other.next_attempt_at <= $2)
+                        OR (other.status = '{running}' AND other.lease_expires_at < $2))) AS more_due"
         )
     }
 

@@ -223,6 +223,13 @@ pub enum ServiceSecret {
     Database,
 }
 
+/// A service's sealed mailbox and database passwords: offered, or as kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealedSecrets {
+    pub mailbox: Option<String>,
+    pub database: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewService {
     pub customer_id: CustomerId,

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
+use super::lease_queue::Claimed;
 
 /// One outbox row. `body_encrypted` is sealed with `ENCRYPTION_KEY`: it carries credentials.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -60,7 +61,15 @@ pub trait OutboxStore: Send + Sync {
         &self,
         holder: &str,
         lease_ms: i64,
-    ) -> StoreResult<Option<OutboxEmail>>;
+    ) -> StoreResult<Option<OutboxEmail>> {
+        Ok(self.claim_email(holder, lease_ms).await?.map(|c| c.row))
+    }
+    /// [`Self::claim_next_email`], saying whether another message was due too.
+    async fn claim_email(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<Claimed<OutboxEmail>>>;
     /// `sending` → `sent`; `LeaseLost` when another sender holds the row now.
     async fn complete_email(&self, id: i64, holder: &str) -> StoreResult<()>;
 }
@@ -69,7 +78,7 @@ macro_rules! impl_outbox_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
-            use $crate::store::lease_queue::EMAIL;
+            use $crate::store::lease_queue::{Claimed, EMAIL};
             use $crate::store::outbox::{OutboxEmail, OutboxStore};
             use $crate::store::{StoreError, StoreResult, now_ms};
 
@@ -150,15 +159,15 @@ macro_rules! impl_outbox_store {
                     .await?)
                 }
 
-                async fn claim_next_email(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<OutboxEmail>> {
+                async fn claim_email(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<OutboxEmail>>> {
                     let now = now_ms();
-                    let email = sqlx::query_as::<_, OutboxEmail>(sqlx::AssertSqlSafe(EMAIL.claim_sql(<$store>::BACKEND)))
+                    let row = sqlx::query(sqlx::AssertSqlSafe(EMAIL.claim_sql(<$store>::BACKEND)))
                         .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms.max(1))
                         .fetch_optional(self.writer())
                         .await?;
-                    Ok(email)
+                    Ok(row.as_ref().map(Claimed::from_row).transpose()?)
                 }
 
                 async fn complete_email(&self, id: i64, holder: &str) -> StoreResult<()> {

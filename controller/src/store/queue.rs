@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use mpanel_common::ids::{ServiceId, TaskId};
 use mpanel_common::status::{ServiceStatus, TaskKind};
 
+use super::lease_queue::Claimed;
 use super::{StepRecord, StoreResult, Task};
 
 /// What a finished task does to its service, applied in the task's completing transaction.
@@ -64,7 +65,12 @@ pub enum EnqueueRefusal {
 #[async_trait]
 pub trait TaskQueue: Send + Sync {
     /// Claims the next runnable task for `holder` until `now + lease_ms`, counting an attempt.
-    async fn claim_next_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>>;
+    async fn claim_next_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
+        Ok(self.claim_task(holder, lease_ms).await?.map(|c| c.row))
+    }
+    /// [`Self::claim_next_task`], saying whether another task was runnable too.
+    async fn claim_task(&self, holder: &str, lease_ms: i64)
+    -> StoreResult<Option<Claimed<Task>>>;
     /// Stores one step's outcome (replacing an earlier record of the same step).
     async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord)
     -> StoreResult<()>;
@@ -109,7 +115,7 @@ macro_rules! impl_task_queue {
             use mpanel_common::ids::ServiceId;
             use mpanel_common::status::ServiceStatus;
             use $crate::store::queue::{CheckedEnqueue, EnqueueRefusal, ServiceChange, TaskQueue};
-            use $crate::store::lease_queue::PROVISIONING;
+            use $crate::store::lease_queue::{Claimed, PROVISIONING};
             use $crate::store::{Change, StepRecord, StoreError, StoreResult, Task, TaskResult, now_ms};
             use $crate::store::activity::service_summary;
 
@@ -185,15 +191,15 @@ macro_rules! impl_task_queue {
 
             #[async_trait]
             impl TaskQueue for $store {
-                async fn claim_next_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Task>> {
+                async fn claim_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<Task>>> {
                     let now = now_ms();
-                    let task = sqlx::query_as::<_, Task>(sqlx::AssertSqlSafe(PROVISIONING.claim_sql(<$store>::BACKEND)))
+                    let row = sqlx::query(sqlx::AssertSqlSafe(PROVISIONING.claim_sql(<$store>::BACKEND)))
                         .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms)
                         .fetch_optional(self.writer())
                         .await?;
-                    Ok(task)
+                    Ok(row.as_ref().map(Claimed::from_row).transpose()?)
                 }
 
                 async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord) -> StoreResult<()> {
@@ -317,12 +323,18 @@ macro_rules! impl_task_queue {
                 ) -> StoreResult<()> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
+                    // The task is completed first, fenced by the holder: a worker whose lease
+                    // ran out changes nothing.
                     let held: Option<(i64, String)> = sqlx::query_as(
-                        "SELECT service_id, task_type FROM provisioning_tasks
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'",
+                        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $3,
+                             updated_at = $3, error = NULL, wait_reason = NULL,
+                             lease_holder = NULL, lease_expires_at = NULL
+                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
+                         RETURNING service_id, task_type",
                     )
                     .bind(task.get())
                     .bind(holder)
+                    .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;
                     let Some((service_id, task_type)) = held else {
@@ -356,18 +368,20 @@ macro_rules! impl_task_queue {
                         }
                         _ => {}
                     }
-                    if let Some(target) = target
+                    // The row as it is now, from the write itself.
+                    let after = if let Some(target) = target
                         && target != current
                     {
                         current.transition(target).map_err(|e| StoreError::Conflict(e.to_string()))?;
-                        sqlx::query(
+                        sqlx::query_as::<_, $crate::store::Service>(
                             "UPDATE services SET status = $2, updated_at = $3,
                                  provisioned_at = CASE WHEN $2 = 'active' AND provisioned_at IS NULL THEN $3 ELSE provisioned_at END,
                                  provisioning_error = NULL,
                                  suspended_at = CASE WHEN $2 = 'suspended' THEN $3 WHEN $2 = 'active' THEN NULL ELSE suspended_at END,
                                  suspension_reason = CASE WHEN $2 = 'suspended' THEN $4 WHEN $2 = 'active' THEN NULL ELSE suspension_reason END,
                                  terminated_at = CASE WHEN $2 = 'terminated' THEN $3 WHEN $2 = 'active' THEN NULL ELSE terminated_at END
-                             WHERE id = $1",
+                             WHERE id = $1
+                             RETURNING *",
                         )
                         .bind(service_id)
                         .bind(target.as_str())
@@ -376,27 +390,18 @@ macro_rules! impl_task_queue {
                             ServiceChange::Suspend { reason } => Some(reason.as_str()),
                             _ => None,
                         })
-                        .execute(&mut *tx)
+                        .fetch_one(&mut *tx)
                         .await
-                        .map_err(|e| StoreError::on_constraint(e, "another live service holds its domain or its username on that server"))?;
+                        .map_err(|e| StoreError::on_constraint(e, "another live service holds its domain or its username on that server"))?
                     } else {
-                        sqlx::query("UPDATE services SET provisioning_error = NULL, updated_at = $2 WHERE id = $1")
-                            .bind(service_id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(
-                        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $2,
-                             updated_at = $2, error = NULL, wait_reason = NULL,
-                             lease_holder = NULL, lease_expires_at = NULL
-                         WHERE id = $1",
-                    )
-                    .bind(task.get())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    let after = service_row(&mut tx, service_id).await?;
+                        sqlx::query_as::<_, $crate::store::Service>(
+                            "UPDATE services SET provisioning_error = NULL, updated_at = $2 WHERE id = $1 RETURNING *",
+                        )
+                        .bind(service_id)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?
+                    };
                     let mut audit = Change::between(service_summary(&before), service_summary(&after));
                     if matches!(change, ServiceChange::NewPassword { .. }) {
                         // Only that it changed: the password is a secret.

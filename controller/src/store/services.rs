@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use mpanel_common::ids::{CustomerId, ServerId, ServiceId, TaskId};
 
 use super::{
-    NewService, PlacementCandidate, Service, ServiceFilter, ServicePatch, ServiceSecret,
+    NewService, PlacementCandidate, Service, ServiceFilter, SealedSecrets, ServicePatch, ServiceSecret,
     StoreResult, Task, TaskFilter,
 };
 
@@ -39,7 +39,26 @@ pub trait ServiceStore: Send + Sync {
         service_id: ServiceId,
         username: &str,
         password_sealed: &str,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<()> {
+        self.set_service_credentials_and_secrets(
+            service_id,
+            username,
+            password_sealed,
+            &SealedSecrets::default(),
+        )
+        .await
+        .map(drop)
+    }
+    /// [`Self::set_service_credentials`], keeping in the same write each offered secret the
+    /// service does not have yet (the first one ever offered is kept, as with
+    /// [`Self::keep_service_secret`]); returns the secrets as kept.
+    async fn set_service_credentials_and_secrets(
+        &self,
+        service_id: ServiceId,
+        username: &str,
+        password_sealed: &str,
+        secrets: &SealedSecrets,
+    ) -> StoreResult<SealedSecrets>;
     /// Keeps the first sealed secret ever offered for this service and returns the one kept, so
     /// every retry of a step uses the same password.
     async fn keep_service_secret(
@@ -171,39 +190,34 @@ macro_rules! impl_service_store {
                     Ok(())
                 }
 
-                async fn set_service_credentials(
+                async fn set_service_credentials_and_secrets(
                     &self,
                     service_id: ServiceId,
                     username: &str,
                     password_sealed: &str,
-                ) -> StoreResult<()> {
+                    secrets: &$crate::store::SealedSecrets,
+                ) -> StoreResult<$crate::store::SealedSecrets> {
                     let mut tx = self.begin_write().await?;
-                    let previous: Option<Option<String>> = sqlx::query_scalar(AssertSqlSafe(format!(
-                        "SELECT username FROM services WHERE id = $1{}",
-                        <$store>::FOR_UPDATE
-                    )))
-                    .bind(service_id.get())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let updated = sqlx::query(
-                        "UPDATE services SET username = $2, password_encrypted = $3, updated_at = $4
-                         WHERE id = $1 AND (username IS NULL OR username = $2)",
+                    let now = now_ms();
+                    // The first time: the username is set and the change is logged.
+                    let first: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+                        "UPDATE services SET username = $2, password_encrypted = $3,
+                             mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $4),
+                             database_password_encrypted = COALESCE(database_password_encrypted, $5),
+                             updated_at = $6
+                         WHERE id = $1 AND username IS NULL
+                         RETURNING mailbox_password_encrypted, database_password_encrypted",
                     )
                     .bind(service_id.get())
                     .bind(username)
                     .bind(password_sealed)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
+                    .bind(secrets.mailbox.as_deref())
+                    .bind(secrets.database.as_deref())
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
                     .await
-                    .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?
-                    .rows_affected();
-                    if updated == 0 {
-                        return Err(StoreError::Conflict(format!(
-                            "service {service_id} does not exist or already has another username"
-                        )));
-                    }
-                    // A retry that sets the same username again changes nothing worth a row.
-                    if previous == Some(None) {
+                    .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?;
+                    let kept = if let Some(kept) = first {
                         <$store>::record_activity(
                             &mut tx,
                             "system",
@@ -217,9 +231,31 @@ macro_rules! impl_service_store {
                             ),
                         )
                         .await?;
-                    }
+                        kept
+                    } else {
+                        // A retry with the same username changes nothing worth a row.
+                        sqlx::query_as(
+                            "UPDATE services SET password_encrypted = $3,
+                                 mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $4),
+                                 database_password_encrypted = COALESCE(database_password_encrypted, $5),
+                                 updated_at = $6
+                             WHERE id = $1 AND username = $2
+                             RETURNING mailbox_password_encrypted, database_password_encrypted",
+                        )
+                        .bind(service_id.get())
+                        .bind(username)
+                        .bind(password_sealed)
+                        .bind(secrets.mailbox.as_deref())
+                        .bind(secrets.database.as_deref())
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::Conflict(format!(
+                            "service {service_id} does not exist or already has another username"
+                        )))?
+                    };
                     tx.commit().await?;
-                    Ok(())
+                    Ok($crate::store::SealedSecrets { mailbox: kept.0, database: kept.1 })
                 }
 
                 async fn keep_service_secret(
