@@ -234,6 +234,21 @@ impl Controller {
             at(90),
             at(100)
         );
+        // Connected every 10 s: whether the controller was busy all along or the fleet was
+        // waiting out its backoff.
+        let mut timeline = Vec::new();
+        let mut next = 10.0;
+        for &(t, count) in &samples {
+            if t >= next {
+                timeline.push(format!("{next:.0} s {count}"));
+                next += 10.0;
+            }
+        }
+        println!("  connected every 10 s:   {}", timeline.join(", "));
+        println!(
+            "  turned away so far:     {} connections (handshake queue full, or no slot in time)",
+            self.api.handshakes_shed().await
+        );
     }
 }
 
@@ -460,6 +475,18 @@ impl Api {
             .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `mpanel_agent_handshakes_shed_total` of the running controller.
+    async fn handshakes_shed(&self) -> u64 {
+        let text = match self.client.get(format!("{}/metrics", self.http)).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.lines()
+            .find(|l| l.starts_with("mpanel_agent_handshakes_shed_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .map_or(0, |n| n as u64)
     }
 
     async fn connected(&self) -> u64 {

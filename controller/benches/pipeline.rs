@@ -201,6 +201,7 @@ struct PgProbe {
 struct PgMark {
     xid: i64,
     cpu_ms: f64,
+    updates: HashMap<String, (i64, i64)>,
 }
 
 /// Leaves the probe's own statements out of the figures.
@@ -249,7 +250,23 @@ impl PgProbe {
         PgMark {
             xid: self.xid().await,
             cpu_ms: postgres_cpu_ms(),
+            updates: self.updates().await,
         }
+    }
+
+    /// Row updates per table, and how many of them were heap-only (HOT: no index touched).
+    async fn updates(&self) -> HashMap<String, (i64, i64)> {
+        // Backends report their counters when a transaction ends, at most once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        sqlx::query_as::<_, (String, i64, i64)>(
+            "SELECT relname::text, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(table, all, hot)| (table, (all, hot)))
+        .collect()
     }
 
     async fn xid(&self) -> i64 {
@@ -282,6 +299,31 @@ impl PgProbe {
             per(tx_calls as f64),
             per(exec_ms),
             per(writes as f64)
+        );
+        let mut updated: Vec<(String, i64, i64)> = self
+            .updates()
+            .await
+            .into_iter()
+            .map(|(table, (all, hot))| {
+                let (all0, hot0) = mark.updates.get(&table).copied().unwrap_or_default();
+                (table, all - all0, hot - hot0)
+            })
+            .filter(|(_, all, _)| *all >= services as i64)
+            .collect();
+        updated.sort_by_key(|(_, all, _)| -all);
+        let updated: Vec<String> = updated
+            .iter()
+            .map(|(table, all, hot)| {
+                format!(
+                    "{table} {:.1} ({:.0} % HOT)",
+                    per(*all as f64),
+                    100.0 * *hot as f64 / (*all).max(1) as f64
+                )
+            })
+            .collect();
+        println!(
+            "{name:<8}   row updates per service: {}",
+            updated.join(", ")
         );
         // `PIPELINE_STATEMENTS=all`: every statement, by calls, not only the top five.
         let all = std::env::vars().any(|(k, v)| k == "PIPELINE_STATEMENTS" && v == "all");
