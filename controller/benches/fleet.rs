@@ -479,7 +479,12 @@ impl Api {
 
     /// `mpanel_agent_handshakes_shed_total` of the running controller.
     async fn handshakes_shed(&self) -> u64 {
-        let text = match self.client.get(format!("{}/metrics", self.http)).send().await {
+        let text = match self
+            .client
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .await
+        {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };

@@ -906,11 +906,7 @@ async fn orders(store: &DynStore, n: usize) -> Vec<mpanel_common::ids::TaskId> {
     orders_for(store, "queue@example.com", n).await
 }
 
-async fn orders_for(
-    store: &DynStore,
-    email: &str,
-    n: usize,
-) -> Vec<mpanel_common::ids::TaskId> {
+async fn orders_for(store: &DynStore, email: &str, n: usize) -> Vec<mpanel_common::ids::TaskId> {
     let prefix = email.split('@').next().unwrap_or("q");
     let c = customer(store, email).await;
     let p = product(store, &format!("Queue {prefix}")).await;
@@ -1002,7 +998,12 @@ async fn credentials_and_service_secrets_are_kept_once_in_one_write(store: DynSt
     assert_eq!(kept, offered("m1", None));
     // A retry offers new secrets: the kept ones win, a missing one is taken.
     let kept = store
-        .set_service_credentials_and_secrets(service.id, "secretsx", "pw2", &offered("m2", Some("d2")))
+        .set_service_credentials_and_secrets(
+            service.id,
+            "secretsx",
+            "pw2",
+            &offered("m2", Some("d2")),
+        )
         .await
         .unwrap();
     assert_eq!(kept, offered("m1", Some("d2")));
@@ -1026,7 +1027,12 @@ async fn credentials_and_service_secrets_are_kept_once_in_one_write(store: DynSt
     // Another username is refused and changes nothing; the first write logged one row.
     assert!(matches!(
         store
-            .set_service_credentials_and_secrets(service.id, "otheruser", "pw3", &offered("m4", None))
+            .set_service_credentials_and_secrets(
+                service.id,
+                "otheruser",
+                "pw3",
+                &offered("m4", None)
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));

@@ -114,11 +114,7 @@ impl Job for BillingWorker {
         }
     }
 
-    async fn claim(
-        &self,
-        holder: &str,
-        lease_ms: i64,
-    ) -> StoreResult<Option<Claimed<BillingJob>>> {
+    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<BillingJob>>> {
         let job = self
             .billing
             .store

@@ -42,8 +42,14 @@ impl Job for OutboxSender {
         }
     }
 
-    async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<OutboxEmail>>> {
-        OutboxSender::store(self).claim_email(holder, lease_ms).await
+    async fn claim(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<Claimed<OutboxEmail>>> {
+        OutboxSender::store(self)
+            .claim_email(holder, lease_ms)
+            .await
     }
 
     async fn run(&self, email: &OutboxEmail, _ctx: &RunContext) -> Outcome<()> {

@@ -34,8 +34,8 @@ use crate::store::billing::NewBillingJob;
 use crate::store::lease_queue::{BILLING, EMAIL};
 use crate::store::queue::ServiceChange;
 use crate::store::{
-    BackupPurpose, BackupRow, DynStore, Product, SealedSecrets, Server, Service, ServiceSecret, StepRecord,
-    StoreError, Task, now_ms,
+    BackupPurpose, BackupRow, DynStore, Product, SealedSecrets, Server, Service, ServiceSecret,
+    StepRecord, StoreError, Task, now_ms,
 };
 
 #[derive(Clone)]
@@ -212,7 +212,12 @@ impl Provisioner {
         let domain = DomainName::parse(&service.domain)
             .map_err(|e| Failure::Permanent(format!("domain: {e}")))?;
         let (credentials, secrets) = self
-            .panel_credentials(&service, &domain, server.control_panel, product.databases > 0)
+            .panel_credentials(
+                &service,
+                &domain,
+                server.control_panel,
+                product.databases > 0,
+            )
             .await?;
         let customer = self.store.get_customer(service.customer_id).await?;
         let mut run = ProvisionRun {
@@ -419,7 +424,11 @@ impl Provisioner {
             return Ok(step_data::no_database());
         }
         let (password, sealed) = self
-            .service_secret(run.service.id, ServiceSecret::Database, &run.database_sealed)
+            .service_secret(
+                run.service.id,
+                ServiceSecret::Database,
+                &run.database_sealed,
+            )
             .await?;
         run.database_sealed = Some(sealed);
         let request = CreateDatabase {
@@ -525,7 +534,12 @@ impl Provisioner {
             let username = username_for(domain, kind, attempt);
             match self
                 .store
-                .set_service_credentials_and_secrets(service.id, username.as_str(), &sealed, &offered)
+                .set_service_credentials_and_secrets(
+                    service.id,
+                    username.as_str(),
+                    &sealed,
+                    &offered,
+                )
                 .await
             {
                 Ok(kept) => {

@@ -148,10 +148,8 @@ pub trait AgentStore: Send + Sync {
     async fn list_agents(&self) -> StoreResult<Vec<AgentRow>>;
     /// Records each agent's Hello and marks it online, all in one transaction; for each row,
     /// `false` when that agent is not enrolled.
-    async fn record_agent_hellos(
-        &self,
-        batch: &[(ServerId, AgentHello)],
-    ) -> StoreResult<Vec<bool>>;
+    async fn record_agent_hellos(&self, batch: &[(ServerId, AgentHello)])
+    -> StoreResult<Vec<bool>>;
     /// Writes a batch of liveness updates in one transaction.
     async fn save_agent_liveness(&self, batch: &[AgentLiveness]) -> StoreResult<()>;
 }

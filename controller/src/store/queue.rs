@@ -69,8 +69,7 @@ pub trait TaskQueue: Send + Sync {
         Ok(self.claim_task(holder, lease_ms).await?.map(|c| c.row))
     }
     /// [`Self::claim_next_task`], saying whether another task was runnable too.
-    async fn claim_task(&self, holder: &str, lease_ms: i64)
-    -> StoreResult<Option<Claimed<Task>>>;
+    async fn claim_task(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<Task>>>;
     /// Stores one step's outcome (replacing an earlier record of the same step).
     async fn record_step(&self, task: TaskId, holder: &str, record: &StepRecord)
     -> StoreResult<()>;

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use mpanel_common::ids::{CustomerId, ServerId, ServiceId, TaskId};
 
 use super::{
-    NewService, PlacementCandidate, Service, ServiceFilter, SealedSecrets, ServicePatch, ServiceSecret,
-    StoreResult, Task, TaskFilter,
+    NewService, PlacementCandidate, SealedSecrets, Service, ServiceFilter, ServicePatch,
+    ServiceSecret, StoreResult, Task, TaskFilter,
 };
 
 #[async_trait]

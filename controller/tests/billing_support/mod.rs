@@ -256,7 +256,8 @@ impl Env {
     pub async fn drain_billing(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            while let Some(job) = self.worker.claim("test-billing", 60_000).await.unwrap() {
+            while let Some(claimed) = self.worker.claim("test-billing", 60_000).await.unwrap() {
+                let job = claimed.row;
                 let ctx = RunContext {
                     holder: "test-billing".into(),
                     lost: tokio_util::sync::CancellationToken::new(),
