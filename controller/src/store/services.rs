@@ -199,24 +199,29 @@ macro_rules! impl_service_store {
                 ) -> StoreResult<$crate::store::SealedSecrets> {
                     let mut tx = self.begin_write().await?;
                     let now = now_ms();
-                    // The first time: the username is set and the change is logged.
-                    let first: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-                        "UPDATE services SET username = $2, password_encrypted = $3,
-                             mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $4),
-                             database_password_encrypted = COALESCE(database_password_encrypted, $5),
-                             updated_at = $6
-                         WHERE id = $1 AND username IS NULL
-                         RETURNING mailbox_password_encrypted, database_password_encrypted",
-                    )
-                    .bind(service_id.get())
-                    .bind(username)
-                    .bind(password_sealed)
-                    .bind(secrets.mailbox.as_deref())
-                    .bind(secrets.database.as_deref())
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?;
+                    // One write, tried as the first (the username is set and the change is
+                    // logged), then as a retry with the same username (nothing worth a row).
+                    let keep = |first: bool| {
+                        sqlx::query_as::<_, (Option<String>, Option<String>)>(sqlx::AssertSqlSafe(format!(
+                            "UPDATE services SET username = $2, password_encrypted = $3,
+                                 mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $4),
+                                 database_password_encrypted = COALESCE(database_password_encrypted, $5),
+                                 updated_at = $6
+                             WHERE id = $1 AND {}
+                             RETURNING mailbox_password_encrypted, database_password_encrypted",
+                            if first { "username IS NULL" } else { "username = $2" }
+                        )))
+                        .bind(service_id.get())
+                        .bind(username)
+                        .bind(password_sealed)
+                        .bind(secrets.mailbox.clone())
+                        .bind(secrets.database.clone())
+                        .bind(now)
+                    };
+                    let first = keep(true)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?;
                     let kept = if let Some(kept) = first {
                         <$store>::record_activity(
                             &mut tx,
@@ -233,26 +238,12 @@ macro_rules! impl_service_store {
                         .await?;
                         kept
                     } else {
-                        // A retry with the same username changes nothing worth a row.
-                        sqlx::query_as(
-                            "UPDATE services SET password_encrypted = $3,
-                                 mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $4),
-                                 database_password_encrypted = COALESCE(database_password_encrypted, $5),
-                                 updated_at = $6
-                             WHERE id = $1 AND username = $2
-                             RETURNING mailbox_password_encrypted, database_password_encrypted",
-                        )
-                        .bind(service_id.get())
-                        .bind(username)
-                        .bind(password_sealed)
-                        .bind(secrets.mailbox.as_deref())
-                        .bind(secrets.database.as_deref())
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| StoreError::Conflict(format!(
-                            "service {service_id} does not exist or already has another username"
-                        )))?
+                        keep(false)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .ok_or_else(|| StoreError::Conflict(format!(
+                                "service {service_id} does not exist or already has another username"
+                            )))?
                     };
                     tx.commit().await?;
                     Ok($crate::store::SealedSecrets { mailbox: kept.0, database: kept.1 })
