@@ -121,6 +121,18 @@ async fn helpers(grpc: String) {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
+/// An admin API request's JSON answer.
+async fn answer(request: reqwest::RequestBuilder, token: &str) -> serde_json::Value {
+    request
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 struct Helpers {
     child: tokio::process::Child,
     pid: String,
@@ -143,31 +155,22 @@ impl Helpers {
         for i in 0..SERVERS {
             let line = out.next_line().await.unwrap().expect("a simulator");
             let url = line.strip_prefix("sim ").expect("sim line");
-            let server: serde_json::Value = client
-                .post(format!("{api}/api/servers"))
-                .bearer_auth(token)
-                .json(
+            let server = answer(
+                client.post(format!("{api}/api/servers")).json(
                     &json!({"hostname": format!("bench{i}.test"), "ipAddress": "127.0.0.1",
                     "controlPanel": "cpanel", "controlPanelUrl": url, "maxAccounts": 100000,
                     "location": "bench", "group": "bench",
                     "nameserver1": "ns1.bench.test", "nameserver2": "ns2.bench.test"}),
-                )
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                ),
+                token,
+            )
+            .await;
             let id = server["id"].as_i64().unwrap();
-            let enrollment: serde_json::Value = client
-                .post(format!("{api}/api/servers/{id}/enrollment-token"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let enrollment = answer(
+                client.post(format!("{api}/api/servers/{id}/enrollment-token")),
+                token,
+            )
+            .await;
             let line = format!("token {}\n", enrollment["token"].as_str().unwrap());
             stdin.write_all(line.as_bytes()).await.unwrap();
         }
@@ -404,15 +407,7 @@ async fn start(database_url: &str) -> Rig {
     // Wait until every agent has sent a heartbeat (placement needs a live report).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let agents: serde_json::Value = client
-            .get(format!("{api}/api/agents"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let agents = answer(client.get(format!("{api}/api/agents")), &token).await;
         let online = agents["agents"]
             .as_array()
             .map_or(0, |a| a.iter().filter(|x| x["status"] == "online").count());
