@@ -115,15 +115,7 @@ impl Job for BillingWorker {
     }
 
     async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<BillingJob>>> {
-        let job = self
-            .billing
-            .store
-            .claim_next_billing_job(holder, lease_ms)
-            .await?;
-        Ok(job.map(|row| Claimed {
-            row,
-            more_due: true,
-        }))
+        self.billing.store.claim_billing_job(holder, lease_ms).await
     }
 
     async fn run(&self, job: &BillingJob, _ctx: &RunContext) -> Outcome<Value> {

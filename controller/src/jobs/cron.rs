@@ -67,11 +67,7 @@ impl Job for CronWorker {
     }
 
     async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<CronRun>>> {
-        let run = self.store.claim_next_cron_run(holder, lease_ms).await?;
-        Ok(run.map(|row| Claimed {
-            row,
-            more_due: true,
-        }))
+        self.store.claim_cron_run(holder, lease_ms).await
     }
 
     async fn run(&self, run: &CronRun, _ctx: &RunContext) -> Outcome<Value> {

@@ -102,7 +102,7 @@ pub trait Job: Send + Sync + 'static {
     }
 
     /// Claims the next due row for `holder` until `now + lease_ms`, counting an attempt, and
-    /// says whether another row was due too (a queue that cannot tell says so).
+    /// says whether another row was due too.
     async fn claim(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<Self::Row>>>;
     async fn run(&self, row: &Self::Row, ctx: &RunContext) -> Outcome<Self::Done>;
     /// Writes the finished state, fenced by `holder`.

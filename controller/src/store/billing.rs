@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::lease_queue::Claimed;
 use super::{Customer, StoreResult};
 
 /// A checkout order (`orders`).
@@ -409,7 +410,18 @@ pub trait BillingStore: Send + Sync {
         &self,
         holder: &str,
         lease_ms: i64,
-    ) -> StoreResult<Option<BillingJob>>;
+    ) -> StoreResult<Option<BillingJob>> {
+        Ok(self
+            .claim_billing_job(holder, lease_ms)
+            .await?
+            .map(|c| c.row))
+    }
+    /// [`Self::claim_next_billing_job`], saying whether another job was due too.
+    async fn claim_billing_job(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<Claimed<BillingJob>>>;
     async fn complete_billing_job(
         &self,
         id: i64,
@@ -447,7 +459,7 @@ macro_rules! impl_billing_store {
             use sqlx::AssertSqlSafe;
             use sqlx::types::Json;
             use $crate::store::billing::*;
-            use $crate::store::lease_queue::BILLING;
+            use $crate::store::lease_queue::{Claimed, BILLING};
             use $crate::store::{Change, Customer, Service, StoreError, StoreResult, Task, TaskResult, now_ms};
             use $crate::store::activity::{customer_summary, invoice_summary, order_summary, service_summary};
 
@@ -1394,12 +1406,13 @@ macro_rules! impl_billing_store {
                     Ok(new)
                 }
 
-                async fn claim_next_billing_job(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<BillingJob>> {
+                async fn claim_billing_job(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<BillingJob>>> {
                     let now = now_ms();
                     // One statement: atomic on its own, no transaction around it.
-                    Ok(sqlx::query_as::<_, BillingJob>(AssertSqlSafe(BILLING.claim_sql(<$store>::BACKEND)))
+                    let row = sqlx::query(AssertSqlSafe(BILLING.claim_sql(<$store>::BACKEND)))
                         .bind(holder).bind(now).bind(now + lease_ms)
-                        .fetch_optional(self.writer()).await?)
+                        .fetch_optional(self.writer()).await?;
+                    Ok(row.as_ref().map(Claimed::from_row).transpose()?)
                 }
 
                 async fn complete_billing_job(&self, id: i64, holder: &str, result: &serde_json::Value) -> StoreResult<()> {

@@ -16,6 +16,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::lease_queue::Claimed;
 use super::{Page, StoreResult};
 
 /// The lease whose holder is the scheduler's leader.
@@ -152,7 +153,15 @@ pub trait CronStore: Send + Sync {
         &self,
         holder: &str,
         lease_ms: i64,
-    ) -> StoreResult<Option<CronRun>>;
+    ) -> StoreResult<Option<CronRun>> {
+        Ok(self.claim_cron_run(holder, lease_ms).await?.map(|c| c.row))
+    }
+    /// [`Self::claim_next_cron_run`], saying whether another run was due too.
+    async fn claim_cron_run(
+        &self,
+        holder: &str,
+        lease_ms: i64,
+    ) -> StoreResult<Option<Claimed<CronRun>>>;
     /// `running` → `succeeded` with the job's summary; `LeaseLost` if another holds it now.
     async fn complete_cron_run(&self, id: i64, holder: &str, summary: &Value) -> StoreResult<()>;
     /// `running` → `failed` with the error; `LeaseLost` if another holds it now.
@@ -169,7 +178,7 @@ macro_rules! impl_cron_store {
             use async_trait::async_trait;
             use sqlx::types::Json;
             use $crate::store::cron::*;
-            use $crate::store::lease_queue::CRON;
+            use $crate::store::lease_queue::{Claimed, CRON};
             use $crate::store::{Page, StoreError, StoreResult, now_ms};
 
             #[async_trait]
@@ -300,16 +309,16 @@ macro_rules! impl_cron_store {
                     Ok(result)
                 }
 
-                async fn claim_next_cron_run(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<CronRun>> {
+                async fn claim_cron_run(&self, holder: &str, lease_ms: i64) -> StoreResult<Option<Claimed<CronRun>>> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
-                    let claimed = sqlx::query_as::<_, CronRun>(sqlx::AssertSqlSafe(CRON.claim_sql(<$store>::BACKEND)))
+                    let claimed = sqlx::query(sqlx::AssertSqlSafe(CRON.claim_sql(<$store>::BACKEND)))
                         .bind(holder)
                         .bind(now)
                         .bind(now + lease_ms.max(1))
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let Some(mut run) = claimed else {
+                    let Some(Claimed { row: mut run, more_due }) = claimed.as_ref().map(Claimed::<CronRun>::from_row).transpose()? else {
                         tx.commit().await?;
                         return Ok(None);
                     };
@@ -322,7 +331,7 @@ macro_rules! impl_cron_store {
                     tx.commit().await?;
                     run.started_at = Some(now);
                     run.runner = Some(holder.to_owned());
-                    Ok(Some(run))
+                    Ok(Some(Claimed { row: run, more_due }))
                 }
 
                 async fn complete_cron_run(&self, id: i64, holder: &str, summary: &serde_json::Value) -> StoreResult<()> {
