@@ -47,8 +47,11 @@ on_both_backends!(
     concurrent_claimers_never_take_the_same_task,
     a_claim_says_whether_another_task_was_due,
     credentials_and_service_secrets_are_kept_once_in_one_write,
+    placement_and_credentials_are_written_together_or_not_at_all,
     an_expired_lease_lets_another_worker_take_over,
     step_results_are_recorded_under_the_lease,
+    the_completion_stores_the_last_step_record_under_the_lease,
+    provisioning_reads_the_product_and_the_customer_email_in_one,
     a_released_task_waits_until_it_is_due,
     a_task_released_to_wait_keeps_its_retry_budget,
     a_failed_task_is_requeued_with_a_fresh_budget,
@@ -1051,6 +1054,136 @@ async fn credentials_and_service_secrets_are_kept_once_in_one_write(store: DynSt
     );
 }
 
+async fn placement_and_credentials_are_written_together_or_not_at_all(store: DynStore) {
+    let small = store
+        .create_server(
+            &NewServer {
+                max_accounts: 1,
+                ..new_server("together-a.example.net")
+            },
+            "admin:1",
+        )
+        .await
+        .unwrap();
+    let other = store
+        .create_server(&new_server("together-b.example.net"), "admin:1")
+        .await
+        .unwrap();
+    let c = customer(&store, "together@example.com").await;
+    let p = product(&store, "Together").await;
+    let mut services = Vec::new();
+    for domain in ["one.example", "two.example", "three.example"] {
+        let (service, _) = store
+            .create_service_with_task(&order(c, p, domain), "test")
+            .await
+            .unwrap();
+        services.push(service.id);
+    }
+    let offered = store::SealedSecrets {
+        mailbox: Some("sealed-mailbox".to_owned()),
+        database: None,
+    };
+    let creds = |username| store::NewCredentials {
+        username,
+        password_sealed: "sealed-panel",
+        secrets: &offered,
+    };
+    let live = |server: ServerId| {
+        let store = store.clone();
+        async move {
+            store
+                .placement_candidates("shared")
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.server.id == server)
+                .map(|c| c.live_services)
+        }
+    };
+    let kept = store
+        .place_with_credentials(services[0], small.id, &creds("oneexamp"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept, offered);
+    let placed = store.get_service(services[0]).await.unwrap();
+    assert_eq!(placed.server_id, Some(small.id.get()));
+    assert_eq!(placed.username.as_deref(), Some("oneexamp"));
+    assert_eq!(placed.password_encrypted.as_deref(), Some("sealed-panel"));
+    assert_eq!(
+        placed.mailbox_password_encrypted.as_deref(),
+        Some("sealed-mailbox")
+    );
+    let actions: Vec<String> = store
+        .list_activity("service", services[0].get())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in ["service.placed", "service.credentials_set"] {
+        assert!(actions.iter().any(|a| a == action), "{actions:?}");
+    }
+    assert_eq!(live(small.id).await, Some(1));
+
+    // The server is full: the second service stays unplaced and without credentials.
+    let before = store
+        .list_activity("service", services[1].get())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        store
+            .place_with_credentials(services[1], small.id, &creds("twoexamp"))
+            .await
+            .unwrap(),
+        Err(store::PlacementRefusal::ServerFull)
+    );
+    let unplaced = store.get_service(services[1]).await.unwrap();
+    assert_eq!((unplaced.server_id, unplaced.username), (None, None));
+    assert_eq!(
+        store
+            .list_activity("service", services[1].get())
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
+    assert_eq!(live(small.id).await, Some(1));
+
+    // A username is one per server: taken on the other server, refused there too.
+    store
+        .place_with_credentials(services[1], other.id, &creds("sameuser"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .place_with_credentials(services[2], other.id, &creds("sameuser"))
+            .await
+            .unwrap(),
+        Err(store::PlacementRefusal::UsernameTaken)
+    );
+    assert_eq!(
+        store.get_service(services[2]).await.unwrap().server_id,
+        None
+    );
+    assert_eq!(live(other.id).await, Some(1));
+
+    // A service placed already is not placed again.
+    assert_eq!(
+        store
+            .place_with_credentials(services[0], other.id, &creds("again"))
+            .await
+            .unwrap(),
+        Err(store::PlacementRefusal::AlreadyPlaced)
+    );
+    assert_eq!(
+        store.get_service(services[0]).await.unwrap().server_id,
+        Some(small.id.get())
+    );
+}
+
 async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {
     let tasks = orders(&store, 1).await;
     let first = store
@@ -1138,6 +1271,119 @@ async fn step_results_are_recorded_under_the_lease(store: DynStore) {
         store.claim_next_task("w", 60_000).await.unwrap().is_none(),
         "completed tasks are not runnable"
     );
+}
+
+async fn the_completion_stores_the_last_step_record_under_the_lease(store: DynStore) {
+    let tasks = orders(&store, 1).await;
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(task.id, tasks[0]);
+    for record in [step("account", "success"), step("dns", "failed")] {
+        store.record_step(task.id, "w", &record).await.unwrap();
+    }
+    let shown = |t: &store::Task| -> Vec<(String, String)> {
+        t.result
+            .0
+            .steps
+            .iter()
+            .map(|s| (s.step.as_str().to_owned(), s.status.as_str().to_owned()))
+            .collect()
+    };
+    // A worker that no longer holds the task writes neither the completion nor the record.
+    let refused = store
+        .complete_service_task_recording(
+            task.id,
+            "other",
+            store::queue::ServiceChange::Activate,
+            Some(&step("dns", "success")),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    let unchanged = store.get_task(task.id).await.unwrap();
+    assert_eq!(unchanged.status, TaskStatus::Processing);
+    assert_eq!(
+        shown(&unchanged),
+        [
+            ("account".into(), "success".into()),
+            ("dns".into(), "failed".into())
+        ]
+    );
+    assert_eq!(
+        store.get_service(task.service_id).await.unwrap().status,
+        ServiceStatus::Pending
+    );
+    // The holder's completion replaces the step's earlier record where it stands.
+    store
+        .complete_service_task_recording(
+            task.id,
+            "w",
+            store::queue::ServiceChange::Activate,
+            Some(&step("dns", "success")),
+        )
+        .await
+        .unwrap();
+    let done = store.get_task(task.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
+    assert_eq!(
+        shown(&done),
+        [
+            ("account".into(), "success".into()),
+            ("dns".into(), "success".into())
+        ]
+    );
+    assert_eq!(done.result.0.steps[1].data["by"], "success");
+    assert_eq!(
+        store.get_service(task.service_id).await.unwrap().status,
+        ServiceStatus::Active
+    );
+    // Without a record, the completion appends nothing.
+    let second = orders_for(&store, "second@example.com", 1).await;
+    let task = store.claim_next_task("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(task.id, second[0]);
+    store
+        .record_step(task.id, "w", &step("account", "success"))
+        .await
+        .unwrap();
+    store
+        .complete_service_task_recording(task.id, "w", store::queue::ServiceChange::Activate, None)
+        .await
+        .unwrap();
+    let done = store.get_task(task.id).await.unwrap();
+    assert_eq!(shown(&done), [("account".into(), "success".into())]);
+}
+
+async fn provisioning_reads_the_product_and_the_customer_email_in_one(store: DynStore) {
+    let c = customer(&store, "contact@example.com").await;
+    let p = product(&store, "Contact").await;
+    let (product, email) = store.product_and_contact(p, c).await.unwrap();
+    assert_eq!((product.id, product.name.as_str()), (p, "Contact"));
+    assert_eq!(
+        (
+            product.server_group.as_str(),
+            product.disk_mb,
+            product.databases
+        ),
+        ("shared", 10_240, 2)
+    );
+    assert_eq!(email, "contact@example.com");
+    assert!(matches!(
+        store.product_and_contact(ProductId::from(999_999), c).await,
+        Err(StoreError::NotFound {
+            entity: "product",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .product_and_contact(p, CustomerId::from(999_999))
+            .await,
+        Err(StoreError::NotFound {
+            entity: "customer",
+            ..
+        })
+    ));
 }
 
 async fn a_released_task_waits_until_it_is_due(store: DynStore) {

@@ -1,15 +1,15 @@
 //! Provisioning and lifecycle tasks (`provisioning_tasks`) as a job: the runner claims a task,
-//! `Provisioner::run_task` does the work, and completing applies the service change in the same
-//! transaction; failing for good shows the error on the service too.
+//! `Provisioner::run_task` does the work, and completing applies the service change and stores
+//! the last step's record in the same transaction; failing for good shows the error on the
+//! service too.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{Backoff, ClaimInfo, Job, JobSettings, Outcome, RunContext};
-use crate::provisioning::{Failure, Provisioner};
+use crate::provisioning::{Failure, Finished, Provisioner};
 use crate::store::lease_queue::{Claimed, PROVISIONING, QueueTable};
-use crate::store::queue::ServiceChange;
 use crate::store::{DynStore, StoreResult, Task};
 
 /// The longest retry delay of a task.
@@ -18,7 +18,7 @@ const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 #[async_trait]
 impl Job for Provisioner {
     type Row = Task;
-    type Done = ServiceChange;
+    type Done = Finished;
     const QUEUE: &'static QueueTable = &PROVISIONING;
 
     fn settings(&self) -> JobSettings {
@@ -62,7 +62,7 @@ impl Job for Provisioner {
         )
     }
 
-    async fn run(&self, task: &Task, ctx: &RunContext) -> Outcome<ServiceChange> {
+    async fn run(&self, task: &Task, ctx: &RunContext) -> Outcome<Finished> {
         let started = std::time::Instant::now();
         let result = self.run_task(task, &ctx.holder, &ctx.lost).await;
         let failure = match &result {
@@ -76,7 +76,7 @@ impl Job for Provisioner {
             started.elapsed(),
         );
         match result {
-            Ok(change) => Outcome::Done(change),
+            Ok(finished) => Outcome::Done(finished),
             Err(Failure::Retryable(e)) => Outcome::Retry(e),
             Err(Failure::Permanent(e)) => Outcome::Fail(e),
             Err(Failure::Waiting(reason)) => Outcome::Wait(reason),
@@ -84,9 +84,14 @@ impl Job for Provisioner {
         }
     }
 
-    async fn complete(&self, task: &Task, holder: &str, change: ServiceChange) -> StoreResult<()> {
+    async fn complete(&self, task: &Task, holder: &str, finished: Finished) -> StoreResult<()> {
         Provisioner::store(self)
-            .complete_service_task(task.id, holder, change)
+            .complete_service_task_recording(
+                task.id,
+                holder,
+                finished.change,
+                finished.last_step.as_ref(),
+            )
             .await?;
         tracing::info!(task_id = %task.id, service_id = %task.service_id, kind = task.task_type.as_str(), "task completed");
         Ok(())

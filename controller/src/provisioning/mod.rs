@@ -9,4 +9,4 @@ pub mod placement;
 mod step_data;
 
 pub(crate) use pipeline::Failure;
-pub use pipeline::Provisioner;
+pub use pipeline::{Finished, Provisioner};

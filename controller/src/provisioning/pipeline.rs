@@ -12,7 +12,7 @@ use mpanel_common::command::{
     ChangePassword, CreateAccount, CreateDatabase, CreateMailbox, EnsureDns, Reply, Request,
     RestoreBackup, SuspendAccount, TerminateAccount, UnsuspendAccount, Waiting,
 };
-use mpanel_common::ids::{ServerId, ServiceId, TaskId};
+use mpanel_common::ids::{ServerId, ServiceId};
 use mpanel_common::status::{
     DnsProvider, ProvisioningStep, ServiceStatus, SslProvider, StepStatus, SuspensionReason,
     TaskKind, TaskStep,
@@ -34,8 +34,8 @@ use crate::store::billing::NewBillingJob;
 use crate::store::lease_queue::{BILLING, EMAIL};
 use crate::store::queue::ServiceChange;
 use crate::store::{
-    BackupPurpose, BackupRow, DynStore, Product, SealedSecrets, Server, Service, ServiceSecret,
-    StepRecord, StoreError, Task, now_ms,
+    BackupPurpose, BackupRow, DynStore, NewCredentials, PlacementRefusal, Product, SealedSecrets,
+    Server, Service, ServiceSecret, StepRecord, StoreError, Task, now_ms,
 };
 
 #[derive(Clone)]
@@ -116,6 +116,14 @@ impl From<CommandError> for Failure {
     }
 }
 
+/// A task's work done: the change to its service, and the last step's record, which the
+/// completion stores in its own write.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub change: ServiceChange,
+    pub last_step: Option<StepRecord>,
+}
+
 impl Provisioner {
     pub fn new(
         store: DynStore,
@@ -146,7 +154,7 @@ impl Provisioner {
         task: &Task,
         holder: &str,
         lost: &CancellationToken,
-    ) -> Result<ServiceChange, Failure> {
+    ) -> Result<Finished, Failure> {
         let service = self.store.get_service(task.service_id).await?;
         match task.task_type {
             TaskKind::Provision => self.provision(task, holder, service, lost).await,
@@ -165,14 +173,9 @@ impl Provisioner {
         self.fleet.request(server, request, key, deadline).await
     }
 
-    async fn record(
-        &self,
-        task: TaskId,
-        holder: &str,
-        step: ProvisioningStep,
-        outcome: &Result<Value, Failure>,
-    ) -> Result<(), Failure> {
-        let record = match outcome {
+    /// What is recorded of a step's outcome.
+    fn step_record(step: ProvisioningStep, outcome: &Result<Value, Failure>) -> StepRecord {
+        match outcome {
             Ok(data) => StepRecord {
                 step: step.into(),
                 status: StepStatus::Success,
@@ -191,35 +194,33 @@ impl Provisioner {
                 error: Some(failure.message()),
                 finished_at: Some(now_ms()),
             },
-        };
-        Ok(self.store.record_step(task, holder, &record).await?)
+        }
     }
 
     /// Places the service (once), chooses its credentials (once), then runs the steps not yet
-    /// successful, recording each. A lost lease stops it before the next step.
+    /// successful, recording each (the last one's record is the completion's to write). A lost
+    /// lease stops it before the next step.
     async fn provision(
         &self,
         task: &Task,
         holder: &str,
         service: Service,
         lost: &CancellationToken,
-    ) -> Result<ServiceChange, Failure> {
-        let product = self.store.get_product(service.product_id).await?;
-        let server = match service.server_id {
-            Some(id) => self.store.get_server(id.into()).await?,
-            None => self.place(&service, &product).await?,
-        };
+    ) -> Result<Finished, Failure> {
+        let (product, customer_email) = self
+            .store
+            .product_and_contact(service.product_id, service.customer_id)
+            .await?;
         let domain = DomainName::parse(&service.domain)
             .map_err(|e| Failure::Permanent(format!("domain: {e}")))?;
-        let (credentials, secrets) = self
-            .panel_credentials(
-                &service,
-                &domain,
-                server.control_panel,
-                product.databases > 0,
-            )
-            .await?;
-        let customer = self.store.get_customer(service.customer_id).await?;
+        let (server, credentials, secrets) =
+            if service.server_id.is_none() && service.username.is_none() {
+                self.place_with_credentials(&service, &product, &domain)
+                    .await?
+            } else {
+                self.placed_with_credentials(&service, &product, &domain)
+                    .await?
+            };
         let mut run = ProvisionRun {
             task,
             finished: task
@@ -234,11 +235,12 @@ impl Provisioner {
             database_sealed: secrets.database,
             server,
             product,
-            customer_email: customer.email,
+            customer_email,
             domain,
             credentials,
             service,
         };
+        let mut last_step = None;
         for step in ProvisioningStep::ALL {
             if run.finished.contains_key(&step.into()) {
                 continue;
@@ -265,10 +267,18 @@ impl Provisioner {
                 },
                 started.elapsed(),
             );
-            self.record(task.id, holder, step, &outcome).await?;
+            let record = Self::step_record(step, &outcome);
+            if outcome.is_ok() && Some(&step) == ProvisioningStep::ALL.last() {
+                last_step = Some(record);
+            } else {
+                self.store.record_step(task.id, holder, &record).await?;
+            }
             run.finished.insert(step.into(), outcome?);
         }
-        Ok(ServiceChange::Activate)
+        Ok(Finished {
+            change: ServiceChange::Activate,
+            last_step,
+        })
     }
 
     async fn account_step(&self, run: &ProvisionRun<'_>) -> Result<Value, Failure> {
@@ -455,8 +465,9 @@ impl Provisioner {
         self.command(run.server.id, request, &key).await
     }
 
-    /// Picks and reserves a server; `Waiting` when none is eligible.
-    async fn place(&self, service: &Service, product: &Product) -> Result<Server, Failure> {
+    /// The eligible servers of the product's group, least loaded first, and how many were
+    /// considered.
+    async fn ranked_servers(&self, product: &Product) -> Result<(Vec<Server>, usize), Failure> {
         let candidates = self
             .store
             .placement_candidates(&product.server_group)
@@ -465,16 +476,95 @@ impl Provisioner {
             self.fleet
                 .latest_load(c.server.id)
                 .filter(|_| self.fleet.is_connected(c.server.id))
-        });
-        for candidate in ranked {
-            match self
-                .store
-                .assign_server(service.id, candidate.server.id)
-                .await
-            {
+        })
+        .into_iter()
+        .map(|c| c.server.clone())
+        .collect();
+        Ok((ranked, candidates.len()))
+    }
+
+    /// A new service's server and credentials, chosen together: the least-loaded eligible
+    /// server is reserved with a free username on it, the password and the other secrets in
+    /// the same write. `Waiting` when no server is eligible.
+    async fn place_with_credentials(
+        &self,
+        service: &Service,
+        product: &Product,
+        domain: &DomainName,
+    ) -> Result<(Server, PanelCredentials, SealedSecrets), Failure> {
+        let (ranked, considered) = self.ranked_servers(product).await?;
+        let (password, sealed) = self.new_secret()?;
+        let offered = self.offered_secrets(product.databases > 0)?;
+        for server in ranked {
+            let mut attempt = 0;
+            let kept = loop {
+                if attempt == 100 {
+                    return Err(no_free_username(service));
+                }
+                let username = username_for(domain, server.control_panel, attempt);
+                let credentials = NewCredentials {
+                    username: username.as_str(),
+                    password_sealed: &sealed,
+                    secrets: &offered,
+                };
+                match self
+                    .store
+                    .place_with_credentials(service.id, server.id, &credentials)
+                    .await?
+                {
+                    Ok(kept) => break Some((username, kept)),
+                    Err(PlacementRefusal::UsernameTaken) => attempt += 1,
+                    // Full since we looked (a concurrent placement took the slot): the next.
+                    Err(PlacementRefusal::ServerFull) => break None,
+                    // Another worker placed it meanwhile: go on from what it chose.
+                    Err(PlacementRefusal::AlreadyPlaced) => {
+                        let now = self.store.get_service(service.id).await?;
+                        return self.placed_with_credentials(&now, product, domain).await;
+                    }
+                }
+            };
+            if let Some((username, kept)) = kept {
+                tracing::info!(service_id = %service.id, server = %server.hostname, "service placed");
+                let credentials = PanelCredentials {
+                    username: username.as_str().to_owned(),
+                    password: Secret::new(password),
+                    sealed,
+                };
+                return Ok((server, credentials, kept));
+            }
+        }
+        Err(Failure::Waiting(placement::no_server_reason(
+            &product.server_group,
+            considered,
+        )))
+    }
+
+    /// The server and credentials of a service placed already (or given credentials already):
+    /// whatever is missing is chosen now, one at a time.
+    async fn placed_with_credentials(
+        &self,
+        service: &Service,
+        product: &Product,
+        domain: &DomainName,
+    ) -> Result<(Server, PanelCredentials, SealedSecrets), Failure> {
+        let server = match service.server_id {
+            Some(id) => self.store.get_server(id.into()).await?,
+            None => self.place(service, product).await?,
+        };
+        let (credentials, secrets) = self
+            .panel_credentials(service, domain, server.control_panel, product.databases > 0)
+            .await?;
+        Ok((server, credentials, secrets))
+    }
+
+    /// Picks and reserves a server; `Waiting` when none is eligible.
+    async fn place(&self, service: &Service, product: &Product) -> Result<Server, Failure> {
+        let (ranked, considered) = self.ranked_servers(product).await?;
+        for server in ranked {
+            match self.store.assign_server(service.id, server.id).await {
                 Ok(()) => {
-                    tracing::info!(service_id = %service.id, server = %candidate.server.hostname, "service placed");
-                    return Ok(candidate.server.clone());
+                    tracing::info!(service_id = %service.id, server = %server.hostname, "service placed");
+                    return Ok(server);
                 }
                 // Full since we looked (a concurrent placement took the slot): try the next.
                 Err(StoreError::Conflict(_)) => {
@@ -488,7 +578,7 @@ impl Provisioner {
         }
         Err(Failure::Waiting(placement::no_server_reason(
             &product.server_group,
-            candidates.len(),
+            considered,
         )))
     }
 
@@ -522,14 +612,7 @@ impl Provisioner {
             ));
         }
         let (password, sealed) = self.new_secret()?;
-        let offered = SealedSecrets {
-            mailbox: Some(self.new_secret()?.1),
-            database: if wants_database {
-                Some(self.new_secret()?.1)
-            } else {
-                None
-            },
-        };
+        let offered = self.offered_secrets(wants_database)?;
         for attempt in 0..100 {
             let username = username_for(domain, kind, attempt);
             match self
@@ -556,10 +639,20 @@ impl Provisioner {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Failure::Permanent(format!(
-            "no free username for {} after 100 attempts",
-            service.domain
-        )))
+        Err(no_free_username(service))
+    }
+
+    /// New mailbox and database passwords, sealed, to offer with a service's credentials (a
+    /// database one only when the product has databases).
+    fn offered_secrets(&self, wants_database: bool) -> Result<SealedSecrets, Failure> {
+        Ok(SealedSecrets {
+            mailbox: Some(self.new_secret()?.1),
+            database: if wants_database {
+                Some(self.new_secret()?.1)
+            } else {
+                None
+            },
+        })
     }
 
     /// A new password, plain and sealed.
@@ -660,7 +753,7 @@ impl Provisioner {
         holder: &str,
         kind: TaskKind,
         service: &Service,
-    ) -> Result<ServiceChange, Failure> {
+    ) -> Result<Finished, Failure> {
         let (Some(server_id), Some(username)) = (service.server_id, service.username.clone())
         else {
             return Err(Failure::Permanent(format!(
@@ -842,14 +935,19 @@ impl Provisioner {
             error: data.as_ref().err().map(Failure::message),
             finished_at: Some(now_ms()),
         };
-        self.store.record_step(task.id, holder, &record).await?;
-        data?;
+        if let Err(failure) = data {
+            self.store.record_step(task.id, holder, &record).await?;
+            return Err(failure);
+        }
         if kind == TaskKind::Terminate
             && let Some(invoice) = params.get("noticeInvoiceId").and_then(Value::as_i64)
         {
             self.queue_termination_notice(service, invoice).await?;
         }
-        Ok(change)
+        Ok(Finished {
+            change,
+            last_step: Some(record),
+        })
     }
 
     /// The backup a termination takes before removing the account: the one an earlier attempt
@@ -923,6 +1021,13 @@ struct PanelCredentials {
     username: String,
     password: Secret<String>,
     sealed: String,
+}
+
+fn no_free_username(service: &Service) -> Failure {
+    Failure::Permanent(format!(
+        "no free username for {} after 100 attempts",
+        service.domain
+    ))
 }
 
 fn server_ip(server: &Server) -> Result<IpAddr, Failure> {

@@ -50,7 +50,7 @@ pub use postgres::PostgresStore;
 pub use products::ProductStore;
 pub use reporting::{QueueStats, ReportingStore, TaskCounts};
 pub use servers::ServerStore;
-pub use services::ServiceStore;
+pub use services::{NewCredentials, PlacementRefusal, ServiceStore};
 pub use sqlite::SqliteStore;
 pub use usage::{LatestUsage, UsageSampleRow, UsageStore};
 

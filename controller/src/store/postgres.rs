@@ -31,6 +31,19 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
 }
 
+/// The task's `result` with the step record `$4` (of step `$3`) in place of an earlier record of
+/// that step, or appended.
+macro_rules! merged_steps {
+    () => {
+        "jsonb_set(result, '{steps}',
+             CASE WHEN result->'steps' @> jsonb_build_array(jsonb_build_object('step', $3::text))
+                  THEN (SELECT jsonb_agg(CASE WHEN s->>'step' = $3::text THEN $4::jsonb ELSE s END ORDER BY n)
+                        FROM jsonb_array_elements(result->'steps') WITH ORDINALITY AS e(s, n))
+                  ELSE result->'steps' || jsonb_build_array($4::jsonb)
+             END)"
+    };
+}
+
 impl PostgresStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options: PgConnectOptions = url.parse()?;
@@ -58,15 +71,25 @@ impl PostgresStore {
 
     /// Stores one step record of a task still held by `$2`: replaces the record of the same step
     /// (`$3`) in place, or appends it. One statement, fenced by the holder.
-    pub(crate) const RECORD_STEP_SQL: &'static str = "UPDATE provisioning_tasks
-         SET result = jsonb_set(result, '{steps}',
-                 CASE WHEN result->'steps' @> jsonb_build_array(jsonb_build_object('step', $3::text))
-                      THEN (SELECT jsonb_agg(CASE WHEN s->>'step' = $3::text THEN $4::jsonb ELSE s END ORDER BY n)
-                            FROM jsonb_array_elements(result->'steps') WITH ORDINALITY AS e(s, n))
-                      ELSE result->'steps' || jsonb_build_array($4::jsonb)
-                 END),
-             updated_at = $5
-         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'";
+    pub(crate) const RECORD_STEP_SQL: &'static str = concat!(
+        "UPDATE provisioning_tasks SET result = ",
+        merged_steps!(),
+        ", updated_at = $5
+         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'"
+    );
+
+    /// Completes a task still held by `$2` at `$5`, storing with it the last step's record
+    /// (`$4`, of step `$3`) when one is given.
+    pub(crate) const COMPLETE_TASK_SQL: &'static str = concat!(
+        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $5,
+             updated_at = $5, error = NULL, wait_reason = NULL,
+             lease_holder = NULL, lease_expires_at = NULL,
+             result = CASE WHEN $3::text IS NULL THEN result ELSE ",
+        merged_steps!(),
+        " END
+         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
+         RETURNING service_id, task_type"
+    );
 
     /// Row locks taken by the statements themselves are enough on PostgreSQL.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {

@@ -2,15 +2,30 @@
 //! change with its activity row.
 
 use async_trait::async_trait;
-use mpanel_common::ids::ProductId;
+use mpanel_common::ids::{CustomerId, ProductId};
 
 use super::{NewProduct, Product, ProductPatch, StoreResult};
+
+/// A product row with the ordering customer's email address beside it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProductAndContact {
+    #[sqlx(flatten)]
+    pub(crate) product: Product,
+    pub(crate) customer_email: Option<String>,
+}
 
 #[async_trait]
 pub trait ProductStore: Send + Sync {
     /// Creates the product and its prices in one transaction.
     async fn create_product(&self, new: &NewProduct, actor: &str) -> StoreResult<Product>;
     async fn get_product(&self, id: ProductId) -> StoreResult<Product>;
+    /// What provisioning reads besides the service, in one statement: the product without its
+    /// prices (placement and the steps use none) and the customer's email address.
+    async fn product_and_contact(
+        &self,
+        product: ProductId,
+        customer: CustomerId,
+    ) -> StoreResult<(Product, String)>;
     async fn list_products(&self) -> StoreResult<Vec<Product>>;
     /// Changes the fields the patch names (a given price list replaces the old one) in one
     /// transaction with its activity row; a name another product has is a `Conflict`.
@@ -26,7 +41,7 @@ macro_rules! impl_product_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
-            use mpanel_common::ids::ProductId;
+            use mpanel_common::ids::{CustomerId, ProductId};
             use sqlx::AssertSqlSafe;
             use $crate::store::{Change, NewProduct, Price, Product, ProductPatch, ProductStore, StoreError, StoreResult, now_ms};
             use $crate::store::activity::product_summary;
@@ -113,6 +128,21 @@ macro_rules! impl_product_store {
                         .ok_or_else(|| StoreError::not_found("product", id))?;
                     product.prices = load_prices(&self.pool, id.get()).await?;
                     Ok(product)
+                }
+
+                async fn product_and_contact(&self, product: ProductId, customer: CustomerId) -> StoreResult<(Product, String)> {
+                    let row = sqlx::query_as::<_, $crate::store::products::ProductAndContact>(
+                        "SELECT p.*, c.email AS customer_email
+                         FROM products p LEFT JOIN customers c ON c.id = $2
+                         WHERE p.id = $1",
+                    )
+                    .bind(product.get())
+                    .bind(customer.get())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| StoreError::not_found("product", product))?;
+                    let email = row.customer_email.ok_or_else(|| StoreError::not_found("customer", customer))?;
+                    Ok((row.product, email))
                 }
 
                 async fn update_product(&self, id: ProductId, patch: &ProductPatch, actor: &str) -> StoreResult<Product> {

@@ -96,6 +96,18 @@ pub trait TaskQueue: Send + Sync {
         task: TaskId,
         holder: &str,
         change: ServiceChange,
+    ) -> StoreResult<()> {
+        self.complete_service_task_recording(task, holder, change, None)
+            .await
+    }
+    /// [`Self::complete_service_task`], storing the last step's record (as
+    /// [`Self::record_step`] would) in the same write as the completion.
+    async fn complete_service_task_recording(
+        &self,
+        task: TaskId,
+        holder: &str,
+        change: ServiceChange,
+        last_step: Option<&StepRecord>,
     ) -> StoreResult<()>;
     /// `processing` → `failed` after the last attempt; the service keeps its status and shows
     /// the error in `provisioning_error`.
@@ -314,25 +326,22 @@ macro_rules! impl_task_queue {
                     Ok(Ok(()))
                 }
 
-                async fn complete_service_task(
+                async fn complete_service_task_recording(
                     &self,
                     task: TaskId,
                     holder: &str,
                     change: ServiceChange,
+                    last_step: Option<&StepRecord>,
                 ) -> StoreResult<()> {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
                     // The task is completed first, fenced by the holder: a worker whose lease
                     // ran out changes nothing.
-                    let held: Option<(i64, String)> = sqlx::query_as(
-                        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $3,
-                             updated_at = $3, error = NULL, wait_reason = NULL,
-                             lease_holder = NULL, lease_expires_at = NULL
-                         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
-                         RETURNING service_id, task_type",
-                    )
+                    let held: Option<(i64, String)> = sqlx::query_as(<$store>::COMPLETE_TASK_SQL)
                     .bind(task.get())
                     .bind(holder)
+                    .bind(last_step.map(|r| r.step.as_str()))
+                    .bind(last_step.map(Json))
                     .bind(now)
                     .fetch_optional(&mut *tx)
                     .await?;

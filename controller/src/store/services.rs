@@ -10,6 +10,26 @@ use super::{
     ServiceSecret, StoreResult, Task, TaskFilter,
 };
 
+/// The panel login and the other secrets chosen for a service, sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCredentials<'a> {
+    pub username: &'a str,
+    pub password_sealed: &'a str,
+    /// Offered; a secret the service already has is kept instead.
+    pub secrets: &'a SealedSecrets,
+}
+
+/// Why [`ServiceStore::place_with_credentials`] wrote nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlacementRefusal {
+    /// The server has no room left (a concurrent placement took the last one).
+    ServerFull,
+    /// A live service on that server has the username.
+    UsernameTaken,
+    /// The service has a server or a username already, or does not exist.
+    AlreadyPlaced,
+}
+
 #[async_trait]
 pub trait ServiceStore: Send + Sync {
     /// Creates a `pending` service and its provisioning task in one transaction (the
@@ -31,6 +51,15 @@ pub trait ServiceStore: Send + Sync {
     /// Places a service on a server, holding the server's row while it counts, so concurrent
     /// placements cannot take the server past `max_accounts` (`Conflict` when it is full).
     async fn assign_server(&self, service_id: ServiceId, server_id: ServerId) -> StoreResult<()>;
+    /// [`Self::assign_server`] and [`Self::set_service_credentials_and_secrets`] for a service
+    /// with neither, in one transaction with both activity rows; the refusal says why nothing
+    /// was written.
+    async fn place_with_credentials(
+        &self,
+        service_id: ServiceId,
+        server_id: ServerId,
+        credentials: &NewCredentials<'_>,
+    ) -> StoreResult<Result<SealedSecrets, PlacementRefusal>>;
     /// Records the panel username and sealed password chosen for a service. Set once: a
     /// different username for a service that has one, or a username already used by a live
     /// service on the same server, is a `Conflict`.
@@ -97,6 +126,38 @@ macro_rules! impl_service_store {
             use $crate::store::{Change, NewService, Service, ServiceFilter, ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms};
             use $crate::store::activity::service_summary;
 
+            /// The activity row of a service's placement.
+            async fn placed_activity(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                service_id: ServiceId,
+                server_id: ServerId,
+            ) -> StoreResult<()> {
+                <$store>::record_activity(tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }),
+                    Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })))
+                    .await
+            }
+
+            /// The activity row of a service's first credentials (the password only as set).
+            async fn credentials_activity(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                service_id: ServiceId,
+                username: &str,
+            ) -> StoreResult<()> {
+                <$store>::record_activity(
+                    tx,
+                    "system",
+                    "service.credentials_set",
+                    "service",
+                    service_id.get(),
+                    serde_json::json!({}),
+                    Change::updated(
+                        serde_json::json!({ "username": null, "password": null }),
+                        serde_json::json!({ "username": username, "password": "set" }),
+                    ),
+                )
+                .await
+            }
+
             #[async_trait]
             impl ServiceStore for $store {
                 async fn create_service_with_task(
@@ -161,9 +222,7 @@ macro_rules! impl_service_store {
                     let mut tx = self.begin_write().await?;
                     // The activity row first: the placement's UPDATE takes the server's row lock
                     // (its live count, migration 0014), held from there to the commit only.
-                    <$store>::record_activity(&mut tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }),
-                        Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })))
-                        .await?;
+                    placed_activity(&mut tx, service_id, server_id).await?;
                     let updated = sqlx::query(
                         "UPDATE services SET server_id = $2, updated_at = $3 WHERE id = $1 AND server_id IS NULL",
                     )
@@ -188,6 +247,54 @@ macro_rules! impl_service_store {
                     }
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn place_with_credentials(
+                    &self,
+                    service_id: ServiceId,
+                    server_id: ServerId,
+                    credentials: &$crate::store::NewCredentials<'_>,
+                ) -> StoreResult<Result<$crate::store::SealedSecrets, $crate::store::PlacementRefusal>> {
+                    use $crate::store::PlacementRefusal;
+                    let mut tx = self.begin_write().await?;
+                    // The activity rows first: the UPDATE takes the server's row lock (its live
+                    // count), held from there to the commit only.
+                    placed_activity(&mut tx, service_id, server_id).await?;
+                    credentials_activity(&mut tx, service_id, credentials.username).await?;
+                    let kept = sqlx::query_as::<_, (Option<String>, Option<String>)>(
+                        "UPDATE services SET server_id = $2, username = $3, password_encrypted = $4,
+                             mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $5),
+                             database_password_encrypted = COALESCE(database_password_encrypted, $6),
+                             updated_at = $7
+                         WHERE id = $1 AND server_id IS NULL AND username IS NULL
+                         RETURNING mailbox_password_encrypted, database_password_encrypted",
+                    )
+                    .bind(service_id.get())
+                    .bind(server_id.get())
+                    .bind(credentials.username)
+                    .bind(credentials.password_sealed)
+                    .bind(credentials.secrets.mailbox.as_deref())
+                    .bind(credentials.secrets.database.as_deref())
+                    .bind(now_ms())
+                    .fetch_optional(&mut *tx)
+                    .await;
+                    let (mailbox, database) = match kept {
+                        Ok(Some(kept)) => kept,
+                        Ok(None) => return Ok(Err(PlacementRefusal::AlreadyPlaced)),
+                        // The count's trigger refuses a placement past max_accounts.
+                        Err(sqlx::Error::Database(e)) if e.message().contains("is full") => {
+                            return Ok(Err(PlacementRefusal::ServerFull));
+                        }
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                            return Ok(Err(PlacementRefusal::UsernameTaken));
+                        }
+                        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                            return Err(StoreError::not_found("server", server_id));
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    tx.commit().await?;
+                    Ok(Ok($crate::store::SealedSecrets { mailbox, database }))
                 }
 
                 async fn set_service_credentials_and_secrets(
@@ -223,19 +330,7 @@ macro_rules! impl_service_store {
                         .await
                         .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?;
                     let kept = if let Some(kept) = first {
-                        <$store>::record_activity(
-                            &mut tx,
-                            "system",
-                            "service.credentials_set",
-                            "service",
-                            service_id.get(),
-                            serde_json::json!({}),
-                            Change::updated(
-                                serde_json::json!({ "username": null, "password": null }),
-                                serde_json::json!({ "username": username, "password": "set" }),
-                            ),
-                        )
-                        .await?;
+                        credentials_activity(&mut tx, service_id, username).await?;
                         kept
                     } else {
                         keep(false)

@@ -44,6 +44,22 @@ pub struct SqliteStore {
     writer: SqlitePool,
 }
 
+/// The task's `result` with the step record `$4` (of step `$3`) in place of an earlier record of
+/// that step, or appended.
+macro_rules! merged_steps {
+    () => {
+        "CASE
+             WHEN EXISTS (SELECT 1 FROM json_each(result, '$.steps')
+                          WHERE json_extract(value, '$.step') = $3)
+             THEN json_set(result, '$.steps',
+                      (SELECT json_group_array(CASE WHEN json_extract(value, '$.step') = $3
+                                                    THEN json($4) ELSE json(value) END)
+                       FROM json_each(result, '$.steps')))
+             ELSE json_insert(result, '$.steps[#]', json($4))
+         END"
+    };
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -83,18 +99,25 @@ impl SqliteStore {
 
     /// Stores one step record of a task still held by `$2`: replaces the record of the same step
     /// (`$3`) in place, or appends it. One statement, fenced by the holder.
-    pub(crate) const RECORD_STEP_SQL: &'static str = "UPDATE provisioning_tasks
-         SET result = CASE
-                 WHEN EXISTS (SELECT 1 FROM json_each(result, '$.steps')
-                              WHERE json_extract(value, '$.step') = $3)
-                 THEN json_set(result, '$.steps',
-                          (SELECT json_group_array(CASE WHEN json_extract(value, '$.step') = $3
-                                                        THEN json($4) ELSE json(value) END)
-                           FROM json_each(result, '$.steps')))
-                 ELSE json_insert(result, '$.steps[#]', json($4))
-             END,
-             updated_at = $5
-         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'";
+    pub(crate) const RECORD_STEP_SQL: &'static str = concat!(
+        "UPDATE provisioning_tasks SET result = ",
+        merged_steps!(),
+        ", updated_at = $5
+         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'"
+    );
+
+    /// Completes a task still held by `$2` at `$5`, storing with it the last step's record
+    /// (`$4`, of step `$3`) when one is given.
+    pub(crate) const COMPLETE_TASK_SQL: &'static str = concat!(
+        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $5,
+             updated_at = $5, error = NULL, wait_reason = NULL,
+             lease_holder = NULL, lease_expires_at = NULL,
+             result = CASE WHEN $3 IS NULL THEN result ELSE ",
+        merged_steps!(),
+        " END
+         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
+         RETURNING service_id, task_type"
+    );
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
