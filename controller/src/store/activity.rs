@@ -228,6 +228,33 @@ pub fn order_summary(o: &Order) -> Value {
     })
 }
 
+/// One activity row to write (see `record_activity`).
+pub(crate) struct ActivityRow<'a> {
+    pub(crate) actor: &'a str,
+    pub(crate) action: &'a str,
+    pub(crate) entity_type: &'a str,
+    pub(crate) entity_id: Option<i64>,
+    pub(crate) details: Value,
+    pub(crate) change: Change,
+}
+
+/// The INSERT of `rows` activity rows, nine parameters each.
+pub(crate) fn insert_activity_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let first = r * 9 + 1;
+            let params: Vec<String> = (first..first + 9).map(|n| format!("${n}")).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at,
+             request_id, before_state, after_state)
+         VALUES {}",
+        values.join(", ")
+    )
+}
+
 macro_rules! impl_activity_store {
     ($store:ty, $db:ty) => {
         const _: () = {
@@ -249,22 +276,39 @@ macro_rules! impl_activity_store {
                     details: serde_json::Value,
                     change: Change,
                 ) -> StoreResult<()> {
-                    sqlx::query(
-                        "INSERT INTO activity_log (actor, action, entity_type, entity_id, details, created_at,
-                             request_id, before_state, after_state)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(actor)
-                    .bind(action)
-                    .bind(entity_type)
-                    .bind(entity_id.into())
-                    .bind(Json(details))
-                    .bind(now_ms())
-                    .bind($crate::request_id::current())
-                    .bind(change.before.map(Json))
-                    .bind(change.after.map(Json))
-                    .execute(&mut **tx)
-                    .await?;
+                    let row = $crate::store::activity::ActivityRow {
+                        actor,
+                        action,
+                        entity_type,
+                        entity_id: entity_id.into(),
+                        details,
+                        change,
+                    };
+                    Self::record_activities(tx, vec![row]).await
+                }
+
+                /// [`Self::record_activity`] for several rows, written in one statement.
+                pub(crate) async fn record_activities(
+                    tx: &mut sqlx::Transaction<'static, $db>,
+                    rows: Vec<$crate::store::activity::ActivityRow<'_>>,
+                ) -> StoreResult<()> {
+                    let sql = $crate::store::activity::insert_activity_sql(rows.len());
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    let now = now_ms();
+                    let request_id = $crate::request_id::current();
+                    for row in rows {
+                        query = query
+                            .bind(row.actor)
+                            .bind(row.action)
+                            .bind(row.entity_type)
+                            .bind(row.entity_id)
+                            .bind(Json(row.details))
+                            .bind(now)
+                            .bind(request_id.clone())
+                            .bind(row.change.before.map(Json))
+                            .bind(row.change.after.map(Json));
+                    }
+                    query.execute(&mut **tx).await?;
                     Ok(())
                 }
             }

@@ -124,38 +124,33 @@ macro_rules! impl_service_store {
             use sqlx::types::Json;
             use sqlx::AssertSqlSafe;
             use $crate::store::{Change, NewService, Service, ServiceFilter, ServiceStore, StoreError, StoreResult, Task, TaskFilter, TaskResult, now_ms};
-            use $crate::store::activity::service_summary;
+            use $crate::store::activity::{service_summary, ActivityRow};
 
             /// The activity row of a service's placement.
-            async fn placed_activity(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                service_id: ServiceId,
-                server_id: ServerId,
-            ) -> StoreResult<()> {
-                <$store>::record_activity(tx, "system", "service.placed", "service", service_id.get(), serde_json::json!({ "serverId": server_id.get() }),
-                    Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })))
-                    .await
+            fn placed_row(service_id: ServiceId, server_id: ServerId) -> ActivityRow<'static> {
+                ActivityRow {
+                    actor: "system",
+                    action: "service.placed",
+                    entity_type: "service",
+                    entity_id: Some(service_id.get()),
+                    details: serde_json::json!({ "serverId": server_id.get() }),
+                    change: Change::updated(serde_json::json!({ "serverId": null }), serde_json::json!({ "serverId": server_id.get() })),
+                }
             }
 
             /// The activity row of a service's first credentials (the password only as set).
-            async fn credentials_activity(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                service_id: ServiceId,
-                username: &str,
-            ) -> StoreResult<()> {
-                <$store>::record_activity(
-                    tx,
-                    "system",
-                    "service.credentials_set",
-                    "service",
-                    service_id.get(),
-                    serde_json::json!({}),
-                    Change::updated(
+            fn credentials_row(service_id: ServiceId, username: &str) -> ActivityRow<'static> {
+                ActivityRow {
+                    actor: "system",
+                    action: "service.credentials_set",
+                    entity_type: "service",
+                    entity_id: Some(service_id.get()),
+                    details: serde_json::json!({}),
+                    change: Change::updated(
                         serde_json::json!({ "username": null, "password": null }),
                         serde_json::json!({ "username": username, "password": "set" }),
                     ),
-                )
-                .await
+                }
             }
 
             #[async_trait]
@@ -222,7 +217,7 @@ macro_rules! impl_service_store {
                     let mut tx = self.begin_write().await?;
                     // The activity row first: the placement's UPDATE takes the server's row lock
                     // (its live count, migration 0014), held from there to the commit only.
-                    placed_activity(&mut tx, service_id, server_id).await?;
+                    <$store>::record_activities(&mut tx, vec![placed_row(service_id, server_id)]).await?;
                     let updated = sqlx::query(
                         "UPDATE services SET server_id = $2, updated_at = $3 WHERE id = $1 AND server_id IS NULL",
                     )
@@ -259,8 +254,11 @@ macro_rules! impl_service_store {
                     let mut tx = self.begin_write().await?;
                     // The activity rows first: the UPDATE takes the server's row lock (its live
                     // count), held from there to the commit only.
-                    placed_activity(&mut tx, service_id, server_id).await?;
-                    credentials_activity(&mut tx, service_id, credentials.username).await?;
+                    <$store>::record_activities(&mut tx, vec![
+                        placed_row(service_id, server_id),
+                        credentials_row(service_id, credentials.username),
+                    ])
+                    .await?;
                     let kept = sqlx::query_as::<_, (Option<String>, Option<String>)>(
                         "UPDATE services SET server_id = $2, username = $3, password_encrypted = $4,
                              mailbox_password_encrypted = COALESCE(mailbox_password_encrypted, $5),
@@ -330,7 +328,7 @@ macro_rules! impl_service_store {
                         .await
                         .map_err(|e| StoreError::on_constraint(e, &format!("username {username} is taken on this server")))?;
                     let kept = if let Some(kept) = first {
-                        credentials_activity(&mut tx, service_id, username).await?;
+                        <$store>::record_activities(&mut tx, vec![credentials_row(service_id, username)]).await?;
                         kept
                     } else {
                         keep(false)
