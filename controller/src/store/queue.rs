@@ -117,6 +117,37 @@ pub trait TaskQueue: Send + Sync {
     async fn requeue_failed_task(&self, task: TaskId, actor: &str) -> StoreResult<Task>;
 }
 
+/// A task's step-record statements, around the backend's expression for the task's `result`
+/// with the record `$4` (of step `$3`) merged in: replacing an earlier record of that step in
+/// place, or appended.
+macro_rules! step_record_statements {
+    ($($merged:tt)*) => {
+        /// Stores one step record of a task still held by `$2`. One statement, fenced by the
+        /// holder.
+        pub(crate) const RECORD_STEP_SQL: &'static str = concat!(
+            "UPDATE provisioning_tasks SET result = ",
+            $($merged)*,
+            ", updated_at = $5
+             WHERE id = $1 AND lease_holder = $2 AND status = 'processing'"
+        );
+
+        /// Completes a task still held by `$2` at `$5`, storing with it the last step's record
+        /// (`$4`, of step `$3`) when one is given.
+        pub(crate) const COMPLETE_TASK_SQL: &'static str = concat!(
+            "UPDATE provisioning_tasks SET status = 'completed', completed_at = $5,
+                 updated_at = $5, error = NULL, wait_reason = NULL,
+                 lease_holder = NULL, lease_expires_at = NULL,
+                 result = CASE WHEN CAST($3 AS TEXT) IS NULL THEN result ELSE ",
+            $($merged)*,
+            " END
+             WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
+             RETURNING service_id, task_type"
+        );
+    };
+}
+
+pub(crate) use step_record_statements;
+
 macro_rules! impl_task_queue {
     ($store:ty, $db:ty) => {
         const _: () = {

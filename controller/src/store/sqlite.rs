@@ -29,7 +29,7 @@ use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
 use super::products::impl_product_store;
-use super::queue::impl_task_queue;
+use super::queue::{impl_task_queue, step_record_statements};
 use super::reporting::impl_reporting_store;
 use super::servers::impl_server_store;
 use super::services::impl_service_store;
@@ -97,27 +97,7 @@ impl SqliteStore {
 
     pub(crate) const BACKEND: Backend = Backend::Sqlite;
 
-    /// Stores one step record of a task still held by `$2`: replaces the record of the same step
-    /// (`$3`) in place, or appends it. One statement, fenced by the holder.
-    pub(crate) const RECORD_STEP_SQL: &'static str = concat!(
-        "UPDATE provisioning_tasks SET result = ",
-        merged_steps!(),
-        ", updated_at = $5
-         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'"
-    );
-
-    /// Completes a task still held by `$2` at `$5`, storing with it the last step's record
-    /// (`$4`, of step `$3`) when one is given.
-    pub(crate) const COMPLETE_TASK_SQL: &'static str = concat!(
-        "UPDATE provisioning_tasks SET status = 'completed', completed_at = $5,
-             updated_at = $5, error = NULL, wait_reason = NULL,
-             lease_holder = NULL, lease_expires_at = NULL,
-             result = CASE WHEN $3 IS NULL THEN result ELSE ",
-        merged_steps!(),
-        " END
-         WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
-         RETURNING service_id, task_type"
-    );
+    step_record_statements!(merged_steps!());
 
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
