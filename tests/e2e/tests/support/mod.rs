@@ -107,18 +107,30 @@ impl Orders {
     /// characters differ).
     pub async fn place(&self, tag: &str, n: usize) {
         assert_eq!(tag.len(), 2, "two-letter tags keep usernames distinct");
+        let domains: Vec<String> = (0..n).map(|i| format!("q{tag}{i:05}.example")).collect();
+        self.place_domains(&domains).await;
+    }
+
+    /// Places a paid order for each domain, as [`Orders::place`] does.
+    pub async fn place_domains(&self, domains: &[impl AsRef<str>]) {
         // Eight at a time, as a busy shop's checkouts would arrive.
         const CONCURRENT: usize = 8;
         let mut set = tokio::task::JoinSet::new();
         for lane in 0..CONCURRENT {
             let store = self.store.clone();
-            let (customer, product, tag) = (self.customer, self.product, tag.to_owned());
+            let (customer, product) = (self.customer, self.product);
+            let mine: Vec<String> = domains
+                .iter()
+                .skip(lane)
+                .step_by(CONCURRENT)
+                .map(|d| d.as_ref().to_owned())
+                .collect();
             set.spawn(async move {
-                for i in (lane..n).step_by(CONCURRENT) {
+                for domain in mine {
                     let new = NewService {
                         customer_id: customer,
                         product_id: product,
-                        domain: format!("q{tag}{i:05}.example"),
+                        domain,
                         billing_cycle: BillingCycle::Monthly,
                         max_retries: 3,
                         next_due_at: None,
