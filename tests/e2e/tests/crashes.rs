@@ -90,12 +90,7 @@ async fn an_agent_killed_mid_step_and_restarted_converges_without_duplicate_acco
     let start = Instant::now();
     let dir = TestDir::create("agent-crash");
     let db = TestDatabase::create().await;
-    let controller = ControllerProcess::start(
-        &dir,
-        "controller",
-        &[("DATABASE_URL", &db.url), ("PROVISIONING_WORKERS", "8")],
-    )
-    .await;
+    let controller = controller_on(&dir, &db).await;
     // One slow panel (every call takes 200 ms), so its steps are in flight when the agent dies.
     let mut fleet = servers(
         &dir,

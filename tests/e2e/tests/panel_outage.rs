@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use mpanel_common::ids::TaskId;
-use mpanel_e2e::cluster::{ControllerProcess, TestDir};
+use mpanel_e2e::cluster::TestDir;
 use mpanel_e2e::databases::TestDatabase;
 use serde_json::json;
 use support::*;
@@ -17,12 +17,7 @@ async fn a_panel_failing_30_percent_of_calls_leaves_every_order_active_or_visibl
     let start = Instant::now();
     let dir = TestDir::create("panel-fail-rate");
     let db = TestDatabase::create().await;
-    let controller = ControllerProcess::start(
-        &dir,
-        "controller",
-        &[("DATABASE_URL", &db.url), ("PROVISIONING_WORKERS", "8")],
-    )
-    .await;
+    let controller = controller_on(&dir, &db).await;
     let fleet = servers(
         &dir,
         &[&controller],
@@ -77,12 +72,7 @@ async fn orders_failed_by_a_panel_outage_succeed_once_it_heals_and_they_are_requ
     let start = Instant::now();
     let dir = TestDir::create("panel-outage");
     let db = TestDatabase::create().await;
-    let controller = ControllerProcess::start(
-        &dir,
-        "controller",
-        &[("DATABASE_URL", &db.url), ("PROVISIONING_WORKERS", "8")],
-    )
-    .await;
+    let controller = controller_on(&dir, &db).await;
     let fleet = servers(&dir, &[&controller], &[("cpanel", &[])]).await;
     // The panel's DNS API answers 500 for a long while: the account step succeeds, DNS fails.
     fleet[0]

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use mpanel_e2e::cluster::{ControllerProcess, TestDir};
+use mpanel_e2e::cluster::TestDir;
 use mpanel_e2e::databases::TestDatabase;
 use support::*;
 
@@ -28,12 +28,7 @@ async fn orders_whose_usernames_collide_each_get_their_own_on_their_server() {
     let start = Instant::now();
     let dir = TestDir::create("username-collisions");
     let db = TestDatabase::create().await;
-    let controller = ControllerProcess::start(
-        &dir,
-        "controller",
-        &[("DATABASE_URL", &db.url), ("PROVISIONING_WORKERS", "8")],
-    )
-    .await;
+    let controller = controller_on(&dir, &db).await;
     let fleet = servers(&dir, &[&controller], &[("cpanel", &[]), ("cpanel", &[])]).await;
     let orders = Orders::open(&db).await;
     orders.place_domains(&DOMAINS).await;

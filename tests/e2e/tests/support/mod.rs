@@ -48,6 +48,16 @@ pub async fn servers(
     out
 }
 
+/// One controller process, `controller`, on `db`, with eight provisioning workers.
+pub async fn controller_on(dir: &TestDir, db: &TestDatabase) -> ControllerProcess {
+    ControllerProcess::start(
+        dir,
+        "controller",
+        &[("DATABASE_URL", &db.url), ("PROVISIONING_WORKERS", "8")],
+    )
+    .await
+}
+
 /// The orders of one test, and direct reads of the database behind them.
 pub struct Orders {
     pub store: DynStore,
