@@ -32,6 +32,7 @@ on_both_backends!(
     deleting_a_server_with_services_is_refused,
     customer_email_is_unique,
     products_keep_their_prices_per_cycle,
+    products_are_read_each_with_its_own_prices_in_order,
     a_product_priced_twice_for_one_cycle_writes_nothing,
     a_product_patch_changes_only_the_given_fields_and_replaces_prices,
     a_customer_patch_changes_only_the_given_fields,
@@ -293,6 +294,88 @@ async fn products_keep_their_prices_per_cycle(store: DynStore) {
     assert_eq!(fetched.prices.len(), 2);
     assert!(fetched.prices.contains(&new.prices[1]));
     assert_eq!(store.list_products().await.unwrap()[0].prices.len(), 2);
+}
+
+async fn products_are_read_each_with_its_own_prices_in_order(store: DynStore) {
+    let price = |billing_cycle, amount_minor, currency: &str| Price {
+        billing_cycle,
+        amount_minor,
+        currency: currency.to_owned(),
+    };
+    let priced = |name: &str, prices: Vec<Price>| NewProduct {
+        name: name.into(),
+        server_group: "shared".into(),
+        package_cpanel: "default".into(),
+        package_plesk: "Unlimited".into(),
+        package_directadmin: "default".into(),
+        disk_mb: 1000,
+        email_quota_mb: 100,
+        databases: 1,
+        tax_rate_bp: 0,
+        backup_schedule: mpanel_common::status::BackupSchedule::None,
+        prices,
+    };
+    let three = store
+        .create_product(
+            &priced(
+                "Three",
+                vec![
+                    price(BillingCycle::Quarterly, 2500, "USD"),
+                    price(BillingCycle::Monthly, 900, "USD"),
+                    price(BillingCycle::Monthly, 800, "EUR"),
+                ],
+            ),
+            "test",
+        )
+        .await
+        .unwrap();
+    let none = store
+        .create_product(&priced("None", vec![]), "test")
+        .await
+        .unwrap();
+    let one = store
+        .create_product(
+            &priced("One", vec![price(BillingCycle::Annually, 9900, "USD")]),
+            "test",
+        )
+        .await
+        .unwrap();
+    // By billing cycle, then currency; a product's own prices only.
+    let three_prices = vec![
+        price(BillingCycle::Monthly, 800, "EUR"),
+        price(BillingCycle::Monthly, 900, "USD"),
+        price(BillingCycle::Quarterly, 2500, "USD"),
+    ];
+    assert_eq!(three.prices, three_prices);
+    assert_eq!(
+        store.get_product(three.id).await.unwrap().prices,
+        three_prices
+    );
+    let unpriced = store.get_product(none.id).await.unwrap();
+    assert_eq!((unpriced.name.as_str(), unpriced.prices.len()), ("None", 0));
+    let listed: Vec<(String, Vec<Price>)> = store
+        .list_products()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.name, p.prices))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("Three".to_owned(), three_prices),
+            ("None".to_owned(), vec![]),
+            (
+                "One".to_owned(),
+                vec![price(BillingCycle::Annually, 9900, "USD")]
+            ),
+        ]
+    );
+    assert_eq!(one.prices.len(), 1);
+    assert!(matches!(
+        store.get_product(ProductId::from(999_999)).await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 async fn a_product_priced_twice_for_one_cycle_writes_nothing(store: DynStore) {
@@ -654,6 +737,7 @@ async fn each_change_records_what_it_changed_before_and_after(store: DynStore) {
         )
     );
     assert_eq!(activated.details.0["taskId"], task.id.get());
+    assert_eq!(activated.details.0["task"], "provision");
     let queued = store
         .enqueue_checked(&store::queue::CheckedEnqueue {
             service: service.id,

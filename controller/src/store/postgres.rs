@@ -19,7 +19,7 @@ use super::customers::impl_customer_store;
 use super::lease_queue::impl_lease_queue_store;
 use super::outbox::impl_outbox_store;
 use super::products::impl_product_store;
-use super::queue::{impl_task_queue, step_record_statements};
+use super::queue::{complete_task_locking_service_sql, impl_task_queue, step_record_statements};
 use super::reporting::impl_reporting_store;
 use super::servers::impl_server_store;
 use super::services::impl_service_store;
@@ -70,6 +70,10 @@ impl PostgresStore {
     pub(crate) const BACKEND: Backend = Backend::Postgres;
 
     step_record_statements!(merged_steps!());
+
+    /// The completion and the read of the service it changes, as one statement.
+    pub(crate) const COMPLETE_LOCKING_SERVICE_SQL: Option<&'static str> =
+        Some(complete_task_locking_service_sql!(merged_steps!()));
 
     /// Row locks taken by the statements themselves are enough on PostgreSQL.
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {

@@ -4,7 +4,54 @@
 use async_trait::async_trait;
 use mpanel_common::ids::{CustomerId, ProductId};
 
-use super::{NewProduct, Product, ProductPatch, StoreResult};
+use super::{NewProduct, Price, Product, ProductPatch, StoreResult};
+
+/// A product row joined with one of its prices (none when it has no price): a product with `n`
+/// prices is `n` such rows, in price order, so a product and its prices are one statement.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProductPriceRow {
+    #[sqlx(flatten)]
+    pub(crate) product: Product,
+    pub(crate) price_cycle: Option<String>,
+    pub(crate) price_amount_minor: Option<i64>,
+    pub(crate) price_currency: Option<String>,
+}
+
+/// Products with their prices, from `ProductPriceRow`s ordered by product.
+pub(crate) fn with_prices(rows: Vec<ProductPriceRow>) -> StoreResult<Vec<Product>> {
+    let mut products: Vec<Product> = Vec::new();
+    for row in rows {
+        let id = row.product.id;
+        if products.last().is_none_or(|p| p.id != id) {
+            products.push(row.product);
+        }
+        let (Some(cycle), Some(amount_minor), Some(currency)) =
+            (row.price_cycle, row.price_amount_minor, row.price_currency)
+        else {
+            continue;
+        };
+        let billing_cycle = cycle
+            .parse()
+            .map_err(|e| super::StoreError::Corrupt(format!("product {id}: {e}")))?;
+        if let Some(product) = products.last_mut() {
+            product.prices.push(Price {
+                billing_cycle,
+                amount_minor,
+                currency,
+            });
+        }
+    }
+    Ok(products)
+}
+
+/// The columns and join of `ProductPriceRow`; a query adds its `WHERE` and orders by
+/// [`PRICE_ORDER`].
+pub(crate) const PRODUCT_PRICE_ROWS: &str = "SELECT p.*, pp.billing_cycle AS price_cycle,
+         pp.amount_minor AS price_amount_minor, pp.currency AS price_currency
+     FROM products p LEFT JOIN product_prices pp ON pp.product_id = p.id";
+
+/// The order prices are listed in, within a product.
+pub(crate) const PRICE_ORDER: &str = "pp.billing_cycle, pp.currency";
 
 /// A product row with the ordering customer's email address beside it.
 #[derive(sqlx::FromRow)]
@@ -45,21 +92,9 @@ macro_rules! impl_product_store {
             use sqlx::AssertSqlSafe;
             use $crate::store::{Change, NewProduct, Price, Product, ProductPatch, ProductStore, StoreError, StoreResult, now_ms};
             use $crate::store::activity::product_summary;
+            use $crate::store::products::{PRICE_ORDER, PRODUCT_PRICE_ROWS, ProductPriceRow, with_prices};
 
-            async fn load_prices(
-                pool: &sqlx::Pool<$db>,
-                product_id: i64,
-            ) -> StoreResult<Vec<Price>> {
-                Ok(sqlx::query_as::<_, Price>(
-                    "SELECT billing_cycle, amount_minor, currency FROM product_prices
-                     WHERE product_id = $1 ORDER BY billing_cycle, currency",
-                )
-                .bind(product_id)
-                .fetch_all(pool)
-                .await?)
-            }
-
-            /// The prices as the transaction sees them, in `load_prices`' order.
+            /// The prices as the transaction sees them, in `PRICE_ORDER`.
             async fn prices_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 product_id: i64,
@@ -116,18 +151,19 @@ macro_rules! impl_product_store {
                         Change::created(product_summary(&product)))
                         .await?;
                     tx.commit().await?;
-                    product.prices = load_prices(&self.pool, product.id.get()).await?;
                     Ok(product)
                 }
 
                 async fn get_product(&self, id: ProductId) -> StoreResult<Product> {
-                    let mut product = sqlx::query_as::<_, Product>("SELECT * FROM products WHERE id = $1")
-                        .bind(id.get())
-                        .fetch_optional(&self.pool)
-                        .await?
-                        .ok_or_else(|| StoreError::not_found("product", id))?;
-                    product.prices = load_prices(&self.pool, id.get()).await?;
-                    Ok(product)
+                    let rows = sqlx::query_as::<_, ProductPriceRow>(AssertSqlSafe(format!(
+                        "{PRODUCT_PRICE_ROWS} WHERE p.id = $1 ORDER BY {PRICE_ORDER}"
+                    )))
+                    .bind(id.get())
+                    .fetch_all(&self.pool)
+                    .await?;
+                    with_prices(rows)?
+                        .pop()
+                        .ok_or_else(|| StoreError::not_found("product", id))
                 }
 
                 async fn product_and_contact(&self, product: ProductId, customer: CustomerId) -> StoreResult<(Product, String)> {
@@ -215,18 +251,16 @@ macro_rules! impl_product_store {
                         Change::between(product_summary(&before), product_summary(&product)))
                         .await?;
                     tx.commit().await?;
-                    product.prices = load_prices(&self.pool, id.get()).await?;
                     Ok(product)
                 }
 
                 async fn list_products(&self) -> StoreResult<Vec<Product>> {
-                    let mut products = sqlx::query_as::<_, Product>("SELECT * FROM products ORDER BY id")
-                        .fetch_all(&self.pool)
-                        .await?;
-                    for product in &mut products {
-                        product.prices = load_prices(&self.pool, product.id.get()).await?;
-                    }
-                    Ok(products)
+                    let rows = sqlx::query_as::<_, ProductPriceRow>(AssertSqlSafe(format!(
+                        "{PRODUCT_PRICE_ROWS} ORDER BY p.id, {PRICE_ORDER}"
+                    )))
+                    .fetch_all(&self.pool)
+                    .await?;
+                    with_prices(rows)
                 }
             }
         };

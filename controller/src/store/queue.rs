@@ -117,6 +117,26 @@ pub trait TaskQueue: Send + Sync {
     async fn requeue_failed_task(&self, task: TaskId, actor: &str) -> StoreResult<Task>;
 }
 
+/// The statement completing a task still held by `$2` at `$5`, storing with it the last step's
+/// record (`$4`, of step `$3`) when one is given; `$($merged)*` is the backend's expression for
+/// the task's `result` with that record merged in (see [`step_record_statements`]).
+macro_rules! complete_task_sql {
+    ($($merged:tt)*) => {
+        concat!(
+            "UPDATE provisioning_tasks SET status = 'completed', completed_at = $5,
+                 updated_at = $5, error = NULL, wait_reason = NULL,
+                 lease_holder = NULL, lease_expires_at = NULL,
+                 result = CASE WHEN CAST($3 AS TEXT) IS NULL THEN result ELSE ",
+            $($merged)*,
+            " END
+             WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
+             RETURNING service_id, task_type"
+        )
+    };
+}
+
+pub(crate) use complete_task_sql;
+
 /// A task's step-record statements, around the backend's expression for the task's `result`
 /// with the record `$4` (of step `$3`) merged in: replacing an earlier record of that step in
 /// place, or appended.
@@ -131,22 +151,39 @@ macro_rules! step_record_statements {
              WHERE id = $1 AND lease_holder = $2 AND status = 'processing'"
         );
 
-        /// Completes a task still held by `$2` at `$5`, storing with it the last step's record
-        /// (`$4`, of step `$3`) when one is given.
-        pub(crate) const COMPLETE_TASK_SQL: &'static str = concat!(
-            "UPDATE provisioning_tasks SET status = 'completed', completed_at = $5,
-                 updated_at = $5, error = NULL, wait_reason = NULL,
-                 lease_holder = NULL, lease_expires_at = NULL,
-                 result = CASE WHEN CAST($3 AS TEXT) IS NULL THEN result ELSE ",
-            $($merged)*,
-            " END
-             WHERE id = $1 AND lease_holder = $2 AND status = 'processing'
-             RETURNING service_id, task_type"
-        );
+        /// Completes a task still held by `$2` (see [`complete_task_sql`]).
+        pub(crate) const COMPLETE_TASK_SQL: &'static str =
+            $crate::store::queue::complete_task_sql!($($merged)*);
     };
 }
 
 pub(crate) use step_record_statements;
+
+/// PostgreSQL's completion ([`complete_task_sql`]) and the read of the task's service, locked
+/// for the rest of the transaction, in one statement: a row of [`CompletedService`], none when
+/// the task is no longer held. The task row is locked before the service row, as when they are
+/// two statements.
+macro_rules! complete_task_locking_service_sql {
+    ($($merged:tt)*) => {
+        concat!(
+            "WITH done AS (",
+            $crate::store::queue::complete_task_sql!($($merged)*),
+            ") SELECT s.*, done.task_type AS completed_task_type
+             FROM done JOIN services s ON s.id = done.service_id
+             FOR UPDATE OF s"
+        )
+    };
+}
+
+pub(crate) use complete_task_locking_service_sql;
+
+/// A completed task's service as it was before the completion changed it, and the task's kind.
+#[derive(sqlx::FromRow)]
+pub(crate) struct CompletedService {
+    #[sqlx(flatten)]
+    pub(crate) service: super::Service,
+    pub(crate) completed_task_type: String,
+}
 
 macro_rules! impl_task_queue {
     ($store:ty, $db:ty) => {
@@ -367,19 +404,37 @@ macro_rules! impl_task_queue {
                     let now = now_ms();
                     let mut tx = self.begin_write().await?;
                     // The task is completed first, fenced by the holder: a worker whose lease
-                    // ran out changes nothing.
-                    let held: Option<(i64, String)> = sqlx::query_as(<$store>::COMPLETE_TASK_SQL)
-                    .bind(task.get())
-                    .bind(holder)
-                    .bind(last_step.map(|r| r.step.as_str()))
-                    .bind(last_step.map(Json))
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let Some((service_id, task_type)) = held else {
-                        return Err(lost(task));
+                    // ran out changes nothing. Then its service is read, locked.
+                    let (service_id, task_type, before) = match <$store>::COMPLETE_LOCKING_SERVICE_SQL {
+                        Some(sql) => {
+                            let held: Option<$crate::store::queue::CompletedService> = sqlx::query_as(sql)
+                                .bind(task.get())
+                                .bind(holder)
+                                .bind(last_step.map(|r| r.step.as_str()))
+                                .bind(last_step.map(Json))
+                                .bind(now)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            let Some(held) = held else {
+                                return Err(lost(task));
+                            };
+                            (held.service.id.get(), held.completed_task_type, held.service)
+                        }
+                        None => {
+                            let held: Option<(i64, String)> = sqlx::query_as(<$store>::COMPLETE_TASK_SQL)
+                                .bind(task.get())
+                                .bind(holder)
+                                .bind(last_step.map(|r| r.step.as_str()))
+                                .bind(last_step.map(Json))
+                                .bind(now)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            let Some((service_id, task_type)) = held else {
+                                return Err(lost(task));
+                            };
+                            (service_id, task_type, service_row(&mut tx, service_id).await?)
+                        }
                     };
-                    let before = service_row(&mut tx, service_id).await?;
                     let current = before.status;
                     let target = match &change {
                         ServiceChange::Activate => Some(ServiceStatus::Active),

@@ -99,6 +99,10 @@ impl SqliteStore {
 
     step_record_statements!(merged_steps!());
 
+    /// SQLite has no write in a `WITH`: the completion and the read of the service are two
+    /// statements.
+    pub(crate) const COMPLETE_LOCKING_SERVICE_SQL: Option<&'static str> = None;
+
     pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
         self.writer.begin_with("BEGIN IMMEDIATE").await
     }
