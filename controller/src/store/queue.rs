@@ -242,6 +242,26 @@ macro_rules! impl_task_queue {
                 .ok_or_else(|| StoreError::not_found("service", service))
             }
 
+            /// A completion statement (`COMPLETE_TASK_SQL` or the backend's form of it that also
+            /// reads the service) with its parameters bound.
+            fn completion<'q, O>(
+                sql: &'static str,
+                task: TaskId,
+                holder: &'q str,
+                last_step: Option<&'q StepRecord>,
+                now: i64,
+            ) -> sqlx::query::QueryAs<'q, $db, O, <$db as sqlx::Database>::Arguments>
+            where
+                O: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row>,
+            {
+                sqlx::query_as(sql)
+                    .bind(task.get())
+                    .bind(holder)
+                    .bind(last_step.map(|r| r.step.as_str()))
+                    .bind(last_step.map(Json))
+                    .bind(now)
+            }
+
             /// The activity a completed task's change is logged as.
             fn completion_action(change: &ServiceChange) -> &'static str {
                 match change {
@@ -407,28 +427,20 @@ macro_rules! impl_task_queue {
                     // ran out changes nothing. Then its service is read, locked.
                     let (service_id, task_type, before) = match <$store>::COMPLETE_LOCKING_SERVICE_SQL {
                         Some(sql) => {
-                            let held: Option<$crate::store::queue::CompletedService> = sqlx::query_as(sql)
-                                .bind(task.get())
-                                .bind(holder)
-                                .bind(last_step.map(|r| r.step.as_str()))
-                                .bind(last_step.map(Json))
-                                .bind(now)
-                                .fetch_optional(&mut *tx)
-                                .await?;
+                            let held: Option<$crate::store::queue::CompletedService> =
+                                completion(sql, task, holder, last_step, now)
+                                    .fetch_optional(&mut *tx)
+                                    .await?;
                             let Some(held) = held else {
                                 return Err(lost(task));
                             };
                             (held.service.id.get(), held.completed_task_type, held.service)
                         }
                         None => {
-                            let held: Option<(i64, String)> = sqlx::query_as(<$store>::COMPLETE_TASK_SQL)
-                                .bind(task.get())
-                                .bind(holder)
-                                .bind(last_step.map(|r| r.step.as_str()))
-                                .bind(last_step.map(Json))
-                                .bind(now)
-                                .fetch_optional(&mut *tx)
-                                .await?;
+                            let held: Option<(i64, String)> =
+                                completion(<$store>::COMPLETE_TASK_SQL, task, holder, last_step, now)
+                                    .fetch_optional(&mut *tx)
+                                    .await?;
                             let Some((service_id, task_type)) = held else {
                                 return Err(lost(task));
                             };
