@@ -1271,7 +1271,7 @@ async fn placement_and_credentials_are_written_together_or_not_at_all(store: Dyn
 async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {
     let tasks = orders(&store, 1).await;
     let first = store
-        .claim_next_task("dead-worker", 50)
+        .claim_next_task("dead-worker", 1_000)
         .await
         .unwrap()
         .expect("claimable");
@@ -1284,7 +1284,8 @@ async fn an_expired_lease_lets_another_worker_take_over(store: DynStore) {
             .is_none(),
         "held while the lease runs"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    // A lease long enough that a busy machine cannot run it out before the check above.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let second = store
         .claim_next_task("successor", 60_000)
         .await
